@@ -1,0 +1,15 @@
+"""seq2seq-edge runtime: greedy decoding of exported LSTM encoder-decoder bundles with numpy and one interpreter.
+
+    import seq2seq_edge
+    decoder = seq2seq_edge.load("bundles/digits")      # backend="auto", variant="fp32", threads=1
+    decoder.decode("7")                                 # 'seven'
+
+Importing this package loads numpy only; TensorFlow, Keras and ONNX are never imported here.
+"""
+
+from .decoder import DecodeResult, Seq2SeqDecoder, load
+from .errors import (BackendUnavailableError, BundleError, DataFileError, ExportError, InputTextError,
+                     RunFolderError, Seq2SeqEdgeError)
+
+__all__ = ["load", "Seq2SeqDecoder", "DecodeResult", "Seq2SeqEdgeError", "InputTextError", "BundleError",
+           "BackendUnavailableError", "DataFileError", "ExportError", "RunFolderError"]

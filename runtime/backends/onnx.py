@@ -1,0 +1,39 @@
+"""ONNX Runtime adapter. One InferenceSession is shared by all threads (ONNX Runtime allows concurrent ``run``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import BundleError
+from ..manifest import TensorSpec
+
+_ORT_TYPES = {"tensor(int32)": "int32", "tensor(float)": "float32", "tensor(int64)": "int64",
+              "tensor(float16)": "float16"}
+
+
+def _spec(node) -> TensorSpec:
+    shape = tuple(d if isinstance(d, int) else -1 for d in node.shape)
+    return TensorSpec(node.name, _ORT_TYPES.get(node.type, node.type), shape)
+
+
+class OnnxModel:
+    def __init__(self, ort, content: bytes, threads: int):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(content, sess_options=options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)
+            raise BundleError(f"ONNX Runtime refused the model: {str(e).strip().splitlines()[0]}") from None
+        self.inputs = tuple(_spec(i) for i in self._session.get_inputs())
+        self.outputs = tuple(_spec(o) for o in self._session.get_outputs())
+        self._output_names = [o.name for o in self.outputs]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        values = self._session.run(self._output_names, feeds)
+        return dict(zip(self._output_names, values))
+
+
+def open_model(module, content: bytes, threads: int) -> OnnxModel:
+    return OnnxModel(module, content, threads)

@@ -1,0 +1,83 @@
+"""TFLite adapter, shared by tflite-runtime and ai-edge-litert (LiteRT): both expose the same Interpreter API.
+
+Inputs and outputs are bound through the model's signature (``serving_default``) by name. A TFLite interpreter
+must not be used by two threads at once, so each thread gets its own interpreter, created on first use.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import numpy as np
+
+from ..errors import BundleError
+from ..manifest import SIGNATURE_KEY, TensorSpec
+
+log = logging.getLogger(__name__)
+
+
+class _Bound:
+    """One interpreter with its signature's tensor indices and the batch size it is allocated for."""
+
+    def __init__(self, interpreter_cls, content: bytes, threads: int):
+        self.interpreter = interpreter_cls(model_content=content, num_threads=threads)
+        signatures = self.interpreter._get_full_signature_list()
+        if SIGNATURE_KEY not in signatures:
+            raise BundleError(f"TFLite model has no {SIGNATURE_KEY!r} signature (has {sorted(signatures)})")
+        self.input_index = dict(signatures[SIGNATURE_KEY]["inputs"])
+        self.output_index = dict(signatures[SIGNATURE_KEY]["outputs"])
+        by_index = {d["index"]: d for d in self.interpreter.get_input_details() + self.interpreter.get_output_details()}
+        if any(i not in by_index for i in list(self.input_index.values()) + list(self.output_index.values())):
+            raise BundleError(f"TFLite signature {SIGNATURE_KEY!r} does not match the model's main graph")
+        self.input_details = {n: by_index[i] for n, i in self.input_index.items()}
+        self.output_details = {n: by_index[i] for n, i in self.output_index.items()}
+        self.shapes: dict[str, tuple] = {}
+        self.interpreter.allocate_tensors()
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        it = self.interpreter
+        resized = False
+        for name, value in feeds.items():
+            if self.shapes.get(name) != value.shape:
+                it.resize_tensor_input(self.input_index[name], value.shape, strict=False)
+                self.shapes[name] = value.shape
+                resized = True
+        if resized:
+            it.allocate_tensors()
+        for name, value in feeds.items():
+            it.set_tensor(self.input_index[name], value)
+        it.invoke()
+        return {name: it.get_tensor(index) for name, index in self.output_index.items()}
+
+
+def _spec(name: str, d: dict) -> TensorSpec:
+    shape = d.get("shape_signature", d["shape"])
+    return TensorSpec(name, np.dtype(d["dtype"]).name, tuple(int(x) for x in shape))
+
+
+class TFLiteModel:
+    """A TFLite model whose ``run`` may be called from any number of threads."""
+
+    def __init__(self, interpreter_cls, content: bytes, threads: int):
+        self._make = lambda: _Bound(interpreter_cls, content, threads)
+        self._local = threading.local()
+        first = self._make()
+        self._local.bound = first
+        self.inputs = tuple(_spec(n, d) for n, d in first.input_details.items())
+        self.outputs = tuple(_spec(n, d) for n, d in first.output_details.items())
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        bound = getattr(self._local, "bound", None)
+        if bound is None:
+            bound = self._local.bound = self._make()
+        return bound.run(feeds)
+
+
+def open_model(module, content: bytes, threads: int) -> TFLiteModel:
+    try:
+        return TFLiteModel(module.Interpreter, content, threads)
+    except BundleError:
+        raise
+    except (ValueError, RuntimeError) as e:
+        raise BundleError(f"the TFLite interpreter refused the model: {e}") from None

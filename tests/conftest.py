@@ -1,0 +1,42 @@
+"""Shared fixtures. The small models are trained and exported once per session by tests/make_fixtures.py.
+
+Set S2S_FIXTURES=DIR to reuse (or, in a runtime-only venv without TensorFlow, to provide) the fixture folder.
+"""
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).parent))
+
+HAS_TRAIN = all(importlib.util.find_spec(m) is not None for m in ("tensorflow", "keras", "tf2onnx"))
+requires_train = pytest.mark.skipif(not HAS_TRAIN, reason="needs the [train] extra")
+
+
+@pytest.fixture(scope="session")
+def fixture_dir(tmp_path_factory) -> Path:
+    env = os.environ.get("S2S_FIXTURES")
+    out = Path(env) if env else tmp_path_factory.mktemp("fixtures")
+    needed = [out / "bundles" / n / "manifest.json" for n in ("digits", "numbers")]
+    if not all(p.is_file() for p in needed):
+        if not HAS_TRAIN:
+            pytest.fail(f"no fixture bundles in {out} and no TensorFlow to make them: "
+                        "run `python tests/make_fixtures.py DIR` in a training env and set S2S_FIXTURES=DIR")
+        import make_fixtures
+
+        make_fixtures.make(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def digits_bundle(fixture_dir) -> Path:
+    return fixture_dir / "bundles" / "digits"
+
+
+@pytest.fixture(scope="session")
+def numbers_bundle(fixture_dir) -> Path:
+    return fixture_dir / "bundles" / "numbers"

@@ -1,0 +1,43 @@
+"""Train and export the small deterministic models the tests use (needs the [train] extra).
+
+    python tests/make_fixtures.py OUT_DIR
+
+writes OUT_DIR/runs/{digits,numbers} and OUT_DIR/bundles/{digits,numbers}. ``digits`` is the seed task with its
+defaults (9/9 exact); ``numbers`` is a small, quick model of 0-999 with word targets, whose inputs have mixed
+lengths (1-3 characters) and whose outputs need not be right: the tests compare against Keras' own strings.
+Everything is seeded, so the same command gives the same files.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+FIXTURES = {
+    "digits": dict(task="digits"),
+    "numbers": dict(task="numbers", max_number=999, latent_dim=24, epochs=12, batch_size=32,
+                    learning_rate=5e-3, patience=0),
+}
+
+
+def make(out_dir: Path, names=tuple(FIXTURES)) -> dict[str, Path]:
+    from seq2seq_edge.export import export_bundle
+    from seq2seq_edge.train import trainer
+
+    bundles = {}
+    for name in names:
+        spec = dict(FIXTURES[name])
+        run_dir, bundle_dir = out_dir / "runs" / name, out_dir / "bundles" / name
+        if not (bundle_dir / "manifest.json").is_file():
+            cfg = trainer.task_defaults(spec.pop("task"), **spec)
+            trainer.train(cfg, run_dir, force=True, quiet=True)
+            export_bundle(run_dir, bundle_dir, force=True)
+        bundles[name] = bundle_dir
+    return bundles
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING)
+    for name, path in make(Path(sys.argv[1])).items():
+        print(f"{name}: {path}")

@@ -1,0 +1,104 @@
+"""The s2s command as a user runs it: outputs, exit statuses, one-line errors and no tracebacks."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import requires_train
+
+
+def s2s(*args, stdin: bytes | None = None, cwd=None):
+    proc = subprocess.run([sys.executable, "-m", "seq2seq_edge.cli", *map(str, args)], input=stdin,
+                          capture_output=True, cwd=cwd, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
+
+
+def one_error_line(err: str) -> str:
+    lines = [l for l in err.splitlines() if l.startswith("s2s ")]
+    assert "Traceback" not in err
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_help_lists_the_subcommands():
+    rc, out, _ = s2s("--help")
+    assert rc == 0
+    for cmd in ("train", "export", "verify", "run"):
+        assert cmd in out
+
+
+def test_run_arguments_and_stdin(digits_bundle):
+    rc, out, _ = s2s("run", digits_bundle, "3", "8", "")
+    assert (rc, out) == (0, "three\neight\n\n")
+    rc, out, _ = s2s("run", digits_bundle, "--batch-size", "2", stdin=b"1\r\n2\n\n9\n")
+    assert (rc, out) == (0, "one\ntwo\n\nnine\n")
+    rc, out, _ = s2s("run", digits_bundle, "--json", "5")
+    record = json.loads(out)
+    assert record["input"] == "5" and record["output"] == "five" and record["variant"] == "fp32"
+    assert record["score"] < 0 and record["ms"] > 0 and record["backend"] in ("tflite", "litert", "onnx")
+
+
+def test_run_answers_every_line_before_a_bad_one(digits_bundle):
+    rc, out, err = s2s("run", digits_bundle, "--batch-size", "8", stdin=b"1\n2\nz\n4\n")
+    assert rc == 2 and out == "one\ntwo\n"
+    assert one_error_line(err) == "s2s run: error: stdin:3: input has 1 symbol(s) the model never saw: 'z'"
+    rc, out, err = s2s("run", digits_bundle, stdin=b"6\n\xff\xfe\n")
+    assert rc == 2 and out == "six\n"
+    assert one_error_line(err) == "s2s run: error: stdin:2: not valid UTF-8 (byte 0xff at column 1)"
+    rc, out, err = s2s("run", digits_bundle, "12")
+    assert rc == 2 and "argument 1: input is 2 tokens long; the model takes at most 1" in one_error_line(err)
+
+
+def test_run_bad_bundle_and_options(digits_bundle, tmp_path):
+    rc, _, err = s2s("run", tmp_path / "missing", "1")
+    assert rc == 2 and one_error_line(err).endswith("missing: no such bundle folder")
+    rc, _, err = s2s("run", digits_bundle, "--max-output-len", "99", "1")
+    assert rc == 2 and "between 1 and the trained maximum 5, got 99" in one_error_line(err)
+    rc, _, err = s2s("run", digits_bundle, "--backend", "nope", "1")
+    assert rc == 2 and "invalid choice: 'nope'" in err
+
+
+def test_run_stops_quietly_on_a_closed_pipe(digits_bundle):
+    proc = subprocess.Popen(f"{sys.executable} -m seq2seq_edge.cli run {digits_bundle} --batch-size 1 "
+                            f"| head -n 1", shell=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    out, err = proc.communicate(b"1\n" * 20000)
+    assert out == b"one\n" and b"Traceback" not in err
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"1\tone\n2 two\n", ":2: no TAB between input and target"),
+    (b"1\tone\n\xff\tx\n", ":2: not valid UTF-8 (byte 0xff at column 1)"),
+    (b"", ": no pairs found (the file is empty)"),
+])
+def test_train_bad_data_is_one_line_and_status_2(tmp_path, content, message):
+    data = tmp_path / "pairs.tsv"
+    data.write_bytes(content)
+    rc, _, err = s2s("train", "--data", data, "--out", tmp_path / "run", "--quiet")
+    assert rc == 2
+    assert one_error_line(err) == f"s2s train: error: {data}{message}"
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_refuses_to_overwrite_without_force(tmp_path):
+    (tmp_path / "run").mkdir()
+    rc, _, err = s2s("train", "--task", "digits", "--out", tmp_path / "run")
+    assert rc == 2
+    assert one_error_line(err) == f"s2s train: error: {tmp_path / 'run'} already exists; pass --force to overwrite it"
+
+
+@requires_train
+def test_export_refuses_existing_bundle_and_legacy_models(fixture_dir, tmp_path):
+    rc, _, err = s2s("export", fixture_dir / "runs" / "digits", "--out", fixture_dir / "bundles" / "digits")
+    assert rc == 2 and "already exists; pass --force" in one_error_line(err)
+    legacy = tmp_path / "model.h5"
+    legacy.write_bytes(b"\x89HDF\r\n")
+    rc, _, err = s2s("export", legacy, "--out", tmp_path / "b")
+    assert rc == 2 and "legacy Keras format (.h5) is not supported" in one_error_line(err)
+    rc, _, err = s2s("export", tmp_path / "nothing", "--out", tmp_path / "b")
+    assert rc == 2 and "no such run folder" in one_error_line(err)
+    assert not (tmp_path / "b").exists()

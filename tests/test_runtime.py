@@ -1,0 +1,205 @@
+"""The runtime on every installed backend: exact golden strings, batching, threads, streaming, limits, errors.
+
+These tests need only numpy and one interpreter (they run in the runtime-only venvs too).
+"""
+
+import json
+import shutil
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import seq2seq_edge
+from seq2seq_edge import backends
+from seq2seq_edge import manifest as mf
+from seq2seq_edge.errors import BackendUnavailableError, BundleError, InputTextError
+
+INSTALLED = [b for b in backends.AUTO_ORDER if backends.is_installed(b)]
+FP32 = [(b, "fp32") for b in INSTALLED]
+ALL_VARIANTS = [(b, v) for b in INSTALLED for v in mf.VARIANTS[backends.BACKENDS[b].format]]
+
+
+def golden(bundle: Path):
+    items = json.loads((bundle / "golden.json").read_text(encoding="utf-8"))["items"]
+    return [i["input"] for i in items], [i["output"] for i in items]
+
+
+def test_some_backend_is_installed():
+    assert INSTALLED, "no inference backend installed"
+
+
+@pytest.mark.parametrize("backend,variant", FP32)
+@pytest.mark.parametrize("bundle_name", ["digits", "numbers"])
+def test_fp32_reproduces_keras_golden_strings(fixture_dir, bundle_name, backend, variant):
+    bundle = fixture_dir / "bundles" / bundle_name
+    inputs, expected = golden(bundle)
+    decoder = seq2seq_edge.load(bundle, backend=backend, variant=variant)
+    assert decoder.decode_batch(inputs, batch_size=64) == expected
+    assert [decoder.decode(s) for s in inputs[:20]] == expected[:20]
+
+
+@pytest.mark.parametrize("backend,variant", FP32)
+def test_digits_decode_the_seed_words(digits_bundle, backend, variant):
+    decoder = seq2seq_edge.load(digits_bundle, backend=backend)
+    assert decoder.decode_batch([str(d) for d in range(1, 10)]) == [
+        "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+@pytest.mark.parametrize("backend,variant", ALL_VARIANTS)
+def test_every_variant_loads_and_decodes(numbers_bundle, backend, variant):
+    decoder = seq2seq_edge.load(numbers_bundle, backend=backend, variant=variant)
+    inputs, expected = golden(numbers_bundle)
+    got = decoder.decode_batch(inputs)
+    agreement = sum(g == e for g, e in zip(got, expected)) / len(expected)
+    assert agreement >= 0.9, (backend, variant, agreement)
+
+
+@pytest.mark.parametrize("backend,variant", FP32)
+def test_batch_equals_single_for_mixed_lengths(numbers_bundle, backend, variant):
+    decoder = seq2seq_edge.load(numbers_bundle, backend=backend)
+    texts = ["7", "512", "40", "999", "3", "", "18", "100", "61"]
+    singles = [decoder.decode(t) for t in texts]
+    for batch_size in (1, 2, 4, 64):
+        assert decoder.decode_batch(texts, batch_size=batch_size) == singles
+    assert decoder.decode_batch([]) == []
+
+
+@pytest.mark.parametrize("backend,variant", FP32)
+def test_scores_probabilities_and_streaming(numbers_bundle, backend, variant):
+    decoder = seq2seq_edge.load(numbers_bundle, backend=backend)
+    result = decoder.decode_result("512")
+    assert result.text == decoder.decode("512")
+    assert result.finished and len(result.token_probs) == len(result.tokens) + 1
+    assert all(0.0 < p <= 1.0 for p in result.token_probs)
+    assert result.score == pytest.approx(float(np.sum(np.log(result.token_probs))))
+    assert " ".join(decoder.stream("512")) == result.text
+    assert list(decoder.stream("")) == []
+
+
+@pytest.mark.parametrize("backend,variant", FP32)
+def test_max_output_len_caps_the_output(numbers_bundle, backend, variant):
+    decoder = seq2seq_edge.load(numbers_bundle, backend=backend)
+    full = decoder.decode_result("777")
+    capped = decoder.decode_result("777", max_output_len=2)
+    assert capped.tokens == full.tokens[:2] and not capped.finished
+    assert list(decoder.stream("777", max_output_len=2)) == list(full.tokens[:2])
+    with pytest.raises(ValueError, match=f"between 1 and the trained maximum {decoder.max_output_len}, got 0"):
+        decoder.decode("777", max_output_len=0)
+    with pytest.raises(ValueError, match="got 99"):
+        decoder.decode("777", max_output_len=99)
+
+
+@pytest.mark.parametrize("backend,variant", FP32)
+def test_many_threads_give_the_sequential_results(numbers_bundle, backend, variant):
+    decoder = seq2seq_edge.load(numbers_bundle, backend=backend)
+    texts = [str(n) for n in range(0, 1000, 7)]
+    sequential = [decoder.decode(t) for t in texts]
+    barrier = threading.Barrier(16)
+
+    def work(offset):
+        barrier.wait()
+        order = texts[offset:] + texts[:offset]
+        return dict(zip(order, (decoder.decode(t) for t in order)))
+
+    with ThreadPoolExecutor(16) as pool:
+        for result in pool.map(work, range(0, 160, 10)):
+            assert [result[t] for t in texts] == sequential
+        batched = list(pool.map(lambda chunk: decoder.decode_batch(chunk, batch_size=8),
+                                [texts[i:i + 20] for i in range(0, len(texts), 20)]))
+    assert sum(batched, []) == sequential
+
+
+def test_bad_inputs_raise_clear_errors(digits_bundle):
+    decoder = seq2seq_edge.load(digits_bundle)
+    assert decoder.decode("") == ""
+    with pytest.raises(InputTextError, match="never saw: 'x', U\\+0000"):
+        decoder.decode("x\x00")
+    assert decoder.decode("x7", skip_unknown=True) == "seven"
+    with pytest.raises(InputTextError, match="input is 2 tokens long; the model takes at most 1"):
+        decoder.decode("77")
+    with pytest.raises(InputTextError, match="1000000 characters long"):
+        decoder.decode("7" * 1_000_000)
+    with pytest.raises(TypeError, match="input must be str, not int"):
+        decoder.decode(7)
+    with pytest.raises(TypeError, match="not one string"):
+        decoder.decode_batch("77")
+
+
+def _copy(bundle: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "bundle"
+    shutil.copytree(bundle, dst)
+    return dst
+
+
+@pytest.mark.parametrize("fmt", ["tflite", "onnx"])
+def test_tampered_truncated_and_missing_model_files_are_named(digits_bundle, tmp_path, fmt):
+    backend = next((b for b in INSTALLED if backends.BACKENDS[b].format == fmt), None)
+    if backend is None:
+        pytest.skip(f"no {fmt} backend installed")
+    bundle = _copy(digits_bundle, tmp_path)
+    target = bundle / f"decoder_step.fp32.{fmt}"
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    target.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=f"decoder_step.fp32.{fmt}: model file's sha256 does not match"):
+        seq2seq_edge.load(bundle, backend=backend)
+    target.write_bytes(bytes(data[:100]))
+    with pytest.raises(BundleError, match=r"is 100 bytes, the manifest says \d+ \(truncated or replaced\)"):
+        seq2seq_edge.load(bundle, backend=backend)
+    target.unlink()
+    with pytest.raises(BundleError, match=f"decoder_step.fp32.{fmt}: model file is missing"):
+        seq2seq_edge.load(bundle, backend=backend)
+
+
+def test_manifest_that_contradicts_the_models_is_refused(digits_bundle, tmp_path):
+    bundle = _copy(digits_bundle, tmp_path)
+    path = bundle / "manifest.json"
+    d = json.loads(path.read_text())
+    d["model"]["latent_dim"] = 33
+    path.write_text(json.dumps(d))
+    with pytest.raises(BundleError) as err:
+        seq2seq_edge.load(bundle)
+    # every model entry is reported in one error: encoder outputs, decoder inputs and outputs, per variant
+    assert len(err.value.problems) == 3 * sum(len(v) for v in mf.VARIANTS.values())
+    assert "contradict the contract" in str(err.value)
+    d["model"]["latent_dim"] = 32
+    for m in d["models"]:
+        for t in m["outputs"]:
+            if t["name"] == "probs":
+                t["name"] = "logits"
+    d["version"] = 99
+    path.write_text(json.dumps(d))
+    with pytest.raises(BundleError, match="manifest format version 99 is not supported") as err:
+        seq2seq_edge.load(bundle)
+    assert any("logits:float32" in p for p in err.value.problems)
+
+
+def test_manifest_not_json_or_missing(digits_bundle, tmp_path):
+    bundle = _copy(digits_bundle, tmp_path)
+    (bundle / "manifest.json").write_text("{not json")
+    with pytest.raises(BundleError, match="manifest.json: manifest is not valid JSON"):
+        seq2seq_edge.load(bundle)
+    (bundle / "manifest.json").unlink()
+    with pytest.raises(BundleError, match="manifest.json: manifest not found"):
+        seq2seq_edge.load(bundle)
+    with pytest.raises(BundleError, match="no such bundle folder"):
+        seq2seq_edge.load(tmp_path / "nowhere")
+
+
+def test_missing_backend_says_what_to_install(digits_bundle, monkeypatch):
+    missing = [b for b in backends.BACKENDS if b not in INSTALLED]
+    if not missing:
+        pytest.skip("every backend is installed")
+    info = backends.BACKENDS[missing[0]]
+    with pytest.raises(BackendUnavailableError, match=r"pip install 'seq2seq-edge\[" + missing[0] + r"\]'"):
+        seq2seq_edge.load(digits_bundle, backend=missing[0])
+    with pytest.raises(BackendUnavailableError, match="unknown backend 'tensorflow'"):
+        seq2seq_edge.load(digits_bundle, backend="tensorflow")
+
+
+def test_unknown_variant_lists_what_the_bundle_holds(digits_bundle):
+    with pytest.raises(BundleError, match="the bundle has no 'int4' variant"):
+        seq2seq_edge.load(digits_bundle, variant="int4")
