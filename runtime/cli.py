@@ -164,6 +164,39 @@ def _cmd_run(args) -> int:
     return run_command(args)
 
 
+def _add_bench(sub) -> None:
+    p = sub.add_parser(
+        "bench", help="benchmark a bundle against Keras and across runtimes",
+        description="Measure encoder and step latency, the decode loop, per-word percentiles, throughput at "
+                    "batch 1/8/64/256, cold start and peak memory of BUNDLE on every installed backend, beside "
+                    "Keras (predict per character, and direct calls). Writes results.json, results.md and "
+                    "chart.png. Needs the [train] extra for the Keras contenders and the floor models.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("bundle", metavar="BUNDLE")
+    p.add_argument("--run", metavar="RUN_DIR", help="run folder for the Keras contenders (default: the manifest's)")
+    p.add_argument("--out", metavar="DIR", help="where to write the results (default: bench-results/<bundle name>)")
+    p.add_argument("--tflite-python", metavar="PYTHON",
+                   help="python of a venv with seq2seq-edge[tflite] (numpy<2), to include tflite-runtime")
+    p.add_argument("--quick", action="store_true", help="few repetitions: checks the harness, rough figures")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_bench)
+
+
+def _cmd_bench(args) -> int:
+    from pathlib import Path
+
+    from .bench import harness, report
+
+    bundle = Path(args.bundle)
+    result = harness.bench(bundle, run_dir=args.run, quick=args.quick, tflite_python=args.tflite_python)
+    out = Path(args.out or Path("bench-results") / bundle.resolve().name)
+    report.write([result], out)
+    print(f"{out}/results.md")
+    for row in report.target_rows(result):
+        print(f"  {row['measure']}: {row['value']:.2f} (target {row['target']}: {'met' if row['met'] else 'missed'})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="s2s", description="seq2seq-edge: train, export and run LSTM encoder-decoders "
                                              "on edge devices.")
@@ -173,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export(sub)
     _add_verify(sub)
     _add_run(sub)
+    _add_bench(sub)
     return parser
 
 

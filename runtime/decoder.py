@@ -152,7 +152,7 @@ class Seq2SeqDecoder:
             return
         vocab = self.preprocessing.target_vocabulary
         steps = self._steps(mf.pad_batch([ids], self.manifest.encoder_time_steps), limit)
-        for emitted, (tokens, _probs, _active) in enumerate(steps):
+        for emitted, (tokens, _probs) in enumerate(steps):
             if tokens[0] == text.END_ID or emitted == limit:
                 return
             yield vocab[tokens[0]]
@@ -168,47 +168,57 @@ class Seq2SeqDecoder:
                              f"got {max_output_len}")
         return max_output_len
 
-    def _steps(self, input_ids: np.ndarray, limit: int):
-        """Yield (chosen token ids, their probabilities, active mask before this step) for each decoder step.
+    def _steps(self, input_ids: np.ndarray, limit: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (chosen token ids [batch], the step's probabilities [batch, vocab]) for each greedy step.
 
-        Runs at most ``limit + 1`` steps: ``limit`` output tokens and then a step that can only end the output
-        (a token chosen there is dropped and the output counts as unfinished).
+        Runs at most ``limit + 1`` steps: ``limit`` output tokens and then a step that can only end the output.
+        Stops early once every row has chosen the end token; rows that ended keep being computed (a finished
+        mask is applied by the consumer), so the batch shape never changes.
         """
         states = self._encoder.run({mf.INPUT_IDS: input_ids})
-        h, c = states[mf.STATE_H], states[mf.STATE_C]
         batch = input_ids.shape[0]
-        prev = np.full(batch, text.START_ID, np.int32)
-        active = np.ones(batch, bool)
-        rows = np.arange(batch)
+        feeds = {mf.PREV_TOKEN: np.full(batch, text.START_ID, np.int32),
+                 mf.STATE_H: states[mf.STATE_H], mf.STATE_C: states[mf.STATE_C]}
+        ended = np.zeros(batch, bool)
+        run = self._step.run
         for _ in range(limit + 1):
-            out = self._step.run({mf.PREV_TOKEN: prev, mf.STATE_H: h, mf.STATE_C: c})
+            out = run(feeds)
             probs = out[mf.PROBS]
             chosen = probs.argmax(axis=1).astype(np.int32)
-            yield chosen, probs[rows, chosen], active
-            active = active & (chosen != text.END_ID)
-            if not active.any():
-                return
-            prev, h, c = chosen, out[mf.NEXT_STATE_H], out[mf.NEXT_STATE_C]
+            yield chosen, probs
+            if batch == 1:
+                if chosen[0] == text.END_ID:
+                    return
+            else:
+                ended |= chosen == text.END_ID
+                if ended.all():
+                    return
+            feeds[mf.PREV_TOKEN] = chosen
+            feeds[mf.STATE_H] = out[mf.NEXT_STATE_H]
+            feeds[mf.STATE_C] = out[mf.NEXT_STATE_C]
 
     def _decode_ids(self, id_lists: list[list[int]], limit: int) -> list[DecodeResult]:
-        batch = len(id_lists)
-        tokens: list[list[int]] = [[] for _ in range(batch)]
-        probs: list[list[float]] = [[] for _ in range(batch)]
-        finished = [False] * batch
-        steps = self._steps(mf.pad_batch(id_lists, self.manifest.encoder_time_steps), limit)
-        for step, (chosen, chosen_probs, active) in enumerate(steps):
-            for i in np.flatnonzero(active):
-                if chosen[i] == text.END_ID:
-                    finished[i] = True
-                    probs[i].append(float(chosen_probs[i]))
-                elif step < limit:
-                    tokens[i].append(int(chosen[i]))
-                    probs[i].append(float(chosen_probs[i]))
+        chosen_steps, prob_steps = [], []
+        for chosen, probs in self._steps(mf.pad_batch(id_lists, self.manifest.encoder_time_steps), limit):
+            chosen_steps.append(chosen)
+            prob_steps.append(probs)
+        chosen_arr = np.array(chosen_steps)                                   # [steps, batch]
+        probs_arr = np.take_along_axis(np.array(prob_steps), chosen_arr[:, :, None], axis=2)[:, :, 0]
+        chosen_all, probs_all = chosen_arr.T.tolist(), probs_arr.T.tolist()   # [batch, steps]
         vocab = self.preprocessing.target_vocabulary
         tokenization = self.preprocessing.target_tokenization
-        return [DecodeResult(text.detokenize([vocab[t] for t in toks], tokenization),
-                             tuple(vocab[t] for t in toks), tuple(p), f)
-                for toks, p, f in zip(tokens, probs, finished)]
+        results = []
+        for ids, probs in zip(chosen_all, probs_all):
+            try:
+                n = ids.index(text.END_ID)
+                finished, keep = True, n + 1
+            except ValueError:
+                n, finished = limit, False
+                keep = n
+            tokens = tuple(vocab[t] for t in ids[:n])
+            results.append(DecodeResult(text.detokenize(tokens, tokenization), tokens, tuple(probs[:keep]),
+                                        finished))
+        return results
 
 
 def _choose_backend(manifest: mf.BundleManifest, backend: str, variant: str) -> str:

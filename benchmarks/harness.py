@@ -1,0 +1,277 @@
+"""The benchmark harness behind ``s2s bench``: every contender on the same inputs, in one run, on this machine.
+
+Contenders: the seed's way (Keras ``predict`` once per output character), Keras models called directly per
+step, and the runtime on tflite-runtime (its own venv), ai-edge-litert and onnxruntime for every variant; plus
+each runtime's floor (a trivial model with the step model's inputs and outputs). Figures are medians; the report
+gives ratios between contenders measured in this run, with the machine described. Nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from seq2seq_edge import backends
+from seq2seq_edge import manifest as mf
+from seq2seq_edge.errors import Seq2SeqEdgeError
+
+from . import runtime_bench
+
+log = logging.getLogger(__name__)
+
+# Peak memory is the process's VmHWM: ru_maxrss would include what the forked child inherited from this process.
+PEAK_RSS_KB = "int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1])"
+COLD_RUNTIME = f"""
+import sys
+import seq2seq_edge
+d = seq2seq_edge.load(sys.argv[1], backend=sys.argv[2])
+out = d.decode(sys.argv[3])
+print(out); print({PEAK_RSS_KB})
+"""
+COLD_KERAS = f"""
+import os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import keras
+from seq2seq_edge import manifest as mf
+from seq2seq_edge.train.reference import KerasDecoder
+from seq2seq_edge.train.trainer import load_run
+prep, _ = load_run(sys.argv[1])
+model = keras.saving.load_model(os.path.join(sys.argv[1], "model.keras"), safe_mode=True, compile=False)
+kd = KerasDecoder.from_training_model(model, prep.max_output_tokens)
+ids = mf.pad_batch([prep.encode_input(sys.argv[2])], prep.max_input_tokens)
+print(prep.decode_output(kd.decode_ids(ids)[0])); print({PEAK_RSS_KB})
+"""
+
+
+def machine() -> dict:
+    info = {"platform": platform.platform(), "python": platform.python_version(), "cores": os.cpu_count()}
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+        for line in cpuinfo.splitlines():
+            if line.startswith("model name") and "cpu" not in info:
+                info["cpu"] = line.split(":", 1)[1].strip()
+            if line.startswith("flags") and "flags" not in info:
+                flags = set(line.split(":", 1)[1].split())
+                info["flags"] = sorted(flags & {"sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni",
+                                                "avx512_bf16", "amx_tile", "neon", "asimd"})
+    except OSError:
+        pass
+    return info
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for dist in ("seq2seq-edge", "numpy", "tensorflow-cpu", "tensorflow", "keras", "ai-edge-litert", "onnxruntime"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def _du_mb(path: Path) -> float:
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            p = os.path.join(root, f)
+            if not os.path.islink(p):
+                total += os.path.getsize(p)
+    return round(total / 2**20, 1)
+
+
+# ---- Keras contenders ---------------------------------------------------------------------------------------
+def keras_contenders(run_dir: Path, words: list[str], quick: bool) -> dict:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+
+    from seq2seq_edge.train.reference import KerasDecoder
+    from seq2seq_edge.train.trainer import load_run
+
+    prep, _ = load_run(run_dir)
+    model = keras.saving.load_model(run_dir / mf.RUN_MODEL_FILE, safe_mode=True, compile=False)
+    kd = KerasDecoder.from_training_model(model, prep.max_output_tokens)
+    encode = lambda w: mf.pad_batch([prep.encode_input(w)], prep.max_input_tokens)
+
+    def seed_way(word):  # the tutorial's decode_sequence: predict once per output character
+        ids = encode(word)
+        states = kd.encoder.predict(ids, verbose=0)
+        h, c = states[mf.STATE_H], states[mf.STATE_C]
+        token, out = np.array([1], np.int32), []
+        for _ in range(prep.max_output_tokens + 1):
+            o = kd.step.predict([token, h, c], verbose=0)
+            token = o[mf.PROBS].argmax(axis=1).astype(np.int32)
+            if token[0] == 2 or len(out) == prep.max_output_tokens:
+                break
+            out.append(int(token[0]))
+            h, c = o[mf.NEXT_STATE_H], o[mf.NEXT_STATE_C]
+        return prep.decode_output(out)
+
+    def per_word(fn, n):
+        sample = (words * (1 + n // len(words)))[:n]
+        fn(sample[0])
+        times = []
+        for w in sample:
+            t = time.perf_counter()
+            fn(w)
+            times.append((time.perf_counter() - t) * 1000)
+        return runtime_bench._percentiles(times)
+
+    ids = encode(words[0])
+    st = kd.encode(ids)
+    step_args = (np.array([1], np.int32), st[mf.STATE_H], st[mf.STATE_C])
+    return {
+        "keras_predict_per_char": {"word_latency_ms": per_word(seed_way, 3 if quick else 20)},
+        "keras_direct": {
+            "word_latency_ms": per_word(lambda w: kd.decode_ids(encode(w)), 10 if quick else 100),
+            "step_us": runtime_bench._median_us(lambda: kd.step_once(*step_args), 20 if quick else 300),
+            "encoder_us": runtime_bench._median_us(lambda: kd.encode(ids), 20 if quick else 300),
+        },
+    }
+
+
+# ---- floors -------------------------------------------------------------------------------------------------
+def write_floor_models(out_dir: Path, latent: int, vocab: int) -> dict:
+    """Trivial TFLite and ONNX models with the decoder step's inputs and outputs."""
+    import tensorflow as tf
+
+    from seq2seq_edge.export import convert
+
+    class Floor(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.int32, name=mf.PREV_TOKEN),
+                                      tf.TensorSpec([None, latent], tf.float32, name=mf.STATE_H),
+                                      tf.TensorSpec([None, latent], tf.float32, name=mf.STATE_C)])
+        def serve(self, prev_token, state_h, state_c):
+            probs = tf.broadcast_to(tf.cast(prev_token, tf.float32)[:, None], tf.stack([tf.shape(prev_token)[0], vocab]))
+            return {mf.PROBS: probs, mf.NEXT_STATE_H: state_h + 1.0, mf.NEXT_STATE_C: state_c + 1.0}
+
+    module = Floor(name="floor")
+    paths = {"tflite": out_dir / "floor.tflite", "onnx": out_dir / "floor.onnx"}
+    paths["tflite"].write_bytes(convert.to_tflite(module, "fp32"))
+    paths["onnx"].write_bytes(convert.to_onnx(module).SerializeToString())
+    return paths
+
+
+# ---- cold start -----------------------------------------------------------------------------------------------
+def _cold(cmd: list[str], runs: int) -> dict:
+    times, rss = [], []
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    for _ in range(runs):
+        t = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        times.append(time.perf_counter() - t)
+        if proc.returncode != 0:
+            raise Seq2SeqEdgeError(f"cold-start run failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+        lines = proc.stdout.strip().splitlines()
+        rss.append(int(lines[-1]) / 1024)
+    return {"seconds": statistics.median(times), "peak_rss_mb": round(max(rss), 1), "output": lines[-2]}
+
+
+# ---- the run ------------------------------------------------------------------------------------------------
+def bench(bundle: str | Path, *, run_dir: str | Path | None = None, quick: bool = False,
+          tflite_python: str | None = None, venvs: dict[str, str] | None = None) -> dict:
+    """Benchmark one bundle; returns the results dict (see write_report)."""
+    bundle = Path(bundle)
+    manifest = mf.BundleManifest.load(bundle)
+    run_dir = Path(run_dir or manifest.provenance.get("run_dir", ""))
+    words = runtime_bench.golden_inputs(bundle)
+    result = {"bundle": str(bundle), "name": bundle.name, "latent_dim": manifest.latent_dim,
+              "target_vocab": len(manifest.preprocessing.target_vocabulary),
+              "mode": "quick" if quick else "full", "machine": machine(), "versions": _versions(),
+              "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "sizes_bytes": {m.path: m.size_bytes for m in manifest.models}, "runtime": [], "floors_us": {},
+              "cold_start": {}}
+    cores = os.cpu_count() or 1
+    with tempfile.TemporaryDirectory() as tmp:
+        floors = write_floor_models(Path(tmp), manifest.latent_dim, result["target_vocab"])
+        feeds = runtime_bench.step_feeds(manifest.latent_dim)
+        for backend in ("litert", "onnx"):
+            if not backends.is_installed(backend):
+                continue
+            fmt = backends.BACKENDS[backend].format
+            for variant in manifest.variants(fmt):
+                log.info("runtime %s %s", backend, variant)
+                result["runtime"].append(runtime_bench.measure(bundle, backend, variant, 1, quick))
+            if cores > 1:
+                result["runtime"].append(runtime_bench.measure(bundle, backend, "fp32", cores, quick))
+            result["floors_us"][backend] = runtime_bench.floor_us(floors[fmt], backend, feeds, quick)
+        if tflite_python:
+            log.info("runtime tflite (tflite-runtime, %s)", tflite_python)
+            cmd = [tflite_python, "-m", "seq2seq_edge.bench.runtime_bench", str(bundle), "--backend", "tflite",
+                   "--floor", str(floors["tflite"])] + (["--quick"] if quick else [])
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+                raise Seq2SeqEdgeError(f"the tflite-runtime measurement in {tflite_python} failed: {last} "
+                                       "(that venv needs this version of seq2seq-edge[tflite])")
+            out = json.loads(proc.stdout)
+            result["runtime"] += out["results"]
+            result["floors_us"]["tflite"] = out["floor_us"]
+        word = words[0]
+        runs = 1 if quick else 5
+        pythons = [("litert", sys.executable), ("onnx", sys.executable)]
+        if tflite_python:
+            pythons.insert(0, ("tflite", tflite_python))
+        for backend, python in pythons:
+            if python == sys.executable and not backends.is_installed(backend):
+                continue
+            log.info("cold start %s", backend)
+            result["cold_start"][f"runtime_{backend}"] = _cold([python, "-c", COLD_RUNTIME, str(bundle), backend, word], runs)
+    if run_dir.is_dir():
+        log.info("keras contenders")
+        result.update(keras_contenders(run_dir, words, quick))
+        result["cold_start"]["keras"] = _cold([sys.executable, "-c", COLD_KERAS, str(run_dir), word], runs)
+    result["venv_mb"] = {name: _du_mb(Path(p)) for name, p in (venvs or {}).items() if Path(p).is_dir()}
+    result["ratios"] = ratios(result)
+    return result
+
+
+def _pick(result: dict, backend: str, variant: str, threads: int = 1) -> dict | None:
+    return next((r for r in result["runtime"] if (r["backend"], r["variant"], r["threads"]) ==
+                 (backend, variant, threads)), None)
+
+
+def ratios(result: dict) -> dict:
+    """The comparisons the project's targets are stated in, each from this run's own figures."""
+    out = {}
+    tfl = _pick(result, "tflite", "fp32") or _pick(result, "litert", "fp32")
+    if tfl is None:
+        return out
+    out["tflite_backend"] = tfl["backend"]
+    seed = result.get("keras_predict_per_char")
+    if seed:
+        out["word_speedup_vs_seed_predict"] = seed["word_latency_ms"]["p50"] / tfl["word_latency_ms"]["p50"]
+    if "keras_direct" in result:
+        out["word_speedup_vs_keras_direct"] = result["keras_direct"]["word_latency_ms"]["p50"] / tfl["word_latency_ms"]["p50"]
+    out["loop_step_over_raw_step"] = tfl["loop_overhead_ratio"]
+    out["fp32_step_us"] = tfl["step_us"]
+    int8 = _pick(result, tfl["backend"], "int8")
+    if int8:
+        out["int8_step_us"] = int8["step_us"]
+        out["int8_over_fp32_step"] = int8["step_us"] / tfl["step_us"]
+    tp = tfl["throughput_seq_per_s"]
+    out["throughput_batch64_over_batch1"] = tp["64"] / tp["1"]
+    cold = result["cold_start"]
+    rt_cold = cold.get(f"runtime_{tfl['backend']}")
+    if rt_cold and "keras" in cold:
+        out["cold_start_speedup"] = cold["keras"]["seconds"] / rt_cold["seconds"]
+    sizes = result["sizes_bytes"]
+    if "decoder_step.int8.tflite" in sizes and "decoder_step.fp32.tflite" in sizes:
+        out["int8_tflite_decoder_size_fraction"] = sizes["decoder_step.int8.tflite"] / sizes["decoder_step.fp32.tflite"]
+    floor = result["floors_us"].get(tfl["backend"])
+    if floor:
+        out["step_floor_fraction"] = floor / tfl["step_us"]
+    return out

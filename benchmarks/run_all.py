@@ -1,0 +1,88 @@
+"""Reproduce the README's benchmark table from a fresh clone (needs the [train] extra):
+
+    python benchmarks/run_all.py            # full: trains the reference models (~3 min), then measures
+    python benchmarks/run_all.py --quick    # the harness end to end in about a minute; figures are rough
+
+1. trains and exports the two reference models into benchmarks/models/: the seed's digits model (latent 32)
+   and the numbers model (latent 256, English 0-9999), both with their task defaults;
+2. builds the runtime-only venvs it compares (benchmarks/.venvs/tflite: numpy<2 + tflite-runtime 2.14;
+   benchmarks/.venvs/onnx: onnxruntime) unless they exist;
+3. runs the harness on both bundles and writes benchmarks/results/{results.json, results.md, chart.png}
+   and the table in README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+
+REFERENCE_MODELS = {
+    "digits": {"task": "digits"},
+    "numbers": {"task": "numbers"},
+}
+QUICK_OVERRIDES = {"numbers": {"max_number": 999, "epochs": 3, "patience": 0}}
+
+
+def prepare_models(models_dir: Path, quick: bool) -> dict[str, tuple[Path, Path]]:
+    from seq2seq_edge.export import export_bundle
+    from seq2seq_edge.train import trainer
+
+    out = {}
+    for name, spec in REFERENCE_MODELS.items():
+        spec = {**spec, **(QUICK_OVERRIDES.get(name, {}) if quick else {})}
+        tag = f"{name}-quick" if quick else name
+        run_dir, bundle = models_dir / "runs" / tag, models_dir / "bundles" / tag
+        if not (bundle / "manifest.json").is_file():
+            logging.info("training and exporting %s", tag)
+            trainer.train(trainer.task_defaults(spec.pop("task"), **spec), run_dir, force=True, quiet=True)
+            export_bundle(run_dir, bundle, force=True)
+        out[name] = (run_dir, bundle)
+    return out
+
+
+def ensure_venv(path: Path, extra: str) -> Path:
+    python = path / "bin" / "python"
+    if not python.exists():
+        logging.info("creating %s (.[%s])", path, extra)
+        venv.create(path, with_pip=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", f"{REPO}[{extra}]"], check=True)
+    return python
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small models and few repetitions: checks the harness")
+    p.add_argument("--models", type=Path, default=HERE / "models")
+    p.add_argument("--venvs", type=Path, default=HERE / ".venvs")
+    p.add_argument("--out", type=Path, default=HERE / "results")
+    p.add_argument("--no-readme", action="store_true", help="do not rewrite the README's table")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from . import harness, report
+
+    models = prepare_models(args.models, args.quick)
+    tflite_python = ensure_venv(args.venvs / "tflite", "tflite")
+    ensure_venv(args.venvs / "onnx", "onnx")
+    venvs = {"runtime tflite": args.venvs / "tflite", "runtime onnx": args.venvs / "onnx", "training": Path(sys.prefix)}
+    results = [harness.bench(bundle, run_dir=run_dir, quick=args.quick, tflite_python=str(tflite_python),
+                             venvs=venvs) for run_dir, bundle in models.values()]
+    readme = None if args.no_readme or args.quick else REPO / "README.md"
+    summary = report.write(results, args.out, readme)
+    for row in summary["targets"]:
+        print(f"{row['bundle']:10} {row['measure']:55} {row['value']:>12.2f}  {row['target']:>8}  "
+              f"{'met' if row['met'] else 'MISSED'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(REPO))
+    from seq2seq_edge.bench import run_all as _self  # run as the package module so relative imports work
+
+    sys.exit(_self.main())
