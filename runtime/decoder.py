@@ -271,10 +271,16 @@ def load(bundle_dir: str | Path, backend: str = "auto", variant: str = "fp32", t
     models = []
     for entry, content in zip(entries, contents):
         path = str(bundle_dir / entry.path)
+        # Float encoders share one recurrent weight across unrolled steps: faster without XNNPACK (see
+        # backends/tflite.py); int8 encoders and every decoder step are faster with it.
+        xnnpack = not (entry.role == mf.ENCODER and entry.variant in ("fp32", "fp16"))
         try:
-            model = backends.open_model(backend, content, threads)
+            model = backends.open_model(backend, content, threads, xnnpack=xnnpack)
         except BundleError as e:
-            raise BundleError(e.problems, where=path) from None
+            tested = ", ".join(f"{k} {v}" for k, v in manifest.runtimes_tested.items())
+            problems = [p + (f"; the bundle was tested with {tested}" if "version" in p and tested else "")
+                        for p in e.problems]
+            raise BundleError(problems, where=path) from None
         check_model_io(model, entry, path)
         models.append(model)
     log.debug("loaded %s (%s %s on %s)", bundle_dir, fmt, variant, backend)

@@ -62,9 +62,12 @@ def import_interpreter_module(backend: str):
                                       f"{info.install}") from None
 
 
-def open_model(backend: str, content: bytes, threads: int = 1):
-    """Create the backend's adapter for one model, from the model file's bytes (already checksummed)."""
+def open_model(backend: str, content: bytes, threads: int = 1, *, xnnpack: bool = True):
+    """Create the backend's adapter for one model, from the model file's bytes (already checksummed).
+
+    ``xnnpack=False`` asks TFLite backends not to apply their default XNNPACK delegate (ignored by ONNX).
+    """
     if backend not in BACKENDS:
         raise BackendUnavailableError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     adapter = importlib.import_module(f"{__name__}.{BACKENDS[backend].adapter}")
-    return adapter.open_model(import_interpreter_module(backend), content, threads)
+    return adapter.open_model(import_interpreter_module(backend), content, threads, xnnpack)

@@ -6,6 +6,7 @@ import numpy as np
 
 from ..errors import BundleError
 from ..manifest import TensorSpec
+from . import onnx_wire
 
 _ORT_TYPES = {"tensor(int32)": "int32", "tensor(float)": "float32", "tensor(int64)": "int64",
               "tensor(float16)": "float16"}
@@ -18,6 +19,15 @@ def _spec(node) -> TensorSpec:
 
 class OnnxModel:
     def __init__(self, ort, content: bytes, threads: int):
+        # Checked before ONNX Runtime parses anything: well-formed protobuf, and no external data, whose paths
+        # (relative or absolute) would make ONNX Runtime read files from outside the bundle.
+        try:
+            summary = onnx_wire.summarize(content)
+        except onnx_wire.WireError as e:
+            raise BundleError(f"not a valid ONNX model ({e})") from None
+        if summary.external_tensors:
+            raise BundleError(f"refers to external data for {summary.external_tensors[:3]}; bundle models must "
+                              "embed their weights (external data is refused)")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -25,7 +35,13 @@ class OnnxModel:
         try:
             self._session = ort.InferenceSession(content, sess_options=options, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)
-            raise BundleError(f"ONNX Runtime refused the model: {str(e).strip().splitlines()[0]}") from None
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            opset = summary.opsets.get("ai.onnx")
+            hint = ""
+            if "version" in first.lower() or "opset" in first.lower():
+                hint = (f"; the model has IR version {summary.ir_version} and opset {opset}, which needs a newer "
+                        f"onnxruntime than the installed {ort.__version__}: pip install -U onnxruntime")
+            raise BundleError(f"ONNX Runtime {ort.__version__} refused the model: {first}{hint}") from None
         self.inputs = tuple(_spec(i) for i in self._session.get_inputs())
         self.outputs = tuple(_spec(o) for o in self._session.get_outputs())
         self._output_names = [o.name for o in self.outputs]
@@ -35,5 +51,5 @@ class OnnxModel:
         return dict(zip(self._output_names, values))
 
 
-def open_model(module, content: bytes, threads: int) -> OnnxModel:
+def open_model(module, content: bytes, threads: int, xnnpack: bool = True) -> OnnxModel:  # noqa: ARG001
     return OnnxModel(module, content, threads)

@@ -1,0 +1,182 @@
+"""Raspberry Pi stand-in: install the runtime in an emulated arm64 Debian bookworm and decode golden outputs.
+
+    sudo python tests/pi_stand_in.py BUNDLE [BUNDLE ...]
+
+Raspberry Pi OS Bookworm 64-bit is Debian bookworm on arm64 with Python 3.11. This script
+
+1. builds an arm64 bookworm root file system with mmdebstrap (qemu-user-static runs its binaries), or reuses
+   the one it cached in $S2S_PI_CACHE (default /var/cache/seq2seq-edge/pi-rootfs-bookworm-arm64);
+2. inside it, as a Pi user would, creates one venv with `pip install 'seq2seq-edge[tflite]'` (numpy<2 and the
+   tflite-runtime 2.14 aarch64 wheel) and one with `pip install 'seq2seq-edge[onnx]'`; no TensorFlow;
+3. decodes every golden input of each BUNDLE with each venv and compares the strings with the exporter's;
+4. prints per-word latency, labelled as emulated: it says nothing about a real Pi's speed;
+5. unmounts what it mounted and removes what it copied in, also when it fails.
+
+Needs root, and on a non-arm64 host: qemu-user-static, binfmt-support and mmdebstrap (Debian packages).
+Exit status 0 when every string matches on both backends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("S2S_PI_CACHE", "/var/cache/seq2seq-edge/pi-rootfs-bookworm-arm64"))
+PACKAGES = "python3,python3-venv,python3-pip,ca-certificates"
+WORK = "/opt/s2s-pi-check"  # inside the root file system
+EXTRAS = ("tflite", "onnx")
+
+CHECK = r'''
+import json, statistics, sys, time, platform
+import numpy, seq2seq_edge
+backend, bundles = sys.argv[1], sys.argv[2:]
+report = {"backend": backend, "machine": platform.machine(), "python": platform.python_version(),
+          "numpy": numpy.__version__, "bundles": []}
+heavy = sorted({m.split(".")[0] for m in sys.modules} & {"tensorflow", "keras", "onnx", "tf2onnx"})
+for path in bundles:
+    items = json.load(open(path + "/golden.json", encoding="utf-8"))["items"]
+    decoder = seq2seq_edge.load(path, backend=backend)
+    inputs = [i["input"] for i in items]
+    got = decoder.decode_batch(inputs, batch_size=64)
+    wrong = [(i["input"], i["output"], g) for i, g in zip(items, got) if g != i["output"]]
+    times = []
+    for text in inputs[:100]:
+        t = time.perf_counter()
+        decoder.decode(text)
+        times.append((time.perf_counter() - t) * 1000)
+    report["bundles"].append({"bundle": path, "inputs": len(items), "mismatches": wrong[:5],
+                              "n_mismatches": len(wrong), "ms_per_word_p50": statistics.median(times)})
+report["heavy_modules"] = heavy
+print(json.dumps(report))
+'''
+
+
+def log(msg: str) -> None:
+    print(f"[pi] {msg}", flush=True)
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def ensure_emulation() -> None:
+    if platform.machine() in ("aarch64", "arm64"):
+        return
+    binfmt = Path("/proc/sys/fs/binfmt_misc")
+    if not (binfmt / "status").exists():
+        run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(binfmt)])
+    if not (binfmt / "qemu-aarch64").exists():
+        run(["update-binfmts", "--enable", "qemu-aarch64"])
+    if not (binfmt / "qemu-aarch64").exists():
+        sys.exit("[pi] qemu-aarch64 is not registered with binfmt_misc: apt-get install qemu-user-static binfmt-support")
+
+
+def ensure_rootfs() -> Path:
+    if (CACHE / "usr/bin/python3").exists():
+        log(f"reusing the cached root file system {CACHE}")
+        return CACHE
+    CACHE.parent.mkdir(parents=True, exist_ok=True)
+    tmp = CACHE.with_name(CACHE.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    log("building an arm64 Debian bookworm root file system with mmdebstrap (a few minutes, once)")
+    t = time.time()
+    run(["mmdebstrap", "--arch=arm64", "--variant=apt", f"--include={PACKAGES}", "bookworm", str(tmp)],
+        stdout=subprocess.DEVNULL)
+    tmp.rename(CACHE)
+    log(f"root file system ready in {time.time() - t:.0f} s")
+    return CACHE
+
+
+def build_wheel(dest: Path) -> Path:
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dest), str(REPO)],
+        stdout=subprocess.DEVNULL)
+    return next(dest.glob("seq2seq_edge-*.whl"))
+
+
+class Mounted:
+    """/proc and /dev inside the root file system, and the work folder; all undone on exit."""
+
+    def __init__(self, root: Path):
+        self.root, self.mounts = root, []
+
+    def __enter__(self):
+        for src, dst, args in (("proc", "proc", ["-t", "proc"]), ("/dev", "dev", ["--bind"])):
+            target = self.root / dst
+            run(["mount", *args, src, str(target)])
+            self.mounts.append(target)
+        shutil.copy("/etc/resolv.conf", self.root / "etc/resolv.conf")
+        return self
+
+    def __exit__(self, *exc):
+        for target in reversed(self.mounts):
+            if subprocess.run(["umount", str(target)]).returncode != 0:
+                subprocess.run(["umount", "-l", str(target)])
+        shutil.rmtree(self.root / WORK.lstrip("/"), ignore_errors=True)
+        return False
+
+
+def chroot(root: Path, script: str, capture=False):
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/root", "LANG": "C.UTF-8",
+           "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_PROGRESS_BAR": "off"}
+    return subprocess.run(["chroot", str(root), "/bin/sh", "-ec", script], env=env, check=True,
+                          capture_output=capture, text=True)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("bundles", nargs="+", type=Path)
+    args = p.parse_args(argv)
+    if os.geteuid() != 0:
+        sys.exit("[pi] needs root (chroot and mounts)")
+    started = time.time()
+    ensure_emulation()
+    root = ensure_rootfs()
+    failures = 0
+    with Mounted(root), tempfile.TemporaryDirectory() as tmp:
+        work = root / WORK.lstrip("/")
+        shutil.rmtree(work, ignore_errors=True)
+        (work / "bundles").mkdir(parents=True)
+        wheel = build_wheel(Path(tmp))
+        shutil.copy(wheel, work / wheel.name)
+        inside = []
+        for b in args.bundles:
+            shutil.copytree(b, work / "bundles" / b.name)
+            inside.append(f"{WORK}/bundles/{b.name}")
+        (work / "check.py").write_text(CHECK, encoding="utf-8")
+        py = chroot(root, "python3 --version; uname -m", capture=True).stdout.split()
+        log(f"inside: {' '.join(py)} (emulated by qemu-aarch64)")
+        for extra in EXTRAS:
+            venv = f"{WORK}/venv-{extra}"
+            t = time.time()
+            chroot(root, f"python3 -m venv {venv} && {venv}/bin/pip install -q '{WORK}/{wheel.name}[{extra}]'")
+            pkgs = chroot(root, f"{venv}/bin/pip list 2>/dev/null | grep -iE '^(numpy|tflite-runtime|onnxruntime) '",
+                          capture=True).stdout.split("\n")
+            log(f"venv [{extra}] installed in {time.time() - t:.0f} s: " + ", ".join(" ".join(l.split()) for l in pkgs if l))
+            backend = "tflite" if extra == "tflite" else "onnx"
+            out = chroot(root, f"{venv}/bin/python {WORK}/check.py {backend} {' '.join(inside)}", capture=True).stdout
+            report = json.loads(out.strip().splitlines()[-1])
+            if report["heavy_modules"]:
+                failures += 1
+                log(f"FAIL: the runtime imported {report['heavy_modules']}")
+            for b in report["bundles"]:
+                status = "all match" if b["n_mismatches"] == 0 else f"FAIL: {b['n_mismatches']} mismatches {b['mismatches']}"
+                failures += b["n_mismatches"] > 0
+                log(f"{backend:6} {Path(b['bundle']).name:10} {b['inputs']:4} golden inputs: {status}; "
+                    f"{b['ms_per_word_p50']:.2f} ms/word (EMULATED on {platform.machine()} via qemu, "
+                    f"not a Raspberry Pi's speed), {report['machine']}, Python {report['python']}, "
+                    f"numpy {report['numpy']}")
+    log(f"{'PASSED' if not failures else 'FAILED'} in {time.time() - started:.0f} s")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
