@@ -34,6 +34,7 @@ CACHE = Path(os.environ.get("S2S_PI_CACHE", "/var/cache/seq2seq-edge/pi-rootfs-b
 PACKAGES = "python3,python3-venv,python3-pip,ca-certificates"
 WORK = "/opt/s2s-pi-check"  # inside the root file system
 EXTRAS = ("tflite", "onnx")
+HOST_CA = os.environ.get("PIP_CERT") or "/etc/ssl/certs/ca-certificates.crt"
 
 CHECK = r'''
 import json, statistics, sys, time, platform
@@ -126,8 +127,9 @@ class Mounted:
 
 def chroot(root: Path, script: str, capture=False):
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/root", "LANG": "C.UTF-8",
-           "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_PROGRESS_BAR": "off"}
-    return subprocess.run(["chroot", str(root), "/bin/sh", "-ec", script], env=env, check=True,
+           "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_PROGRESS_BAR": "off", "PIP_CERT": f"{WORK}/ca.crt"}
+    chroot_bin = shutil.which("chroot") or "/usr/sbin/chroot"
+    return subprocess.run([chroot_bin, str(root), "/bin/sh", "-ec", script], env=env, check=True,
                           capture_output=capture, text=True)
 
 
@@ -152,6 +154,8 @@ def main(argv=None) -> int:
             shutil.copytree(b, work / "bundles" / b.name)
             inside.append(f"{WORK}/bundles/{b.name}")
         (work / "check.py").write_text(CHECK, encoding="utf-8")
+        # The host's CA bundle, so pip inside trusts what the host's pip trusts (a proxy's CA included).
+        shutil.copy(HOST_CA, work / "ca.crt")
         py = chroot(root, "python3 --version; uname -m", capture=True).stdout.split()
         log(f"inside: {' '.join(py)} (emulated by qemu-aarch64)")
         for extra in EXTRAS:
