@@ -13,6 +13,7 @@ import numpy as np
 
 from . import backends
 from . import manifest as mf
+from . import probe
 from . import text
 from .errors import BackendUnavailableError, BundleError
 
@@ -262,18 +263,20 @@ def load(bundle_dir: str | Path, backend: str = "auto", variant: str = "fp32", t
         raise ValueError(f"threads must be a positive int, got {threads!r}")
     manifest = mf.BundleManifest.load(bundle_dir)
     backend = _choose_backend(manifest, backend, variant)
+    backends.import_interpreter_module(backend)  # a missing backend says what to install, before anything else
     fmt = backends.BACKENDS[backend].format
     entries = [manifest.find(role, fmt, variant) for role in mf.ROLES]
     if not all(entries):
         raise BundleError(f"the bundle has no {fmt} {variant} models (it holds {fmt} variants "
                           f"{manifest.variants(fmt)})", where=str(bundle_dir))
     contents = [read_model_file(bundle_dir, e) for e in entries]  # all checksums before any interpreter
+    # Float encoders share one recurrent weight across unrolled steps: faster without XNNPACK (see
+    # backends/tflite.py); int8 encoders and every decoder step are faster with it.
+    xnnpack = [not (e.role == mf.ENCODER and e.variant in ("fp32", "fp16")) for e in entries]
+    probe.probe(backend, [(str(bundle_dir / e.path), e.sha256, x) for e, x in zip(entries, xnnpack)])
     models = []
-    for entry, content in zip(entries, contents):
+    for entry, content, xnnpack in zip(entries, contents, xnnpack):
         path = str(bundle_dir / entry.path)
-        # Float encoders share one recurrent weight across unrolled steps: faster without XNNPACK (see
-        # backends/tflite.py); int8 encoders and every decoder step are faster with it.
-        xnnpack = not (entry.role == mf.ENCODER and entry.variant in ("fp32", "fp16"))
         try:
             model = backends.open_model(backend, content, threads, xnnpack=xnnpack)
         except BundleError as e:

@@ -6,12 +6,15 @@ Set S2S_FIXTURES=DIR to reuse (or, in a runtime-only venv without TensorFlow, to
 import importlib.util
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).parent))
+# The runtime remembers probed model files in $XDG_CACHE_HOME; keep the tests' entries out of the user's cache.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="s2s-test-cache-")
 
 HAS_TRAIN = all(importlib.util.find_spec(m) is not None for m in ("tensorflow", "keras", "tf2onnx"))
 requires_train = pytest.mark.skipif(not HAS_TRAIN, reason="needs the [train] extra")

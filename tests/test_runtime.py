@@ -97,15 +97,15 @@ def test_many_threads_give_the_sequential_results(numbers_bundle, backend, varia
     decoder = seq2seq_edge.load(numbers_bundle, backend=backend)
     texts = [str(n) for n in range(0, 1000, 7)]
     sequential = [decoder.decode(t) for t in texts]
-    barrier = threading.Barrier(16)
+    barrier = threading.Barrier(32)
 
     def work(offset):
         barrier.wait()
         order = texts[offset:] + texts[:offset]
         return dict(zip(order, (decoder.decode(t) for t in order)))
 
-    with ThreadPoolExecutor(16) as pool:
-        for result in pool.map(work, range(0, 160, 10)):
+    with ThreadPoolExecutor(32) as pool:
+        for result in pool.map(work, range(0, 320, 10)):
             assert [result[t] for t in texts] == sequential
         batched = list(pool.map(lambda chunk: decoder.decode_batch(chunk, batch_size=8),
                                 [texts[i:i + 20] for i in range(0, len(texts), 20)]))
@@ -203,3 +203,41 @@ def test_missing_backend_says_what_to_install(digits_bundle, monkeypatch):
 def test_unknown_variant_lists_what_the_bundle_holds(digits_bundle):
     with pytest.raises(BundleError, match="the bundle has no 'int4' variant"):
         seq2seq_edge.load(digits_bundle, variant="int4")
+
+
+def test_manifest_faults_are_reported_together(digits_bundle, tmp_path):
+    bundle = _copy(digits_bundle, tmp_path)
+    path = bundle / "manifest.json"
+    d = json.loads(path.read_text())
+    del d["version"]
+    del d["model"]["latent_dim"]
+    d["preprocessing"]["input"]["vocabulary"] = ["1", "1", "2"]
+    d["preprocessing"]["target"]["max_tokens"] = -3
+    path.write_text(json.dumps(d))
+    with pytest.raises(BundleError) as err:
+        seq2seq_edge.load(bundle)
+    problems = err.value.problems
+    assert "missing format version ('version')" in problems
+    assert "model.latent_dim must be a positive integer, got None" in problems
+    assert "input.vocabulary must start with the special tokens ['<s2s pad>', '<s2s start>', '<s2s end>']" in problems
+    assert "input.vocabulary has duplicate entries: ['1']" in problems
+    assert "target.max_tokens must be a positive integer, got -3" in problems
+    assert str(err.value).startswith(f"{path}: {len(problems)} problems: ")
+
+
+def test_whitespace_only_and_control_characters(numbers_bundle):
+    decoder = seq2seq_edge.load(numbers_bundle)
+    assert decoder.decode("") == ""
+    with pytest.raises(InputTextError, match=r"U\+0007"):
+        decoder.decode("1\a2")
+    with pytest.raises(InputTextError, match="' '"):
+        decoder.decode("1 2")
+
+
+def test_too_new_tflite_op_names_the_interpreter(fixture_dir):
+    model = fixture_dir / "extra" / "per_channel_int8.tflite"
+    if not backends.is_installed("tflite"):
+        pytest.skip("tflite-runtime is not installed")
+    with pytest.raises(BundleError, match=r"FULLY_CONNECTED' version '12'.*the installed tflite-runtime 2\.14\.0 "
+                                          r"is too old for this model"):
+        backends.open_model("tflite", model.read_bytes())

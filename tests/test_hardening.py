@@ -1,0 +1,96 @@
+"""Hardening: ONNX external data and version errors, soak memory, Ctrl-C on the CLI."""
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import seq2seq_edge
+from seq2seq_edge import backends
+from seq2seq_edge.errors import BundleError
+
+needs_onnx = pytest.mark.skipif(not backends.is_installed("onnx") or importlib.util.find_spec("onnx") is None,
+                                reason="needs onnx and onnxruntime")
+
+
+def _resign(bundle: Path, name: str, content: bytes) -> None:
+    (bundle / name).write_bytes(content)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    for m in manifest["models"]:
+        if m["path"] == name:
+            m["sha256"], m["size_bytes"] = hashlib.sha256(content).hexdigest(), len(content)
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+
+@needs_onnx
+@pytest.mark.parametrize("location", ["../outside.bin", "/etc/passwd"])
+def test_onnx_external_data_is_refused(digits_bundle, tmp_path, location):
+    import onnx
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(digits_bundle, bundle)
+    (tmp_path / "outside.bin").write_bytes(b"\0" * 100000)
+    proto = onnx.load(bundle / "decoder_step.fp32.onnx")
+    init = proto.graph.initializer[0]
+    init.ClearField("raw_data")
+    init.data_location = onnx.TensorProto.EXTERNAL
+    entry = init.external_data.add()
+    entry.key, entry.value = "location", location
+    _resign(bundle, "decoder_step.fp32.onnx", proto.SerializeToString())
+    with pytest.raises(BundleError, match=r"decoder_step.fp32.onnx: refers to external data for \[.*\]; bundle "
+                                          r"models must embed their weights"):
+        seq2seq_edge.load(bundle, backend="onnx")
+
+
+@needs_onnx
+def test_onnx_newer_than_the_runtime_says_which_version_is_needed(digits_bundle, tmp_path):
+    import onnx
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(digits_bundle, bundle)
+    proto = onnx.load(bundle / "encoder.fp32.onnx")
+    proto.ir_version = 99
+    _resign(bundle, "encoder.fp32.onnx", proto.SerializeToString())
+    with pytest.raises(BundleError, match=r"encoder.fp32.onnx: ONNX Runtime [\d.]+ refused the model: .*99.*the model "
+                                          r"has IR version 99 and opset 17, which needs a newer onnxruntime"):
+        seq2seq_edge.load(bundle, backend="onnx")
+
+
+def test_onnx_garbage_is_refused_before_onnxruntime(digits_bundle, tmp_path):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(digits_bundle, bundle)
+    _resign(bundle, "encoder.fp32.onnx", b"\x0a\xff\xff\xff\xff\x0f" + b"x" * 50)
+    if not backends.is_installed("onnx"):
+        pytest.skip("onnxruntime is not installed")
+    with pytest.raises(BundleError, match=r"encoder.fp32.onnx: not a valid ONNX model \(.*\)"):
+        seq2seq_edge.load(bundle, backend="onnx")
+
+
+def test_soak_memory_stays_flat(numbers_bundle):
+    """A short soak: resident memory after warm-up grows by less than 1 MB over 20k decodes."""
+    from seq2seq_edge.bench import soak
+
+    result = soak.soak(numbers_bundle, decodes=20_000, warmup=2_000)
+    assert result["decodes"] == 20_000
+    assert result["rss_growth_mb"] < 1.0, result
+
+
+def test_ctrl_c_answers_every_line_read(digits_bundle):
+    proc = subprocess.Popen([sys.executable, "-m", "seq2seq_edge.cli", "run", str(digits_bundle)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdin.write(b"1\n2\n3\n")
+    proc.stdin.flush()
+    time.sleep(3)  # the three lines sit in a batch waiting for more input
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert out.decode() == "one\ntwo\nthree\n"
+    assert b"Traceback" not in err and b"s2s run: interrupted" in err
