@@ -245,33 +245,34 @@ def _pick(result: dict, backend: str, variant: str, threads: int = 1) -> dict | 
 
 
 def ratios(result: dict) -> dict:
-    """The comparisons the project's targets are stated in, each from this run's own figures."""
+    """The comparisons the project's targets are stated in, each from this run's own figures.
+
+    Keys end in ``@tflite`` or ``@litert``: each TFLite interpreter measured in the run gets its own ratios.
+    """
     out = {}
-    tfl = _pick(result, "tflite", "fp32") or _pick(result, "litert", "fp32")
-    if tfl is None:
-        return out
-    out["tflite_backend"] = tfl["backend"]
-    seed = result.get("keras_predict_per_char")
-    if seed:
-        out["word_speedup_vs_seed_predict"] = seed["word_latency_ms"]["p50"] / tfl["word_latency_ms"]["p50"]
-    if "keras_direct" in result:
-        out["word_speedup_vs_keras_direct"] = result["keras_direct"]["word_latency_ms"]["p50"] / tfl["word_latency_ms"]["p50"]
-    out["loop_step_over_raw_step"] = tfl["loop_overhead_ratio"]
-    out["fp32_step_us"] = tfl["step_us"]
-    int8 = _pick(result, tfl["backend"], "int8")
-    if int8:
-        out["int8_step_us"] = int8["step_us"]
-        out["int8_over_fp32_step"] = int8["step_us"] / tfl["step_us"]
-    tp = tfl["throughput_seq_per_s"]
-    out["throughput_batch64_over_batch1"] = tp["64"] / tp["1"]
-    cold = result["cold_start"]
-    rt_cold = cold.get(f"runtime_{tfl['backend']}")
-    if rt_cold and "keras" in cold:
-        out["cold_start_speedup"] = cold["keras"]["seconds"] / rt_cold["seconds"]
+    seed, direct, cold = result.get("keras_predict_per_char"), result.get("keras_direct"), result["cold_start"]
     sizes = result["sizes_bytes"]
     if "decoder_step.int8.tflite" in sizes and "decoder_step.fp32.tflite" in sizes:
         out["int8_tflite_decoder_size_fraction"] = sizes["decoder_step.int8.tflite"] / sizes["decoder_step.fp32.tflite"]
-    floor = result["floors_us"].get(tfl["backend"])
-    if floor:
-        out["step_floor_fraction"] = floor / tfl["step_us"]
+    for backend in ("tflite", "litert"):
+        fp32 = _pick(result, backend, "fp32")
+        if fp32 is None:
+            continue
+        at = f"@{backend}"
+        if seed:
+            out["word_speedup_vs_seed_predict" + at] = seed["word_latency_ms"]["p50"] / fp32["word_latency_ms"]["p50"]
+        if direct:
+            out["word_speedup_vs_keras_direct" + at] = direct["word_latency_ms"]["p50"] / fp32["word_latency_ms"]["p50"]
+        out["loop_step_over_raw_step" + at] = fp32["loop_overhead_ratio"]
+        out["fp32_step_us" + at] = fp32["step_us"]
+        int8 = _pick(result, backend, "int8")
+        if int8:
+            out["int8_over_fp32_step" + at] = int8["step_us"] / fp32["step_us"]
+        tp = fp32["throughput_seq_per_s"]
+        out["throughput_batch64_over_batch1" + at] = tp["64"] / tp["1"]
+        if f"runtime_{backend}" in cold and "keras" in cold:
+            out["cold_start_speedup" + at] = cold["keras"]["seconds"] / cold[f"runtime_{backend}"]["seconds"]
+        floor = result["floors_us"].get(backend)
+        if floor:
+            out["step_floor_fraction" + at] = floor / fp32["step_us"]
     return out

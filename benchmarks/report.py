@@ -30,11 +30,12 @@ def target_rows(result: dict) -> list[dict]:
     for key, op, target, label, latent in TARGETS:
         if latent is not None and result["latent_dim"] != latent:
             continue
-        value = result["ratios"].get(key)
-        if value is None:
-            continue
-        rows.append({"bundle": result["name"], "measure": label, "key": key, "value": value,
-                     "target": f"{op} {target}", "met": _met(value, op, target)})
+        for suffix, where in (("", ""), ("@tflite", " [tflite-runtime]"), ("@litert", " [LiteRT]")):
+            value = result["ratios"].get(key + suffix)
+            if value is None:
+                continue
+            rows.append({"bundle": result["name"], "measure": label + where, "key": key + suffix, "value": value,
+                         "target": f"{op} {target}", "met": _met(value, op, target)})
     return rows
 
 

@@ -45,12 +45,7 @@ def _sha256(data: bytes) -> str:
 def read_model_file(bundle_dir: Path, entry: mf.ModelFile) -> bytes:
     """The file's bytes, after checking them against the manifest's size and sha256."""
     path = Path(bundle_dir) / entry.path
-    try:
-        content = path.read_bytes()
-    except FileNotFoundError:
-        raise BundleError(f"model file is missing", where=str(path)) from None
-    except OSError as e:
-        raise BundleError(f"cannot read model file ({e.strerror})", where=str(path)) from None
+    content = mf.read_bytes(path, "model file")
     if len(content) != entry.size_bytes:
         raise BundleError(f"model file is {len(content)} bytes, the manifest says {entry.size_bytes} "
                           "(truncated or replaced)", where=str(path))

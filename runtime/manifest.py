@@ -168,15 +168,19 @@ def validate_preprocessing_dict(d: Any) -> list[str]:
     return problems
 
 
+def read_bytes(path: Path, what: str) -> bytes:
+    """The bytes of a bundle file; a missing or unreadable file is a BundleError naming it."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise BundleError(f"{what} is missing", where=str(path)) from None
+    except OSError as e:
+        raise BundleError(f"cannot read {what} ({e.strerror})", where=str(path)) from None
+
+
 def read_json(path: Path, what: str) -> dict:
     """Load a JSON object from ``path``, turning every failure into a BundleError naming the file."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise BundleError(f"{what} not found", where=str(path)) from None
-    except OSError as e:
-        raise BundleError(f"cannot read {what}: {e.strerror}", where=str(path)) from None
+    raw = read_bytes(path, what)
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:

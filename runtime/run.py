@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 
@@ -42,13 +43,17 @@ def run_command(args) -> int:
         batch_size = 1 if sys.stdin.isatty() else args.batch_size
     pending: list[tuple[str, str]] = []
     items = iter(source)
+    previous_handler = _interrupt_once()
     try:
         while True:
             try:
                 item = next(items)
             except StopIteration:
                 break
-            except (InputTextError, KeyboardInterrupt):
+            except InputTextError:
+                _answer(decoder, pending, args)  # every line read so far is answered
+                raise
+            except KeyboardInterrupt:
                 _answer(decoder, pending, args)  # every line read so far is answered
                 raise
             pending.append(item)
@@ -60,7 +65,26 @@ def run_command(args) -> int:
         # The reader went away (e.g. `| head`): stop quietly, as Unix tools do.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        if previous_handler is not None:
+            signal.signal(signal.SIGINT, previous_handler)
     return 0
+
+
+def _interrupt_once():
+    """Ctrl-C raises KeyboardInterrupt once; a repeat delivery while the lines read so far are being answered
+    is ignored (CPython may run the handler again when the interrupted read returns). Returns the old handler."""
+    hit = []
+
+    def handler(signum, frame):
+        if not hit:
+            hit.append(signum)
+            raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: keep Python's default
+        return None
 
 
 def _answer(decoder, items: list[tuple[str, str]], args) -> None:

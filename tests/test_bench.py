@@ -23,7 +23,8 @@ def test_quick_bench_writes_json_markdown_and_chart(fixture_dir, tmp_path):
     assert result["keras_predict_per_char"]["word_latency_ms"]["p50"] > 0
     assert result["cold_start"]["keras"]["output"] == result["cold_start"]["runtime_litert"]["output"] == "one"
     assert set(result["floors_us"]) == {"litert", "onnx"}
-    assert {"word_speedup_vs_seed_predict", "cold_start_speedup", "loop_step_over_raw_step"} <= set(result["ratios"])
+    assert {"word_speedup_vs_seed_predict@litert", "cold_start_speedup@litert",
+            "loop_step_over_raw_step@litert"} <= set(result["ratios"])
     md = (tmp_path / "results.md").read_text()
     assert "| litert fp32 | 1 |" in md and "### Targets" in md
     assert (tmp_path / "chart.png").read_bytes()[:4] == b"\x89PNG"

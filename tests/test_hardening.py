@@ -84,13 +84,17 @@ def test_soak_memory_stays_flat(numbers_bundle):
 
 
 def test_ctrl_c_answers_every_line_read(digits_bundle):
-    proc = subprocess.Popen([sys.executable, "-m", "seq2seq_edge.cli", "run", str(digits_bundle)],
+    proc = subprocess.Popen([sys.executable, "-m", "seq2seq_edge.cli", "run", str(digits_bundle), "--batch-size", "3"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     proc.stdin.write(b"1\n2\n3\n")
     proc.stdin.flush()
-    time.sleep(3)  # the three lines sit in a batch waiting for more input
+    # A full batch is answered at once: reading it proves the process is in its read loop.
+    assert [proc.stdout.readline() for _ in range(3)] == [b"one\n", b"two\n", b"three\n"]
+    proc.stdin.write(b"4\n5\n")  # half a batch: read, then waiting for more input
+    proc.stdin.flush()
+    time.sleep(1.5)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130
-    assert out.decode() == "one\ntwo\nthree\n"
+    assert out.decode() == "four\nfive\n"
     assert b"Traceback" not in err and b"s2s run: interrupted" in err

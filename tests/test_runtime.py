@@ -183,7 +183,7 @@ def test_manifest_not_json_or_missing(digits_bundle, tmp_path):
     with pytest.raises(BundleError, match="manifest.json: manifest is not valid JSON"):
         seq2seq_edge.load(bundle)
     (bundle / "manifest.json").unlink()
-    with pytest.raises(BundleError, match="manifest.json: manifest not found"):
+    with pytest.raises(BundleError, match="manifest.json: manifest is missing"):
         seq2seq_edge.load(bundle)
     with pytest.raises(BundleError, match="no such bundle folder"):
         seq2seq_edge.load(tmp_path / "nowhere")
