@@ -45,7 +45,8 @@ def _add_train(sub) -> None:
     g.add_argument("--test-fraction", type=float, default=0.1)
     m = p.add_argument_group("model and optimisation (defaults depend on the task; see the README)")
     m.add_argument("--latent", dest="latent_dim", type=int, help="LSTM units")
-    m.add_argument("--embedding-dim", type=int, help="0 = one-hot inputs as in the seed; N = learned embedding")
+    m.add_argument("--embedding-dim", type=int, help="0 = one-hot inputs as in the seed; N = learned embedding "
+                                                     "(default: one-hot up to 512 tokens, else 256)")
     m.add_argument("--epochs", type=int)
     m.add_argument("--batch-size", type=int)
     m.add_argument("--lr", dest="learning_rate", type=float, help="Adam learning rate")

@@ -103,3 +103,15 @@ def test_format_and_variant_selection(fixture_dir, tmp_path):
     manifest = mf.BundleManifest.load(tmp_path / "b")
     assert [(m.role, m.format, m.variant) for m in manifest.models] == [
         ("encoder", "onnx", "int8"), ("decoder_step", "onnx", "int8")]
+
+
+def test_learned_embedding_exports_with_parity(tmp_path):
+    from seq2seq_edge.export import export_bundle
+    from seq2seq_edge.train import trainer
+
+    cfg = trainer.task_defaults("numbers", max_number=60, latent_dim=8, embedding_dim=6, epochs=2, batch_size=16)
+    trainer.train(cfg, tmp_path / "run", quiet=True)
+    result = export_bundle(tmp_path / "run", tmp_path / "b", formats=["tflite", "onnx"], quantize=["fp32"])
+    assert result["passed"] and all(v["agreement"] == 1.0 for v in result["variants"])
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["training"]["embedding_dim"] == 6

@@ -31,6 +31,11 @@ from . import data as data_mod
 
 log = logging.getLogger(__name__)
 
+#: With embedding_dim=None, vocabularies up to this size use the seed's one-hot inputs; larger ones (word
+#: targets of a big TSV) a learned embedding of AUTO_EMBEDDING_DIM, since a one-hot table grows as V^2.
+ONE_HOT_MAX_VOCAB = 512
+AUTO_EMBEDDING_DIM = 256
+
 SPLIT_FILES = {"train": "train.tsv", "validation": "validation.tsv", "test": "test.tsv"}
 
 
@@ -46,7 +51,7 @@ class TrainConfig:
     input_tokenization: str = "char"
     target_tokenization: str = "char"
     latent_dim: int = 32
-    embedding_dim: int = 0            # 0: one-hot inputs, as in the seed
+    embedding_dim: int | None = None  # 0: one-hot inputs, as in the seed; None: one-hot up to ONE_HOT_MAX_VOCAB
     epochs: int = 100
     batch_size: int = 3
     learning_rate: float = 1e-2
@@ -152,6 +157,11 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, force: bool = False, quiet: 
     keras.utils.set_random_seed(cfg.seed)
     tf.config.experimental.enable_op_determinism()
 
+    if cfg.embedding_dim is None:
+        largest = max(len(prep.input_vocabulary), len(prep.target_vocabulary))
+        cfg = replace(cfg, embedding_dim=0 if largest <= ONE_HOT_MAX_VOCAB else AUTO_EMBEDDING_DIM)
+        log.info("embedding: %s", "one-hot" if not cfg.embedding_dim else f"learned, {cfg.embedding_dim} dims "
+                 f"({largest} tokens is more than {ONE_HOT_MAX_VOCAB} for one-hot inputs)")
     model = build_training_model(len(prep.input_vocabulary), len(prep.target_vocabulary), cfg.latent_dim,
                                  cfg.embedding_dim)
     opt_kwargs = {"learning_rate": cfg.learning_rate}
