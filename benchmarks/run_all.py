@@ -48,11 +48,16 @@ def prepare_models(models_dir: Path, quick: bool) -> dict[str, tuple[Path, Path]
 
 
 def ensure_venv(path: Path, extra: str) -> Path:
+    """A runtime-only venv with this checkout's seq2seq-edge[extra] (reinstalled each run, so it measures the
+    current code)."""
     python = path / "bin" / "python"
     if not python.exists():
         logging.info("creating %s (.[%s])", path, extra)
         venv.create(path, with_pip=True)
         subprocess.run([str(python), "-m", "pip", "install", "-q", f"{REPO}[{extra}]"], check=True)
+    else:
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps", str(REPO)],
+                       check=True)
     return python
 
 

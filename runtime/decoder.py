@@ -265,9 +265,9 @@ def load(bundle_dir: str | Path, backend: str = "auto", variant: str = "fp32", t
         raise BundleError(f"the bundle has no {fmt} {variant} models (it holds {fmt} variants "
                           f"{manifest.variants(fmt)})", where=str(bundle_dir))
     contents = [read_model_file(bundle_dir, e) for e in entries]  # all checksums before any interpreter
-    # Float encoders share one recurrent weight across unrolled steps: faster without XNNPACK (see
-    # backends/tflite.py); int8 encoders and every decoder step are faster with it.
-    xnnpack = [not (e.role == mf.ENCODER and e.variant in ("fp32", "fp16")) for e in entries]
+    # Float encoders share one recurrent weight across unrolled steps: at batch 1 faster without XNNPACK, at
+    # larger batches with it (see backends/tflite.py); int8 encoders and every decoder step are faster with it.
+    xnnpack = ["batched" if e.role == mf.ENCODER and e.variant in ("fp32", "fp16") else True for e in entries]
     probe.probe(backend, [(str(bundle_dir / e.path), e.sha256, x) for e, x in zip(entries, xnnpack)])
     models = []
     for entry, content, xnnpack in zip(entries, contents, xnnpack):

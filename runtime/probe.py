@@ -69,7 +69,8 @@ def probe(backend: str, files: list[tuple[str, str, bool]]) -> None:
     if not todo:
         return
     for path, sha, xnnpack in todo:
-        cmd = [sys.executable, "-m", "seq2seq_edge.probe", backend, path, "1" if xnnpack else "0"]
+        mode = xnnpack if isinstance(xnnpack, str) else ("1" if xnnpack else "0")
+        cmd = [sys.executable, "-m", "seq2seq_edge.probe", backend, path, mode]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
         except subprocess.TimeoutExpired:
@@ -92,11 +93,12 @@ def _main(argv: list[str]) -> int:
 
     from . import backends
 
-    backend, path, xnnpack = argv[0], argv[1], argv[2] == "1"
+    backend, path, xnnpack = argv[0], argv[1], {"1": True, "0": False}.get(argv[2], argv[2])
     try:
         model = backends.open_model(backend, Path(path).read_bytes(), 1, xnnpack=xnnpack)
-        feeds = {t.name: np.zeros([1 if d == -1 else d for d in t.shape], dtype=t.dtype) for t in model.inputs}
-        model.run(feeds)
+        for batch in (1, 2):  # batch 2 also builds the batched interpreter of a "batched" model
+            model.run({t.name: np.zeros([batch if d == -1 else d for d in t.shape], dtype=t.dtype)
+                       for t in model.inputs})
     except Exception as e:  # reported to the parent as a clean error
         print(" ".join(str(e).split()), file=sys.stderr)
         return 2

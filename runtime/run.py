@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -43,17 +44,15 @@ def run_command(args) -> int:
         batch_size = 1 if sys.stdin.isatty() else args.batch_size
     pending: list[tuple[str, str]] = []
     items = iter(source)
-    previous_handler = _interrupt_once()
+    ctrl_c = _CtrlC()
     try:
         while True:
             try:
-                item = next(items)
+                with ctrl_c.interruptible():
+                    item = next(items)
             except StopIteration:
                 break
-            except InputTextError:
-                _answer(decoder, pending, args)  # every line read so far is answered
-                raise
-            except KeyboardInterrupt:
+            except (InputTextError, KeyboardInterrupt):
                 _answer(decoder, pending, args)  # every line read so far is answered
                 raise
             pending.append(item)
@@ -61,30 +60,54 @@ def run_command(args) -> int:
                 _answer(decoder, pending, args)
                 pending = []
         _answer(decoder, pending, args)
+        ctrl_c.raise_if_pressed()
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): stop quietly, as Unix tools do.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
     finally:
-        if previous_handler is not None:
-            signal.signal(signal.SIGINT, previous_handler)
+        ctrl_c.restore()
     return 0
 
 
-def _interrupt_once():
-    """Ctrl-C raises KeyboardInterrupt once; a repeat delivery while the lines read so far are being answered
-    is ignored (CPython may run the handler again when the interrupted read returns). Returns the old handler."""
-    hit = []
+class _CtrlC:
+    """Ctrl-C interrupts only the wait for input; pressed while lines are decoded, it takes effect once they are
+    answered. Either way every line read is answered, and KeyboardInterrupt is raised once (CPython may run the
+    handler a second time for the same signal when an interrupted read returns)."""
 
-    def handler(signum, frame):
-        if not hit:
-            hit.append(signum)
+    def __init__(self):
+        self.hit = self.pressed = False
+        self.waiting = False
+        try:
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+        except ValueError:  # not the main thread: keep Python's default
+            self.previous = None
+
+    def _handler(self, signum, frame):
+        if self.hit:
+            return
+        self.pressed = True
+        if self.waiting:
+            self.hit = True
             raise KeyboardInterrupt
 
-    try:
-        return signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread: keep Python's default
-        return None
+    @contextlib.contextmanager
+    def interruptible(self):
+        self.raise_if_pressed()
+        self.waiting = True
+        try:
+            yield
+        finally:
+            self.waiting = False
+
+    def raise_if_pressed(self):
+        if self.pressed and not self.hit:
+            self.hit = True
+            raise KeyboardInterrupt
+
+    def restore(self):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
 
 
 def _answer(decoder, items: list[tuple[str, str]], args) -> None:

@@ -62,10 +62,11 @@ def import_interpreter_module(backend: str):
                                       f"{info.install}") from None
 
 
-def open_model(backend: str, content: bytes, threads: int = 1, *, xnnpack: bool = True):
+def open_model(backend: str, content: bytes, threads: int = 1, *, xnnpack: bool | str = True):
     """Create the backend's adapter for one model, from the model file's bytes (already checksummed).
 
-    ``xnnpack=False`` asks TFLite backends not to apply their default XNNPACK delegate (ignored by ONNX).
+    ``xnnpack=False`` asks TFLite backends not to apply their default XNNPACK delegate, ``"batched"`` to apply it
+    only for batches larger than 1 (ignored by ONNX).
     """
     if backend not in BACKENDS:
         raise BackendUnavailableError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")

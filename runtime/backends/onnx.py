@@ -51,5 +51,5 @@ class OnnxModel:
         return dict(zip(self._output_names, values))
 
 
-def open_model(module, content: bytes, threads: int, xnnpack: bool = True) -> OnnxModel:  # noqa: ARG001
+def open_model(module, content: bytes, threads: int, xnnpack: bool | str = True) -> OnnxModel:  # noqa: ARG001
     return OnnxModel(module, content, threads)
