@@ -10,7 +10,7 @@ Everything a Kotlin, Swift or Python decode loop needs is here, defined once:
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 

@@ -4,7 +4,6 @@ import hashlib
 import json
 import shutil
 
-import numpy as np
 import pytest
 
 from conftest import requires_train

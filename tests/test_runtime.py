@@ -193,7 +193,6 @@ def test_missing_backend_says_what_to_install(digits_bundle, monkeypatch):
     missing = [b for b in backends.BACKENDS if b not in INSTALLED]
     if not missing:
         pytest.skip("every backend is installed")
-    info = backends.BACKENDS[missing[0]]
     with pytest.raises(BackendUnavailableError, match=r"pip install 'seq2seq-edge\[" + missing[0] + r"\]'"):
         seq2seq_edge.load(digits_bundle, backend=missing[0])
     with pytest.raises(BackendUnavailableError, match="unknown backend 'tensorflow'"):

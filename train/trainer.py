@@ -12,16 +12,14 @@ Run folder layout::
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import numpy as np
 
 from seq2seq_edge import manifest as mf
 from seq2seq_edge import metrics, text
