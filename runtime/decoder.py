@@ -217,6 +217,18 @@ class Seq2SeqDecoder:
         return results
 
 
+def _smoke_test(model, path: str) -> None:
+    """Run the model once on a batch of one (ids 0, states 0): a file that loads but cannot run fails here, at
+    load time, rather than in the middle of a decode."""
+    feeds = {t.name: np.zeros([1 if d == -1 else d for d in t.shape], dtype=t.dtype) for t in model.inputs}
+    try:
+        model.run(feeds)
+    except BundleError:
+        raise
+    except Exception as e:  # noqa: BLE001 - whatever the interpreter raises, name the file
+        raise BundleError(f"the model failed a test run: {type(e).__name__}: {e}", where=path) from None
+
+
 def _choose_backend(manifest: mf.BundleManifest, backend: str, variant: str) -> str:
     if backend != "auto":
         if backend not in backends.BACKENDS:
@@ -279,7 +291,9 @@ def load(bundle_dir: str | Path, backend: str = "auto", variant: str = "fp32", t
             problems = [p + (f"; the bundle was tested with {tested}" if "version" in p and tested else "")
                         for p in e.problems]
             raise BundleError(problems, where=path) from None
+        model.label = path
         check_model_io(model, entry, path)
+        _smoke_test(model, path)
         models.append(model)
     log.debug("loaded %s (%s %s on %s)", bundle_dir, fmt, variant, backend)
     return Seq2SeqDecoder(manifest, models[0], models[1], backend=backend, variant=variant, bundle_dir=bundle_dir)

@@ -55,6 +55,16 @@ def test_every_variant_loads_and_decodes(numbers_bundle, backend, variant):
     got = decoder.decode_batch(inputs)
     agreement = sum(g == e for g, e in zip(got, expected)) / len(expected)
     assert agreement >= 0.9, (backend, variant, agreement)
+    # The same strings whatever batch sizes came before (tflite-runtime 2.14 once broke after a resize).
+    # ONNX Runtime's dynamic int8 quantizes activations with one scale per tensor, so there a row can depend on
+    # the other rows of its batch (documented); TFLite's hybrid int8 scales each row and stays exact.
+    rebatched = decoder.decode_batch(inputs, batch_size=7) + [decoder.decode(s) for s in inputs[:20]]
+    reference = got + got[:20]
+    if (backend, variant) == ("onnx", "int8"):
+        assert sum(a == b for a, b in zip(rebatched, reference)) >= 0.97 * len(reference)
+    else:
+        assert rebatched == reference
+        assert decoder.decode_batch(inputs, batch_size=64) == got
 
 
 @pytest.mark.parametrize("backend,variant", FP32)

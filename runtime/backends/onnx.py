@@ -35,7 +35,7 @@ class OnnxModel:
         try:
             self._session = ort.InferenceSession(content, sess_options=options, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            first = _first_line(e)
             opset = summary.opsets.get("ai.onnx")
             hint = ""
             if "version" in first.lower() or "opset" in first.lower():
@@ -45,10 +45,19 @@ class OnnxModel:
         self.inputs = tuple(_spec(i) for i in self._session.get_inputs())
         self.outputs = tuple(_spec(o) for o in self._session.get_outputs())
         self._output_names = [o.name for o in self.outputs]
+        #: Where the model came from, for error messages (set by the loader).
+        self.label = "ONNX model"
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        values = self._session.run(self._output_names, feeds)
+        try:
+            values = self._session.run(self._output_names, feeds)
+        except Exception as e:  # a malformed model can load and still fail here (found by the fuzz test)
+            raise BundleError(f"the model failed while running: {_first_line(e)}", where=self.label) from None
         return dict(zip(self._output_names, values))
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def open_model(module, content: bytes, threads: int, xnnpack: bool | str = True) -> OnnxModel:  # noqa: ARG001

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 
 import numpy as np
 
@@ -23,9 +24,14 @@ log = logging.getLogger(__name__)
 
 
 class _Bound:
-    """One interpreter with its signature's tensor indices and the batch size it is allocated for."""
+    """One interpreter with its signature's tensor indices, allocated once for one batch size.
 
-    def __init__(self, module, content: bytes, threads: int, xnnpack: bool):
+    It is never resized after it has run: tflite-runtime 2.14 computes the DEQUANTIZE of constant fp16/int8 weights
+    once, and a resize after an invoke left later batches decoding garbage (fp16 agreement fell from 100% to 45%).
+    A new batch size gets its own interpreter instead.
+    """
+
+    def __init__(self, module, content: bytes, threads: int, xnnpack: bool, batch: int = 1):
         kwargs = {} if xnnpack else {
             "experimental_op_resolver_type": module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
         self.interpreter = module.Interpreter(model_content=content, num_threads=threads, **kwargs)
@@ -39,22 +45,23 @@ class _Bound:
             raise BundleError(f"TFLite signature {SIGNATURE_KEY!r} does not match the model's main graph")
         self.input_details = {n: by_index[i] for n, i in self.input_index.items()}
         self.output_details = {n: by_index[i] for n, i in self.output_index.items()}
-        self.shapes: dict[str, tuple] = {}
-        self.interpreter.allocate_tensors()
+        try:
+            if batch != 1:
+                for name, d in self.input_details.items():
+                    shape = [batch if dim == -1 else dim for dim in d.get("shape_signature", d["shape"])]
+                    self.interpreter.resize_tensor_input(d["index"], shape, strict=False)
+            self.interpreter.allocate_tensors()
+        except (RuntimeError, ValueError) as e:
+            raise BundleError(f"the TFLite interpreter cannot allocate the model: {' '.join(str(e).split())}") from None
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         it = self.interpreter
-        resized = False
-        for name, value in feeds.items():
-            if self.shapes.get(name) != value.shape:
-                it.resize_tensor_input(self.input_index[name], value.shape, strict=False)
-                self.shapes[name] = value.shape
-                resized = True
-        if resized:
-            it.allocate_tensors()
-        for name, value in feeds.items():
-            it.set_tensor(self.input_index[name], value)
-        it.invoke()
+        try:
+            for name, value in feeds.items():
+                it.set_tensor(self.input_index[name], value)
+            it.invoke()
+        except (RuntimeError, ValueError) as e:  # a malformed model can load and still fail here
+            raise BundleError(f"the model failed while running: {' '.join(str(e).split())}") from None
         return {name: it.get_tensor(index) for name, index in self.output_index.items()}
 
 
@@ -67,26 +74,43 @@ class TFLiteModel:
     """A TFLite model whose ``run`` may be called from any number of threads.
 
     ``xnnpack``: True (XNNPACK for every batch size), or ``"batched"``: builtin kernels for batch 1 and XNNPACK
-    for larger batches (each thread then holds up to two interpreters, created on first use).
+    for larger batches. Each thread keeps one interpreter per batch size it has run (up to MAX_BATCH_SIZES).
     """
+
+    #: Interpreters kept per thread, one per batch size, least recently used dropped first.
+    MAX_BATCH_SIZES = 4
 
     def __init__(self, module, content: bytes, threads: int, xnnpack: bool | str = True):
         single_xnnpack = xnnpack is True
-        self._make = lambda batched: _Bound(module, content, threads, True if batched else single_xnnpack)
-        self._split = xnnpack == "batched"
+        split = xnnpack == "batched"
+        self._make = lambda batch: _Bound(module, content, threads, True if (split and batch > 1) else single_xnnpack,
+                                          batch)
         self._local = threading.local()
-        first = self._make(False)
-        self._local.single = first
+        first = self._make(1)
+        self._local.by_batch = OrderedDict([(1, first)])
         self.inputs = tuple(_spec(n, d) for n, d in first.input_details.items())
         self.outputs = tuple(_spec(n, d) for n, d in first.output_details.items())
+        #: Where the model came from, for error messages (set by the loader).
+        self.label = "TFLite model"
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        batched = self._split and next(iter(feeds.values())).shape[0] > 1
-        key = "batched" if batched else "single"
-        bound = getattr(self._local, key, None)
+        try:
+            return self._run(feeds)
+        except BundleError as e:
+            raise BundleError(e.problems, where=self.label) from None
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        batch = next(iter(feeds.values())).shape[0]
+        cache = getattr(self._local, "by_batch", None)
+        if cache is None:
+            cache = self._local.by_batch = OrderedDict()
+        bound = cache.get(batch)
         if bound is None:
-            bound = self._make(batched)
-            setattr(self._local, key, bound)
+            bound = cache[batch] = self._make(batch)
+            while len(cache) > self.MAX_BATCH_SIZES:
+                cache.popitem(last=False)
+        else:
+            cache.move_to_end(batch)
         return bound.run(feeds)
 
 
