@@ -16,7 +16,6 @@ from seq2seq_edge import manifest as mf
 from seq2seq_edge import metrics
 from seq2seq_edge.decoder import load
 
-
 log = logging.getLogger(__name__)
 
 #: Largest absolute difference allowed between an fp32 export and Keras, for probabilities and LSTM states at

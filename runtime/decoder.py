@@ -220,9 +220,8 @@ class Seq2SeqDecoder:
 def _smoke_test(model, path: str) -> None:
     """Run the model once on a batch of one (ids 0, states 0): a file that loads but cannot run fails here, at
     load time, rather than in the middle of a decode."""
-    feeds = {t.name: np.zeros([1 if d == -1 else d for d in t.shape], dtype=t.dtype) for t in model.inputs}
     try:
-        model.run(feeds)
+        model.run(backends.zero_feeds(model))
     except BundleError:
         raise
     except Exception as e:  # noqa: BLE001 - whatever the interpreter raises, name the file

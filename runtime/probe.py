@@ -89,16 +89,13 @@ def probe(backend: str, files: list[tuple[str, str, bool]]) -> None:
 
 def _main(argv: list[str]) -> int:
     """Child side: load one model, allocate, run it once on zeros; exit 0, or 2 with the error on stderr."""
-    import numpy as np
-
     from . import backends
 
     backend, path, xnnpack = argv[0], argv[1], {"1": True, "0": False}.get(argv[2], argv[2])
     try:
         model = backends.open_model(backend, Path(path).read_bytes(), 1, xnnpack=xnnpack)
         for batch in (1, 2):  # batch 2 also builds the batched interpreter of a "batched" model
-            model.run({t.name: np.zeros([batch if d == -1 else d for d in t.shape], dtype=t.dtype)
-                       for t in model.inputs})
+            model.run(backends.zero_feeds(model, batch))
     except Exception as e:  # reported to the parent as a clean error
         print(" ".join(str(e).split()), file=sys.stderr)
         return 2

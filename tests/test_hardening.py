@@ -1,32 +1,21 @@
 """Hardening: ONNX external data and version errors, soak memory, Ctrl-C on the CLI."""
 
-import hashlib
 import importlib.util
-import json
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 import seq2seq_edge
+from conftest import resign
 from seq2seq_edge import backends
 from seq2seq_edge.errors import BundleError
 
 needs_onnx = pytest.mark.skipif(not backends.is_installed("onnx") or importlib.util.find_spec("onnx") is None,
                                 reason="needs onnx and onnxruntime")
-
-
-def _resign(bundle: Path, name: str, content: bytes) -> None:
-    (bundle / name).write_bytes(content)
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    for m in manifest["models"]:
-        if m["path"] == name:
-            m["sha256"], m["size_bytes"] = hashlib.sha256(content).hexdigest(), len(content)
-    (bundle / "manifest.json").write_text(json.dumps(manifest))
 
 
 @needs_onnx
@@ -43,7 +32,7 @@ def test_onnx_external_data_is_refused(digits_bundle, tmp_path, location):
     init.data_location = onnx.TensorProto.EXTERNAL
     entry = init.external_data.add()
     entry.key, entry.value = "location", location
-    _resign(bundle, "decoder_step.fp32.onnx", proto.SerializeToString())
+    resign(bundle, "decoder_step.fp32.onnx", proto.SerializeToString())
     with pytest.raises(BundleError, match=r"decoder_step.fp32.onnx: refers to external data for \[.*\]; bundle "
                                           r"models must embed their weights"):
         seq2seq_edge.load(bundle, backend="onnx")
@@ -57,7 +46,7 @@ def test_onnx_newer_than_the_runtime_says_which_version_is_needed(digits_bundle,
     shutil.copytree(digits_bundle, bundle)
     proto = onnx.load(bundle / "encoder.fp32.onnx")
     proto.ir_version = 99
-    _resign(bundle, "encoder.fp32.onnx", proto.SerializeToString())
+    resign(bundle, "encoder.fp32.onnx", proto.SerializeToString())
     with pytest.raises(BundleError, match=r"encoder.fp32.onnx: ONNX Runtime [\d.]+ refused the model: .*99.*the model "
                                           r"has IR version 99 and opset 17, which needs a newer onnxruntime"):
         seq2seq_edge.load(bundle, backend="onnx")
@@ -66,7 +55,7 @@ def test_onnx_newer_than_the_runtime_says_which_version_is_needed(digits_bundle,
 def test_onnx_garbage_is_refused_before_onnxruntime(digits_bundle, tmp_path):
     bundle = tmp_path / "bundle"
     shutil.copytree(digits_bundle, bundle)
-    _resign(bundle, "encoder.fp32.onnx", b"\x0a\xff\xff\xff\xff\x0f" + b"x" * 50)
+    resign(bundle, "encoder.fp32.onnx", b"\x0a\xff\xff\xff\xff\x0f" + b"x" * 50)
     if not backends.is_installed("onnx"):
         pytest.skip("onnxruntime is not installed")
     with pytest.raises(BundleError, match=r"encoder.fp32.onnx: not a valid ONNX model \(.*\)"):

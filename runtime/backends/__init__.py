@@ -62,6 +62,13 @@ def import_interpreter_module(backend: str):
                                       f"{info.install}") from None
 
 
+def zero_feeds(model, batch: int = 1) -> dict:
+    """Zeros of every input of ``model`` at ``batch`` (padding ids, zero states): a harmless test run."""
+    import numpy as np
+
+    return {t.name: np.zeros([batch if d == -1 else d for d in t.shape], dtype=t.dtype) for t in model.inputs}
+
+
 def open_model(backend: str, content: bytes, threads: int = 1, *, xnnpack: bool | str = True):
     """Create the backend's adapter for one model, from the model file's bytes (already checksummed).
 

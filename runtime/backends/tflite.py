@@ -81,10 +81,10 @@ class TFLiteModel:
     MAX_BATCH_SIZES = 4
 
     def __init__(self, module, content: bytes, threads: int, xnnpack: bool | str = True):
-        single_xnnpack = xnnpack is True
-        split = xnnpack == "batched"
-        self._make = lambda batch: _Bound(module, content, threads, True if (split and batch > 1) else single_xnnpack,
-                                          batch)
+        def uses_xnnpack(batch: int) -> bool:
+            return xnnpack is True or (xnnpack == "batched" and batch > 1)
+
+        self._make = lambda batch: _Bound(module, content, threads, uses_xnnpack(batch), batch)
         self._local = threading.local()
         first = self._make(1)
         self._local.by_batch = OrderedDict([(1, first)])
