@@ -59,6 +59,13 @@ def _save_cache(keys: set[str]) -> None:
         log.debug("cannot write %s: %s", path, e)
 
 
+def _probe_env() -> dict:
+    """The child's environment: glibc fills fresh and freed heap memory with a byte pattern, so an out-of-bounds
+    read of a malformed file crashes the child every time instead of now and then (measured on one fuzz case:
+    the child survived 33 of 40 runs without it, 0 of 60 with it, and the parent later crashed)."""
+    return {**os.environ, "MALLOC_PERTURB_": "165"}
+
+
 def probe(backend: str, files: list[tuple[str, str, bool]]) -> None:
     """Load each (path, sha256, xnnpack) in a child process; raise BundleError naming a file that crashes it."""
     if backend not in PROBED_BACKENDS or os.environ.get("S2S_NO_PROBE") == "1":
@@ -72,7 +79,7 @@ def probe(backend: str, files: list[tuple[str, str, bool]]) -> None:
         mode = xnnpack if isinstance(xnnpack, str) else ("1" if xnnpack else "0")
         cmd = [sys.executable, "-m", "seq2seq_edge.probe", backend, path, mode]
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, env=_probe_env())
         except subprocess.TimeoutExpired:
             raise BundleError(f"the {backend} interpreter did not finish loading it within {PROBE_TIMEOUT_S} s "
                               "(malformed file?)", where=path) from None
