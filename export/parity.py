@@ -14,7 +14,7 @@ import numpy as np
 
 from seq2seq_edge import manifest as mf
 from seq2seq_edge import metrics
-from seq2seq_edge.decoder import load
+from seq2seq_edge.loader import load
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,8 @@
 Importing this package loads numpy only; TensorFlow, Keras and ONNX are never imported here.
 """
 
-from .decoder import DecodeResult, Seq2SeqDecoder, load
+from .decoder import DecodeResult, Seq2SeqDecoder
+from .loader import load
 from .errors import (BackendUnavailableError, BundleError, DataFileError, ExportError, InputTextError,
                      RunFolderError, Seq2SeqEdgeError)
 

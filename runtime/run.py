@@ -9,7 +9,7 @@ import signal
 import sys
 import time
 
-from .decoder import load
+from .loader import load
 from .errors import InputTextError, Seq2SeqEdgeError
 
 
