@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -24,8 +25,9 @@ import numpy as np
 
 from seq2seq_edge import backends
 from seq2seq_edge import manifest as mf
-from seq2seq_edge import probe
+from seq2seq_edge import probe, text
 from seq2seq_edge.errors import Seq2SeqEdgeError
+from seq2seq_edge.versions import package_version
 
 from . import runtime_bench
 
@@ -43,16 +45,12 @@ print(out); print({PEAK_RSS_KB})
 COLD_KERAS = f"""
 import os, sys
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-import keras
-from seq2seq_edge import manifest as mf
-from seq2seq_edge.train.reference import KerasDecoder
-from seq2seq_edge.train.trainer import load_run
-prep, _ = load_run(sys.argv[1])
-model = keras.saving.load_model(os.path.join(sys.argv[1], "model.keras"), safe_mode=True, compile=False)
-kd = KerasDecoder.from_training_model(model, prep.max_output_tokens)
-ids = mf.pad_batch([prep.encode_input(sys.argv[2])], prep.max_input_tokens)
-print(prep.decode_output(kd.decode_ids(ids)[0])); print({PEAK_RSS_KB})
+from seq2seq_edge.train.reference import decode_texts, load_reference
+kd, prep = load_reference(sys.argv[1])
+print(decode_texts(kd, prep, [sys.argv[2]])[0]); print({PEAK_RSS_KB})
 """
+#: Distributions whose versions the results give.
+VERSIONS_OF = ("seq2seq-edge", "numpy", "tensorflow-cpu", "tensorflow", "keras", "ai-edge-litert", "onnxruntime")
 
 
 def machine() -> dict:
@@ -71,18 +69,6 @@ def machine() -> dict:
     return info
 
 
-def _versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for dist in ("seq2seq-edge", "numpy", "tensorflow-cpu", "tensorflow", "keras", "ai-edge-litert", "onnxruntime"):
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:
-            pass
-    return out
-
-
 def _du_mb(path: Path) -> float:
     total = 0
     for root, _, files in os.walk(path):
@@ -95,48 +81,25 @@ def _du_mb(path: Path) -> float:
 
 # ---- Keras contenders ---------------------------------------------------------------------------------------
 def keras_contenders(run_dir: Path, words: list[str], quick: bool) -> dict:
+    """The seed's way (Keras ``predict`` once per step, as the tutorial's decode_sequence) and the Keras models
+    called directly: per-word latency, and the direct models' encoder and step times."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import keras
+    from seq2seq_edge.train.reference import decode_texts, load_reference
 
-    from seq2seq_edge.train.reference import KerasDecoder
-    from seq2seq_edge.train.trainer import load_run
+    kd, prep = load_reference(run_dir)
+    seed_way = replace(kd, use_predict=True)
 
-    prep, _ = load_run(run_dir)
-    model = keras.saving.load_model(run_dir / mf.RUN_MODEL_FILE, safe_mode=True, compile=False)
-    kd = KerasDecoder.from_training_model(model, prep.max_output_tokens)
-    encode = lambda w: mf.pad_batch([prep.encode_input(w)], prep.max_input_tokens)
+    def per_word(decoder, n):
+        return runtime_bench.per_call_ms(lambda w: decode_texts(decoder, prep, [w]), runtime_bench.cycle(words, n),
+                                         warmup=1)[0]
 
-    def seed_way(word):  # the tutorial's decode_sequence: predict once per output character
-        ids = encode(word)
-        states = kd.encoder.predict(ids, verbose=0)
-        h, c = states[mf.STATE_H], states[mf.STATE_C]
-        token, out = np.array([1], np.int32), []
-        for _ in range(prep.max_output_tokens + 1):
-            o = kd.step.predict([token, h, c], verbose=0)
-            token = o[mf.PROBS].argmax(axis=1).astype(np.int32)
-            if token[0] == 2 or len(out) == prep.max_output_tokens:
-                break
-            out.append(int(token[0]))
-            h, c = o[mf.NEXT_STATE_H], o[mf.NEXT_STATE_C]
-        return prep.decode_output(out)
-
-    def per_word(fn, n):
-        sample = (words * (1 + n // len(words)))[:n]
-        fn(sample[0])
-        times = []
-        for w in sample:
-            t = time.perf_counter()
-            fn(w)
-            times.append((time.perf_counter() - t) * 1000)
-        return runtime_bench._percentiles(times)
-
-    ids = encode(words[0])
+    ids = mf.pad_batch([prep.encode_input(words[0])], prep.max_input_tokens)
     st = kd.encode(ids)
-    step_args = (np.array([1], np.int32), st[mf.STATE_H], st[mf.STATE_C])
+    step_args = (np.full(1, text.START_ID, np.int32), st[mf.STATE_H], st[mf.STATE_C])
     return {
         "keras_predict_per_char": {"word_latency_ms": per_word(seed_way, 3 if quick else 20)},
         "keras_direct": {
-            "word_latency_ms": per_word(lambda w: kd.decode_ids(encode(w)), 10 if quick else 100),
+            "word_latency_ms": per_word(kd, 10 if quick else 100),
             "step_us": runtime_bench._median_us(lambda: kd.step_once(*step_args), 20 if quick else 300),
             "encoder_us": runtime_bench._median_us(lambda: kd.encode(ids), 20 if quick else 300),
         },
@@ -166,12 +129,31 @@ def write_floor_models(out_dir: Path, latent: int, vocab: int) -> dict:
 
 
 # ---- cold start -----------------------------------------------------------------------------------------------
-def _cold(cmd: list[str], runs: int, fresh_cache: bool = False) -> dict:
+def cold_starts(bundle: Path, word: str, tflite_python: str | None, repeats: int) -> dict:
+    """A fresh process per run for each backend installed here (and tflite-runtime in its own venv): import,
+    load ``bundle`` and decode ``word``."""
+    out = {}
+    pythons = [("litert", sys.executable), ("onnx", sys.executable)]
+    if tflite_python:
+        pythons.insert(0, ("tflite", tflite_python))
+    for backend, python in pythons:
+        if python == sys.executable and not backends.is_installed(backend):
+            continue
+        log.info("cold start %s", backend)
+        cmd = [python, "-c", COLD_RUNTIME, str(bundle), backend, word]
+        if backend in probe.PROBED_BACKENDS:
+            out[f"runtime_{backend}_first_load"] = _cold(cmd, repeats, fresh_cache=True)
+        _cold(cmd, 1)  # the files are probed once, then remembered
+        out[f"runtime_{backend}"] = _cold(cmd, repeats)
+    return out
+
+
+def _cold(cmd: list[str], repeats: int, fresh_cache: bool = False) -> dict:
     """Median wall time and peak RSS of ``cmd`` in fresh processes. ``fresh_cache``: an empty $XDG_CACHE_HOME
-    each run, so tflite-runtime's first-load probe of the model files is included."""
+    each time, so tflite-runtime's first-load probe of the model files is included."""
     times, rss = [], []
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    for _ in range(runs):
+    for _ in range(repeats):
         if fresh_cache:
             env["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="s2s-cold-")
         t = time.perf_counter()
@@ -184,67 +166,73 @@ def _cold(cmd: list[str], runs: int, fresh_cache: bool = False) -> dict:
     return {"seconds": statistics.median(times), "peak_rss_mb": round(max(rss), 1), "output": lines[-2]}
 
 
-# ---- the run ------------------------------------------------------------------------------------------------
+# ---- the whole benchmark of one bundle --------------------------------------------------------------------
 def bench(bundle: str | Path, *, run_dir: str | Path | None = None, quick: bool = False,
           tflite_python: str | None = None, venvs: dict[str, str] | None = None) -> dict:
-    """Benchmark one bundle; returns the results dict (see write_report)."""
+    """Benchmark one bundle; returns the results dict (see report.write)."""
     bundle = Path(bundle)
     manifest = mf.BundleManifest.load(bundle)
     run_dir = Path(run_dir or manifest.provenance.get("run_dir", ""))
     words = runtime_bench.golden_inputs(bundle)
-    result = {"bundle": str(bundle), "name": bundle.name, "latent_dim": manifest.latent_dim,
-              "target_vocab": len(manifest.preprocessing.target_vocabulary),
-              "mode": "quick" if quick else "full", "machine": machine(), "versions": _versions(),
-              "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "sizes_bytes": {m.path: m.size_bytes for m in manifest.models}, "runtime": [], "floors_us": {},
-              "cold_start": {}}
-    cores = os.cpu_count() or 1
+    word = words[0]
+    repeats = 1 if quick else 5
+    result = describe(bundle, manifest, quick)
     with tempfile.TemporaryDirectory() as tmp:
         floors = write_floor_models(Path(tmp), manifest.latent_dim, result["target_vocab"])
-        feeds = runtime_bench.step_feeds(manifest.latent_dim)
-        for backend in ("litert", "onnx"):
-            if not backends.is_installed(backend):
-                continue
-            fmt = backends.BACKENDS[backend].format
-            for variant in manifest.variants(fmt):
-                log.info("runtime %s %s", backend, variant)
-                result["runtime"].append(runtime_bench.measure(bundle, backend, variant, 1, quick))
-            if cores > 1:
-                result["runtime"].append(runtime_bench.measure(bundle, backend, "fp32", cores, quick))
-            result["floors_us"][backend] = runtime_bench.floor_us(floors[fmt], backend, feeds, quick)
+        measure_here(result, bundle, manifest, floors, quick)
         if tflite_python:
-            log.info("runtime tflite (tflite-runtime, %s)", tflite_python)
-            cmd = [tflite_python, "-m", "seq2seq_edge.bench.runtime_bench", str(bundle), "--backend", "tflite",
-                   "--floor", str(floors["tflite"])] + (["--quick"] if quick else [])
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            if proc.returncode != 0:
-                last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-                raise Seq2SeqEdgeError(f"the tflite-runtime measurement in {tflite_python} failed: {last} "
-                                       "(that venv needs this version of seq2seq-edge[tflite])")
-            out = json.loads(proc.stdout)
-            result["runtime"] += out["results"]
-            result["floors_us"]["tflite"] = out["floor_us"]
-        word = words[0]
-        runs = 1 if quick else 5
-        pythons = [("litert", sys.executable), ("onnx", sys.executable)]
-        if tflite_python:
-            pythons.insert(0, ("tflite", tflite_python))
-        for backend, python in pythons:
-            if python == sys.executable and not backends.is_installed(backend):
-                continue
-            log.info("cold start %s", backend)
-            cmd = [python, "-c", COLD_RUNTIME, str(bundle), backend, word]
-            if backend in probe.PROBED_BACKENDS:
-                result["cold_start"][f"runtime_{backend}_first_load"] = _cold(cmd, runs, fresh_cache=True)
-            _cold(cmd, 1)  # the files are probed once, then remembered
-            result["cold_start"][f"runtime_{backend}"] = _cold(cmd, runs)
+            measure_in_venv(result, bundle, floors["tflite"], tflite_python, quick)
+    result["cold_start"] = cold_starts(bundle, word, tflite_python, repeats)
     if run_dir.is_dir():
         log.info("keras contenders")
         result.update(keras_contenders(run_dir, words, quick))
-        result["cold_start"]["keras"] = _cold([sys.executable, "-c", COLD_KERAS, str(run_dir), word], runs)
+        result["cold_start"]["keras"] = _cold([sys.executable, "-c", COLD_KERAS, str(run_dir), word], repeats)
     result["venv_mb"] = {name: _du_mb(Path(p)) for name, p in (venvs or {}).items() if Path(p).is_dir()}
     result["ratios"] = ratios(result)
     return result
+
+
+def describe(bundle: Path, manifest: mf.BundleManifest, quick: bool) -> dict:
+    """The results' header: the bundle, the machine, the versions, the file sizes; empty measurements."""
+    return {"bundle": str(bundle), "name": bundle.name, "latent_dim": manifest.latent_dim,
+            "target_vocab": len(manifest.preprocessing.target_vocabulary),
+            "mode": "quick" if quick else "full", "machine": machine(),
+            "versions": {d: v for d in VERSIONS_OF if (v := package_version(d))},
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "sizes_bytes": {m.path: m.size_bytes for m in manifest.models}, "runtime": [], "floors_us": {},
+            "cold_start": {}}
+
+
+def measure_here(result: dict, bundle: Path, manifest: mf.BundleManifest, floors: dict, quick: bool) -> None:
+    """Every variant on each backend installed in this process, at 1 thread (fp32 also at all cores), and
+    each backend's floor."""
+    cores = os.cpu_count() or 1
+    feeds = runtime_bench.step_feeds(manifest.latent_dim)
+    for backend in ("litert", "onnx"):
+        if not backends.is_installed(backend):
+            continue
+        fmt = backends.BACKENDS[backend].format
+        for variant in manifest.variants(fmt):
+            log.info("runtime %s %s", backend, variant)
+            result["runtime"].append(runtime_bench.measure(bundle, backend, variant, 1, quick))
+        if cores > 1:
+            result["runtime"].append(runtime_bench.measure(bundle, backend, "fp32", cores, quick))
+        result["floors_us"][backend] = runtime_bench.floor_us(floors[fmt], backend, feeds, quick)
+
+
+def measure_in_venv(result: dict, bundle: Path, floor: Path, tflite_python: str, quick: bool) -> None:
+    """tflite-runtime, measured by runtime_bench in its own venv (it needs numpy<2, TensorFlow numpy 2)."""
+    log.info("runtime tflite (tflite-runtime, %s)", tflite_python)
+    cmd = [tflite_python, "-m", "seq2seq_edge.bench.runtime_bench", str(bundle), "--backend", "tflite",
+           "--floor", str(floor)] + (["--quick"] if quick else [])
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise Seq2SeqEdgeError(f"the tflite-runtime measurement in {tflite_python} failed: {last} "
+                               "(that venv needs this version of seq2seq-edge[tflite])")
+    out = json.loads(proc.stdout)
+    result["runtime"] += out["results"]
+    result["floors_us"]["tflite"] = out["floor_us"]
 
 
 def _pick(result: dict, backend: str, variant: str, threads: int = 1) -> dict | None:

@@ -1,7 +1,7 @@
 """Reproduce the README's benchmark table from a fresh clone (needs the [train] extra):
 
-    python benchmarks/run_all.py            # full: trains the reference models (~3 min), then measures
-    python benchmarks/run_all.py --quick    # the harness end to end in about a minute; figures are rough
+    python benchmarks/run_all.py            # full: trains the two reference models, then measures
+    python benchmarks/run_all.py --quick    # the harness end to end on small models; figures are rough
 
 1. trains and exports the two reference models into benchmarks/models/: the seed's digits model (latent 32)
    and the numbers model (latent 256, English 0-9999), both with their task defaults;

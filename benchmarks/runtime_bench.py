@@ -2,9 +2,10 @@
 
 Run in-process by the harness for the backends of the current environment, and as
 
-    python -m seq2seq_edge.bench.runtime_bench BUNDLE --backend tflite --variant fp32 --json
+    python -m seq2seq_edge.bench.runtime_bench BUNDLE --backend tflite [--variants fp32,int8] [--floor MODEL]
 
-inside a runtime-only venv (tflite-runtime 2.14 needs numpy<2, so it never shares a process with TensorFlow).
+(which prints its figures as JSON) inside a runtime-only venv: tflite-runtime 2.14 needs numpy<2, so it never
+shares a process with TensorFlow.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 import seq2seq_edge
 from seq2seq_edge import manifest as mf
 from seq2seq_edge import text
+from seq2seq_edge.decoder import Seq2SeqDecoder
 
 BATCH_SIZES = (1, 8, 64, 256)
 
@@ -31,7 +33,7 @@ def golden_inputs(bundle: Path) -> list[str]:
 
 
 class _Timed:
-    """A model adapter whose run() time is added up (the step's own cost inside a real decode loop)."""
+    """A model whose run() time is added up: the step's own cost inside a real decode loop."""
 
     def __init__(self, model):
         self.model, self.ns, self.calls = model, 0, 0
@@ -60,75 +62,93 @@ def _percentiles(values_ms: list[float]) -> dict:
             "p99": float(np.percentile(a, 99)), "mean": float(a.mean())}
 
 
+def cycle(words: list[str], n: int) -> list[str]:
+    """``n`` inputs, going round ``words`` as often as needed."""
+    return (words * (1 + n // len(words)))[:n]
+
+
+def per_call_ms(fn, inputs: list, warmup: int) -> tuple[dict, list]:
+    """Latency percentiles (ms) of ``fn`` called on each of ``inputs`` after ``warmup`` untimed calls, and the
+    results."""
+    for x in inputs[:warmup]:
+        fn(x)
+    times, results = [], []
+    for x in inputs:
+        t = time.perf_counter_ns()
+        r = fn(x)
+        times.append((time.perf_counter_ns() - t) / 1e6)
+        results.append(r)
+    return _percentiles(times), results
+
+
 def measure(bundle: str | Path, backend: str, variant: str, threads: int = 1, quick: bool = False) -> dict:
     """Encoder and step invoke times, loop overhead, per-sequence percentiles and batch throughput."""
     decoder = seq2seq_edge.load(bundle, backend=backend, variant=variant, threads=threads)
     words = golden_inputs(bundle)
-    repeats = 200 if quick else 2000
-    m = decoder.manifest
-    prep = decoder.preprocessing
-    ids1 = mf.pad_batch([prep.encode_input(words[0])], m.encoder_time_steps)
-    state = decoder._encoder.run({mf.INPUT_IDS: ids1})
-    feeds = {mf.PREV_TOKEN: np.full(1, text.START_ID, np.int32), mf.STATE_H: state[mf.STATE_H],
-             mf.STATE_C: state[mf.STATE_C]}
-    encoder_us = _median_us(lambda: decoder._encoder.run({mf.INPUT_IDS: ids1}), repeats)
-    step_us = _median_us(lambda: decoder._step.run(feeds), repeats)
-
-    # Whole words at batch 1: per-sequence latency; and, with the models' run() timed inside the same decodes,
-    # the loop's time per step beside the step model's own time in that loop.
-    sample = (words * (1 + (50 if quick else 500) // len(words)))[: 50 if quick else 500]
-    for w in sample[:5]:
-        decoder.decode_result(w)
-    latencies, steps = [], 0
-    for w in sample:
-        t = time.perf_counter_ns()
-        r = decoder.decode_result(w)
-        latencies.append((time.perf_counter_ns() - t) / 1e6)
-        steps += len(r.token_probs)
-    # The loop itself: decoder._decode_ids on already-tokenized inputs (what remains of decode() once the text
-    # is turned into ids), with the encoder's and the step's run() timed inside it.
-    encoded = [[prep.encode_input(w)] for w in sample]
-    limit = decoder.max_output_len
-    encoder, step = _Timed(decoder._encoder), _Timed(decoder._step)
-    decoder._encoder, decoder._step = encoder, step
-    try:
-        t = time.perf_counter_ns()
-        for ids in encoded:
-            decoder._decode_ids(ids, limit)
-        total_ns = time.perf_counter_ns() - t
-    finally:
-        decoder._encoder, decoder._step = encoder.model, step.model
-    loop_step_us = (total_ns - encoder.ns) / step.calls / 1000
-    step_in_loop_us = step.ns / step.calls / 1000
-
-    throughput = {}
-    pool = words * (1 + 1024 // len(words))
-    for bs in BATCH_SIZES:
-        n = max(bs * (2 if quick else 8), 64 if quick else 256)
-        batch_inputs = pool[:n] if n <= len(pool) else (pool * (1 + n // len(pool)))[:n]
-        decoder.decode_batch(batch_inputs[:bs], batch_size=bs)
-        t = time.perf_counter()
-        decoder.decode_batch(batch_inputs, batch_size=bs)
-        throughput[str(bs)] = n / (time.perf_counter() - t)
+    sample = cycle(words, 50 if quick else 500)
+    times = model_times(decoder, words[0], 200 if quick else 2000)
+    latency, steps_per_word = word_latency(decoder, sample)
+    loop = loop_per_step(decoder, sample)
     return {
-        "backend": backend, "variant": variant, "threads": threads,
-        "encoder_us": encoder_us, "step_us": step_us, "loop_step_us": loop_step_us,
-        "step_in_loop_us": step_in_loop_us, "loop_overhead_ratio": loop_step_us / step_in_loop_us,
-        "steps_per_word": steps / len(sample),
-        "word_latency_ms": _percentiles(latencies),
-        "throughput_seq_per_s": throughput,
+        "backend": backend, "variant": variant, "threads": threads, **times, **loop,
+        "loop_overhead_ratio": loop["loop_step_us"] / loop["step_in_loop_us"],
+        "steps_per_word": steps_per_word,
+        "word_latency_ms": latency,
+        "throughput_seq_per_s": throughput(decoder, words, quick),
         "interpreter": _interpreter_version(backend),
     }
 
 
-def _interpreter_version(backend: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
+def model_times(decoder: Seq2SeqDecoder, word: str, repeats: int) -> dict:
+    """Median run() time of the encoder on ``word`` and of one decoder step after it, alone, at batch 1."""
+    input_ids = mf.pad_batch([decoder.preprocessing.encode_input(word)], decoder.manifest.encoder_time_steps)
+    state = decoder.encoder.run({mf.INPUT_IDS: input_ids})
+    feeds = {mf.PREV_TOKEN: np.full(1, text.START_ID, np.int32), mf.STATE_H: state[mf.STATE_H],
+             mf.STATE_C: state[mf.STATE_C]}
+    return {"encoder_us": _median_us(lambda: decoder.encoder.run({mf.INPUT_IDS: input_ids}), repeats),
+            "step_us": _median_us(lambda: decoder.decoder_step.run(feeds), repeats)}
 
-    dist = {"tflite": "tflite-runtime", "litert": "ai-edge-litert", "onnx": "onnxruntime"}[backend]
-    try:
-        return f"{dist} {version(dist)}, numpy {np.__version__}"
-    except PackageNotFoundError:
-        return dist
+
+def word_latency(decoder: Seq2SeqDecoder, sample: list[str]) -> tuple[dict, float]:
+    """Per-word latency percentiles (ms) of whole decodes at batch 1, and the decoder steps per word."""
+    latency, results = per_call_ms(decoder.decode_result, sample, warmup=5)
+    return latency, sum(len(r.token_probs) for r in results) / len(sample)
+
+
+def loop_per_step(decoder: Seq2SeqDecoder, sample: list[str]) -> dict:
+    """The decode loop's time per step beside the step model's own run() time in that loop (µs).
+
+    The loop is ``decode_ids`` on already-tokenized inputs, one at a time (what remains of decode() once the
+    text is turned into ids), in a decoder built around the same models with their run() timed.
+    """
+    encoder, step = _Timed(decoder.encoder), _Timed(decoder.decoder_step)
+    timed = Seq2SeqDecoder(decoder.manifest, encoder, step, backend=decoder.backend, variant=decoder.variant)
+    encoded = [[decoder.preprocessing.encode_input(w)] for w in sample]
+    t = time.perf_counter_ns()
+    for ids in encoded:
+        timed.decode_ids(ids)
+    total_ns = time.perf_counter_ns() - t
+    return {"loop_step_us": (total_ns - encoder.ns) / step.calls / 1000,
+            "step_in_loop_us": step.ns / step.calls / 1000}
+
+
+def throughput(decoder: Seq2SeqDecoder, words: list[str], quick: bool) -> dict:
+    """Sequences per second through ``decode_batch`` at each of BATCH_SIZES."""
+    out = {}
+    for bs in BATCH_SIZES:
+        inputs = cycle(words, max(bs * (2 if quick else 8), 64 if quick else 256))
+        decoder.decode_batch(inputs[:bs], batch_size=bs)
+        t = time.perf_counter()
+        decoder.decode_batch(inputs, batch_size=bs)
+        out[str(bs)] = len(inputs) / (time.perf_counter() - t)
+    return out
+
+
+def _interpreter_version(backend: str) -> str:
+    from seq2seq_edge import backends
+
+    dist, installed = backends.BACKENDS[backend].dist, backends.interpreter_version(backend)
+    return f"{dist} {installed}, numpy {np.__version__}" if installed else dist
 
 
 def floor_us(model_path: str | Path, backend: str, feeds: dict, quick: bool = False) -> float:

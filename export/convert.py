@@ -6,7 +6,9 @@ import logging
 import tempfile
 from pathlib import Path
 
-from seq2seq_edge.errors import ExportError
+from seq2seq_edge import backends
+from seq2seq_edge import manifest as mf
+from seq2seq_edge.errors import BundleError, ExportError
 
 log = logging.getLogger(__name__)
 # The converters log every pass at INFO; keep their chatter out of the CLI's output.
@@ -15,7 +17,6 @@ for _name in ("tf2onnx", "onnxruntime", "root"):
 
 #: ONNX opset written by tf2onnx: 17 runs on onnxruntime >= 1.13 and ONNX Runtime Mobile.
 ONNX_OPSET = 17
-CONTROL_FLOW_OPS = {"WHILE", "IF", "CALL_ONCE", "Loop", "If", "Scan"}
 
 
 def to_tflite(module, variant: str) -> bytes:
@@ -38,12 +39,17 @@ def to_tflite(module, variant: str) -> bytes:
         raise ExportError(f"TFLite conversion of {module.name} ({variant}) failed: {e}") from None
 
 
-def tflite_ops(content: bytes) -> list[str]:
-    """Sorted operator names of a TFLite model, read by instantiating it in LiteRT."""
-    from ai_edge_litert.interpreter import Interpreter
+def model_ops(content: bytes, fmt: str, name: str) -> list[str]:
+    """Sorted operator names of a model file, read exactly as the runtime reads them before it loads the file."""
+    try:
+        return sorted(backends.model_ops(fmt, content))
+    except BundleError as e:
+        raise ExportError(f"{name}: {e}") from None
 
-    interpreter = Interpreter(model_content=content)
-    return sorted({op["op_name"] for op in interpreter._get_ops_details()})
+
+def tflite_ops(content: bytes) -> list[str]:
+    """Sorted operator names of a TFLite model."""
+    return model_ops(content, "tflite", "TFLite model")
 
 
 def to_onnx(module):
@@ -82,14 +88,14 @@ def check_onnx(content: bytes, name: str) -> dict:
     if external:
         raise ExportError(f"{name}: weights stored as external data: {external[:3]}")
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
-    return {"opset": opset, "ir_version": proto.ir_version, "ops": sorted({n.op_type for n in proto.graph.node})}
+    return {"opset": opset, "ir_version": proto.ir_version, "ops": model_ops(content, "onnx", name)}
 
 
-def check_ops(name: str, ops: list[str], *, forbid_control_flow: bool) -> None:
-    bad = [op for op in ops if op.startswith("Flex") or op in ("CUSTOM", "DELEGATE")]
-    if bad:
-        raise ExportError(f"{name}: needs ops that plain tflite-runtime cannot run: {bad}")
-    if forbid_control_flow:
-        flow = sorted(set(ops) & CONTROL_FLOW_OPS)
-        if flow:
-            raise ExportError(f"{name}: has control flow {flow}; the decoder step must be one straight step")
+def check_ops(name: str, ops: list[str], fmt: str, role: str) -> None:
+    """Refuse a model whose operators the runtime would refuse: outside what the contract allows its role (no
+    control flow, no custom or Flex ops)."""
+    outside = sorted(set(ops) - mf.ALLOWED_OPS[fmt][role])
+    if outside:
+        raise ExportError(f"{name}: has operators a {role} may not have: {outside} (the runtime allows "
+                          f"{sorted(mf.ALLOWED_OPS[fmt][role])}); the converter's output changed, or the model "
+                          "needs an op the contract does not cover yet")

@@ -5,8 +5,8 @@ encoder and step models compute (the parity gate checks it), in the form that co
 
 * the input projection and the bias are folded into one gather table per LSTM (``embedding @ kernel + bias``),
   so a step is one gather and one matmul;
-* the encoder is unrolled over ``max_input_tokens`` fixed time steps, and a padded step (id 0) keeps the state,
-  which is Keras' masking: no WHILE/Loop in either graph, and every weight is reachable by quantization.
+* the encoder is unrolled over ``max_input_tokens`` fixed time steps, and a padded step (the pad id) keeps the
+  state, which is Keras' masking: no WHILE/Loop in either graph, and every weight is reachable by quantization.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from seq2seq_edge import manifest as mf
+from seq2seq_edge import text
 from seq2seq_edge.errors import ExportError
 from seq2seq_edge.train import model as model_mod
 
@@ -89,7 +90,7 @@ def build_modules(weights: Seq2SeqWeights, max_input_tokens: int):
         def serve(self, input_ids):
             recurrent = tf.constant(weights.encoder_recurrent)
             gates = tf.gather(tf.constant(weights.encoder_table), input_ids)  # [batch, time, 4 * latent]
-            keep = tf.not_equal(input_ids, 0)[:, :, None]     # padding keeps the state (Keras masking)
+            keep = tf.not_equal(input_ids, text.PAD_ID)[:, :, None]  # padding keeps the state (Keras masking)
             h = c = None
             for t in range(max_input_tokens):
                 if h is None:  # zero initial state: the recurrent term vanishes

@@ -58,7 +58,7 @@ def _add_train(sub) -> None:
 
 
 def _cmd_train(args) -> int:
-    from .train import trainer
+    from .train import trainer  # the train/ folder, installed as seq2seq_edge.train (pyproject.toml)
 
     task = "data" if args.data else (args.task or "digits")
     for name in ("latent_dim", "epochs", "batch_size", "learning_rate"):
@@ -106,7 +106,7 @@ def _add_export(sub) -> None:
 
 
 def _cmd_export(args) -> int:
-    from .export import export_bundle
+    from .export import export_bundle  # the export/ folder, installed as seq2seq_edge.export (pyproject.toml)
 
     result = export_bundle(args.run_dir, args.out, formats=args.format, quantize=args.quantize, force=args.force)
     _print_gate(args.out, result)
@@ -134,13 +134,15 @@ def _add_verify(sub) -> None:
 
 
 def _cmd_verify(args) -> int:
-    from .export import verify_bundle
+    from .export import verify_bundle  # the export/ folder, installed as seq2seq_edge.export (pyproject.toml)
 
     _print_gate(args.bundle, verify_bundle(args.bundle, args.run))
     return 0
 
 
 def _add_run(sub) -> None:
+    from .run import MAX_BATCH_SIZE
+
     p = sub.add_parser(
         "run", help="decode texts with a bundle (no TensorFlow needed)",
         description="Decode TEXT arguments, or else the lines of standard input, one output per line.",
@@ -149,9 +151,11 @@ def _add_run(sub) -> None:
     p.add_argument("texts", metavar="TEXT", nargs="*")
     p.add_argument("--backend", default="auto", choices=["auto", "tflite", "litert", "onnx"])
     p.add_argument("--variant", default="fp32", choices=["fp32", "fp16", "int8"])
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--threads", type=int, default=1, help="interpreter threads")
-    p.add_argument("--max-output-len", type=int, help="stop outputs at this many tokens (<= the trained maximum)")
+    p.add_argument("--batch-size", type=int, default=32,
+                   help=f"inputs per model call, 1 to {MAX_BATCH_SIZE}; stdin lines are answered when a batch is "
+                        "full or the input pauses")
+    p.add_argument("--threads", type=int, default=1, help="interpreter threads, 1 to the machine's CPU count")
+    p.add_argument("--max-output-len", type=int, help="stop outputs at this many tokens (1 to the trained maximum)")
     p.add_argument("--skip-unknown", action="store_true", help="drop symbols the model never saw instead of failing")
     p.add_argument("--json", action="store_true",
                    help="one JSON object per line: input, output, score, backend, variant, ms")
@@ -186,7 +190,7 @@ def _add_bench(sub) -> None:
 def _cmd_bench(args) -> int:
     from pathlib import Path
 
-    from .bench import harness, report
+    from .bench import harness, report  # the benchmarks/ folder, as seq2seq_edge.bench (pyproject.toml)
 
     bundle = Path(args.bundle)
     result = harness.bench(bundle, run_dir=args.run, quick=args.quick, tflite_python=args.tflite_python)
@@ -212,12 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from .versions import package_version
 
-    try:
-        return version("seq2seq-edge")
-    except PackageNotFoundError:  # pragma: no cover
-        return "unknown"
+    return package_version("seq2seq-edge") or "unknown"
 
 
 def _configure_logging(quiet: bool) -> None:

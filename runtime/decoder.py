@@ -37,6 +37,10 @@ class DecodeResult:
 class Seq2SeqDecoder:
     """Greedy decoding of a bundle's encoder and decoder-step models on one backend.
 
+    ``encoder`` and ``decoder_step`` are the loaded models: any objects with ``run(feeds) -> outputs``, both
+    dicts keyed by the manifest's input and output names (the backend adapters). ``load`` builds this class;
+    a caller may also build one around wrapped models (the benchmark times each ``run``).
+
     Thread-safe: ``decode`` and friends may be called from many threads at once.
     """
 
@@ -51,13 +55,19 @@ class Seq2SeqDecoder:
         self._step = decoder_step
 
     @property
+    def encoder(self):
+        """The encoder model: ``run({input_ids})`` -> {state_h, state_c}."""
+        return self._encoder
+
+    @property
+    def decoder_step(self):
+        """The decoder-step model: ``run({prev_token, state_h, state_c})`` -> {probs, next_state_h, next_state_c}."""
+        return self._step
+
+    @property
     def max_output_len(self) -> int:
         """The longest output (in tokens) the model was trained to produce; decodes stop there."""
         return self.preprocessing.max_output_tokens
-
-    @property
-    def max_input_len(self) -> int:
-        return self.preprocessing.max_input_tokens
 
     # -- public API -----------------------------------------------------------------------------------------
     def decode(self, source: str, *, max_output_len: int | None = None, skip_unknown: bool = False) -> str:
@@ -79,20 +89,15 @@ class Seq2SeqDecoder:
                              max_output_len: int | None = None, skip_unknown: bool = False) -> list[DecodeResult]:
         if isinstance(sources, str):
             raise TypeError("decode_batch takes a sequence of strings, not one string; use decode()")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        limit = self._limit(max_output_len)
+        limit = self._batch_limit(batch_size, max_output_len)
         encoded = [self.preprocessing.encode_input(s, skip_unknown=skip_unknown) for s in sources]
-        results: list[DecodeResult | None] = [None] * len(encoded)
-        pending = [i for i, ids in enumerate(encoded) if ids]
-        for i, ids in enumerate(encoded):
-            if not ids:
-                results[i] = DecodeResult("", (), (), True)
-        for start in range(0, len(pending), batch_size):
-            chunk = pending[start:start + batch_size]
-            for i, r in zip(chunk, self._decode_ids([encoded[i] for i in chunk], limit)):
-                results[i] = r
-        return results  # type: ignore[return-value]
+        return self._decode(encoded, batch_size, limit)
+
+    def decode_ids(self, id_lists: Sequence[Sequence[int]], batch_size: int = 32, *,
+                   max_output_len: int | None = None) -> list[DecodeResult]:
+        """Decode inputs that are already token ids (``preprocessing.encode_input``): ``decode_batch_results``
+        without the text. An empty id list decodes to an empty result without running the models."""
+        return self._decode(list(id_lists), batch_size, self._batch_limit(batch_size, max_output_len))
 
     def stream(self, source: str, *, max_output_len: int | None = None, skip_unknown: bool = False) -> Iterator[str]:
         """Yield output tokens one by one as they are decoded (characters, or words for ``space`` targets)."""
@@ -102,10 +107,22 @@ class Seq2SeqDecoder:
             return
         vocab = self.preprocessing.target_vocabulary
         steps = self._steps(mf.pad_batch([ids], self.manifest.encoder_time_steps), limit)
-        for emitted, (tokens, _probs) in enumerate(steps):
+        for emitted, (tokens, _probs, _h, _c) in enumerate(steps):
             if tokens[0] == text.END_ID or emitted == limit:
                 return
             yield vocab[tokens[0]]
+
+    def steps(self, input_ids: np.ndarray, *, max_output_len: int | None = None
+              ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """The greedy loop itself, one step at a time, for callers that observe a decode (traces, timing).
+
+        ``input_ids``: an int32 [batch, encoder_time_steps] array, right-padded with the pad id (see
+        ``padded_batches``). Yields, for each step, (the chosen ids [batch], the step's probabilities
+        [batch, vocab], the next state_h and state_c [batch, latent]). Runs at most ``max_output_len + 1`` steps
+        and stops once every row has chosen the end id; rows that ended keep being computed, so the batch shape
+        never changes (``decode_ids`` applies the finished mask).
+        """
+        return self._steps(input_ids, self._limit(max_output_len))
 
     # -- the loop ---------------------------------------------------------------------------------------------
     def _limit(self, max_output_len: int | None) -> int:
@@ -118,24 +135,24 @@ class Seq2SeqDecoder:
                              f"got {max_output_len}")
         return max_output_len
 
-    def _steps(self, input_ids: np.ndarray, limit: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Yield (chosen token ids [batch], the step's probabilities [batch, vocab]) for each greedy step.
+    def _batch_limit(self, batch_size: int, max_output_len: int | None) -> int:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        return self._limit(max_output_len)
 
-        Runs at most ``limit + 1`` steps: ``limit`` output tokens and then a step that can only end the output.
-        Stops early once every row has chosen the end token; rows that ended keep being computed (a finished
-        mask is applied by the consumer), so the batch shape never changes.
-        """
+    def _steps(self, input_ids: np.ndarray, limit: int) -> Iterator[tuple[np.ndarray, ...]]:
+        # The hot loop (see ``steps``): nothing here that a decode without an observer does not need.
         states = self._encoder.run({mf.INPUT_IDS: input_ids})
         batch = input_ids.shape[0]
         feeds = {mf.PREV_TOKEN: np.full(batch, text.START_ID, np.int32),
                  mf.STATE_H: states[mf.STATE_H], mf.STATE_C: states[mf.STATE_C]}
         ended = np.zeros(batch, bool)
-        run = self._step.run
+        run_step = self._step.run
         for _ in range(limit + 1):
-            out = run(feeds)
-            probs = out[mf.PROBS]
+            out = run_step(feeds)
+            probs, state_h, state_c = out[mf.PROBS], out[mf.NEXT_STATE_H], out[mf.NEXT_STATE_C]
             chosen = probs.argmax(axis=1).astype(np.int32)
-            yield chosen, probs
+            yield chosen, probs, state_h, state_c
             if batch == 1:
                 if chosen[0] == text.END_ID:
                     return
@@ -144,16 +161,29 @@ class Seq2SeqDecoder:
                 if ended.all():
                     return
             feeds[mf.PREV_TOKEN] = chosen
-            feeds[mf.STATE_H] = out[mf.NEXT_STATE_H]
-            feeds[mf.STATE_C] = out[mf.NEXT_STATE_C]
+            feeds[mf.STATE_H] = state_h
+            feeds[mf.STATE_C] = state_c
 
-    def _decode_ids(self, id_lists: list[list[int]], limit: int) -> list[DecodeResult]:
+    def _decode(self, encoded: list[list[int]], batch_size: int, limit: int) -> list[DecodeResult]:
+        """Results in input order; empty inputs are answered without the models, the others ``batch_size`` at
+        a time."""
+        results = [_EMPTY] * len(encoded)
+        pending = [i for i, ids in enumerate(encoded) if ids]
+        decoded: list[DecodeResult] = []
+        time_steps = self.manifest.encoder_time_steps
+        for input_ids in padded_batches([encoded[i] for i in pending], batch_size, time_steps):
+            decoded += self._results(input_ids, limit)
+        for i, result in zip(pending, decoded):
+            results[i] = result
+        return results
+
+    def _results(self, input_ids: np.ndarray, limit: int) -> list[DecodeResult]:
         chosen_steps, prob_steps = [], []
-        for chosen, probs in self._steps(mf.pad_batch(id_lists, self.manifest.encoder_time_steps), limit):
+        rows = np.arange(input_ids.shape[0])
+        for chosen, probs, _h, _c in self._steps(input_ids, limit):
             chosen_steps.append(chosen)
-            prob_steps.append(probs)
-        chosen_arr = np.array(chosen_steps)                                   # [steps, batch]
-        probs_arr = np.take_along_axis(np.array(prob_steps), chosen_arr[:, :, None], axis=2)[:, :, 0]
+            prob_steps.append(probs[rows, chosen])  # keep [batch], not [batch, vocab], per step: memory stays small
+        chosen_arr, probs_arr = np.array(chosen_steps), np.array(prob_steps)  # [steps, batch]
         chosen_all, probs_all = chosen_arr.T.tolist(), probs_arr.T.tolist()   # [batch, steps]
         vocab = self.preprocessing.target_vocabulary
         tokenization = self.preprocessing.target_tokenization
@@ -169,3 +199,14 @@ class Seq2SeqDecoder:
             results.append(DecodeResult(text.detokenize(tokens, tokenization), tokens, tuple(probs[:keep]),
                                         finished))
         return results
+
+
+#: An input without tokens decodes to this, without running the models.
+_EMPTY = DecodeResult("", (), (), True)
+
+
+def padded_batches(id_lists: Sequence[Sequence[int]], batch_size: int, time_steps: int) -> Iterator[np.ndarray]:
+    """``id_lists`` in order, ``batch_size`` at a time, each batch right-padded with the pad id into an int32
+    [batch, time_steps] array: the batching of the runtime, of the Keras reference and of the parity gate."""
+    for start in range(0, len(id_lists), batch_size):
+        yield mf.pad_batch(id_lists[start:start + batch_size], time_steps)

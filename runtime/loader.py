@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from pathlib import Path
 
-from . import backends
+from . import backends, files, probe
 from . import manifest as mf
-from . import probe
 from .decoder import Seq2SeqDecoder
 from .errors import BackendUnavailableError, BundleError
 
@@ -20,20 +20,35 @@ def _sha256(data: bytes) -> str:
 
 
 def read_model_file(bundle_dir: Path, entry: mf.ModelFile) -> bytes:
-    """The file's bytes, after checking them against the manifest's size and sha256."""
+    """The file's bytes: a regular file of the manifest's size (checked before reading), with its sha256."""
     path = Path(bundle_dir) / entry.path
-    content = mf.read_bytes(path, "model file")
-    if len(content) != entry.size_bytes:
-        raise BundleError(f"model file is {len(content)} bytes, the manifest says {entry.size_bytes} "
-                          "(truncated or replaced)", where=str(path))
+    content = files.read_regular_file(path, "model file", max_bytes=mf.MAX_MODEL_BYTES, size=entry.size_bytes)
     if _sha256(content) != entry.sha256:
         raise BundleError("model file's sha256 does not match the manifest (modified or corrupted)",
                           where=str(path))
     return content
 
 
+def check_model_ops(content: bytes, entry: mf.ModelFile, path: str) -> None:
+    """The model's real operators, read from its bytes, must be ones its role allows and the manifest's list."""
+    try:
+        real = backends.model_ops(entry.format, content)
+    except BundleError as e:
+        raise BundleError(e.problems, where=path) from None
+    problems = []
+    allowed = mf.ALLOWED_OPS[entry.format][entry.role]
+    outside = sorted(real - allowed)
+    if outside:
+        problems.append(f"uses operators a {entry.role} may not have: {outside[:8]} (allowed: {sorted(allowed)})")
+    if real != set(entry.ops):
+        problems.append(f"its operators {sorted(real)[:20]} differ from the manifest's list {sorted(entry.ops)[:20]}")
+    if problems:
+        raise BundleError(problems, where=path)
+
+
 def check_model_io(model, entry: mf.ModelFile, path: str) -> None:
-    """Compare a loaded model's real inputs and outputs with the manifest; raise one error listing every mismatch."""
+    """Compare a loaded model's real inputs and outputs with the manifest; raise one error listing every mismatch.
+    Shapes must match exactly: -1 (sized at run time) only where the manifest has it, on the batch axis."""
     problems = []
     for kind, real, declared in (("input", model.inputs, entry.inputs), ("output", model.outputs, entry.outputs)):
         real_by_name = {t.name: t for t in real}
@@ -42,19 +57,43 @@ def check_model_io(model, entry: mf.ModelFile, path: str) -> None:
             got = real_by_name.get(want.name)
             if got is None:
                 problems.append(f"{kind} {want.name!r} is declared in the manifest but the model has none "
-                                f"(it has {sorted(real_by_name)})")
+                                f"(it has {sorted(real_by_name)[:8]})")
                 continue
             if got.dtype != want.dtype:
                 problems.append(f"{kind} {want.name!r} is {got.dtype} in the model, {want.dtype} in the manifest")
-            if len(got.shape) != len(want.shape) or any(
-                    w != -1 and g != -1 and g != w for g, w in zip(got.shape, want.shape)):
+            if tuple(got.shape) != tuple(want.shape):
                 problems.append(f"{kind} {want.name!r} has shape {list(got.shape)} in the model, "
                                 f"{list(want.shape)} in the manifest")
         extra = sorted(set(real_by_name) - declared_names)
         if extra:
-            problems.append(f"the model has {kind}s {extra} that the manifest does not declare")
+            problems.append(f"the model has {kind}s {extra[:8]} that the manifest does not declare")
     if problems:
         raise BundleError(problems, where=path)
+
+
+class CheckedModel:
+    """A loaded model whose every run is checked: each output must have the shape the contract gives it for the
+    batch that was fed (a crafted model could return probabilities wider than the vocabulary, or states of
+    another size, at run time)."""
+
+    def __init__(self, model, entry: mf.ModelFile):
+        self._model = model
+        self.inputs, self.outputs, self.label = model.inputs, model.outputs, model.label
+        self._declared = tuple((t.name, tuple(t.shape)) for t in entry.outputs)
+        self._by_batch: dict[int, tuple] = {}
+
+    def run(self, feeds: dict) -> dict:
+        out = self._model.run(feeds)
+        batch = len(next(iter(feeds.values())))
+        want = self._by_batch.get(batch)
+        if want is None:
+            want = self._by_batch[batch] = tuple(
+                (name, tuple(batch if d == -1 else d for d in shape)) for name, shape in self._declared)
+        for name, shape in want:
+            if out[name].shape != shape:
+                raise BundleError(f"output {name!r} came back with shape {list(out[name].shape)} at batch "
+                                  f"{batch}; the manifest gives {list(shape)}", where=self.label)
+        return out
 
 
 def _smoke_test(model, path: str) -> None:
@@ -97,16 +136,20 @@ def _choose_backend(manifest: mf.BundleManifest, backend: str, variant: str) -> 
 def load(bundle_dir: str | Path, backend: str = "auto", variant: str = "fp32", threads: int = 1) -> Seq2SeqDecoder:
     """Load a bundle written by ``s2s export`` and return a decoder.
 
-    ``backend``: "tflite" (tflite-runtime), "litert" (ai-edge-litert), "onnx" (onnxruntime) or "auto" (the first
-    of those that is installed and whose format the bundle holds). ``variant``: "fp32", "fp16" or "int8".
-    Everything is checked before any model reaches an interpreter: the manifest's schema, each file's size and
-    sha256; then each model's real inputs and outputs against the manifest.
+    ``backend``: "litert" (ai-edge-litert), "tflite" (tflite-runtime), "onnx" (onnxruntime) or "auto" (the first
+    of those, in that order, that is installed and whose format the bundle holds). ``threads``: interpreter
+    threads, at most the machine's cores. ``variant``: "fp32", "fp16" or "int8".
+    A bundle is untrusted data: the manifest, each file's kind, size and sha256, and each model's operators are
+    checked before any interpreter sees it; a model file new to this machine is first loaded in a limited child
+    process (``probe``); then each model's real inputs and outputs are checked, and its output shapes at every
+    run. See the README's "Trust model".
     """
     bundle_dir = Path(bundle_dir)
     if not bundle_dir.is_dir():
         raise BundleError("no such bundle folder", where=str(bundle_dir))
-    if not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"threads must be a positive int, got {threads!r}")
+    cores = os.cpu_count() or 1
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= cores:
+        raise ValueError(f"threads must be an int from 1 to this machine's {cores} cores, got {threads!r}")
     manifest = mf.BundleManifest.load(bundle_dir)
     backend = _choose_backend(manifest, backend, variant)
     backends.import_interpreter_module(backend)  # a missing backend says what to install, before anything else
@@ -116,22 +159,26 @@ def load(bundle_dir: str | Path, backend: str = "auto", variant: str = "fp32", t
         raise BundleError(f"the bundle has no {fmt} {variant} models (it holds {fmt} variants "
                           f"{manifest.variants(fmt)})", where=str(bundle_dir))
     contents = [read_model_file(bundle_dir, e) for e in entries]  # all checksums before any interpreter
+    labels = [str(bundle_dir / e.path) for e in entries]
+    for content, entry, label in zip(contents, entries, labels):
+        check_model_ops(content, entry, label)
     # Float encoders share one recurrent weight across unrolled steps: at batch 1 faster without XNNPACK, at
     # larger batches with it (see backends/tflite.py); int8 encoders and every decoder step are faster with it.
     xnnpack = ["batched" if e.role == mf.ENCODER and e.variant in ("fp32", "fp16") else True for e in entries]
-    probe.probe(backend, [(str(bundle_dir / e.path), e.sha256, x) for e, x in zip(entries, xnnpack)])
+    probe.probe(backend, [(label, content, e.sha256, x) for label, content, e, x
+                          in zip(labels, contents, entries, xnnpack)], threads)
     models = []
-    for entry, content, xnnpack in zip(entries, contents, xnnpack):
-        path = str(bundle_dir / entry.path)
+    for entry, content, xnnpack, path in zip(entries, contents, xnnpack, labels):
         try:
             model = backends.open_model(backend, content, threads, xnnpack=xnnpack)
         except BundleError as e:
-            tested = ", ".join(f"{k} {v}" for k, v in manifest.runtimes_tested.items())
+            tested = ", ".join(f"{k} {v}"[:60] for k, v in list(manifest.runtimes_tested.items())[:4])
             problems = [p + (f"; the bundle was tested with {tested}" if "version" in p and tested else "")
                         for p in e.problems]
             raise BundleError(problems, where=path) from None
         model.label = path
         check_model_io(model, entry, path)
+        model = CheckedModel(model, entry)
         _smoke_test(model, path)
         models.append(model)
     log.debug("loaded %s (%s %s on %s)", bundle_dir, fmt, variant, backend)

@@ -9,25 +9,22 @@ Everything a Kotlin, Swift or Python decode loop needs is here, defined once:
 
 from __future__ import annotations
 
-import json
+import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from . import text
+from . import files, text
 from .errors import BundleError, InputTextError
+from .files import write_json  # noqa: F401  (re-exported for the run folder)
 
 # ---- names, defined once --------------------------------------------------------------------------------------
 MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT = "seq2seq-edge-bundle"
 MANIFEST_VERSION = 1
-
-RUN_CONFIG_FILE = "config.json"
-RUN_MODEL_FILE = "model.keras"
-RUN_FORMAT = "seq2seq-edge-run"
-RUN_VERSION = 1
 
 ENCODER = "encoder"
 DECODER_STEP = "decoder_step"
@@ -41,7 +38,46 @@ PROBS = "probs"
 NEXT_STATE_H = "next_state_h"
 NEXT_STATE_C = "next_state_c"
 
-SIGNATURE_KEY = "serving_default"  # the TFLite signature both models expose
+SIGNATURE_KEY = "serving_default"
+
+#: Operators each role may hold, per format: what the exporter writes, and their close kin. No control flow (WHILE,
+#: IF, Loop, Scan ...), no custom operators, nothing outside ONNX's default domain. Export refuses a model outside
+#: this list, and the runtime refuses it before an interpreter sees it.
+_TFLITE_COMMON = frozenset({
+    "ADD", "SUB", "MUL", "FULLY_CONNECTED", "BATCH_MATMUL", "GATHER", "LOGISTIC", "TANH", "SPLIT", "SPLIT_V",
+    "DEQUANTIZE", "QUANTIZE", "RESHAPE", "CONCATENATION", "STRIDED_SLICE", "SLICE", "CAST", "SQUEEZE",
+    "EXPAND_DIMS", "PACK", "UNPACK", "TRANSPOSE"})
+_ONNX_COMMON = frozenset({
+    "Add", "Sub", "Mul", "MatMul", "Gemm", "Gather", "Sigmoid", "Tanh", "Split", "Cast", "DequantizeLinear",
+    "QuantizeLinear", "DynamicQuantizeLinear", "MatMulInteger", "Reshape", "Concat", "Slice", "Squeeze",
+    "Unsqueeze", "Transpose", "Identity"})
+ALLOWED_OPS = {
+    "tflite": {ENCODER: _TFLITE_COMMON | {"NOT_EQUAL", "EQUAL", "SELECT", "SELECT_V2", "ZEROS_LIKE"},
+               DECODER_STEP: _TFLITE_COMMON | {"SOFTMAX"}},
+    "onnx": {ENCODER: _ONNX_COMMON | {"Shape", "ConstantOfShape", "Equal", "Not", "Where"},
+             DECODER_STEP: _ONNX_COMMON | {"Softmax"}},
+}
+
+# ---- bounds on what a bundle may declare ------------------------------------------------------------------------
+# A bundle is untrusted data. These are far above any model this toolkit trains, and low enough that a crafted
+# manifest cannot make the runtime read, parse or allocate without bound (each is documented in the README).
+#: manifest.json is read only up to this size (a 262k-token vocabulary is about 4 MB).
+MAX_MANIFEST_BYTES = 16 * 2**20
+#: A model file larger than this is refused before it is read (TFLite flatbuffers stop at 2 GiB).
+MAX_MODEL_BYTES = 2**30
+#: Tokens per vocabulary side, and characters per token.
+MAX_VOCABULARY = 262_144
+MAX_TOKEN_CHARS = 256
+#: input.max_tokens, target.max_tokens and encoder_time_steps: the decode loop runs at most this many steps.
+MAX_SEQUENCE_TOKENS = 4096
+#: LSTM units (state width).
+MAX_LATENT_DIM = 16_384
+#: Model entries in one manifest, and operator names per model entry.
+MAX_MODELS = 64
+MAX_OPS = 256
+
+_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")  # the TFLite signature both models expose
 
 #: role -> (input names, output names), in a documented order (never bind by position: use the names).
 MODEL_IO = {
@@ -108,14 +144,19 @@ class Preprocessing:
             max_output_tokens=int(d["target"]["max_tokens"]),
         )
 
+    @property
+    def max_input_chars(self) -> int:
+        """Characters an input may have before it is refused unread: room for many characters per token (combining
+        marks, spaces between words), and a bound on the work one input can cause."""
+        return self.max_input_tokens * 64 + 1024
+
     # -- encoding ---------------------------------------------------------------------------------------------
     def encode_input(self, source: str, *, skip_unknown: bool = False) -> list[int]:
         """Token ids of one input text (normalized), checked against the vocabulary and the length limit."""
         if not isinstance(source, str):
             raise TypeError(f"input must be str, not {type(source).__name__}")
         # Refuse absurd lengths before touching the text (a million characters must fail fast).
-        limit_chars = self.max_input_tokens * 64 + 1024
-        if len(source) > limit_chars:
+        if len(source) > self.max_input_chars:
             raise InputTextError(
                 f"input is {len(source)} characters long; the model takes at most {self.max_input_tokens} tokens")
         ids = self.input_vocab.encode(text.normalize(source), skip_unknown=skip_unknown)
@@ -137,67 +178,71 @@ def pad_batch(sequences: Sequence[Sequence[int]], length: int | None = None) -> 
     return out
 
 
+def _is_count(v: Any, limit: int) -> bool:
+    """A positive int (not a bool) no larger than ``limit``."""
+    return isinstance(v, int) and not isinstance(v, bool) and 0 < v <= limit
+
+
+def _short(v: Any) -> str:
+    """A value for an error message, cut short (a crafted manifest can hold anything)."""
+    r = repr(v)
+    return r if len(r) <= 60 else r[:57] + "..."
+
+
 def validate_preprocessing_dict(d: Any) -> list[str]:
-    """Every problem of a preprocessing section, as readable strings (empty when it is valid)."""
+    """Every problem of a preprocessing section, as readable strings (empty when it is valid). Never raises."""
     if not isinstance(d, dict):
         return ["preprocessing must be an object"]
     problems = []
     if d.get("normalization") != text.NORMALIZATION:
-        problems.append(f"normalization must be {text.NORMALIZATION!r}, got {d.get('normalization')!r}")
+        problems.append(f"normalization must be {text.NORMALIZATION!r}, got {_short(d.get('normalization'))}")
     for side in ("input", "target"):
         s = d.get(side)
         if not isinstance(s, dict):
             problems.append(f"missing section '{side}'")
             continue
-        if s.get("tokenization") not in text.TOKENIZATIONS:
-            problems.append(f"{side}.tokenization must be one of {list(text.TOKENIZATIONS)}, got {s.get('tokenization')!r}")
-        vocab = s.get("vocabulary")
-        if not isinstance(vocab, list) or not all(isinstance(t, str) for t in vocab):
-            problems.append(f"{side}.vocabulary must be a list of strings")
-        else:
-            if tuple(vocab[: len(text.SPECIAL_TOKENS)]) != text.SPECIAL_TOKENS:
-                problems.append(f"{side}.vocabulary must start with the special tokens {list(text.SPECIAL_TOKENS)}")
-            dupes = sorted({t for t in vocab if vocab.count(t) > 1}) if len(set(vocab)) != len(vocab) else []
-            if dupes:
-                problems.append(f"{side}.vocabulary has duplicate entries: {dupes[:5]}")
-            if len(vocab) <= len(text.SPECIAL_TOKENS):
-                problems.append(f"{side}.vocabulary has no data tokens")
-        mt = s.get("max_tokens")
-        if not isinstance(mt, int) or isinstance(mt, bool) or mt <= 0:
-            problems.append(f"{side}.max_tokens must be a positive integer, got {mt!r}")
+        if not isinstance(s.get("tokenization"), str) or s["tokenization"] not in text.TOKENIZATIONS:
+            problems.append(f"{side}.tokenization must be one of {list(text.TOKENIZATIONS)}, "
+                            f"got {_short(s.get('tokenization'))}")
+        problems += _vocabulary_problems(side, s.get("vocabulary"))
+        if not _is_count(s.get("max_tokens"), MAX_SEQUENCE_TOKENS):
+            problems.append(f"{side}.max_tokens must be an integer from 1 to {MAX_SEQUENCE_TOKENS}, "
+                            f"got {_short(s.get('max_tokens'))}")
     return problems
 
 
-def read_bytes(path: Path, what: str) -> bytes:
-    """The bytes of a bundle file; a missing or unreadable file is a BundleError naming it."""
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise BundleError(f"{what} is missing", where=str(path)) from None
-    except OSError as e:
-        raise BundleError(f"cannot read {what} ({e.strerror})", where=str(path)) from None
+def _vocabulary_problems(side: str, vocab: Any) -> list[str]:
+    if not isinstance(vocab, list) or not all(isinstance(t, str) for t in vocab):
+        return [f"{side}.vocabulary must be a list of strings"]
+    if len(vocab) > MAX_VOCABULARY:
+        return [f"{side}.vocabulary has {len(vocab)} entries, more than the {MAX_VOCABULARY} allowed"]
+    problems = []
+    if tuple(vocab[: len(text.SPECIAL_TOKENS)]) != text.SPECIAL_TOKENS:
+        problems.append(f"{side}.vocabulary must start with the special tokens {list(text.SPECIAL_TOKENS)}")
+    if len(vocab) <= len(text.SPECIAL_TOKENS):
+        problems.append(f"{side}.vocabulary has no data tokens")
+    bad = [t for t in vocab if not 0 < len(t) <= MAX_TOKEN_CHARS]
+    if bad:
+        problems.append(f"{side}.vocabulary has {len(bad)} empty entries or entries over {MAX_TOKEN_CHARS} "
+                        "characters")
+    not_unicode = [t for t in vocab if not text.is_valid_unicode(t)]
+    if not_unicode:
+        problems.append(f"{side}.vocabulary has {len(not_unicode)} entries that are not valid Unicode (lone "
+                        "surrogates)")
+    dupes = sorted(t for t, n in Counter(vocab).items() if n > 1)
+    if dupes:
+        problems.append(f"{side}.vocabulary has duplicate entries: {', '.join(_short(t) for t in dupes[:5])}")
+    return problems
 
 
 def read_json(path: Path, what: str) -> dict:
-    """Load a JSON object from ``path``, turning every failure into a BundleError naming the file."""
-    raw = read_bytes(path, what)
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
-        raise BundleError(f"{what} is not valid JSON ({e})", where=str(path)) from None
-    if not isinstance(data, dict):
-        raise BundleError(f"{what} must hold a JSON object", where=str(path))
-    return data
-
-
-def write_json(path: Path, data: Any) -> None:
-    Path(path).write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+    """A JSON object from a file of a run or a bundle (at most MAX_MANIFEST_BYTES); errors name the file."""
+    return files.read_json_object(path, what, max_bytes=MAX_MANIFEST_BYTES)
 
 
 # ---- the bundle manifest ----------------------------------------------------------------------------------------
 FORMATS = ("tflite", "onnx")
 VARIANTS = {"tflite": ("fp32", "fp16", "int8"), "onnx": ("fp32", "int8")}
-DTYPES = ("int32", "float32")
 
 
 @dataclass(frozen=True)
@@ -345,79 +390,126 @@ class BundleManifest:
 
 
 def validate_manifest_dict(d: Any) -> list[str]:
-    """Every problem of a manifest dict (empty list when valid)."""
+    """Every problem of a manifest dict (empty list when valid). Never raises, whatever ``d`` holds."""
     if not isinstance(d, dict):
         return ["manifest must be a JSON object"]
     problems = []
     if d.get("format") != MANIFEST_FORMAT:
-        problems.append(f"format must be {MANIFEST_FORMAT!r}, got {d.get('format')!r}")
+        problems.append(f"format must be {MANIFEST_FORMAT!r}, got {_short(d.get('format'))}")
     if "version" not in d:
         problems.append("missing format version ('version')")
-    elif d.get("version") != MANIFEST_VERSION:
-        problems.append(f"manifest format version {d.get('version')!r} is not supported by this runtime "
+    elif type(d["version"]) is not int or d["version"] != MANIFEST_VERSION:
+        problems.append(f"manifest format version {_short(d['version'])} is not supported by this runtime "
                         f"(it reads version {MANIFEST_VERSION}); upgrade seq2seq-edge or re-export the bundle")
-    if "preprocessing" not in d:
-        problems.append("missing key 'preprocessing'")
-    else:
-        problems += validate_preprocessing_dict(d["preprocessing"])
+    prep = d.get("preprocessing")
+    problems += validate_preprocessing_dict(prep) if "preprocessing" in d else ["missing key 'preprocessing'"]
     model = d.get("model")
     latent = steps = None
     if not isinstance(model, dict):
         problems.append("missing key 'model'")
     else:
-        for key in ("latent_dim", "encoder_time_steps"):
-            v = model.get(key)
-            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-                problems.append(f"model.{key} must be a positive integer, got {v!r}")
         latent, steps = model.get("latent_dim"), model.get("encoder_time_steps")
+        for key, limit in (("latent_dim", MAX_LATENT_DIM), ("encoder_time_steps", MAX_SEQUENCE_TOKENS)):
+            if not _is_count(model.get(key), limit):
+                problems.append(f"model.{key} must be an integer from 1 to {limit}, got {_short(model.get(key))}")
+    for key in ("versions", "runtimes_tested"):
+        v = d.get(key, {})
+        if not isinstance(v, dict) or not all(isinstance(x, str) for x in v.values()):
+            problems.append(f"{key} must be an object of strings")
+    if not isinstance(d.get("provenance", {}), dict):
+        problems.append("provenance must be an object")
     models = d.get("models")
     if not isinstance(models, list) or not models:
         problems.append("missing key 'models' (a non-empty list)")
         return problems
-    prep = d.get("preprocessing") if isinstance(d.get("preprocessing"), dict) else {}
-    target_vocab = (prep.get("target") or {}).get("vocabulary") if isinstance(prep.get("target"), dict) else None
-    in_max = (prep.get("input") or {}).get("max_tokens") if isinstance(prep.get("input"), dict) else None
-    if isinstance(steps, int) and isinstance(in_max, int) and steps < in_max:
+    if len(models) > MAX_MODELS:
+        problems.append(f"'models' lists {len(models)} files, more than the {MAX_MODELS} allowed")
+        return problems
+    sides = prep if isinstance(prep, dict) else {}
+    target = sides.get("target") if isinstance(sides.get("target"), dict) else {}
+    source = sides.get("input") if isinstance(sides.get("input"), dict) else {}
+    target_vocab, in_max = target.get("vocabulary"), source.get("max_tokens")
+    if _is_count(steps, MAX_SEQUENCE_TOKENS) and _is_count(in_max, MAX_SEQUENCE_TOKENS) and steps < in_max:
         problems.append(f"model.encoder_time_steps ({steps}) is below input.max_tokens ({in_max})")
+    contract = None
+    if _is_count(latent, MAX_LATENT_DIM) and _is_count(steps, MAX_SEQUENCE_TOKENS) and isinstance(target_vocab, list):
+        contract = {role: expected_io(role, latent, steps, len(target_vocab)) for role in ROLES}
     seen = set()
     for i, m in enumerate(models):
-        where = f"models[{i}]"
-        if not isinstance(m, dict):
-            problems.append(f"{where} must be an object")
-            continue
-        missing = [k for k in ("role", "format", "variant", "path", "sha256", "size_bytes", "inputs", "outputs")
-                   if k not in m]
-        if missing:
-            problems.append(f"{where} is missing {', '.join(missing)}")
-            continue
-        where = f"{where} ({m.get('path')!r})"
-        if m["role"] not in ROLES:
-            problems.append(f"{where}: role must be one of {list(ROLES)}, got {m['role']!r}")
-        if m["format"] not in FORMATS:
-            problems.append(f"{where}: format must be one of {list(FORMATS)}, got {m['format']!r}")
-        elif m["variant"] not in VARIANTS[m["format"]]:
-            problems.append(f"{where}: variant must be one of {list(VARIANTS[m['format']])}, got {m['variant']!r}")
-        p = m["path"]
-        if not isinstance(p, str) or not p or "/" in p or "\\" in p or p in (".", ".."):
-            problems.append(f"{where}: path must be a plain file name inside the bundle")
-        if not (isinstance(m["sha256"], str) and len(m["sha256"]) == 64):
-            problems.append(f"{where}: sha256 must be 64 hex digits")
-        key = (m["role"], m["format"], m["variant"])
-        if key in seen:
-            problems.append(f"{where}: a second {'/'.join(map(str, key))} model")
-        seen.add(key)
-        try:
-            ins = tuple(TensorSpec.from_dict(t) for t in m["inputs"])
-            outs = tuple(TensorSpec.from_dict(t) for t in m["outputs"])
-        except (KeyError, TypeError, ValueError):
-            problems.append(f"{where}: inputs and outputs must be lists of {{name, dtype, shape}}")
-            continue
-        if m["role"] in ROLES and isinstance(latent, int) and isinstance(steps, int) and isinstance(target_vocab, list):
-            want_in, want_out = expected_io(m["role"], latent, steps, len(target_vocab))
-            for kind, got, want in (("inputs", ins, want_in), ("outputs", outs, want_out)):
-                if sorted(got, key=lambda t: t.name) != sorted(want, key=lambda t: t.name):
-                    problems.append(f"{where}: {kind} {_fmt_specs(got)} contradict the contract {_fmt_specs(want)}")
+        problems += _model_entry_problems(i, m, contract, seen)
     return problems
+
+
+_MODEL_KEYS = ("role", "format", "variant", "path", "sha256", "size_bytes", "inputs", "outputs")
+
+
+def _model_entry_problems(i: int, m: Any, contract: dict | None, seen: set) -> list[str]:
+    where = f"models[{i}]"
+    if not isinstance(m, dict):
+        return [f"{where} must be an object"]
+    missing = [k for k in _MODEL_KEYS if k not in m]
+    if missing:
+        return [f"{where} is missing {', '.join(missing)}"]
+    path = m["path"]
+    if not isinstance(path, str) or not _FILE_NAME.fullmatch(path):
+        return [f"{where}: path {_short(path)} must be a plain file name inside the bundle (letters, digits, "
+                "'.', '_', '-'; at most 128 characters)"]
+    where = f"{where} ({path!r})"
+    problems = []
+    role, fmt, variant = m["role"], m["format"], m["variant"]
+    if not isinstance(role, str) or role not in ROLES:
+        problems.append(f"{where}: role must be one of {list(ROLES)}, got {_short(role)}")
+    if not isinstance(fmt, str) or fmt not in FORMATS:
+        problems.append(f"{where}: format must be one of {list(FORMATS)}, got {_short(fmt)}")
+    elif not isinstance(variant, str) or variant not in VARIANTS[fmt]:
+        problems.append(f"{where}: variant must be one of {list(VARIANTS[fmt])}, got {_short(variant)}")
+    if not isinstance(m["sha256"], str) or not _SHA256.fullmatch(m["sha256"]):
+        problems.append(f"{where}: sha256 must be 64 lowercase hex digits")
+    if not _is_count(m["size_bytes"], MAX_MODEL_BYTES):
+        problems.append(f"{where}: size_bytes must be an integer from 1 to {MAX_MODEL_BYTES}, "
+                        f"got {_short(m['size_bytes'])}")
+    ops = m.get("ops", [])
+    if not isinstance(ops, list) or len(ops) > MAX_OPS or not all(isinstance(o, str) and 0 < len(o) <= 64
+                                                                   for o in ops):
+        problems.append(f"{where}: ops must be a list of at most {MAX_OPS} operator names")
+    for key in ("opset", "ir_version"):
+        if m.get(key) is not None and not _is_count(m[key], 10_000):
+            problems.append(f"{where}: {key} must be a positive integer, got {_short(m[key])}")
+    if m.get("signature") is not None and not isinstance(m["signature"], str):
+        problems.append(f"{where}: signature must be a string")
+    if problems:
+        return problems
+    if (role, fmt, variant) in seen:
+        problems.append(f"{where}: a second {role}/{fmt}/{variant} model")
+    seen.add((role, fmt, variant))
+    specs = {kind: _tensor_specs(m[kind]) for kind in ("inputs", "outputs")}
+    if None in specs.values():
+        return problems + [f"{where}: inputs and outputs must be lists of {{name, dtype, shape}} (at most "
+                           f"{_MAX_RANK} dimensions, each -1 or a positive integer)"]
+    if contract is not None:
+        for kind, want in zip(("inputs", "outputs"), contract[role]):
+            got = specs[kind]
+            if sorted(got, key=lambda t: t.name) != sorted(want, key=lambda t: t.name):
+                problems.append(f"{where}: {kind} {_fmt_specs(got)} contradict the contract {_fmt_specs(want)}")
+    return problems
+
+
+_MAX_RANK = 8
+
+
+def _tensor_specs(value: Any) -> tuple[TensorSpec, ...] | None:
+    """TensorSpecs of a manifest's inputs or outputs list, or None when it is not of that form."""
+    if not isinstance(value, list) or len(value) > 16:
+        return None
+    specs = []
+    for t in value:
+        if not (isinstance(t, dict) and isinstance(t.get("name"), str) and isinstance(t.get("dtype"), str)
+                and isinstance(t.get("shape"), list) and len(t["shape"]) <= _MAX_RANK
+                and all(isinstance(x, int) and not isinstance(x, bool) and (x == -1 or 0 < x <= 1 << 31)
+                        for x in t["shape"])):
+            return None
+        specs.append(TensorSpec(t["name"], t["dtype"], tuple(t["shape"])))
+    return tuple(specs)
 
 
 def _fmt_specs(specs) -> str:

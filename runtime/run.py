@@ -1,10 +1,18 @@
-"""``s2s run``: decode arguments or standard input, one output line per input line, answering as it goes."""
+"""``s2s run``: decode arguments or standard input, one output line per input line, answering as it goes.
+
+Nothing the user passes is trusted: the flags are checked against their bounds and this machine before the
+bundle is loaded, standard input is read in chunks with the model's line limit applied before a line is
+buffered, and pending lines are answered whenever a batch is full or the input pauses, so memory stays bounded
+whatever arrives. Bad input is an error naming its place, after every input before it has been answered.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import select
 import signal
 import sys
 import time
@@ -12,53 +20,147 @@ import time
 from .loader import load
 from .errors import InputTextError, Seq2SeqEdgeError
 
+log = logging.getLogger(__name__)
 
-def _stdin_lines():
-    """(line number, text) of standard input, decoded as UTF-8 line by line."""
-    for lineno, raw in enumerate(sys.stdin.buffer, start=1):
-        raw = raw.rstrip(b"\n")
+#: The largest --batch-size: throughput stops growing long before it (see the benchmarks' batch 64 and 256),
+#: while every input of a batch, and its decoder state at each step, is held in memory at once.
+MAX_BATCH_SIZE = 4096
+#: Pending inputs are answered once they hold this many characters, whatever --batch-size says.
+MAX_PENDING_CHARS = 16 * 2**20
+#: Standard input is read with os.read in chunks of this many bytes.
+READ_CHUNK = 64 * 1024
+UTF8_BOM = b"\xef\xbb\xbf"
+#: Returned by the stdin reader when its next read would block: answer what is pending first.
+_PAUSE = object()
+
+
+def check_options(args) -> None:
+    """Check the ``s2s run`` flags against their bounds and this machine, before anything is loaded."""
+    cpus = os.cpu_count() or 1
+    if not 1 <= args.threads <= cpus:
+        raise Seq2SeqEdgeError(f"--threads must be between 1 and this machine's CPU count {cpus}, got {args.threads}")
+    if not 1 <= args.batch_size <= MAX_BATCH_SIZE:
+        raise Seq2SeqEdgeError(f"--batch-size must be between 1 and {MAX_BATCH_SIZE}, got {args.batch_size}")
+    if args.max_output_len is not None and args.max_output_len < 1:
+        raise Seq2SeqEdgeError(f"--max-output-len must be at least 1, got {args.max_output_len}")
+
+
+def max_line_bytes(preprocessing) -> int:
+    """The longest standard-input line that can hold an acceptable input: the characters
+    ``Preprocessing.encode_input`` accepts, at 4 UTF-8 bytes each, plus a byte-order mark and a CR."""
+    return preprocessing.max_input_chars * 4 + len(UTF8_BOM) + 1
+
+
+def _utf8(raw: bytes, where: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputTextError(f"{where}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})") from None
+
+
+def _arguments(texts):
+    """("argument N", text) of each TEXT argument. Python hands arguments over as str, with bytes that are not
+    valid UTF-8 smuggled in as lone surrogates: recover the bytes and refuse them as stdin lines are refused."""
+    for i, t in enumerate(texts, start=1):
+        where = f"argument {i}"
+        if not t.isascii():
+            try:
+                t = _utf8(os.fsencode(t), where)
+            except UnicodeEncodeError:  # a surrogate no bytes produce: normalize() names it
+                pass
+        yield where, t
+
+
+def _would_block(fd: int) -> bool:
+    try:
+        return not select.select([fd], [], [], 0)[0]
+    except (OSError, ValueError):  # an fd select cannot watch: answer as we go
+        return True
+
+
+def _stdin_lines(fd: int, limit: int):
+    """("stdin:N", text) of each line of ``fd``, read in chunks, and _PAUSE before a read that would block.
+
+    A line longer than ``limit`` bytes is refused as soon as that many bytes of it have arrived, so at most
+    ``limit`` plus one chunk is held. A UTF-8 byte-order mark at the very start is dropped; CRLF ends a line too.
+    """
+    held = bytearray()  # the start of a line whose end has not arrived yet
+    lineno = 0
+
+    def line(raw: bytes) -> tuple[str, str]:
+        where = f"stdin:{lineno}"
+        if lineno == 1 and raw.startswith(UTF8_BOM):
+            raw = raw[len(UTF8_BOM):]
         if raw.endswith(b"\r"):
             raw = raw[:-1]
+        return where, _utf8(raw, where)
+
+    def too_long(n: int) -> InputTextError:
+        return InputTextError(f"stdin:{n}: line is longer than the model's limit of {limit} bytes")
+
+    while True:
+        if _would_block(fd):
+            yield _PAUSE
         try:
-            yield lineno, raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise InputTextError(f"stdin:{lineno}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at column "
-                                 f"{e.start + 1})") from None
+            chunk = os.read(fd, READ_CHUNK)
+        except BlockingIOError:  # a non-blocking descriptor: wait for it
+            select.select([fd], [], [])
+            continue
+        except OSError as e:
+            raise Seq2SeqEdgeError(f"stdin:{lineno + 1}: cannot read standard input: {e.strerror}") from None
+        if not chunk:
+            break
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            lineno += 1
+            if len(held) + end - start > limit:
+                raise too_long(lineno)
+            yield line(bytes(held) + chunk[start:end] if held else chunk[start:end])
+            held.clear()
+            start = end + 1
+        if len(held) + len(chunk) - start > limit:
+            raise too_long(lineno + 1)
+        held += chunk[start:]
+    if held:
+        lineno += 1
+        yield line(bytes(held))
 
 
 def run_command(args) -> int:
-    if args.batch_size < 1:
-        raise Seq2SeqEdgeError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.threads < 1:
-        raise Seq2SeqEdgeError(f"--threads must be at least 1, got {args.threads}")
+    """Run ``s2s run``: decode the TEXT arguments, or else the lines of standard input, one output per line."""
+    check_options(args)
     decoder = load(args.bundle, backend=args.backend, variant=args.variant, threads=args.threads)
     if args.max_output_len is not None and not 1 <= args.max_output_len <= decoder.max_output_len:
         raise Seq2SeqEdgeError(f"--max-output-len must be between 1 and the trained maximum "
                                f"{decoder.max_output_len}, got {args.max_output_len}")
     if args.texts:
-        source = ((f"argument {i}", t) for i, t in enumerate(args.texts, start=1))
+        source = _arguments(args.texts)
         batch_size = args.batch_size
+    elif sys.stdin is None:  # standard input is closed: nothing to decode
+        source, batch_size = iter(()), 1
     else:
-        source = ((f"stdin:{n}", t) for n, t in _stdin_lines())
-        # On a terminal answer each line at once; in a pipe, fill batches for throughput.
+        source = _stdin_lines(sys.stdin.fileno(), max_line_bytes(decoder.preprocessing))
+        # On a terminal answer each line at once; in a pipe, fill batches (answered early when input pauses).
         batch_size = 1 if sys.stdin.isatty() else args.batch_size
     pending: list[tuple[str, str]] = []
-    items = iter(source)
+    pending_chars = 0
     ctrl_c = _CtrlC()
     try:
         while True:
             try:
                 with ctrl_c.interruptible():
-                    item = next(items)
-            except StopIteration:
-                break
-            except (InputTextError, KeyboardInterrupt):
+                    item = next(source, None)
+            except (Seq2SeqEdgeError, KeyboardInterrupt):
                 _answer(decoder, pending, args)  # every line read so far is answered
                 raise
-            pending.append(item)
-            if len(pending) >= batch_size:
+            if item is None:
+                break
+            if item is not _PAUSE:
+                pending.append(item)
+                pending_chars += len(item[1])
+            if pending and (item is _PAUSE or len(pending) >= batch_size or pending_chars >= MAX_PENDING_CHARS):
                 _answer(decoder, pending, args)
-                pending = []
+                pending, pending_chars = [], 0
         _answer(decoder, pending, args)
         ctrl_c.raise_if_pressed()
     except BrokenPipeError:
@@ -129,12 +231,17 @@ def _answer(decoder, items: list[tuple[str, str]], args) -> None:
                 raise InputTextError(f"{where}: {e}") from None
         raise
     ms = (time.perf_counter() - started) * 1000 / len(items)
-    out = sys.stdout
+    log.debug("answered %d input(s), %.3f ms each", len(items), ms)
+    lines = []
     for (_, t), r in zip(items, results):
         if args.json:
-            out.write(json.dumps({"input": t, "output": r.text, "score": round(r.score, 6),
-                                  "finished": r.finished, "backend": decoder.backend, "variant": decoder.variant,
-                                  "ms": round(ms, 4)}, ensure_ascii=False) + "\n")
+            lines.append(json.dumps({"input": t, "output": r.text, "score": round(r.score, 6),
+                                     "finished": r.finished, "backend": decoder.backend, "variant": decoder.variant,
+                                     "ms": round(ms, 4)}, ensure_ascii=False))
         else:
-            out.write(r.text + "\n")
+            lines.append(r.text)
+    # UTF-8 whatever the locale; inputs were checked, and an output a malformed vocabulary could make that is
+    # not Unicode (a lone surrogate) is escaped rather than written as invalid bytes.
+    out = sys.stdout.buffer
+    out.write(("\n".join(lines) + "\n").encode("utf-8", "backslashreplace"))
     out.flush()

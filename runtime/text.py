@@ -3,7 +3,8 @@
 The same code runs when a model is trained and when it is decoded, so that both see identical token ids.
 Policy (documented in the README):
 
-* Unicode text is normalized to NFC on both sides, in training and at run time.
+* Unicode text is normalized to NFC on both sides, in training and at run time. Text that is not valid Unicode
+  (a lone surrogate, e.g. bytes that were not UTF-8 decoded with ``surrogateescape``) is refused there.
 * ``char`` tokenization: one token per character (after NFC). ``space``: tokens are the runs of non-whitespace
   (``str.split()``), and detokenization joins them with one space.
 * Ids 0, 1 and 2 are reserved for padding, start and end in every vocabulary. Their strings contain a space
@@ -12,6 +13,7 @@ Policy (documented in the README):
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Iterable, Sequence
@@ -28,8 +30,25 @@ SPECIAL_TOKENS = (PAD_TOKEN, START_TOKEN, END_TOKEN)
 PAD_ID, START_ID, END_ID = 0, 1, 2
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def is_valid_unicode(text: str) -> bool:
+    """False if ``text`` holds a lone surrogate: such a str is not Unicode text and cannot be written as UTF-8
+    (Python makes one from invalid UTF-8, e.g. in command-line arguments, or from a "\\udcff" escape in JSON)."""
+    return text.isascii() or _SURROGATE.search(text) is None
+
+
+def check_unicode(text: str) -> None:
+    """Raise InputTextError if ``text`` is not valid Unicode (see :func:`is_valid_unicode`)."""
+    m = None if text.isascii() else _SURROGATE.search(text)
+    if m:
+        raise InputTextError(f"not valid Unicode: lone surrogate U+{ord(m.group()):04X} at column {m.start() + 1}")
+
+
 def normalize(text: str) -> str:
-    """Apply the toolkit's Unicode normalization policy (NFC)."""
+    """Apply the toolkit's Unicode normalization policy (NFC); InputTextError if ``text`` is not valid Unicode."""
+    check_unicode(text)
     return unicodedata.normalize(NORMALIZATION, text)
 
 
@@ -76,7 +95,9 @@ class Vocabulary:
         return len(self.tokens)
 
     def encode(self, text: str, *, skip_unknown: bool = False) -> list[int]:
-        """Token ids of normalized ``text`` (no start or end markers). Unknown symbols raise InputTextError."""
+        """Token ids of normalized ``text`` (no start or end markers). Unknown symbols (unless skipped) and text
+        that is not valid Unicode raise InputTextError."""
+        check_unicode(text)
         ids, unknown = [], []
         for token in tokenize(text, self.tokenization):
             i = self._index.get(token)

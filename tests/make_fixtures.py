@@ -47,9 +47,9 @@ def per_channel_int8(run_dir: Path) -> bytes:
     import tensorflow as tf
 
     from seq2seq_edge.export import graphs
-    from seq2seq_edge.export.bundle import load_keras_model
+    from seq2seq_edge.train.run_folder import RunFolder
 
-    weights = graphs.extract_weights(load_keras_model(run_dir))
+    weights = graphs.extract_weights(RunFolder.open(run_dir).load_keras_model())
     _, step = graphs.build_modules(weights, 1)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([step.serve.get_concrete_function()], step)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]

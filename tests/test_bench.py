@@ -28,3 +28,36 @@ def test_quick_bench_writes_json_markdown_and_chart(fixture_dir, tmp_path):
     md = (tmp_path / "results.md").read_text()
     assert "| litert fp32 | 1 |" in md and "### Targets" in md
     assert (tmp_path / "chart.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_decoder_hooks_the_harness_and_the_gate_use(digits_bundle):
+    """decode_ids on a decoder built around wrapped models (the harness times them) and steps() (each step of
+    the loop, observed) give what decode gives."""
+    import seq2seq_edge
+    from seq2seq_edge.decoder import Seq2SeqDecoder, padded_batches
+
+    decoder = seq2seq_edge.load(digits_bundle)
+    texts = [str(d) for d in range(1, 10)]
+    expected = decoder.decode_batch_results(texts)
+    ids = [decoder.preprocessing.encode_input(t) for t in texts]
+    calls = []
+
+    class Counted:
+        def __init__(self, model):
+            self.model = model
+
+        def run(self, feeds):
+            calls.append(feeds)
+            return self.model.run(feeds)
+
+    wrapped = Seq2SeqDecoder(decoder.manifest, Counted(decoder.encoder), Counted(decoder.decoder_step),
+                             backend=decoder.backend, variant=decoder.variant)
+    assert wrapped.decode_ids(ids + [[]]) == expected + [decoder.decode_result("")] and calls
+    (batch,) = padded_batches(ids, 32, decoder.manifest.encoder_time_steps)
+    steps = list(decoder.steps(batch))
+    assert len(steps) == len(calls) - 1  # the encoder, then one step model call per observed step
+    vocab = decoder.preprocessing.target_vocabulary
+    for row, result in enumerate(expected):
+        assert tuple(vocab[chosen[row]] for chosen, _, _, _ in steps[:len(result.tokens)]) == result.tokens
+        assert [float(probs[row, chosen[row]]) for chosen, probs, _, _ in steps[:len(result.token_probs)]] == \
+            list(result.token_probs)

@@ -227,10 +227,10 @@ def test_manifest_faults_are_reported_together(digits_bundle, tmp_path):
         seq2seq_edge.load(bundle)
     problems = err.value.problems
     assert "missing format version ('version')" in problems
-    assert "model.latent_dim must be a positive integer, got None" in problems
+    assert "model.latent_dim must be an integer from 1 to 16384, got None" in problems
     assert "input.vocabulary must start with the special tokens ['<s2s pad>', '<s2s start>', '<s2s end>']" in problems
-    assert "input.vocabulary has duplicate entries: ['1']" in problems
-    assert "target.max_tokens must be a positive integer, got -3" in problems
+    assert "input.vocabulary has duplicate entries: '1'" in problems
+    assert "target.max_tokens must be an integer from 1 to 4096, got -3" in problems
     assert str(err.value).startswith(f"{path}: {len(problems)} problems: ")
 
 

@@ -67,6 +67,6 @@ def test_preprocessing_dict_round_trip_and_validation_lists_every_problem():
     bad["input"]["vocabulary"] = ["a", "a"]
     bad["target"]["max_tokens"] = 0
     problems = mf.validate_preprocessing_dict(bad)
-    assert any("duplicate entries: ['a']" in p for p in problems)
+    assert any("duplicate entries: 'a'" in p for p in problems)
     assert any("must start with the special tokens" in p for p in problems)
-    assert any("target.max_tokens must be a positive integer, got 0" in p for p in problems)
+    assert any("target.max_tokens must be an integer from 1 to 4096, got 0" in p for p in problems)

@@ -33,9 +33,8 @@ class Splits:
     validation: list[Pair]
     test: list[Pair]
 
-    @property
-    def all(self) -> list[Pair]:
-        return self.train + self.validation + self.test
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)}
 
 
 def digits_pairs() -> list[Pair]:

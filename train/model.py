@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from seq2seq_edge import manifest as mf
+from seq2seq_edge import text
 
 ENCODER_EMBEDDING = "encoder_embedding"
 ENCODER_LSTM = "encoder_lstm"
@@ -26,7 +27,7 @@ DECODER_INPUT_IDS = "decoder_input_ids"
 
 def _one_hot_table(vocab_size: int) -> np.ndarray:
     table = np.eye(vocab_size, dtype="float32")
-    table[0, 0] = 0.0  # padding -> zero vector
+    table[text.PAD_ID] = 0.0  # padding -> zero vector
     return table
 
 
@@ -44,6 +45,7 @@ def build_training_model(input_vocab_size: int, target_vocab_size: int, latent_d
 
     input_ids = keras.Input(shape=(None,), dtype="int32", name=mf.INPUT_IDS)
     decoder_ids = keras.Input(shape=(None,), dtype="int32", name=DECODER_INPUT_IDS)
+    # mask_zero masks id 0, which is text.PAD_ID: right-padding leaves the encoder's final state as it was.
     enc_emb = _embedding(keras, ENCODER_EMBEDDING, input_vocab_size, embedding_dim, mask_zero=True)
     dec_emb = _embedding(keras, DECODER_EMBEDDING, target_vocab_size, embedding_dim, mask_zero=False)
     _, h, c = keras.layers.LSTM(latent_dim, return_state=True, name=ENCODER_LSTM)(enc_emb(input_ids))

@@ -1,31 +1,23 @@
-"""``s2s train``: fit the seed's encoder-decoder and write a self-contained run folder.
-
-Run folder layout::
-
-    model.keras      the trained teacher-forcing model (Keras 3 format)
-    config.json      preprocessing (vocabularies, special tokens, tokenization, limits, padding) + settings
-    history.csv      loss and accuracy per epoch
-    curves.png       loss and accuracy curves
-    metrics.json     exact match and character error rate on the test split (batched Keras greedy decoder)
-    train.tsv, validation.tsv, test.tsv   the split, so export can re-run the parity gate on the same inputs
-"""
+"""``s2s train``: fit the seed's encoder-decoder and write a self-contained run folder (see ``run_folder``)."""
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-
 from seq2seq_edge import manifest as mf
-from seq2seq_edge import metrics, text
+from seq2seq_edge import text
 from seq2seq_edge.errors import DataFileError, RunFolderError
 
 from . import data as data_mod
+from . import metrics
+from .model import DECODER_INPUT_IDS, build_training_model
+from .reference import KerasDecoder, decode_texts
+from .run_folder import RunConfig, RunFolder
+from .staging import staged_folder
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +25,6 @@ log = logging.getLogger(__name__)
 #: targets of a big TSV) a learned embedding of AUTO_EMBEDDING_DIM, since a one-hot table grows as V^2.
 ONE_HOT_MAX_VOCAB = 512
 AUTO_EMBEDDING_DIM = 256
-
-SPLIT_FILES = {"train": "train.tsv", "validation": "validation.tsv", "test": "test.tsv"}
 
 
 @dataclass
@@ -60,10 +50,10 @@ class TrainConfig:
     seed: int = 0
 
 
-#: Per-task defaults, chosen by measurement (see the README's training section).
+#: Per-task defaults, chosen by measurement (the README's training section gives the figures).
 TASK_DEFAULTS = {
-    # The seed's latent 32; Adam 1e-2 with batches of 3 for 100 epochs decoded 9/9 for every seed tried
-    # (0-19) in ~10 s, where the seed's 1e-3 / batch 2 / 300 epochs took ~29 s.
+    # The seed's latent 32; Adam 1e-2 with batches of 3 for 100 epochs decodes all nine pairs for every seed
+    # tried, and sooner than the seed's own 1e-3 / batch 2 / 300 epochs.
     "digits": dict(input_tokenization="char", target_tokenization="char", latent_dim=32, epochs=100,
                    batch_size=3, learning_rate=1e-2, clipnorm=None, patience=0),
     "numbers": dict(input_tokenization="char", target_tokenization="space", latent_dim=256, epochs=40,
@@ -122,19 +112,13 @@ def vectorize(pairs: list[data_mod.Pair], prep: mf.Preprocessing):
     return enc, dec_in, dec_out
 
 
-def write_pairs(path: Path, pairs: list[data_mod.Pair]) -> None:
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
-        for p in pairs:
-            f.write(f"{p.source}\t{p.target}\n")
-
-
 def check_out_dir(out_dir: Path, force: bool) -> None:
     if out_dir.exists() and not force:
         raise RunFolderError(f"{out_dir} already exists; pass --force to overwrite it")
 
 
 def train(cfg: TrainConfig, out_dir: str | Path, *, force: bool = False, quiet: bool = False) -> dict:
-    """Train, evaluate and write the run folder atomically. Returns the metrics dict."""
+    """Train, evaluate and write the run folder atomically. Returns the metrics (``metrics.json``)."""
     out_dir = Path(out_dir)
     check_out_dir(out_dir, force)
     pairs = load_pairs(cfg)
@@ -144,22 +128,43 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, force: bool = False, quiet: 
     log.info("%d pairs (train %d, validation %d, test %d); vocabularies: input %d, target %d tokens",
              len(pairs), len(splits.train), len(splits.validation), len(splits.test),
              len(prep.input_vocabulary), len(prep.target_vocabulary))
+    versions = seed_everything(cfg.seed)
+    cfg = choose_embedding(cfg, prep)
+    model = compile_model(cfg, prep)
+    with staged_folder(out_dir) as staging:
+        run = RunFolder(staging)
+        history, fit_summary = fit(model, cfg, prep, splits, run.history_file, quiet)
+        result = {**evaluate(model, prep, splits.test), **fit_summary}
+        run.save(model, RunConfig(prep, asdict(cfg), splits.sizes(), versions), result, splits, history)
+    return result
 
+
+def seed_everything(seed: int) -> dict[str, str]:
+    """Seed Python, numpy and TensorFlow and make TensorFlow's ops deterministic: the same seed gives the same
+    weights. Returns the versions of TensorFlow and Keras, for the run config."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
     import tensorflow as tf
 
-    from .model import build_training_model
-    from .reference import KerasDecoder, decode_texts
-
-    keras.utils.set_random_seed(cfg.seed)
+    keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
+    return {"tensorflow": tf.__version__, "keras": keras.__version__}
 
-    if cfg.embedding_dim is None:
-        largest = max(len(prep.input_vocabulary), len(prep.target_vocabulary))
-        cfg = replace(cfg, embedding_dim=0 if largest <= ONE_HOT_MAX_VOCAB else AUTO_EMBEDDING_DIM)
-        log.info("embedding: %s", "one-hot" if not cfg.embedding_dim else f"learned, {cfg.embedding_dim} dims "
-                 f"({largest} tokens is more than {ONE_HOT_MAX_VOCAB} for one-hot inputs)")
+
+def choose_embedding(cfg: TrainConfig, prep: mf.Preprocessing) -> TrainConfig:
+    """With ``embedding_dim=None``: one-hot inputs up to ONE_HOT_MAX_VOCAB tokens, else a learned embedding."""
+    if cfg.embedding_dim is not None:
+        return cfg
+    largest = max(len(prep.input_vocabulary), len(prep.target_vocabulary))
+    cfg = replace(cfg, embedding_dim=0 if largest <= ONE_HOT_MAX_VOCAB else AUTO_EMBEDDING_DIM)
+    log.info("embedding: %s", "one-hot" if not cfg.embedding_dim else f"learned, {cfg.embedding_dim} dims "
+             f"({largest} tokens is more than {ONE_HOT_MAX_VOCAB} for one-hot inputs)")
+    return cfg
+
+
+def compile_model(cfg: TrainConfig, prep: mf.Preprocessing):
+    import keras
+
     model = build_training_model(len(prep.input_vocabulary), len(prep.target_vocabulary), cfg.latent_dim,
                                  cfg.embedding_dim)
     opt_kwargs = {"learning_rate": cfg.learning_rate}
@@ -167,86 +172,46 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, force: bool = False, quiet: 
         opt_kwargs["clipnorm"] = cfg.clipnorm
     model.compile(optimizer=keras.optimizers.Adam(**opt_kwargs), loss="sparse_categorical_crossentropy",
                   weighted_metrics=["accuracy"])
-
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    tmp.chmod(0o755)
-    try:
-        enc, dec_in, dec_out = vectorize(splits.train, prep)
-        v_enc, v_dec_in, v_dec_out = vectorize(splits.validation, prep)
-        callbacks = [keras.callbacks.CSVLogger(str(tmp / "history.csv"))]
-        if cfg.patience:
-            callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
-                                                           restore_best_weights=True))
-        started = time.perf_counter()
-        history = model.fit(
-            {mf.INPUT_IDS: enc, "decoder_input_ids": dec_in}, dec_out, sample_weight=(dec_out != text.PAD_ID).astype("float32"),
-            validation_data=({mf.INPUT_IDS: v_enc, "decoder_input_ids": v_dec_in}, v_dec_out,
-                             (v_dec_out != text.PAD_ID).astype("float32")),
-            batch_size=cfg.batch_size, epochs=cfg.epochs, shuffle=True, callbacks=callbacks,
-            verbose=0 if quiet else 2)
-        train_seconds = time.perf_counter() - started
-
-        decoder = KerasDecoder.from_training_model(model, prep.max_output_tokens)
-        sources = [p.source for p in splits.test]
-        references = [p.target for p in splits.test]
-        predictions = decode_texts(decoder, prep, sources)
-        result = {
-            "test_pairs": len(splits.test),
-            "exact_match": metrics.exact_match(predictions, references),
-            "character_error_rate": metrics.character_error_rate(predictions, references),
-            "epochs_run": len(history.history["loss"]),
-            "train_seconds": round(train_seconds, 2),
-            "best_val_loss": float(min(history.history["val_loss"])),
-            "errors": [{"input": s, "expected": r, "got": p}
-                       for s, r, p in zip(sources, references, predictions) if p != r][:20],
-        }
-        model.save(tmp / mf.RUN_MODEL_FILE)
-        mf.write_json(tmp / mf.RUN_CONFIG_FILE, {
-            "format": mf.RUN_FORMAT, "version": mf.RUN_VERSION,
-            "preprocessing": prep.to_dict(), "training": asdict(cfg),
-            "splits": {k: len(getattr(splits, k)) for k in SPLIT_FILES},
-            "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
-        })
-        mf.write_json(tmp / "metrics.json", result)
-        for part, name in SPLIT_FILES.items():
-            write_pairs(tmp / name, getattr(splits, part))
-        plot_history(history.history, tmp / "curves.png")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return result
+    return model
 
 
-def plot_history(history: dict, path: Path) -> None:
-    import matplotlib
+def fit(model, cfg: TrainConfig, prep: mf.Preprocessing, splits: data_mod.Splits, history_file: Path,
+        quiet: bool) -> tuple[dict, dict]:
+    """Fit with teacher forcing (padding weighs nothing), logging each epoch to ``history_file``.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Returns Keras' history (lists per metric) and its summary for ``metrics.json``."""
+    import keras
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key in zip(axes, ("loss", "accuracy")):
-        ax.plot(history[key], label="train")
-        if f"val_{key}" in history:
-            ax.plot(history[f"val_{key}"], label="validation")
-        ax.set_xlabel("epoch")
-        ax.set_title(key)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    callbacks = [keras.callbacks.CSVLogger(str(history_file))]
+    if cfg.patience:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
+                                                       restore_best_weights=True))
+    enc, dec_in, dec_out = vectorize(splits.train, prep)
+    v_enc, v_dec_in, v_dec_out = vectorize(splits.validation, prep)
+    started = time.perf_counter()
+    history = model.fit(
+        {mf.INPUT_IDS: enc, DECODER_INPUT_IDS: dec_in}, dec_out, sample_weight=_not_padding(dec_out),
+        validation_data=({mf.INPUT_IDS: v_enc, DECODER_INPUT_IDS: v_dec_in}, v_dec_out, _not_padding(v_dec_out)),
+        batch_size=cfg.batch_size, epochs=cfg.epochs, shuffle=True, callbacks=callbacks,
+        verbose=0 if quiet else 2).history
+    return history, {"epochs_run": len(history["loss"]), "train_seconds": round(time.perf_counter() - started, 2),
+                     "best_val_loss": float(min(history["val_loss"]))}
 
 
-def load_run(run_dir: str | Path):
-    """(preprocessing, config dict) of a run folder, with a RunFolderError when it is incomplete."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunFolderError(f"{run_dir}: no such run folder")
-    cfg = mf.read_json(run_dir / mf.RUN_CONFIG_FILE, "run config")
-    if cfg.get("format") != mf.RUN_FORMAT:
-        raise RunFolderError(f"{run_dir / mf.RUN_CONFIG_FILE}: not a seq2seq-edge run config")
-    return mf.Preprocessing.from_dict(cfg["preprocessing"]), cfg
+def _not_padding(ids):
+    return (ids != text.PAD_ID).astype("float32")
+
+
+def evaluate(model, prep: mf.Preprocessing, test: list[data_mod.Pair]) -> dict:
+    """Exact match and character error rate of Keras' greedy decodes on the test split, with the first errors."""
+    decoder = KerasDecoder.from_training_model(model, prep.max_output_tokens)
+    sources = [p.source for p in test]
+    references = [p.target for p in test]
+    predictions = decode_texts(decoder, prep, sources)
+    return {
+        "test_pairs": len(test),
+        "exact_match": metrics.exact_match(predictions, references),
+        "character_error_rate": metrics.character_error_rate(predictions, references),
+        "errors": [{"input": s, "expected": r, "got": p}
+                   for s, r, p in zip(sources, references, predictions) if p != r][:20],
+    }

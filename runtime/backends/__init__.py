@@ -13,7 +13,8 @@ import importlib
 import importlib.util
 from dataclasses import dataclass
 
-from ..errors import BackendUnavailableError
+from ..errors import BackendUnavailableError, BundleError
+from ..versions import package_version
 
 
 @dataclass(frozen=True)
@@ -27,18 +28,22 @@ class BackendInfo:
     install: str
     #: The adapter module under seq2seq_edge.backends and its opener function.
     adapter: str
+    #: The distribution that provides the interpreter (for its version).
+    dist: str
 
 
 BACKENDS = {
     "tflite": BackendInfo("tflite", "tflite", "tflite_runtime.interpreter",
                           "pip install 'seq2seq-edge[tflite]' (tflite-runtime 2.14 needs Python <= 3.11 and numpy<2; "
-                          "on newer Pythons use --backend litert)", "tflite"),
+                          "on newer Pythons use --backend litert)", "tflite", "tflite-runtime"),
     "litert": BackendInfo("litert", "tflite", "ai_edge_litert.interpreter", "pip install 'seq2seq-edge[litert]'",
-                          "tflite"),
-    "onnx": BackendInfo("onnx", "onnx", "onnxruntime", "pip install 'seq2seq-edge[onnx]'", "onnx"),
+                          "tflite", "ai-edge-litert"),
+    "onnx": BackendInfo("onnx", "onnx", "onnxruntime", "pip install 'seq2seq-edge[onnx]'", "onnx", "onnxruntime"),
 }
 #: The order ``backend="auto"`` tries.
-AUTO_ORDER = ("tflite", "litert", "onnx")
+#: The order ``backend="auto"`` tries: LiteRT first, because its interpreter verifies a flatbuffer before using it;
+#: tflite-runtime 2.14 does not (the runtime probes every file in a child process first, see probe.py).
+AUTO_ORDER = ("litert", "tflite", "onnx")
 
 
 def is_installed(backend: str) -> bool:
@@ -48,6 +53,11 @@ def is_installed(backend: str) -> bool:
         return importlib.util.find_spec(top) is not None
     except (ImportError, ValueError):
         return False
+
+
+def interpreter_version(backend: str) -> str | None:
+    """The installed version of the backend's interpreter package, or None."""
+    return package_version(BACKENDS[backend].dist)
 
 
 def import_interpreter_module(backend: str):
@@ -69,6 +79,49 @@ def zero_feeds(model, batch: int = 1) -> dict:
     return {t.name: np.zeros([batch if d == -1 else d for d in t.shape], dtype=t.dtype) for t in model.inputs}
 
 
+def model_ops(fmt: str, content: bytes) -> set[str]:
+    """The operator names of a model file, read without an interpreter; BundleError for anything a bundle model
+    may never be: malformed, external data, model-local functions, training graphs, subgraphs, operators outside
+    the default domain, custom operators, more than one subgraph."""
+    if fmt == "onnx":
+        from . import onnx_wire
+
+        try:
+            s = onnx_wire.summarize(content)
+        except onnx_wire.WireError as e:
+            raise BundleError(f"not a valid ONNX model ({e})") from None
+        problems = []
+        if s.external_tensors:
+            problems.append(f"refers to external data for {s.external_tensors[:3]}; bundle models must embed their "
+                            "weights (external data is refused)")
+        if s.functions:
+            problems.append(f"defines model-local functions {s.functions[:3]} (refused: the contract has none)")
+        if s.training_info:
+            problems.append("holds training graphs (training_info is refused)")
+        if s.subgraphs:
+            problems.append(f"holds {s.subgraphs} subgraph(s) (control flow is refused)")
+        foreign = sorted(f"{d}:{o}" for d, o in s.ops if d)
+        if foreign:
+            problems.append(f"uses operators outside the default ONNX domain: {foreign[:5]}")
+        if problems:
+            raise BundleError(problems)
+        return {o for _, o in s.ops}
+    if fmt == "tflite":
+        from . import tflite_wire
+
+        try:
+            s = tflite_wire.summarize(content)
+        except tflite_wire.WireError as e:
+            raise BundleError(f"not a valid TFLite model ({e})") from None
+        custom = sorted(op for op in s.op_codes if op.startswith("CUSTOM"))
+        if custom:
+            raise BundleError(f"uses custom operators {custom[:5]} (refused: bundle models use builtins only)")
+        if s.subgraphs != 1:
+            raise BundleError(f"has {s.subgraphs} subgraphs (control flow is refused: a bundle model has one)")
+        return s.ops
+    raise BundleError(f"unknown model format {fmt!r}")
+
+
 def open_model(backend: str, content: bytes, threads: int = 1, *, xnnpack: bool | str = True):
     """Create the backend's adapter for one model, from the model file's bytes (already checksummed).
 
@@ -77,5 +130,6 @@ def open_model(backend: str, content: bytes, threads: int = 1, *, xnnpack: bool 
     """
     if backend not in BACKENDS:
         raise BackendUnavailableError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    model_ops(BACKENDS[backend].format, content)  # whoever opens a model, these refusals come first
     adapter = importlib.import_module(f"{__name__}.{BACKENDS[backend].adapter}")
     return adapter.open_model(import_interpreter_module(backend), content, threads, xnnpack)

@@ -19,15 +19,9 @@ def _spec(node) -> TensorSpec:
 
 class OnnxModel:
     def __init__(self, ort, content: bytes, threads: int):
-        # Checked before ONNX Runtime parses anything: well-formed protobuf, and no external data, whose paths
-        # (relative or absolute) would make ONNX Runtime read files from outside the bundle.
-        try:
-            summary = onnx_wire.summarize(content)
-        except onnx_wire.WireError as e:
-            raise BundleError(f"not a valid ONNX model ({e})") from None
-        if summary.external_tensors:
-            raise BundleError(f"refers to external data for {summary.external_tensors[:3]}; bundle models must "
-                              "embed their weights (external data is refused)")
+        # backends.open_model has refused external data, functions and foreign domains; the summary names the
+        # versions in an error below.
+        summary = onnx_wire.summarize(content)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1

@@ -1,8 +1,10 @@
 """A minimal reader of the ONNX protobuf wire format, so the runtime can check a model without the onnx package.
 
-It reads only what loading needs to refuse before ONNX Runtime sees the bytes: the IR version, the opsets, and
-whether any tensor (initializer, sparse initializer, or constant attribute, in the main graph or a subgraph)
-points at external data, which ONNX Runtime would read from a path named inside the model file.
+It reads what loading needs to refuse before ONNX Runtime sees the bytes: the IR version, the opsets, every
+node's op type and domain, model-local functions, and whether any tensor (initializer, sparse initializer,
+constant attribute, or an attribute's default value, in the main graph, a subgraph or a function) points at
+external data, which ONNX Runtime would read from a path named inside the model file. Every read is bounded by
+the buffer and nesting by a fixed depth.
 """
 
 from __future__ import annotations
@@ -57,23 +59,38 @@ def fields(buf: bytes):
 class OnnxSummary:
     ir_version: int | None = None
     opsets: dict[str, int] = field(default_factory=dict)
+    #: Tensors (anywhere: initializers, attributes, subgraphs, functions) that point at external data.
     external_tensors: list[str] = field(default_factory=list)
+    #: (domain, op type) of every node, in the main graph, its subgraphs and model-local functions.
+    ops: set[tuple[str, str]] = field(default_factory=set)
+    #: Names of model-local functions (ModelProto.functions).
+    functions: list[str] = field(default_factory=list)
+    #: Graphs nested in node attributes (the bodies of Loop, If, Scan).
+    subgraphs: int = 0
+    #: ModelProto.training_info is present (initialization and training graphs).
+    training_info: bool = False
 
 
 # Field numbers from onnx.proto3.
-_MODEL_IR_VERSION, _MODEL_OPSET, _MODEL_GRAPH = 1, 8, 7
+_MODEL_IR_VERSION, _MODEL_OPSET, _MODEL_GRAPH, _MODEL_TRAINING_INFO, _MODEL_FUNCTIONS = 1, 8, 7, 20, 25
 _GRAPH_NODE, _GRAPH_INITIALIZER, _GRAPH_SPARSE_INITIALIZER = 1, 5, 15
-_NODE_ATTRIBUTE = 5
+_NODE_OP_TYPE, _NODE_ATTRIBUTE, _NODE_DOMAIN = 4, 5, 7
 _ATTR_T, _ATTR_G, _ATTR_TENSORS, _ATTR_GRAPHS, _ATTR_SPARSE_TENSOR, _ATTR_SPARSE_TENSORS = 5, 6, 10, 11, 22, 23
 _TENSOR_NAME, _TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION = 8, 13, 14
 _SPARSE_VALUES, _SPARSE_INDICES = 1, 2
+_FUNCTION_NAME, _FUNCTION_NODE, _FUNCTION_ATTRIBUTE_PROTO = 1, 7, 11
+_MAX_DEPTH = 32
+
+
+def _text(value) -> str:
+    return bytes(value).decode("utf-8", "replace")
 
 
 def _tensor(buf: bytes, out: OnnxSummary) -> None:
     name, external = "", False
     for number, wire, value in fields(buf):
         if number == _TENSOR_NAME and wire == 2:
-            name = value.decode("utf-8", "replace")
+            name = _text(value)
         elif number == _TENSOR_EXTERNAL_DATA and wire == 2:
             external = True
         elif number == _TENSOR_DATA_LOCATION and wire == 0 and value == 1:
@@ -88,8 +105,35 @@ def _sparse(buf: bytes, out: OnnxSummary) -> None:
             _tensor(value, out)
 
 
+def _attribute(buf: bytes, out: OnnxSummary, depth: int) -> None:
+    for number, wire, value in fields(buf):
+        if wire != 2:
+            continue
+        if number in (_ATTR_T, _ATTR_TENSORS):
+            _tensor(value, out)
+        elif number in (_ATTR_SPARSE_TENSOR, _ATTR_SPARSE_TENSORS):
+            _sparse(value, out)
+        elif number in (_ATTR_G, _ATTR_GRAPHS):
+            out.subgraphs += 1
+            _graph(value, out, depth + 1)
+
+
+def _node(buf: bytes, out: OnnxSummary, depth: int) -> None:
+    op_type, domain = "", ""
+    for number, wire, value in fields(buf):
+        if wire != 2:
+            continue
+        if number == _NODE_OP_TYPE:
+            op_type = _text(value)
+        elif number == _NODE_DOMAIN:
+            domain = _text(value)
+        elif number == _NODE_ATTRIBUTE:
+            _attribute(value, out, depth)
+    out.ops.add((domain if domain != "ai.onnx" else "", op_type))
+
+
 def _graph(buf: bytes, out: OnnxSummary, depth: int = 0) -> None:
-    if depth > 32:
+    if depth > _MAX_DEPTH:
         raise WireError("subgraphs nested too deeply")
     for number, wire, value in fields(buf):
         if wire != 2:
@@ -99,32 +143,36 @@ def _graph(buf: bytes, out: OnnxSummary, depth: int = 0) -> None:
         elif number == _GRAPH_SPARSE_INITIALIZER:
             _sparse(value, out)
         elif number == _GRAPH_NODE:
-            for n2, w2, attr in fields(value):
-                if n2 != _NODE_ATTRIBUTE or w2 != 2:
-                    continue
-                for n3, w3, v3 in fields(attr):
-                    if w3 != 2:
-                        continue
-                    if n3 in (_ATTR_T, _ATTR_TENSORS):
-                        _tensor(v3, out)
-                    elif n3 in (_ATTR_SPARSE_TENSOR, _ATTR_SPARSE_TENSORS):
-                        _sparse(v3, out)
-                    elif n3 in (_ATTR_G, _ATTR_GRAPHS):
-                        _graph(v3, out, depth + 1)
+            _node(value, out, depth)
+
+
+def _function(buf: bytes, out: OnnxSummary) -> None:
+    name = "<unnamed>"
+    for number, wire, value in fields(buf):
+        if wire != 2:
+            continue
+        if number == _FUNCTION_NAME:
+            name = _text(value)
+        elif number == _FUNCTION_NODE:
+            _node(value, out, 1)
+        elif number == _FUNCTION_ATTRIBUTE_PROTO:  # an attribute's default value, which may hold a tensor
+            _attribute(value, out, 1)
+    out.functions.append(name)
 
 
 def summarize(content: bytes) -> OnnxSummary:
-    """IR version, opsets and external-data tensors of a serialized ModelProto; WireError if malformed."""
+    """IR version, opsets, ops, functions and external-data tensors of a serialized ModelProto; WireError if
+    malformed."""
     out = OnnxSummary()
     graph_seen = False
-    for number, wire, value in fields(content):
+    for number, wire, value in fields(memoryview(content)):  # slices of a memoryview copy nothing
         if number == _MODEL_IR_VERSION and wire == 0:
             out.ir_version = value
         elif number == _MODEL_OPSET and wire == 2:
             domain, version = "", None
             for n2, w2, v2 in fields(value):
                 if n2 == 1 and w2 == 2:
-                    domain = v2.decode("utf-8", "replace")
+                    domain = _text(v2)
                 elif n2 == 2 and w2 == 0:
                     version = v2
             if version is not None:
@@ -132,6 +180,10 @@ def summarize(content: bytes) -> OnnxSummary:
         elif number == _MODEL_GRAPH and wire == 2:
             graph_seen = True
             _graph(value, out)
+        elif number == _MODEL_FUNCTIONS and wire == 2:
+            _function(value, out)
+        elif number == _MODEL_TRAINING_INFO:
+            out.training_info = True
     if not graph_seen or out.ir_version is None:
         raise WireError("no graph or IR version: not an ONNX model")
     return out

@@ -117,8 +117,6 @@ class TFLiteModel:
 def open_model(module, content: bytes, threads: int, xnnpack: bool | str = True) -> TFLiteModel:
     """``xnnpack=False`` runs the model on the builtin kernels, without the default XNNPACK delegate;
     ``"batched"`` uses the builtin kernels for batch 1 and XNNPACK above."""
-    if len(content) < 8 or content[4:8] != b"TFL3":
-        raise BundleError("not a TFLite model (no TFL3 identifier)")
     try:
         return TFLiteModel(module, content, threads, xnnpack)
     except BundleError:
@@ -133,10 +131,8 @@ def open_model(module, content: bytes, threads: int, xnnpack: bool | str = True)
 
 
 def _interpreter_name(module) -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from . import BACKENDS, interpreter_version
 
-    dist = "tflite-runtime" if module.__name__.startswith("tflite_runtime") else "ai-edge-litert"
-    try:
-        return f"{dist} {version(dist)}"
-    except PackageNotFoundError:
-        return dist
+    backend = "tflite" if module.__name__.startswith("tflite_runtime") else "litert"
+    version = interpreter_version(backend)
+    return f"{BACKENDS[backend].dist} {version}" if version else BACKENDS[backend].dist

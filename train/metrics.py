@@ -1,4 +1,4 @@
-"""Quality measures shared by training, export and benchmarks: exact match and character error rate."""
+"""Quality measures of decoded strings, for training and the parity gate: exact match and character error rate."""
 
 from __future__ import annotations
 

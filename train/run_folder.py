@@ -1,0 +1,155 @@
+"""The run folder: what ``s2s train`` writes and ``s2s export`` reads. Only this module knows its layout.
+
+    model.keras      the trained teacher-forcing model (Keras 3 format)
+    config.json      RunConfig: preprocessing (vocabularies, special tokens, tokenization, limits, padding),
+                     the training settings, the split sizes and the versions that trained the model
+    history.csv      loss and accuracy per epoch (Keras' CSVLogger writes it while the model fits)
+    curves.png       loss and accuracy curves
+    metrics.json     exact match and character error rate on the test split (batched Keras greedy decoder)
+    train.tsv, validation.tsv, test.tsv   the split, so export can run the parity gate on the same inputs
+
+A bundle has the same kind of home in ``seq2seq_edge.manifest.BundleManifest``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from seq2seq_edge import manifest as mf
+from seq2seq_edge.errors import RunFolderError
+
+from .data import Pair, Splits
+
+RUN_CONFIG_FILE = "config.json"
+RUN_MODEL_FILE = "model.keras"
+RUN_FORMAT = "seq2seq-edge-run"
+RUN_VERSION = 1
+HISTORY_FILE = "history.csv"
+CURVES_FILE = "curves.png"
+METRICS_FILE = "metrics.json"
+SPLIT_FILES = {"train": "train.tsv", "validation": "validation.tsv", "test": "test.tsv"}
+#: Model files of older Keras and TensorFlow versions: refused, with the way out.
+LEGACY_SUFFIXES = (".h5", ".hdf5", ".pb", ".tf", ".keras2")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """``config.json``: all that export needs to know about a run besides its weights."""
+
+    #: How text becomes ids and back; the bundle's manifest carries the same.
+    preprocessing: mf.Preprocessing
+    #: The settings the model was trained with (``trainer.TrainConfig`` as a dict).
+    training: dict[str, Any] = field(default_factory=dict)
+    #: Pairs in each part of the split: {"train": n, "validation": n, "test": n}.
+    splits: dict[str, int] = field(default_factory=dict)
+    #: Versions of the tools that trained the model.
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": RUN_FORMAT, "version": RUN_VERSION, "preprocessing": self.preprocessing.to_dict(),
+                "training": dict(self.training), "splits": dict(self.splits), "versions": dict(self.versions)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: Path) -> "RunConfig":
+        if d.get("format") != RUN_FORMAT:
+            raise RunFolderError(f"{where}: not a seq2seq-edge run config")
+        return cls(mf.Preprocessing.from_dict(d["preprocessing"]), dict(d.get("training", {})),
+                   dict(d.get("splits", {})), dict(d.get("versions", {})))
+
+
+def _in_folder(name: str) -> property:
+    return property(lambda self: self.path / name, doc=f"The path of ``{name}`` in this run folder.")
+
+
+class RunFolder:
+    """One run folder on disk: where each of its files lives, and reading and writing them.
+
+    ``RunFolder.open(path)`` checks an existing folder before it is read; ``RunFolder(path)`` names a folder
+    to write (training writes into a staging folder, then swaps it in).
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @classmethod
+    def open(cls, path: str | Path) -> "RunFolder":
+        """An existing run folder that holds a model; legacy Keras formats are refused with the way out."""
+        path = Path(path)
+        if path.suffix.lower() in LEGACY_SUFFIXES:
+            raise RunFolderError(f"{path}: legacy Keras format ({path.suffix}) is not supported; "
+                                 "re-save the model as .keras with Keras 3, or retrain with s2s train")
+        if path.is_file():
+            raise RunFolderError(f"{path}: expected a run folder written by s2s train")
+        if not path.is_dir():
+            raise RunFolderError(f"{path}: no such run folder")
+        run = cls(path)
+        if not run.model_file.is_file():
+            legacy = [p.name for p in path.glob("*") if p.suffix.lower() in LEGACY_SUFFIXES]
+            if legacy:
+                raise RunFolderError(f"{path}: holds {legacy[0]}, a legacy Keras format that is not supported; "
+                                     f"re-save it as {RUN_MODEL_FILE} with Keras 3, or retrain with s2s train")
+            raise RunFolderError(f"{path}: no {RUN_MODEL_FILE} (is this a run folder written by s2s train?)")
+        return run
+
+    # -- the layout -------------------------------------------------------------------------------------------
+    model_file = _in_folder(RUN_MODEL_FILE)
+    config_file = _in_folder(RUN_CONFIG_FILE)
+    history_file = _in_folder(HISTORY_FILE)
+    curves_file = _in_folder(CURVES_FILE)
+    metrics_file = _in_folder(METRICS_FILE)
+
+    def split_file(self, part: str) -> Path:
+        return self.path / SPLIT_FILES[part]
+
+    # -- reading ----------------------------------------------------------------------------------------------
+    def read_config(self) -> RunConfig:
+        return RunConfig.from_dict(mf.read_json(self.config_file, "run config"), self.config_file)
+
+    def read_split(self, part: str) -> list[Pair]:
+        """The pairs of one part of the split ("train", "validation" or "test"), in the order training wrote."""
+        path = self.split_file(part)
+        if not path.is_file():
+            raise RunFolderError(f"{path}: missing (re-run s2s train)")
+        return [Pair(*line.split("\t", 1)) for line in path.read_text(encoding="utf-8").splitlines()]
+
+    def load_keras_model(self):
+        """The trained model, loaded with Keras' safe mode (no arbitrary code from the file)."""
+        import keras
+
+        try:
+            return keras.saving.load_model(self.model_file, safe_mode=True, compile=False)
+        except Exception as e:
+            raise RunFolderError(f"{self.model_file}: Keras could not load it in safe mode: {e}") from None
+
+    # -- writing ----------------------------------------------------------------------------------------------
+    def save(self, model, config: RunConfig, metrics: dict, splits: Splits, history: dict) -> None:
+        """Write every file of the run but ``history.csv``, which Keras writes at ``history_file`` while it fits."""
+        model.save(self.model_file)
+        mf.write_json(self.config_file, config.to_dict())
+        mf.write_json(self.metrics_file, metrics)
+        for part in SPLIT_FILES:
+            with open(self.split_file(part), "w", encoding="utf-8", newline="\n") as f:
+                f.writelines(f"{p.source}\t{p.target}\n" for p in getattr(splits, part))
+        _plot_curves(history, self.curves_file)
+
+
+def _plot_curves(history: dict, path: Path) -> None:
+    """Loss and accuracy per epoch, with the validation curves where there are any."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key in zip(axes, ("loss", "accuracy")):
+        ax.plot(history[key], label="train")
+        if f"val_{key}" in history:
+            ax.plot(history[f"val_{key}"], label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_title(key)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
