@@ -1,0 +1,550 @@
+"""A bundle from a stranger is data: each test crafts one attack and loads the bundle the way a user would (the
+``s2s`` command in a child process, with a memory limit and a timeout), expecting the one-line error.
+
+Every attack here works on re-signed bundles (sha256 and size updated in the manifest), so only the loader's own
+checks stand in the way. The ONNX attacks are crafted with hand-made protobuf bytes (tests/craft.py), so they run
+in the runtime-only venvs too; a few need the onnx package or TensorFlow to build a model and skip without them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import math
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import craft
+import seq2seq_edge
+from seq2seq_edge import backends
+from seq2seq_edge import manifest as mf
+from seq2seq_edge import probe
+from seq2seq_edge.errors import BundleError
+
+S2S = Path(sys.executable).with_name("s2s")
+MEMORY_LIMIT = 2 * 2**30 + 512 * 2**20  # the CLI process (numpy + one interpreter) and its probe child
+HAS_ONNX = backends.is_installed("onnx")
+TFLITE_BACKEND = next((b for b in ("litert", "tflite") if backends.is_installed(b)), None)
+needs_onnx = pytest.mark.skipif(not HAS_ONNX, reason="needs onnxruntime")
+HAS_TENSORFLOW = importlib.util.find_spec("tensorflow") is not None
+needs_onnx_package = pytest.mark.skipif(not HAS_ONNX or importlib.util.find_spec("onnx") is None,
+                                        reason="needs onnx to build the model, and onnxruntime")
+needs_tflite = pytest.mark.skipif(TFLITE_BACKEND is None, reason="needs a TFLite interpreter")
+
+
+def copy_bundle(src: Path, tmp_path: Path, name: str = "bundle") -> Path:
+    dst = tmp_path / name
+    shutil.copytree(src, dst)
+    return dst
+
+
+def edit_manifest(bundle: Path, change) -> None:
+    path = bundle / mf.MANIFEST_FILE
+    d = json.loads(path.read_text())
+    change(d)
+    path.write_text(json.dumps(d))
+
+
+def resign(bundle: Path, name: str, content: bytes, ops: list[str] | None = None) -> None:
+    """Write ``content`` as the bundle's file ``name``; make the manifest's size, sha256 (and ops) match it."""
+    (bundle / name).write_bytes(content)
+
+    def change(d):
+        for m in d["models"]:
+            if m["path"] == name:
+                m["sha256"], m["size_bytes"] = hashlib.sha256(content).hexdigest(), len(content)
+                if ops is not None:
+                    m["ops"] = ops
+    edit_manifest(bundle, change)
+
+
+def s2s(*args, cwd=None, cache=None, timeout=60, stdin=None) -> subprocess.CompletedProcess:
+    """Run the installed ``s2s`` command in a child limited to MEMORY_LIMIT of address space and ``timeout``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("S2S_")}
+    if cache is not None:
+        env["XDG_CACHE_HOME"] = str(cache)
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+
+    return subprocess.run([str(S2S), *map(str, args)], capture_output=True, timeout=timeout, cwd=cwd, env=env,
+                          preexec_fn=limit, stdin=stdin if stdin is not None else subprocess.DEVNULL)
+
+
+def stderr_lines(proc) -> list[str]:
+    # LiteRT prints one INFO line from C++ whenever it creates an XNNPACK delegate (the newcomer issue's noise).
+    return [line for line in proc.stderr.decode("utf-8", "replace").splitlines()
+            if line.strip() and not line.startswith("INFO: Created TensorFlow Lite")]
+
+
+def assert_refused(proc, pattern: str) -> None:
+    """Exit status 2 and exactly one stderr line, ``s2s run: error: `` + ``pattern`` (a regex searched in it)."""
+    lines = stderr_lines(proc)
+    assert proc.returncode == 2, (proc.returncode, lines)
+    assert len(lines) == 1 and lines[0].startswith("s2s run: error: "), lines
+    assert re.search(pattern, lines[0]), lines[0]
+    assert proc.stdout == b""
+
+
+# ---- 1. code in the working directory ------------------------------------------------------------------------------
+@pytest.mark.parametrize("backend", [b for b in ("tflite", "litert", "onnx") if backends.is_installed(b)])
+def test_code_in_the_bundle_folder_is_never_run(digits_bundle, tmp_path, backend):
+    """`cd bundle && s2s run . 7`: modules named like the ones the runtime and its probe import, placed in the
+    working directory (here the bundle itself), must never be imported."""
+    bundle = copy_bundle(digits_bundle, tmp_path)
+    marker = tmp_path / "ran"
+    payload = f"open({str(marker)!r}, 'a').write(__name__ + '\\n')\n"
+    for name in ("numpy", "onnxruntime", "ai_edge_litert", "tflite_runtime", "seq2seq_edge", "json", "hashlib"):
+        (bundle / f"{name}.py").write_text(payload)
+    proc = s2s("run", ".", "7", "--backend", backend, cwd=bundle, cache=tmp_path / "cache")
+    assert proc.stdout == b"seven\n", stderr_lines(proc)
+    assert not marker.exists(), marker.read_text()
+    assert len(json.loads((tmp_path / "cache/seq2seq-edge/verified.json").read_text())["entries"]) == 2
+
+
+# ---- 2. external data that ONNX Runtime would read --------------------------------------------------------------
+@needs_onnx
+@pytest.mark.parametrize("where", ["constant-in-function", "function-attribute-default"])
+def test_onnx_external_data_inside_functions_is_refused(digits_bundle, tmp_path, where):
+    bundle = copy_bundle(digits_bundle, tmp_path)
+    (bundle / "secret.bin").write_bytes(b"\x00\x00\x80\x7f" * 4)  # what the attacker wants read
+    tensor = craft.external_tensor("w", "secret.bin")
+    if where == "constant-in-function":
+        fn = craft.function("f", [craft.constant_node("out", tensor)])
+    else:
+        fn = craft.function("f", [], attribute_defaults=[craft.ld(1, "w") + craft.ld(5, tensor) + craft.vi(20, 4)])
+    name = "decoder_step.fp32.onnx"
+    resign(bundle, name, craft.with_function((bundle / name).read_bytes(), fn))
+    proc = s2s("run", bundle, "7", "--backend", "onnx", cwd=bundle, cache=tmp_path / "cache")
+    assert_refused(proc, rf"{name}: 2 problems: refers to external data for \['w'\]; bundle models must embed "
+                         r"their weights \(external data is refused\); defines model-local functions \['f'\]")
+
+
+# ---- 3. the probe checks the bytes that are loaded, and its cache is not trusted blindly ---------------------------
+def test_a_fifo_where_a_model_belongs_is_refused_without_opening_it(digits_bundle, tmp_path):
+    bundle = copy_bundle(digits_bundle, tmp_path)
+    for m in mf.BundleManifest.load(bundle).models:
+        (bundle / m.path).unlink()
+        os.mkfifo(bundle / m.path)
+    started = time.monotonic()
+    proc = s2s("run", bundle, "7", cache=tmp_path / "cache", timeout=30)
+    assert_refused(proc, r"encoder\.fp32\.\w+: model file is a FIFO, not a regular file")
+    assert time.monotonic() - started < 20
+
+
+def _write_cache(cache: Path, content: bytes, mode: int = 0o600) -> Path:
+    path = cache / "seq2seq-edge" / "verified.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    path.chmod(mode)
+    return path
+
+
+def _forged_entries(bundle: Path) -> dict:
+    """Cache entries claiming that every model of the bundle passed, for every backend and thread count."""
+    out = {}
+    for m in mf.BundleManifest.load(bundle).models:
+        for backend in backends.BACKENDS:
+            for x in ("True", "batched"):
+                out[probe._key(backend, m.sha256, 1, x if x == "batched" else True)] = {"batches": [1, 2]}
+    return out
+
+
+@pytest.mark.parametrize("kind", ["not-json", "another-format", "group-writable", "symlink", "huge"])
+def test_a_foreign_verified_cache_is_ignored_with_a_warning(digits_bundle, tmp_path, kind):
+    bundle = copy_bundle(digits_bundle, tmp_path)
+    cache = tmp_path / "cache"
+    forged = json.dumps({"format": "seq2seq-edge-verified", "version": 2,
+                         "entries": _forged_entries(bundle)}).encode()
+    if kind == "not-json":
+        path = _write_cache(cache, b"\xff\xfe not json")
+    elif kind == "another-format":
+        path = _write_cache(cache, json.dumps(sorted(_forged_entries(bundle))).encode())
+    elif kind == "group-writable":
+        path = _write_cache(cache, forged, 0o666)
+    elif kind == "symlink":
+        (tmp_path / "elsewhere.json").write_bytes(forged)
+        path = cache / "seq2seq-edge" / "verified.json"
+        path.parent.mkdir(parents=True)
+        path.symlink_to(tmp_path / "elsewhere.json")
+    else:
+        path = _write_cache(cache, b"{" + b" " * (5 * 2**20) + b"}")
+    proc = s2s("run", bundle, "7", cache=cache)
+    assert proc.returncode == 0 and proc.stdout == b"seven\n", stderr_lines(proc)
+    warnings = [line for line in stderr_lines(proc) if "verified.json" in line]
+    assert warnings and re.match(rf"ignoring {re.escape(str(path))} \(.+\); model files will be probed again",
+                                 warnings[0]), warnings
+    if kind != "symlink":  # the probe ran and the runtime wrote its own cache in place of the foreign one
+        entries = json.loads(path.read_text())["entries"]
+        assert len(entries) == 2 and all(e["batches"] == [1, 2] for e in entries.values())
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the cache file to another user")
+def test_a_verified_cache_owned_by_another_user_is_ignored(digits_bundle, tmp_path):
+    cache = tmp_path / "cache"
+    forged = {"format": "seq2seq-edge-verified", "version": 2, "entries": _forged_entries(digits_bundle)}
+    path = _write_cache(cache, json.dumps(forged).encode())
+    os.chown(path, 65534, 65534)
+    proc = s2s("run", digits_bundle, "7", cache=cache)
+    assert proc.stdout == b"seven\n"
+    assert any("owned by another user or writable by others" in line for line in stderr_lines(proc))
+
+
+def test_concurrent_first_loads_keep_each_others_cache_entries(digits_bundle, numbers_bundle, tmp_path):
+    cache = tmp_path / "cache"
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
+    jobs = [(digits_bundle, v) for v in ("fp32", "int8")] + [(numbers_bundle, v) for v in ("fp32", "int8")]
+    procs = [subprocess.Popen([str(S2S), "run", str(b), "--variant", v, "7"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE) for b, v in jobs]
+    for p in procs:
+        p.communicate(timeout=120)
+    assert [p.returncode for p in procs] == [0] * 4
+    entries = json.loads((cache / "seq2seq-edge/verified.json").read_text())["entries"]
+    shas = {m.sha256 for b, v in jobs for m in mf.BundleManifest.load(b).models
+            if m.variant == v and m.format == backends.BACKENDS[_auto_backend(b, v)].format}
+    assert {k.split()[2] for k in entries} == shas
+    assert all(e["batches"] == list(probe.PROBE_BATCHES) and "threads=1" in k for k, e in entries.items())
+
+
+def _auto_backend(bundle: Path, variant: str) -> str:
+    manifest = mf.BundleManifest.load(bundle)
+    return next(b for b in backends.AUTO_ORDER if backends.is_installed(b)
+                and variant in manifest.variants(backends.BACKENDS[b].format))
+
+
+# ---- 4. reads have bounds ---------------------------------------------------------------------------------------------
+def _model_file(bundle: Path) -> str:
+    fmt = backends.BACKENDS[_auto_backend(bundle, "fp32")].format
+    return f"encoder.fp32.{fmt}"
+
+
+@pytest.mark.parametrize("kind, pattern", [
+    ("symlink to /dev/zero", "model file is a symbolic link; bundle files must be regular files inside the bundle"),
+    ("symlink to /dev/urandom", "model file is a symbolic link"),
+    ("symlink to a model outside the bundle", "model file is a symbolic link"),
+    ("folder", "model file is a folder, not a regular file"),
+    ("sparse 1 GB file", r"model file is 1000000000 bytes, the manifest says \d+ \(truncated or replaced\)"),
+])
+def test_model_files_are_regular_files_of_the_declared_size(digits_bundle, tmp_path, kind, pattern):
+    bundle = copy_bundle(digits_bundle, tmp_path)
+    name = _model_file(bundle)
+    outside = tmp_path / "outside" / name
+    outside.parent.mkdir()
+    shutil.move(bundle / name, outside)
+    target = bundle / name
+    if kind.startswith("symlink"):
+        target.symlink_to({"symlink to /dev/zero": "/dev/zero", "symlink to /dev/urandom": "/dev/urandom"}.get(
+            kind, str(outside)))
+    elif kind == "folder":
+        target.mkdir()
+    else:
+        with open(target, "wb") as f:
+            f.truncate(10**9)
+    proc = s2s("run", bundle, "7", cache=tmp_path / "cache", timeout=30)
+    assert_refused(proc, re.escape(str(target)) + ": " + pattern)
+
+
+@pytest.mark.parametrize("kind, pattern", [
+    ("symlink to /dev/zero", "manifest is a symbolic link"),
+    ("fifo", "manifest is a FIFO, not a regular file"),
+    ("sparse 1 GB file", r"manifest is 1000000000 bytes, more than the 16777216 bytes allowed"),
+    ("deeply nested", r"manifest is (nested too deeply|not valid JSON)"),
+])
+def test_the_manifest_is_capped_and_read_only_if_regular(digits_bundle, tmp_path, kind, pattern):
+    bundle = copy_bundle(digits_bundle, tmp_path)
+    path = bundle / mf.MANIFEST_FILE
+    path.unlink()
+    if kind == "symlink to /dev/zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "deeply nested":
+        path.write_text("[" * 200_000 + "]" * 200_000)
+    else:
+        with open(path, "wb") as f:
+            f.truncate(10**9)
+    proc = s2s("run", bundle, "7", cache=tmp_path / "cache", timeout=30)
+    assert_refused(proc, re.escape(str(path)) + ": " + pattern)
+
+
+# ---- 5. ops are an allowlist, work is bounded --------------------------------------------------------------------
+@needs_onnx
+def test_onnx_control_flow_is_refused_before_onnx_runtime(digits_bundle, tmp_path):
+    bundle = copy_bundle(digits_bundle, tmp_path)
+    name = "decoder_step.fp32.onnx"
+    content = craft.with_graph_nodes((bundle / name).read_bytes(), [craft.loop_node()])
+    ops = sorted(set(mf.BundleManifest.load(bundle).find("decoder_step", "onnx", "fp32").ops) | {"Loop"})
+    resign(bundle, name, content, ops=ops)
+    proc = s2s("run", bundle, "7", "--backend", "onnx", cache=tmp_path / "cache", timeout=30)
+    assert_refused(proc, rf"{name}: holds 1 subgraph\(s\) \(control flow is refused\)")
+
+
+@needs_onnx
+def test_onnx_ops_outside_the_role_or_the_manifest_are_refused(digits_bundle, tmp_path):
+    bundle = copy_bundle(digits_bundle, tmp_path)
+    name = "decoder_step.fp32.onnx"
+    extra = craft.ld(1, "state_h") + craft.ld(2, "extra") + craft.ld(4, "RandomNormalLike")
+    resign(bundle, name, craft.with_graph_nodes((bundle / name).read_bytes(), [extra]))
+    proc = s2s("run", bundle, "7", "--backend", "onnx", cache=tmp_path / "cache", timeout=30)
+    assert_refused(proc, rf"{name}: 2 problems: uses operators a decoder_step may not have: \['RandomNormalLike'\] "
+                         r"\(allowed: .*\); its operators .* differ from the manifest's list")
+
+
+@needs_tflite
+def test_tflite_ops_must_equal_the_manifests_list(digits_bundle, tmp_path):
+    bundle = copy_bundle(digits_bundle, tmp_path)
+
+    def change(d):
+        for m in d["models"]:
+            if m["path"] == "decoder_step.fp32.tflite":
+                m["ops"] = [op for op in m["ops"] if op != "SOFTMAX"]
+    edit_manifest(bundle, change)
+    proc = s2s("run", bundle, "7", "--backend", TFLITE_BACKEND, cache=tmp_path / "cache", timeout=30)
+    assert_refused(proc, r"decoder_step\.fp32\.tflite: its operators \[.*'SOFTMAX'.*\] differ from the manifest's "
+                         r"list \[(?!.*SOFTMAX).*\]")
+
+
+@pytest.mark.skipif(TFLITE_BACKEND is None or not HAS_TENSORFLOW, reason="needs TensorFlow to build a WHILE loop")
+def test_tflite_while_loop_is_refused_before_the_interpreter(digits_bundle, tmp_path):
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int32), tf.TensorSpec([None, 32], tf.float32),
+                                  tf.TensorSpec([None, 32], tf.float32)])
+    def step(prev_token, state_h, state_c):
+        h = tf.while_loop(lambda i, h: i < 10**9, lambda i, h: (i + 1, h * 1.0001), (0, state_h))[1]
+        return {"probs": tf.nn.softmax(tf.zeros([tf.shape(prev_token)[0], 20])), "next_state_h": h,
+                "next_state_c": state_c}
+
+    content = tf.lite.TFLiteConverter.from_concrete_functions([step.get_concrete_function()]).convert()
+    bundle = copy_bundle(digits_bundle, tmp_path)
+    resign(bundle, "decoder_step.fp32.tflite", content)
+    proc = s2s("run", bundle, "7", "--backend", TFLITE_BACKEND, cache=tmp_path / "cache", timeout=30)
+    assert_refused(proc, r"decoder_step\.fp32\.tflite: has \d subgraphs \(control flow is refused: a bundle model "
+                         r"has one\)")
+
+
+@pytest.mark.parametrize("field, value, pattern", [
+    ("encoder_time_steps", 10**12, r"model\.encoder_time_steps must be an integer from 1 to 4096, got 1000000000000"),
+    ("latent_dim", 2**40, r"model\.latent_dim must be an integer from 1 to 16384"),
+])
+def test_absurd_sizes_in_the_manifest_are_refused(digits_bundle, tmp_path, field, value, pattern):
+    bundle = copy_bundle(digits_bundle, tmp_path)
+    edit_manifest(bundle, lambda d: d["model"].__setitem__(field, value))
+    proc = s2s("run", bundle, "7", cache=tmp_path / "cache", timeout=30)
+    assert_refused(proc, pattern)
+
+
+@needs_onnx_package
+def test_a_dynamic_time_axis_is_refused(digits_bundle, tmp_path):
+    import onnx
+
+    bundle = copy_bundle(digits_bundle, tmp_path)
+    name = "encoder.fp32.onnx"
+    proto = onnx.load(bundle / name)
+    dim = proto.graph.input[0].type.tensor_type.shape.dim[1]
+    dim.ClearField("dim_value")
+    dim.dim_param = "time"
+    resign(bundle, name, proto.SerializeToString())
+    proc = s2s("run", bundle, "7", "--backend", "onnx", cache=tmp_path / "cache", timeout=30)
+    assert_refused(proc, rf"{name}: input 'input_ids' has shape \[-1, -1\] in the model, \[-1, 1\] in the manifest")
+
+
+def _rename_output(graph, name: str, new: str) -> None:
+    """Make the node that produces the graph output ``name`` produce ``new`` instead (for nodes added after it)."""
+    producer = next(n for n in graph.node if name in n.output)
+    producer.output[list(producer.output).index(name)] = new
+
+
+@needs_onnx_package
+def test_outputs_wider_than_the_contract_at_run_time_are_refused(digits_bundle, tmp_path):
+    """A decoder step that declares probs [N, V] (and ONNX Runtime's shape inference agrees), but returns
+    [N, V + 1 + prev_token] when it runs: the width depends on the data, so only a check at run time sees it."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    bundle = copy_bundle(digits_bundle, tmp_path)
+    name = "decoder_step.fp32.onnx"
+    proto = onnx.load(bundle / name)
+    graph = proto.graph
+    _rename_output(graph, "probs", "probs_inner")
+    graph.initializer.extend([helper.make_tensor(n, TensorProto.INT64, [1], [v])
+                              for n, v in (("c0", 0), ("c1", 1), ("axis1", 1))])
+    graph.node.extend([
+        helper.make_node("Slice", ["prev_token", "c0", "c1"], ["first_token"]),
+        helper.make_node("Cast", ["first_token"], ["first_token_64"], to=TensorProto.INT64),
+        helper.make_node("Add", ["first_token_64", "c1"], ["width"]),
+        helper.make_node("Slice", ["probs_inner", "c0", "width", "axis1"], ["extra"]),
+        helper.make_node("Concat", ["probs_inner", "extra"], ["probs"], axis=1),
+    ])
+    ops = sorted(set(mf.BundleManifest.load(bundle).find("decoder_step", "onnx", "fp32").ops)
+                 | {"Slice", "Cast", "Concat"})
+    resign(bundle, name, proto.SerializeToString(), ops=ops)
+    proc = s2s("run", bundle, "7", "--backend", "onnx", cache=tmp_path / "cache", timeout=30)
+    assert_refused(proc, rf"{name}: output 'probs' came back with shape \[1, 18\] at batch 1; the manifest gives "
+                         r"\[1, 17\]")
+
+
+@needs_onnx_package
+def test_a_memory_bomb_is_stopped_by_the_probes_limits(digits_bundle, tmp_path):
+    """An encoder that fills 10 GB (ConstantOfShape, an op the encoder may use) before it returns its state."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    bundle = copy_bundle(digits_bundle, tmp_path)
+    name = "encoder.fp32.onnx"
+    proto = onnx.load(bundle / name)
+    graph = proto.graph
+    _rename_output(graph, "state_h", "state_h_inner")
+    graph.initializer.extend([helper.make_tensor("bomb_shape", TensorProto.INT64, [2], [50_000, 50_000]),
+                              helper.make_tensor("zero_starts", TensorProto.INT64, [2], [0, 0]),
+                              helper.make_tensor("one_ends", TensorProto.INT64, [2], [1, 1])])
+    graph.node.extend([
+        helper.make_node("ConstantOfShape", ["bomb_shape"], ["bomb"]),
+        helper.make_node("Slice", ["bomb", "zero_starts", "one_ends"], ["bomb_1"]),
+        helper.make_node("Add", ["state_h_inner", "bomb_1"], ["state_h"]),
+    ])
+    resign(bundle, name, proto.SerializeToString())
+    started = time.monotonic()
+    proc = s2s("run", bundle, "7", "--backend", "onnx", cache=tmp_path / "cache", timeout=120)
+    assert_refused(proc, rf"{name}: .*(alloc|memory)")
+    assert time.monotonic() - started < 60
+
+
+# ---- 6. validation is linear -----------------------------------------------------------------------------------------
+def test_a_huge_vocabulary_is_validated_in_linear_time(digits_bundle, tmp_path):
+    bundle = copy_bundle(digits_bundle, tmp_path)
+
+    def change(d):
+        d["preprocessing"]["input"]["vocabulary"] = list(mf.text.SPECIAL_TOKENS) + [f"t{i}" for i in range(250_000)] * 2
+    edit_manifest(bundle, change)
+    started = time.monotonic()
+    proc = s2s("run", bundle, "7", cache=tmp_path / "cache", timeout=60)
+    assert_refused(proc, r"input\.vocabulary has 500003 entries, more than the 262144 allowed")
+    assert time.monotonic() - started < 30
+
+    def change2(d):
+        d["preprocessing"]["input"]["vocabulary"] = list(mf.text.SPECIAL_TOKENS) + ["a"] * 250_000
+    edit_manifest(bundle, change2)
+    proc = s2s("run", bundle, "7", cache=tmp_path / "cache", timeout=60)
+    assert_refused(proc, r"input\.vocabulary has duplicate entries: 'a'")
+
+
+# ---- 7. wrong types give the one-line error, never a traceback ----------------------------------------------------
+WRONG_VALUES = [None, math.nan, math.inf, -1, 0, 2**70, "x", "", "\x00", [], {}, True, [1, [2]], {"a": {}}]
+
+
+def _paths(value, prefix=()):
+    """Every key path of a manifest, with vocabularies cut to their first four entries."""
+    yield prefix
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _paths(v, prefix + (k,))
+    elif isinstance(value, list):
+        for i, v in enumerate(value[:4]):
+            yield from _paths(v, prefix + (i,))
+
+
+def test_any_wrong_type_anywhere_in_the_manifest_is_a_bundle_error(digits_bundle):
+    good = json.loads((digits_bundle / mf.MANIFEST_FILE).read_text())
+    tried = 0
+    for path in list(_paths(good))[1:]:
+        for wrong in WRONG_VALUES:
+            d = json.loads(json.dumps(good))
+            node = d
+            for key in path[:-1]:
+                node = node[key]
+            node[path[-1]] = wrong
+            try:
+                mf.BundleManifest.from_dict(d)
+            except BundleError:
+                pass
+            tried += 1
+    assert tried > 1000
+
+
+@pytest.mark.parametrize("change, pattern", [
+    (lambda d: d["models"][0].__setitem__("path", "encoder\x00.tflite"), r"must be a plain file name"),
+    (lambda d: d["models"][0].__setitem__("path", "../encoder.fp32.tflite"), r"must be a plain file name"),
+    (lambda d: d["models"][0].__setitem__("size_bytes", "12"), r"size_bytes must be an integer"),
+    (lambda d: d.__setitem__("version", [1]), r"manifest format version \[1\] is not supported"),
+    (lambda d: d["models"][0].__setitem__("role", ["encoder"]), r"role must be one of"),
+    (lambda d: d["models"][0]["inputs"][0].__setitem__("shape", [-1, 1.5]), r"inputs and outputs must be lists"),
+])
+def test_wrong_types_in_the_manifest_give_one_line(digits_bundle, tmp_path, change, pattern):
+    bundle = copy_bundle(digits_bundle, tmp_path)
+    edit_manifest(bundle, change)
+    proc = s2s("run", bundle, "7", cache=tmp_path / "cache", timeout=30)
+    assert_refused(proc, pattern)
+
+
+def test_nan_in_the_manifest_is_refused(digits_bundle, tmp_path):
+    bundle = copy_bundle(digits_bundle, tmp_path)
+    path = bundle / mf.MANIFEST_FILE
+    path.write_text(path.read_text().replace('"latent_dim": 32', '"latent_dim": NaN'))
+    with pytest.raises(BundleError, match=r"model\.latent_dim must be an integer from 1 to 16384, got nan"):
+        seq2seq_edge.load(bundle)
+
+
+# ---- the readers that look at model bytes before any interpreter ----------------------------------------------------
+@pytest.mark.parametrize("fmt", ["tflite", "onnx"])
+def test_model_readers_refuse_malformed_bytes_cleanly_and_quickly(digits_bundle, numbers_bundle, fmt):
+    """20,000 mutations of real model files: the readers in front of the interpreters raise only BundleError (the
+    loader's clear error) and finish quickly, whatever the bytes."""
+    import random
+
+    rng = random.Random(7)
+    originals = [(b / m.path).read_bytes() for b in (digits_bundle, numbers_bundle)
+                 for m in mf.BundleManifest.load(b).models if m.format == fmt]
+    started, refused = time.monotonic(), 0
+    for i in range(20_000):
+        data = bytearray(rng.choice(originals))
+        kind = i % 4
+        if kind == 0:
+            for _ in range(rng.choice((1, 4, 32))):
+                data[rng.randrange(len(data))] = rng.randrange(256)
+        elif kind == 1:
+            del data[rng.randrange(len(data)):]
+        elif kind == 2:  # a 32-bit word set to a large or negative offset, where flatbuffers keep offsets
+            pos = rng.randrange(0, min(len(data), 4096) - 4) & ~3
+            data[pos:pos + 4] = rng.choice((b"\xff\xff\xff\x7f", b"\x00\x00\x00\x80", b"\xfc\xff\xff\xff"))
+        else:
+            data = bytearray(rng.randbytes(rng.randrange(1, 512)))
+        try:
+            backends.model_ops(fmt, bytes(data))
+        except BundleError:
+            refused += 1
+    assert refused > 5_000
+    assert time.monotonic() - started < 120
+
+
+def test_tflite_reader_names_ops_as_the_converter_does(digits_bundle, numbers_bundle):
+    from seq2seq_edge.backends import tflite_wire
+
+    for bundle in (digits_bundle, numbers_bundle):
+        for m in mf.BundleManifest.load(bundle).models:
+            if m.format == "tflite":
+                assert tflite_wire.summarize((bundle / m.path).read_bytes()).ops == set(m.ops)
+    if HAS_TENSORFLOW:  # every name the reader knows has the code TensorFlow's own schema gives it
+        from tensorflow.lite.python import schema_py_generated as schema
+
+        assert {code: getattr(schema.BuiltinOperator, name) for code, name in tflite_wire.BUILTIN_NAMES.items()} \
+            == {code: code for code in tflite_wire.BUILTIN_NAMES}
+
+
+def test_a_probe_that_runs_out_of_time_refuses_the_file(digits_bundle, tmp_path, monkeypatch):
+    """The wall-clock timeout of the test process (here cut to 10 ms, less than starting Python takes)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(probe, "PROBE_TIMEOUT_S", 0.01)
+    with pytest.raises(BundleError, match=r"encoder\.fp32\.\w+: loading and running it once took longer than 0\.01 s "
+                                          r"in a test process; it was not loaded here"):
+        seq2seq_edge.load(digits_bundle)
+    assert not (tmp_path / "cache" / "seq2seq-edge" / "verified.json").exists()
