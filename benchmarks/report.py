@@ -1,13 +1,54 @@
-"""Writes the harness's results: JSON with every figure, a Markdown table, a PNG chart, and the README table."""
+"""Writes the harness's results: JSON with every figure, a Markdown report, a chart, and the README table.
+
+``results.json`` (schema ``seq2seq-edge-bench``, version 1; ``compare.py`` reads it)::
+
+    {"schema": "seq2seq-edge-bench", "schema_version": 1, "results": [RESULT, ...], "targets": [TARGET, ...]}
+
+RESULT, one bundle measured on one machine:
+
+    schema, schema_version  the same as the file's
+    created                 when (UTC, ISO 8601)
+    bundle                  name, path, architecture, latent_dim, target_vocab; models_sha256 (sha256 of the model
+                            files' names and sha256s, sorted), golden_sha256 (golden.json: the timed inputs),
+                            manifest_sha256; models {file: {sha256, size_bytes, format, variant, role}}
+    settings                every count behind a figure: mode (quick/full), threads ("1" for every variant, the
+                            others such as "max" for fp32), model_call_warmup, model_call_repeats, word_warmup,
+                            word_sample, batch_sizes, throughput_batches, throughput_min_inputs,
+                            cold_start_repeats, keras_predict_words, keras_direct_words
+    machine                 label, slug, arch, cpu, board, cores, isa_flags, os, platform, python,
+                            emulated (true under an emulator such as qemu-user), emulation (what emulated it)
+    versions                {distribution: version}: seq2seq-edge, numpy, each interpreter, TensorFlow if any
+    runtime                 [{backend, variant, threads, threads_setting, interpreter, encoder_us, step_us,
+                              loop_step_us, step_in_loop_us, loop_overhead_ratio, steps_per_word,
+                              word_latency_ms {p50, p95, p99, mean}, throughput_seq_per_s {"1", "8", ...}}]
+    floors_us               {backend: µs per call of the floor model (floor.py)}
+    cold_start              {"runtime_<backend>", "runtime_<backend>_first_load", "keras":
+                              {seconds, peak_rss_mb, output}}: a fresh process imports, loads, decodes one input
+    keras_predict_per_char, keras_direct    with TensorFlow only: {word_latency_ms, [step_us, encoder_us]}
+    skipped                 {backend or "keras": why it was not measured}
+    failed                  [{backend, variant ("floor", "cold start" or a variant), threads_setting, error}]:
+                            measurements whose interpreter crashed or refused; the others went on
+    venv_mb, ratios         installed sizes (run_all.py); ratios between this run's own figures
+
+Times are µs (``*_us``), ms (``*_ms``) or seconds; no figure is comparable across runs with other settings or
+another bundle, which is why both are in every result. Readers refuse another schema_version; new optional keys
+do not change the version, a changed meaning or a removed key does.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 
+log = logging.getLogger("seq2seq_edge.bench")
+
 README_START = "<!-- benchmark table: written by benchmarks/run_all.py -->"
 README_END = "<!-- end of benchmark table -->"
+RESULTS_JSON, RESULTS_MD = "results.json", "results.md"
+#: Backend suffixes of the ratios, and how the report names them.
+INTERPRETERS = (("", ""), ("@tflite", " [tflite-runtime]"), ("@litert", " [LiteRT]"), ("@onnx", " [ONNX Runtime]"))
 
 #: (ratio key, comparison, target, label, which bundle it applies to: None = any)
 TARGETS = [
@@ -26,16 +67,22 @@ def _met(value, op, target) -> bool:
 
 
 def target_rows(result: dict) -> list[dict]:
+    """The project's targets that apply to this result's bundle, met or missed (TFLite targets on TFLite only);
+    none for an emulated machine, whose times are the emulator's."""
     rows = []
+    if result["machine"].get("emulated"):
+        return rows
     for key, op, target, label, latent in TARGETS:
-        if latent is not None and result["latent_dim"] != latent:
+        if latent is not None and result["bundle"]["latent_dim"] != latent:
             continue
-        for suffix, where in (("", ""), ("@tflite", " [tflite-runtime]"), ("@litert", " [LiteRT]")):
+        for suffix, where in INTERPRETERS:
+            if suffix == "@onnx" and key in ("fp32_step_us", "loop_step_over_raw_step"):
+                continue  # stated for TFLite
             value = result["ratios"].get(key + suffix)
             if value is None:
                 continue
-            rows.append({"bundle": result["name"], "measure": label + where, "key": key + suffix, "value": value,
-                         "target": f"{op} {target}", "met": _met(value, op, target)})
+            rows.append({"bundle": result["bundle"]["name"], "measure": label + where, "key": key + suffix,
+                         "value": value, "target": f"{op} {target}", "met": _met(value, op, target)})
     return rows
 
 
@@ -43,37 +90,75 @@ def _f(x, digits=1):
     return "–" if x is None else f"{x:,.{digits}f}"
 
 
+def machine_line(m: dict) -> str:
+    flags = ", ".join(m.get("isa_flags", [])) or "no ISA flags read"
+    return (f"{m.get('cpu', '?')}, {m.get('cores')} cores ({flags}), {m.get('os')}, {m.get('arch')}, "
+            f"{m.get('python')}")
+
+
+def emulated_note(m: dict) -> str:
+    return (f"**EMULATED**: {m.get('emulation') or 'run under an emulator'}. These figures show the code runs "
+            "there; they say nothing about a real device's speed.")
+
+
+def settings_line(s: dict, threads: bool = True) -> str:
+    text = (f"Mode {s['mode']}: {s['model_call_repeats']:,} timed model calls after {s['model_call_warmup']} "
+            f"(medians), {s['word_sample']:,} words after {s['word_warmup']} (percentiles), ")
+    if threads:
+        text += f"threads {'/'.join(s['threads'])} ('max' = every core; other than 1 for fp32 only), "
+    return text + f"cold start median of {s['cold_start_repeats']}."
+
+
+def failure_text(x: dict) -> str:
+    t = x.get("threads_setting")
+    return (f"{x['backend']} {x['variant']}" + (f" ({t} thread{'s' if t != '1' else ''})" if t else "")
+            + f": {x['error']}")
+
+
 def markdown(results: list[dict]) -> str:
     m = results[0]["machine"]
-    lines = [f"Machine: {m.get('cpu', '?')}, {m.get('cores')} cores ({', '.join(m.get('flags', []))}), "
-             f"{m.get('platform')}, Python {m.get('python')}. Mode: {results[0]['mode']}. "
-             f"Medians; 1 interpreter thread unless stated.", ""]
+    lines = [f"Machine: {machine_line(m)}. {settings_line(results[0]['settings'])}", ""]
+    if m.get("emulated"):
+        lines += [emulated_note(m), ""]
     for r in results:
-        lines += [f"### {r['name']} (latent {r['latent_dim']}, {r['target_vocab']} output tokens)", "",
+        b = r["bundle"]
+        lines += [f"### {b['name']} (latent {b['latent_dim']}, {b['target_vocab']} output tokens)", "",
+                  f"Bundle model files sha256 `{b['models_sha256'][:16]}`, golden inputs `{b['golden_sha256'][:16]}`.",
+                  "",
                   "| contender | threads | encoder µs | step µs | loop µs/step | word p50 ms | p95 | p99 | "
-                  "seq/s b1 | b8 | b64 | b256 |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  + " | ".join(f"seq/s b{bs}" if i == 0 else f"b{bs}" for i, bs in enumerate(r["settings"]["batch_sizes"]))
+                  + " |",
+                  "|---|---|---|---|---|---|---|---|" + "---|" * len(r["settings"]["batch_sizes"])]
+        dashes = " – |" * len(r["settings"]["batch_sizes"])
         for name in ("keras_predict_per_char", "keras_direct"):
             k = r.get(name)
             if k:
                 w = k["word_latency_ms"]
                 lines.append(f"| {name.replace('_', ' ')} | – | {_f(k.get('encoder_us'))} | {_f(k.get('step_us'))} | – | "
-                             f"{_f(w['p50'], 3)} | {_f(w['p95'], 3)} | {_f(w['p99'], 3)} | – | – | – | – |")
+                             f"{_f(w['p50'], 3)} | {_f(w['p95'], 3)} | {_f(w['p99'], 3)} |{dashes}")
         for x in r["runtime"]:
             w, t = x["word_latency_ms"], x["throughput_seq_per_s"]
             lines.append(f"| {x['backend']} {x['variant']} | {x['threads']} | {_f(x['encoder_us'])} | {_f(x['step_us'])} | "
                          f"{_f(x['loop_step_us'])} | {_f(w['p50'], 3)} | {_f(w['p95'], 3)} | {_f(w['p99'], 3)} | "
-                         f"{_f(t['1'], 0)} | {_f(t['8'], 0)} | {_f(t['64'], 0)} | {_f(t['256'], 0)} |")
+                         + " | ".join(_f(t.get(str(bs)), 0) for bs in r["settings"]["batch_sizes"]) + " |")
         if r["floors_us"]:
-            lines += ["", "Floor (a trivial model with the step's inputs and outputs): " +
-                      ", ".join(f"{b} {_f(v, 1)} µs" for b, v in r["floors_us"].items()) + "."]
+            lines += ["", "Floor (a trivial model with the step's inputs and outputs, per call): " +
+                      ", ".join(f"{b_} {_f(v, 1)} µs" for b_, v in r["floors_us"].items()) + "."]
         cold = r["cold_start"]
         if cold:
             lines += ["", "| cold start (fresh process: import, load, decode one input) | seconds | peak RSS MB |",
                       "|---|---|---|"]
             lines += [f"| {k.replace('_', ' ')} | {_f(v['seconds'], 2)} | {_f(v['peak_rss_mb'])} |" for k, v in cold.items()]
-        sizes = r["sizes_bytes"]
+        sizes = {p: x["size_bytes"] for p, x in b["models"].items()}
         lines += ["", "Model files (KB): " + ", ".join(f"{k} {sizes[k] / 1024:,.0f}" for k in sorted(sizes)) + "."]
+        interpreters = sorted({x["interpreter"] for x in r["runtime"]})
+        if interpreters:
+            lines += ["", "Interpreters: " + "; ".join(interpreters) + "."]
+        if r.get("failed"):
+            lines += ["", "**Failed**: " + "; ".join(failure_text(x) for x in r["failed"]) + "."]
+        skipped = {k: v for k, v in r.get("skipped", {}).items() if v != "not installed"}
+        if skipped:
+            lines += ["", "Not measured: " + "; ".join(f"{k} ({v})" for k, v in skipped.items()) + "."]
         if r.get("venv_mb"):
             lines += ["", "Installed venv sizes (MB): " + ", ".join(f"{k} {v:,.0f}" for k, v in r["venv_mb"].items()) + "."]
         lines.append("")
@@ -85,7 +170,8 @@ def markdown(results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def chart(results: list[dict], path: Path) -> None:
+def chart_png(results: list[dict], path: Path) -> None:
+    """Per-word latency of every contender, one panel per bundle (matplotlib: the [train] extra)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -105,21 +191,30 @@ def chart(results: list[dict], path: Path) -> None:
         ax.barh(labels, values, color="tab:blue")
         ax.set_xscale("log")
         ax.set_xlabel("ms per word (median, log scale)")
-        ax.set_title(f"{r['name']} (latent {r['latent_dim']})")
+        ax.set_title(f"{r['bundle']['name']} (latent {r['bundle']['latent_dim']})")
         ax.invert_yaxis()
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
 
-def write(results: list[dict], out_dir: Path, readme: Path | None = None) -> dict:
+def write(results: list[dict], out_dir: Path, readme: Path | None = None, png: bool = False) -> dict:
+    """Write results.json, results.md and chart.svg (and chart.png with ``png``) into ``out_dir``; with ``readme``,
+    replace the table between the README's markers."""
+    from . import compare
+    from .runtime_bench import SCHEMA, SCHEMA_VERSION
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary = {"results": results, "targets": [row for r in results for row in target_rows(r)]}
-    (out_dir / "results.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    summary = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "results": results,
+               "targets": [row for r in results for row in target_rows(r)]}
+    (out_dir / RESULTS_JSON).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     md = markdown(results)
-    (out_dir / "results.md").write_text(md, encoding="utf-8")
-    chart(results, out_dir / "chart.png")
+    (out_dir / RESULTS_MD).write_text(md, encoding="utf-8")
+    (out_dir / "chart.svg").write_text(compare.svg_chart([(r["bundle"]["name"], [r]) for r in results],
+                                                         title="ms per word (p50)"), encoding="utf-8")
+    if png:
+        chart_png(results, out_dir / "chart.png")
     if readme is not None and readme.is_file():
         text = readme.read_text(encoding="utf-8")
         block = f"{README_START}\n{md}{README_END}"

@@ -7,7 +7,8 @@
    and the numbers model (latent 256, English 0-9999), both with their task defaults;
 2. builds the runtime-only venvs it compares (benchmarks/.venvs/tflite: numpy<2 + tflite-runtime 2.14;
    benchmarks/.venvs/onnx: onnxruntime) unless they exist;
-3. runs the harness on both bundles and writes benchmarks/results/{results.json, results.md, chart.png}
+3. runs the harness on both bundles and writes benchmarks/results/{results.json, results.md, chart.svg,
+   chart.png}
    and the table in README.md.
 """
 
@@ -79,7 +80,7 @@ def main(argv=None) -> int:
     results = [harness.bench(bundle, run_dir=run_dir, quick=args.quick, tflite_python=str(tflite_python),
                              venvs=venvs) for run_dir, bundle in models.values()]
     readme = None if args.no_readme or args.quick else REPO / "README.md"
-    summary = report.write(results, args.out, readme)
+    summary = report.write(results, args.out, readme, png=True)
     for row in summary["targets"]:
         print(f"{row['bundle']:10} {row['measure']:55} {row['value']:>12.2f}  {row['target']:>8}  "
               f"{'met' if row['met'] else 'MISSED'}")

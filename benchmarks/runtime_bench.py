@@ -1,17 +1,23 @@
 """Runtime-side measurements of one bundle on one backend; needs only numpy and the backend.
 
-Run in-process by the harness for the backends of the current environment, and as
+The harness runs it as a child process per backend, with this environment's python or another venv's
+(tflite-runtime 2.14 needs numpy<2, so it never shares a process with TensorFlow):
 
-    python -m seq2seq_edge.bench.runtime_bench BUNDLE --backend tflite [--variants fp32,int8] [--floor MODEL]
+    python -m seq2seq_edge.bench.runtime_bench BUNDLE --backend tflite [--settings JSON] [--items JSON]
 
-(which prints its figures as JSON) inside a runtime-only venv: tflite-runtime 2.14 needs numpy<2, so it never
-shares a process with TensorFlow.
+It prints one JSON line per figure as it goes (see ``main``), so an interpreter that crashes on one variant costs
+that variant only, and no backend's threads or allocations share a process with another's.
+
+Every count that shapes a figure (repetitions, warm-up calls, inputs per batch size, thread counts) is in the
+run's ``settings`` (see ``settings``), which the results record: runs with equal settings on the same bundle
+compare by construction, whatever machine made them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -20,11 +26,65 @@ from pathlib import Path
 import numpy as np
 
 import seq2seq_edge
+from seq2seq_edge import backends
 from seq2seq_edge import manifest as mf
+from seq2seq_edge import preprocessing as pp
 from seq2seq_edge import text
 from seq2seq_edge.decoder import Seq2SeqDecoder
+from seq2seq_edge.errors import Seq2SeqEdgeError
 
+from . import floor
+
+#: The results' format; a reader refuses another version (bump it when a field changes meaning or goes away).
+SCHEMA = "seq2seq-edge-bench"
+SCHEMA_VERSION = 1
 BATCH_SIZES = (1, 8, 64, 256)
+#: Thread settings: "1" is measured for every variant; any other (a number, or "max": all cores) for fp32 only.
+DEFAULT_THREADS = ("1", "max")
+
+
+def settings(quick: bool = False, threads=DEFAULT_THREADS, **overrides) -> dict:
+    """The counts behind every figure; ``quick`` (a check of the harness, rough figures) or full."""
+    threads = [str(t).strip() for t in threads]
+    for t in threads:
+        if t != "max" and not (t.isdigit() and int(t) >= 1):
+            raise Seq2SeqEdgeError(f"--threads takes positive numbers or 'max', got {t!r}")
+    if "1" not in threads:
+        threads.insert(0, "1")
+    out = {
+        "mode": "quick" if quick else "full",
+        # "1" for every variant; the others for fp32 only. "max" is os.cpu_count() of the machine measured.
+        "threads": list(dict.fromkeys(threads)),
+        # encoder, decoder step and floor: untimed calls, then timed calls (their median is the figure)
+        "model_call_warmup": 1,
+        "model_call_repeats": 200 if quick else 2000,
+        # whole decodes at batch 1: untimed inputs, then timed inputs (the bundle's golden inputs, round robin)
+        "word_warmup": 5,
+        "word_sample": 50 if quick else 500,
+        # decode_batch at each size: one untimed batch, then max(size * batches, min_inputs) inputs, timed
+        "batch_sizes": list(BATCH_SIZES),
+        "throughput_batches": 2 if quick else 8,
+        "throughput_min_inputs": 64 if quick else 256,
+        # fresh processes per backend (median), after one untimed one
+        "cold_start_repeats": 1 if quick else 5,
+        # Keras contenders (with TensorFlow only): words decoded the seed's way and with direct calls
+        "keras_predict_words": 3 if quick else 20,
+        "keras_direct_words": 10 if quick else 100,
+    }
+    unknown = set(overrides) - set(out)
+    if unknown:
+        raise ValueError(f"unknown settings {sorted(unknown)}")
+    out.update(overrides)
+    return out
+
+
+def resolve_threads(setting: str) -> int:
+    """A thread setting as a number for this machine; a number above its cores is an error."""
+    cores = os.cpu_count() or 1
+    n = cores if setting == "max" else int(setting)
+    if n > cores:
+        raise Seq2SeqEdgeError(f"--threads {setting}: this machine has {cores} cores")
+    return n
 
 
 def golden_inputs(bundle: Path) -> list[str]:
@@ -46,8 +106,9 @@ class _Timed:
         return out
 
 
-def _median_us(fn, repeats: int) -> float:
-    fn()  # warm-up (allocations, first-call paths)
+def _median_us(fn, repeats: int, warmup: int = 1) -> float:
+    for _ in range(warmup):  # allocations, first-call paths
+        fn()
     samples = []
     for _ in range(repeats):
         t = time.perf_counter_ns()
@@ -81,37 +142,53 @@ def per_call_ms(fn, inputs: list, warmup: int) -> tuple[dict, list]:
     return _percentiles(times), results
 
 
-def measure(bundle: str | Path, backend: str, variant: str, threads: int = 1, quick: bool = False) -> dict:
-    """Encoder and step invoke times, loop overhead, per-sequence percentiles and batch throughput."""
-    decoder = seq2seq_edge.load(bundle, backend=backend, variant=variant, threads=threads)
+def interpreter(backend: str) -> str:
+    """The interpreter package and version (and numpy's), as measured."""
+    dist, installed = backends.BACKENDS[backend].dist, backends.interpreter_version(backend)
+    return f"{dist} {installed}, numpy {np.__version__}" if installed else dist
+
+
+def measure(bundle: str | Path, backend: str, variant: str, threads: str, s: dict) -> dict:
+    """Encoder and step invoke times, loop overhead, per-word percentiles and batch throughput of one variant at
+    one thread setting."""
+    n_threads = resolve_threads(threads)
+    decoder = seq2seq_edge.load(bundle, backend=backend, variant=variant, threads=n_threads)
     words = golden_inputs(bundle)
-    sample = cycle(words, 50 if quick else 500)
-    times = model_times(decoder, words[0], 200 if quick else 2000)
-    latency, steps_per_word = word_latency(decoder, sample)
+    sample = cycle(words, s["word_sample"])
+    times = model_times(decoder, words[0], s)
+    latency, steps_per_word = word_latency(decoder, sample, s["word_warmup"])
     loop = loop_per_step(decoder, sample)
     return {
-        "backend": backend, "variant": variant, "threads": threads, **times, **loop,
+        "backend": backend, "variant": variant, "threads": n_threads, "threads_setting": threads,
+        "interpreter": interpreter(backend), **times, **loop,
         "loop_overhead_ratio": loop["loop_step_us"] / loop["step_in_loop_us"],
         "steps_per_word": steps_per_word,
         "word_latency_ms": latency,
-        "throughput_seq_per_s": throughput(decoder, words, quick),
-        "interpreter": _interpreter_version(backend),
+        "throughput_seq_per_s": throughput(decoder, words, s),
     }
 
 
-def model_times(decoder: Seq2SeqDecoder, word: str, repeats: int) -> dict:
+def first_step_feeds(decoder: Seq2SeqDecoder, input_ids: np.ndarray) -> dict:
+    """The encoder's outputs that the step takes (its state; an attention step's encoder outputs and mask), and
+    the start token: the first step's inputs."""
+    encoded = decoder.encoder.run({mf.INPUT_IDS: input_ids})
+    feeds = {t.name: encoded[t.name] for t in decoder.decoder_step.inputs if t.name in encoded}
+    feeds[mf.PREV_TOKEN] = np.full(input_ids.shape[0], text.START_ID, np.int32)
+    return feeds
+
+
+def model_times(decoder: Seq2SeqDecoder, word: str, s: dict) -> dict:
     """Median run() time of the encoder on ``word`` and of one decoder step after it, alone, at batch 1."""
-    input_ids = mf.pad_batch([decoder.preprocessing.encode_input(word)], decoder.manifest.encoder_time_steps)
-    state = decoder.encoder.run({mf.INPUT_IDS: input_ids})
-    feeds = {mf.PREV_TOKEN: np.full(1, text.START_ID, np.int32), mf.STATE_H: state[mf.STATE_H],
-             mf.STATE_C: state[mf.STATE_C]}
-    return {"encoder_us": _median_us(lambda: decoder.encoder.run({mf.INPUT_IDS: input_ids}), repeats),
-            "step_us": _median_us(lambda: decoder.decoder_step.run(feeds), repeats)}
+    input_ids = pp.pad_batch([decoder.preprocessing.encode_input(word)], decoder.manifest.encoder_time_steps)
+    feeds = first_step_feeds(decoder, input_ids)
+    n, warm = s["model_call_repeats"], s["model_call_warmup"]
+    return {"encoder_us": _median_us(lambda: decoder.encoder.run({mf.INPUT_IDS: input_ids}), n, warm),
+            "step_us": _median_us(lambda: decoder.decoder_step.run(feeds), n, warm)}
 
 
-def word_latency(decoder: Seq2SeqDecoder, sample: list[str]) -> tuple[dict, float]:
+def word_latency(decoder: Seq2SeqDecoder, sample: list[str], warmup: int) -> tuple[dict, float]:
     """Per-word latency percentiles (ms) of whole decodes at batch 1, and the decoder steps per word."""
-    latency, results = per_call_ms(decoder.decode_result, sample, warmup=5)
+    latency, results = per_call_ms(decoder.decode_result, sample, warmup=warmup)
     return latency, sum(len(r.token_probs) for r in results) / len(sample)
 
 
@@ -132,54 +209,95 @@ def loop_per_step(decoder: Seq2SeqDecoder, sample: list[str]) -> dict:
             "step_in_loop_us": step.ns / step.calls / 1000}
 
 
-def throughput(decoder: Seq2SeqDecoder, words: list[str], quick: bool) -> dict:
-    """Sequences per second through ``decode_batch`` at each of BATCH_SIZES."""
+def throughput(decoder: Seq2SeqDecoder, words: list[str], s: dict) -> dict:
+    """Sequences per second through ``decode_batch`` at each batch size."""
     out = {}
-    for bs in BATCH_SIZES:
-        inputs = cycle(words, max(bs * (2 if quick else 8), 64 if quick else 256))
-        decoder.decode_batch(inputs[:bs], batch_size=bs)
+    for bs in s["batch_sizes"]:
+        inputs = cycle(words, max(bs * s["throughput_batches"], s["throughput_min_inputs"]))
+        decoder.decode_batch(cycle(words, bs), batch_size=bs)
         t = time.perf_counter()
         decoder.decode_batch(inputs, batch_size=bs)
         out[str(bs)] = len(inputs) / (time.perf_counter() - t)
     return out
 
 
-def _interpreter_version(backend: str) -> str:
-    from seq2seq_edge import backends
-
-    dist, installed = backends.BACKENDS[backend].dist, backends.interpreter_version(backend)
-    return f"{dist} {installed}, numpy {np.__version__}" if installed else dist
-
-
-def floor_us(model_path: str | Path, backend: str, feeds: dict, quick: bool = False) -> float:
-    """Median invoke time of a trivial model with the step model's inputs and outputs (framework overhead)."""
-    from seq2seq_edge import backends
-
-    model = backends.open_model(backend, Path(model_path).read_bytes(), 1)
-    return _median_us(lambda: model.run(feeds), 200 if quick else 2000)
+def floor_us(manifest: mf.BundleManifest, backend: str, s: dict) -> float:
+    """Median run() time of the floor model (``floor.py``: the step's inputs and outputs, almost no work) on
+    ``backend`` at batch 1, fed what the step is fed: the interpreter's own cost per call."""
+    content = floor.floor_models(manifest)[backends.BACKENDS[backend].format]
+    model = backends.open_model(backend, content, 1)  # the same structural checks as any model file
+    feeds = backends.zero_feeds(model)
+    return _median_us(lambda: model.run(feeds), s["model_call_repeats"], s["model_call_warmup"])
 
 
-def step_feeds(latent: int, batch: int = 1) -> dict:
-    return {mf.PREV_TOKEN: np.full(batch, text.START_ID, np.int32),
-            mf.STATE_H: np.zeros((batch, latent), np.float32), mf.STATE_C: np.zeros((batch, latent), np.float32)}
+def plan(manifest: mf.BundleManifest, backend: str, s: dict, variants=None) -> list[tuple[str, str]]:
+    """(variant, thread setting) pairs measured on ``backend``: every variant at 1 thread, fp32 at the others
+    (a setting that comes to 1 thread on this machine is not measured twice)."""
+    held = manifest.variants(backends.BACKENDS[backend].format)
+    chosen = [v for v in held if variants is None or v in variants]
+    out = [(v, "1") for v in chosen]
+    seen = {1}
+    for t in s["threads"]:
+        n = resolve_threads(t)
+        if n not in seen and "fp32" in chosen:
+            seen.add(n)
+            out.append(("fp32", t))
+    return out
+
+
+def items(manifest: mf.BundleManifest, backend: str, s: dict, variants=None) -> list[list]:
+    """What a backend's measurement does, in order: [variant, thread setting] pairs (``plan``), then
+    ["floor", None]."""
+    return [[v, t] for v, t in plan(manifest, backend, s, variants)] + [[FLOOR, None]]
+
+
+FLOOR = "floor"
+#: main's exit status when the backend does not import (the harness then leaves it out, saying why).
+EXIT_UNAVAILABLE = 3
+
+
+def _emit(message: dict) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
 
 
 def main(argv=None) -> int:
+    """Measure ``--items`` on one backend and report on stdout, one JSON object per line, as it goes:
+    {"hello": schema version, ...}, then per item {"start": item} and {"row": ...}, {"floor_us": ...} or
+    {"error": ...}, then {"done": true}. A crash of the interpreter leaves the lines before it: the harness keeps
+    those figures, records the crash against the item that started last, and starts a new process for the rest."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("bundle")
-    p.add_argument("--backend", required=True)
-    p.add_argument("--variants", default="fp32,fp16,int8")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--floor", metavar="MODEL", help="also time this trivial model on the backend")
-    p.add_argument("--quick", action="store_true")
+    p.add_argument("--backend", required=True, choices=sorted(backends.BACKENDS))
+    p.add_argument("--settings", help="the run's settings as JSON (default: full, or --quick)")
+    p.add_argument("--quick", action="store_true", help="quick settings (ignored with --settings)")
+    p.add_argument("--items", help='JSON list of [variant, threads] and ["floor", null] (default: every variant, '
+                                   "the thread settings, the floor)")
     args = p.parse_args(argv)
-    manifest = mf.BundleManifest.load(args.bundle)
-    fmt = seq2seq_edge.backends.BACKENDS[args.backend].format
-    out = {"results": [measure(args.bundle, args.backend, v, args.threads, args.quick)
-                       for v in args.variants.split(",") if v in manifest.variants(fmt)]}
-    if args.floor:
-        out["floor_us"] = floor_us(args.floor, args.backend, step_feeds(manifest.latent_dim), args.quick)
-    json.dump(out, sys.stdout)
+    s = json.loads(args.settings) if args.settings else settings(args.quick)
+    try:
+        backends.import_interpreter_module(args.backend)
+    except Seq2SeqEdgeError as e:
+        print(f"runtime_bench: error: {e}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    try:
+        manifest = mf.BundleManifest.load(args.bundle)
+        todo = json.loads(args.items) if args.items else items(manifest, args.backend, s)
+    except Seq2SeqEdgeError as e:
+        print(f"runtime_bench: error: {e}", file=sys.stderr)
+        return 2
+    _emit({"hello": SCHEMA_VERSION, "interpreter": interpreter(args.backend),
+           "interpreter_version": backends.interpreter_version(args.backend)})
+    for item in todo:
+        _emit({"start": item})
+        try:
+            if item[0] == FLOOR:
+                _emit({"floor_us": floor_us(manifest, args.backend, s)})
+            else:
+                _emit({"row": measure(args.bundle, args.backend, item[0], item[1], s)})
+        except Seq2SeqEdgeError as e:
+            _emit({"error": str(e)})
+    _emit({"done": True})
     return 0
 
 

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from seq2seq_edge import manifest as mf
+from seq2seq_edge import quiet
 from seq2seq_edge.errors import ExportError, RunFolderError
 from seq2seq_edge.train.reference import KerasDecoder
 from seq2seq_edge.train.run_folder import RunConfig, RunFolder
@@ -51,39 +52,93 @@ def export_bundle(run_dir: str | Path, out_dir: str | Path, *, formats=DEFAULT_F
     config = run.read_config()
     pairs = parity.gate_pairs(run)  # before TensorFlow loads: a broken run folder fails fast
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from . import graphs
-
     started = time.perf_counter()
-    model = run.load_keras_model()
-    weights = graphs.extract_weights(model)
-    steps = config.preprocessing.max_input_tokens
-    modules = dict(zip(mf.ROLES, graphs.build_modules(weights, steps)))
-    with staged_folder(out_dir) as staging:
-        entries = write_model_files(staging, modules, formats, quantize, weights, steps)
-        manifest = _manifest(run, config, weights.latent_dim, steps, entries)
-        manifest.save(staging)
-        gate = parity.check_parity(staging, _keras_decoder(model, config), manifest, pairs)
-        gate.raise_if_failed(" (no bundle written)")
-        reports.write_reports(staging, manifest, gate)
+    # TensorFlow, the converters and the interpreters log from C++ with no switch (see seq2seq_edge.quiet).
+    with quiet.native_logs_caught():
+        from . import graphs
+
+        model = run.load_keras_model()
+        weights = graphs.extract_weights(model)
+        steps = config.preprocessing.max_input_tokens
+        modules = dict(zip(mf.ROLES, graphs.build_modules(weights, steps)))
+        with staged_folder(out_dir) as staging:
+            entries = write_model_files(staging, modules, formats, quantize, weights, steps)
+            if not entries:  # _check_choices refuses this; an empty bundle must never be written
+                raise ExportError("no model files were written (no bundle written)")
+            manifest = _manifest(run, config, weights, steps, entries, out_dir)
+            manifest.save(staging)
+            gate = parity.check_parity(staging, _keras_decoder(model, config), manifest, pairs)
+            gate.raise_if_failed(" (no bundle written)")
+            reports.write_reports(staging, manifest, gate)
     log.info("exported %d model files in %.1f s", len(entries), time.perf_counter() - started)
     return gate.to_dict()
 
 
 def verify_bundle(bundle_dir: str | Path, run_dir: str | Path | None = None) -> dict:
-    """Re-run the parity gate of an existing bundle against its run's Keras model. Returns the gate's figures."""
+    """Re-run the parity gate of an existing bundle against its run's Keras model. Returns the gate's figures.
+    ``run_dir``: the run folder; by default the one the manifest names (``find_run_dir``)."""
     bundle_dir = Path(bundle_dir)
     manifest = mf.BundleManifest.load(bundle_dir)
-    run_dir = Path(run_dir or manifest.provenance.get("run_dir", ""))
-    if not str(run_dir) or not run_dir.is_dir():
-        raise RunFolderError(f"the bundle's run folder {str(run_dir)!r} is not here; pass --run RUN_DIR")
+    run_dir = Path(run_dir) if run_dir else find_run_dir(bundle_dir, manifest)
     run = RunFolder.open(run_dir)
     config = run.read_config()
     if config.preprocessing != manifest.preprocessing:
         raise ExportError(f"{run_dir} is not the run this bundle was exported from (preprocessing differs)")
-    reference = _keras_decoder(run.load_keras_model(), config)
-    gate = parity.check_parity(bundle_dir, reference, manifest, parity.gate_pairs(run))
+    with quiet.native_logs_caught():
+        reference = _keras_decoder(run.load_keras_model(), config)
+        gate = parity.check_parity(bundle_dir, reference, manifest, parity.gate_pairs(run))
     gate.raise_if_failed()
     return gate.to_dict()
+
+
+def find_run_dir(bundle_dir: str | Path, manifest: mf.BundleManifest | None = None) -> Path:
+    """The run folder a bundle was exported from, found from the name its manifest records (``run_dir``: the
+    run's path relative to where ``s2s export`` ran, or just its folder name; older bundles: an absolute path).
+
+    Looked for, in order, from the current folder, from the bundle's parent folder and from the folder above
+    that (``bundles/digits`` beside ``runs/digits``), as recorded and under ``runs/``; the first that holds a
+    Keras model wins. Raises RunFolderError saying where it looked, and to pass --run."""
+    bundle_dir = Path(bundle_dir)
+    manifest = manifest or mf.BundleManifest.load(bundle_dir)
+    recorded = manifest.provenance.get("run_dir")
+    if not isinstance(recorded, str) or not recorded.strip():
+        raise RunFolderError("the bundle does not name its run folder; pass --run RUN_DIR")
+    rel = Path(recorded)
+    if rel.is_absolute():
+        candidates = [rel]
+    else:
+        here = bundle_dir.resolve()
+        bases = [Path("."), here.parent, here.parent.parent]
+        names = [rel] + ([Path("runs") / rel.name] if rel != Path("runs") / rel.name else [])
+        candidates = [base / name for base in bases for name in names]
+    seen: list[Path] = []
+    for c in candidates:
+        if c.resolve() in {s.resolve() for s in seen}:
+            continue
+        seen.append(c)
+        if RunFolder(c).model_file.is_file():
+            return c
+    raise RunFolderError(f"the bundle's run folder {recorded!r} is not at {', '.join(map(str, seen[:6]))}; "
+                         "pass --run RUN_DIR")
+
+
+#: A recorded run path has at most this many parts (``runs/digits``); a deeper one is recorded by its name only.
+MAX_RECORDED_RUN_PARTS = 3
+
+
+def _portable_run_dir(run_dir: Path, out_dir: Path) -> str:
+    """What the manifest records of the run folder, with no path of this machine: the run's short path relative
+    to the folder above the bundle's (``runs/digits`` for ``bundles/digits``), to the bundle's parent, or to the
+    current folder; else just its folder name."""
+    run_dir, out_dir = run_dir.resolve(), out_dir.resolve()
+    for base in (out_dir.parent.parent, out_dir.parent, Path.cwd()):
+        try:
+            rel = run_dir.relative_to(base)
+        except ValueError:
+            continue
+        if 0 < len(rel.parts) <= MAX_RECORDED_RUN_PARTS:
+            return rel.as_posix()
+    return run_dir.name
 
 
 def _check_choices(formats, quantize) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -94,6 +149,10 @@ def _check_choices(formats, quantize) -> tuple[tuple[str, ...], tuple[str, ...]]
     for q in quantize:
         if q not in DEFAULT_QUANTIZE:
             raise ExportError(f"unknown variant {q!r}; choose from {', '.join(DEFAULT_QUANTIZE)}")
+    if not any(q in mf.VARIANTS[f] for f in formats for q in quantize):
+        held = "; ".join(f"{f}: {', '.join(mf.VARIANTS[f])}" for f in mf.FORMATS)
+        raise ExportError(f"--format {','.join(formats) or '(none)'} with --quantize {','.join(quantize) or '(none)'} "
+                          f"makes no model ({held})")
     return formats, quantize
 
 
@@ -101,7 +160,7 @@ def _keras_decoder(model, config: RunConfig) -> KerasDecoder:
     return KerasDecoder.from_training_model(model, config.preprocessing.max_output_tokens)
 
 
-def _manifest(run: RunFolder, config: RunConfig, latent_dim: int, steps: int, entries) -> mf.BundleManifest:
+def _manifest(run: RunFolder, config: RunConfig, weights, steps: int, entries, out_dir: Path) -> mf.BundleManifest:
     import keras
     import tensorflow as tf
 
@@ -109,10 +168,20 @@ def _manifest(run: RunFolder, config: RunConfig, latent_dim: int, steps: int, en
         return {d: v for d in dists if (v := package_version(d))}
 
     return mf.BundleManifest(
-        preprocessing=config.preprocessing, latent_dim=latent_dim, encoder_time_steps=steps, models=tuple(entries),
+        preprocessing=config.preprocessing, latent_dim=weights.latent_dim, encoder_time_steps=steps,
+        models=tuple(entries), encoder_output_dim=weights.encoder_output_dim,
+        architecture=mf.ATTENTION_ARCHITECTURE if weights.attention else mf.SEED_ARCHITECTURE,
         versions={**installed("seq2seq-edge"), "tensorflow": tf.__version__, "keras": keras.__version__,
                   **installed("tf2onnx", "onnx")},
         runtimes_tested={**OLDEST_RUNTIMES_TESTED, **installed("ai-edge-litert", "onnxruntime")},
-        provenance={"run_dir": str(run.path.resolve()),
+        provenance={"run_dir": _portable_run_dir(run.path, out_dir),
                     "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    "training": config.training})
+                    "training": _portable_training(config.training)})
+
+
+def _portable_training(training: dict) -> dict:
+    """The training settings with the data file reduced to its name: a bundle carries no path of this machine."""
+    training = dict(training)
+    if isinstance(training.get("data_file"), str):
+        training["data_file"] = Path(training["data_file"]).name
+    return training

@@ -38,7 +38,8 @@ def write_model_file(bundle: Path, role: str, module, fmt: str, variant: str, we
         extra.update(opset=info["opset"], ir_version=info["ir_version"])
     convert.check_ops(name, ops, fmt, role)
     (bundle / name).write_bytes(content)
-    ins, outs = mf.expected_io(role, weights.latent_dim, steps, weights.target_vocab_size)
+    ins, outs = mf.expected_io(role, weights.latent_dim, steps, weights.target_vocab_size,
+                               weights.encoder_output_dim)
     log.info("wrote %s (%d bytes)", name, len(content))
     return mf.ModelFile(role=role, format=fmt, variant=variant, path=name, sha256=hashlib.sha256(content).hexdigest(),
                         size_bytes=len(content), inputs=ins, outputs=outs, ops=tuple(ops), **extra)

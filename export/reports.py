@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from seq2seq_edge import manifest as mf
+from seq2seq_edge import files
 
 from . import parity
 
@@ -15,11 +16,11 @@ REPORT_MD = "report.md"
 
 
 def write_reports(bundle: Path, manifest: mf.BundleManifest, gate: parity.GateResult) -> None:
-    mf.write_json(bundle / GOLDEN_FILE, {"description": "Test inputs with the strings Keras decodes for them "
+    files.write_json(bundle / GOLDEN_FILE, {"description": "Test inputs with the strings Keras decodes for them "
                                                         "(greedy); every fp32 export must reproduce them.",
                                          "items": gate.golden()})
     figures = gate.to_dict()
-    mf.write_json(bundle / PARITY_JSON, figures)
+    files.write_json(bundle / PARITY_JSON, figures)
     (bundle / PARITY_MD).write_text(parity_markdown(figures), encoding="utf-8")
     (bundle / REPORT_MD).write_text(export_markdown(manifest), encoding="utf-8")
 
@@ -29,17 +30,28 @@ def parity_markdown(figures: dict) -> str:
     lines = [f"# Parity with Keras ({figures['inputs']} test inputs)", "",
              f"Keras: exact match {figures['keras']['exact_match']:.2%}, "
              f"CER {figures['keras']['character_error_rate']:.4f}", "",
-             "| format | variant | backend | agreement with Keras | exact match | CER | max abs diff (probs / h / c) | gate |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| format | variant | backend | agreement with Keras | exact match | CER | max abs diff (probs / h / c) | "
+             f"beam-{parity.GATE_BEAM} n-best lists equal to Keras' | gate |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for v in figures["variants"]:
         d = v["max_abs_diff"]
         diff = " / ".join(f"{d[k]:.2g}" for k in (mf.PROBS, mf.STATE_H, mf.STATE_C)) if d else "n/a"
+        beam = "n/a"
+        if v.get("beam_agreement") is not None:
+            beam = f"{v['beam_agreement']:.2%} of {v['beam_inputs']} (score diff {v['beam_max_score_diff']:.2g}"
+            beam += f", {v['beam_near_ties']} numerical ties)" if v["beam_near_ties"] else ")"
         lines.append(f"| {v['format']} | {v['variant']} | {v['backend']} | {v['agreement']:.2%} | "
-                     f"{v['exact_match']:.2%} | {v['character_error_rate']:.4f} | {diff} | "
+                     f"{v['exact_match']:.2%} | {v['character_error_rate']:.4f} | {diff} | {beam} | "
                      f"{'pass' if v['passed'] else 'FAIL: ' + v['reason']} |")
     lines += ["", f"Tolerances: fp32 max abs diff {parity.FP32_ATOL:g} and 100% agreement; fp16 agreement >= "
                   f"{parity.FP16_MIN_AGREEMENT:.1%}; int8 exact match at most "
-                  f"{parity.INT8_MAX_EXACT_MATCH_DROP:.0%} below Keras."]
+                  f"{parity.INT8_MAX_EXACT_MATCH_DROP:.0%} below Keras.",
+              "", f"Beam search (fp32): beam {parity.GATE_BEAM}, on the first {parity.GATE_BEAM_INPUTS} inputs: the "
+                  f"{parity.GATE_BEAM} best outputs of each (texts and finished flags, in order) equal to those of the "
+                  "Keras reference's own beam search; "
+                  "a difference is excused only where Keras' search came within "
+                  f"{parity.BEAM_NEAR_TIE:g} (log-probability), or {parity.BEAM_TIE_FACTOR} times the largest score "
+                  "difference measured, of deciding otherwise (a numerical tie)."]
     return "\n".join(lines) + "\n"
 
 

@@ -1,7 +1,7 @@
-"""The ``s2s`` command: ``train``, ``export``, ``verify``, ``run`` and ``bench``.
+"""The ``s2s`` command: ``train``, ``export``, ``verify``, ``run``, ``eval`` and ``bench``.
 
 Heavy modules (TensorFlow, Keras, converters) are imported only inside the subcommands that need them, so
-``s2s run`` works in a runtime-only install. User errors print one line and exit with status 2.
+``s2s run`` and ``s2s eval`` work in a runtime-only install. User errors print one line and exit with status 2.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 
+from . import quiet
 from .errors import Seq2SeqEdgeError
 
 log = logging.getLogger("seq2seq_edge")
@@ -19,12 +20,33 @@ EXIT_USER_ERROR = 2
 TRAIN_EXTRA_MODULES = {"tensorflow", "keras", "tf2onnx", "onnx", "num2words", "matplotlib"}
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Adds "(default: X)" to an option's help where the default means something: not for None or False, not
+    when the help already gives it, and lists as the comma-separated text the option takes."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if (not action.option_strings or action.required or default is None or default is False
+                or default == argparse.SUPPRESS
+                or "default" in text or isinstance(action, argparse._VersionAction)):
+            return text
+        if isinstance(default, (list, tuple)):
+            default = ",".join(map(str, default))
+        return f"{text} (default: {str(default).replace('%', '%%')})"
+
+
+BACKEND_HELP = ("interpreter: litert (ai-edge-litert), tflite (tflite-runtime), onnx (onnxruntime), or auto: the "
+                "first of those installed whose format the bundle holds")
+VARIANT_HELP = "model variant: fp32, fp16 (TFLite only) or int8 (see s2s info BUNDLE for what a bundle holds)"
+
+
 def _add_train(sub) -> None:
     p = sub.add_parser(
         "train", help="train the LSTM encoder-decoder and write a run folder",
         description="Train the seed's LSTM encoder-decoder on the digits, generated number words or your own "
                     "TSV pairs, and write a run folder (model.keras, config.json, history, curves, metrics).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     src = p.add_mutually_exclusive_group()
     src.add_argument("--task", choices=["digits", "numbers"], default=None,
                      help="built-in data: the seed's nine digit->word pairs, or integers->words via num2words "
@@ -32,7 +54,7 @@ def _add_train(sub) -> None:
     src.add_argument("--data", metavar="FILE.tsv", help="your pairs: input<TAB>target per line, UTF-8")
     p.add_argument("--out", metavar="DIR", help="run folder to write (default: runs/<task>)")
     p.add_argument("--force", action="store_true", help="overwrite an existing run folder")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or progress lines; only the result")
     g = p.add_argument_group("data options")
     g.add_argument("--lang", default="en", help="numbers task: num2words language code (en, de, fr, ...)")
     g.add_argument("--max", dest="max_number", type=int, default=9999, help="numbers task: largest integer")
@@ -41,18 +63,30 @@ def _add_train(sub) -> None:
                    help="input tokenization (task default)")
     g.add_argument("--target-tokens", dest="target_tokenization", choices=["char", "space"],
                    help="target tokenization (task default: char; numbers: space)")
-    g.add_argument("--val-fraction", dest="validation_fraction", type=float, default=0.1)
-    g.add_argument("--test-fraction", type=float, default=0.1)
+    g.add_argument("--val-fraction", dest="validation_fraction", type=float, default=0.1,
+                   help="share of the inputs held out for validation (numbers and --data)")
+    g.add_argument("--test-fraction", type=float, default=0.1,
+                   help="share of the inputs held out for the test split (numbers and --data)")
     m = p.add_argument_group("model and optimisation (defaults depend on the task; see the README)")
-    m.add_argument("--latent", dest="latent_dim", type=int, help="LSTM units")
+    m.add_argument("--latent", dest="latent_dim", type=int, help="LSTM units (digits: 32, otherwise 256)")
     m.add_argument("--embedding-dim", type=int, help="0 = one-hot inputs as in the seed; N = learned embedding "
                                                      "(default: one-hot up to 512 tokens, else 256)")
-    m.add_argument("--epochs", type=int)
-    m.add_argument("--batch-size", type=int)
-    m.add_argument("--lr", dest="learning_rate", type=float, help="Adam learning rate")
-    m.add_argument("--clipnorm", type=float, help="gradient clipping by norm (0 disables)")
+    m.add_argument("--epochs", type=int, help="passes over the training split, at most (digits: 100, numbers: 40, "
+                                              "--data: 100; early stopping may end sooner)")
+    m.add_argument("--batch-size", type=int, help="pairs per training step (digits: 3, otherwise 64)")
+    m.add_argument("--lr", dest="learning_rate", type=float, help="Adam learning rate (digits: 1e-2, otherwise 1e-3)")
+    m.add_argument("--clipnorm", type=float, help="gradient clipping by norm, 0 disables (digits: 0, otherwise 1.0)")
     m.add_argument("--patience", type=int, help="early stopping on validation loss, restoring the best "
-                                                "weights (0 disables)")
+                                                "weights; 0 disables (digits: 0, otherwise 5)")
+    m.add_argument("--decoder", choices=["seed", "attention"],
+                   help="seed: the tutorial's decoder (sees the encoder's final state); attention: also attends "
+                        "over every input position (Luong) (default: seed)")
+    m.add_argument("--bidirectional", action="store_true", default=None,
+                   help="with --decoder attention: a bidirectional encoder")
+    m.add_argument("--dropout", type=float, help="dropout on the LSTMs' inputs while training (default: 0)")
+    m.add_argument("--length-buckets", action=argparse.BooleanOptionalAction, default=None,
+                   help="batches of similar lengths, padded per batch: faster on long, mixed-length data "
+                        "(default: on for --data, off for the built-in tasks)")
     m.add_argument("--seed", type=int, default=0, help="seeds every random source; same seed, same weights")
     p.set_defaults(func=_cmd_train)
 
@@ -70,11 +104,13 @@ def _cmd_train(args) -> int:
         input_tokenization=args.input_tokenization, target_tokenization=args.target_tokenization,
         latent_dim=args.latent_dim, embedding_dim=args.embedding_dim, epochs=args.epochs,
         batch_size=args.batch_size, learning_rate=args.learning_rate,
-        clipnorm=args.clipnorm, patience=args.patience, seed=args.seed,
+        clipnorm=args.clipnorm, patience=args.patience, seed=args.seed, decoder=args.decoder,
+        bidirectional=args.bidirectional, dropout=args.dropout, length_buckets=args.length_buckets,
         validation_fraction=args.validation_fraction, test_fraction=args.test_fraction)
     out = args.out or f"runs/{task if task != 'data' else _stem(args.data)}"
     result = trainer.train(cfg, out, force=args.force, quiet=args.quiet)
-    print(f"{out}: exact match {result['exact_match']:.2%}, CER {result['character_error_rate']:.4f} "
+    wer = f", WER {result['word_error_rate']:.4f}" if "word_error_rate" in result else ""
+    print(f"{out}: exact match {result['exact_match']:.2%}, CER {result['character_error_rate']:.4f}{wer} "
           f"on {result['test_pairs']} test pairs; {result['epochs_run']} epochs in {result['train_seconds']:.0f} s")
     return 0
 
@@ -94,14 +130,14 @@ def _add_export(sub) -> None:
         "export", help="export a run to TFLite and ONNX, gated on parity with Keras",
         description="Export the encoder and the single-step decoder of a run folder to TFLite and ONNX, write "
                     "manifest.json, and fail unless every variant matches Keras on the run's test split.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     p.add_argument("run_dir", metavar="RUN_DIR", help="run folder written by s2s train")
     p.add_argument("--out", metavar="BUNDLE_DIR", required=True, help="bundle folder to write")
-    p.add_argument("--format", type=_csv, default=["tflite", "onnx"], help="comma-separated: tflite,onnx")
+    p.add_argument("--format", type=_csv, default=["tflite", "onnx"], help="comma-separated formats: tflite,onnx")
     p.add_argument("--quantize", type=_csv, default=["fp32", "fp16", "int8"],
                    help="comma-separated variants: fp32,fp16,int8 (fp16 is TFLite only)")
     p.add_argument("--force", action="store_true", help="overwrite an existing bundle")
-    p.add_argument("--quiet", action="store_true", help="only errors")
+    p.add_argument("--quiet", action="store_true", help="only the result and errors")
     p.set_defaults(func=_cmd_export)
 
 
@@ -126,10 +162,13 @@ def _print_gate(bundle: str, result: dict) -> None:
 def _add_verify(sub) -> None:
     p = sub.add_parser("verify", help="re-run the parity gate of a bundle against its Keras model",
                        description="Re-run the export's parity gate: every variant of BUNDLE against the Keras "
-                                   "model of its run folder. Exit status 1 if the gate fails.")
-    p.add_argument("bundle", metavar="BUNDLE")
-    p.add_argument("--run", metavar="RUN_DIR", help="run folder (default: the one recorded in the manifest)")
-    p.add_argument("--quiet", action="store_true")
+                                   "model of its run folder. Exit status 1 if the gate fails.",
+                       formatter_class=HelpFormatter)
+    p.add_argument("bundle", metavar="BUNDLE", help="bundle folder written by s2s export")
+    p.add_argument("--run", metavar="RUN_DIR",
+                   help="run folder (default: the run the manifest names, looked for from here, beside the "
+                        "bundle's folder and in runs/ there)")
+    p.add_argument("--quiet", action="store_true", help="only the result and errors")
     p.set_defaults(func=_cmd_verify)
 
 
@@ -141,25 +180,41 @@ def _cmd_verify(args) -> int:
 
 
 def _add_run(sub) -> None:
+    from .beam import MAX_BEAM_SIZE, MAX_LENGTH_PENALTY
     from .run import MAX_BATCH_SIZE
 
     p = sub.add_parser(
         "run", help="decode texts with a bundle (no TensorFlow needed)",
         description="Decode TEXT arguments, or else the lines of standard input, one output per line.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("bundle", metavar="BUNDLE")
-    p.add_argument("texts", metavar="TEXT", nargs="*")
-    p.add_argument("--backend", default="auto", choices=["auto", "tflite", "litert", "onnx"])
-    p.add_argument("--variant", default="fp32", choices=["fp32", "fp16", "int8"])
+        formatter_class=HelpFormatter)
+    p.add_argument("bundle", metavar="BUNDLE", help="bundle folder written by s2s export")
+    p.add_argument("texts", metavar="TEXT", nargs="*", help="inputs to decode (none: read standard input)")
+    p.add_argument("--backend", default="auto", choices=["auto", "tflite", "litert", "onnx"], help=BACKEND_HELP)
+    p.add_argument("--variant", default="fp32", choices=["fp32", "fp16", "int8"], help=VARIANT_HELP)
     p.add_argument("--batch-size", type=int, default=32,
                    help=f"inputs per model call, 1 to {MAX_BATCH_SIZE}; stdin lines are answered when a batch is "
                         "full or the input pauses")
     p.add_argument("--threads", type=int, default=1, help="interpreter threads, 1 to the machine's CPU count")
-    p.add_argument("--max-output-len", type=int, help="stop outputs at this many tokens (1 to the trained maximum)")
+    p.add_argument("--max-output-len", type=int,
+                   help="stop outputs at this many tokens, 1 to the trained maximum (default: the trained maximum)")
     p.add_argument("--skip-unknown", action="store_true", help="drop symbols the model never saw instead of failing")
+    p.add_argument("--beam", type=int, metavar="N",
+                   help=f"beam search with N hypotheses per input, 1 to {MAX_BEAM_SIZE} (default: --n-best, i.e. 1: "
+                        "greedy decoding)")
+    p.add_argument("--n-best", type=int, default=1, metavar="K",
+                   help="print the K best outputs of each input (1 to --beam): TAB-separated on its line, or with "
+                        "--json as \"n_best\": [{output, score, finished}, ...]")
+    p.add_argument("--length-penalty", type=float, default=0.0, metavar="A",
+                   help=f"beam search: rank by score / ((5 + length) / 6) ** A, 0 to {MAX_LENGTH_PENALTY:g} "
+                        "(length: tokens + the end marker; 0: by log-probability)")
     p.add_argument("--json", action="store_true",
-                   help="one JSON object per line: input, output, score, backend, variant, ms")
-    p.add_argument("--quiet", action="store_true")
+                   help="one JSON object per line: input, output, score, finished, backend, variant, batch_items, "
+                        "batch_ms_per_item (and error, with --keep-going)")
+    p.add_argument("--keep-going", action="store_true",
+                   help="an input that cannot be decoded gets its error (on stderr; on stdout an empty line, or "
+                        "with --json an object with an error field) and the others are answered; exit status 1 "
+                        "if any failed (without it: stop at the first, exit status 2)")
+    p.add_argument("--quiet", action="store_true", help="no hint when standard input is a terminal")
     p.set_defaults(func=_cmd_run)
 
 
@@ -169,36 +224,154 @@ def _cmd_run(args) -> int:
     return run_command(args)
 
 
+def _add_eval(sub) -> None:
+    from .run import MAX_BATCH_SIZE
+
+    p = sub.add_parser(
+        "eval", help="score a bundle on a TSV of pairs (no TensorFlow needed)",
+        description="Decode the inputs of FILE.tsv (input<TAB>target per line, read as s2s train --data reads it) "
+                    "with BUNDLE and report exact match, CER and, for space-tokenized targets, WER: overall, "
+                    "against any listed reference, by input length and by output length, with the worst "
+                    "buckets and their errors. Inputs the model cannot encode are scored as errors.",
+        formatter_class=HelpFormatter)
+    p.add_argument("bundle", metavar="BUNDLE", help="bundle folder written by s2s export")
+    p.add_argument("file", metavar="FILE.tsv", help="input<TAB>reference per line, UTF-8")
+    p.add_argument("--backend", default="auto", choices=["auto", "tflite", "litert", "onnx"], help=BACKEND_HELP)
+    p.add_argument("--variant", default="fp32", choices=["fp32", "fp16", "int8"], help=VARIANT_HELP)
+    p.add_argument("--beam", type=int, default=1, metavar="N", help="beam size; 1 is greedy decoding")
+    p.add_argument("--batch-size", type=int, default=32, help=f"inputs per model call, 1 to {MAX_BATCH_SIZE}")
+    p.add_argument("--skip-header", action="store_true", help="the first non-blank line is a header")
+    p.add_argument("--json", action="store_true", help="one JSON object with every figure, instead of the report")
+    p.add_argument("--max-errors", type=int, default=5, metavar="K",
+                   help="errors listed overall and per worst bucket (and undecodable inputs)")
+    p.set_defaults(func=_cmd_eval)
+
+
+def _cmd_eval(args) -> int:
+    import json
+    from pathlib import Path
+
+    from .evaluate import evaluate, format_text, read_pairs
+    from .loader import load
+    from .run import MAX_BATCH_SIZE
+
+    if not 1 <= args.batch_size <= MAX_BATCH_SIZE:
+        raise Seq2SeqEdgeError(f"--batch-size must be between 1 and {MAX_BATCH_SIZE}, got {args.batch_size}")
+    if args.beam < 1:
+        raise Seq2SeqEdgeError(f"--beam must be at least 1, got {args.beam}")
+    if args.max_errors < 0:
+        raise Seq2SeqEdgeError(f"--max-errors must be 0 or more, got {args.max_errors}")
+    pairs = read_pairs(args.file, skip_header=args.skip_header)
+    decoder = load(args.bundle, backend=args.backend, variant=args.variant)
+    result = evaluate(decoder, pairs, batch_size=args.batch_size, beam_size=args.beam, max_errors=args.max_errors)
+    if args.json:
+        out = json.dumps({"bundle": str(Path(args.bundle)), "file": str(Path(args.file)), **result},
+                         ensure_ascii=False, indent=2) + "\n"
+    else:
+        out = format_text(result, bundle=args.bundle, file=args.file)
+    try:
+        sys.stdout.buffer.write(out.encode("utf-8", "backslashreplace"))
+        sys.stdout.buffer.flush()
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as s2s run does
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
 def _add_bench(sub) -> None:
     p = sub.add_parser(
-        "bench", help="benchmark a bundle against Keras and across runtimes",
-        description="Measure encoder and step latency, the decode loop, per-word percentiles, throughput at "
-                    "batch 1/8/64/256, cold start and peak memory of BUNDLE on every installed backend, beside "
-                    "Keras (predict per character, and direct calls). Writes results.json, results.md and "
-                    "chart.png. Needs the [train] extra for the Keras contenders and the floor models.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("bundle", metavar="BUNDLE")
-    p.add_argument("--run", metavar="RUN_DIR", help="run folder for the Keras contenders (default: the manifest's)")
-    p.add_argument("--out", metavar="DIR", help="where to write the results (default: bench-results/<bundle name>)")
+        "bench", help="benchmark a bundle on this machine's runtimes, or compare runs from several machines",
+        description="Measure BUNDLE on every installed backend and variant (no TensorFlow needed): encoder and "
+                    "decoder-step latency, the decode loop, per-word p50/p95/p99 on the bundle's golden inputs, "
+                    "throughput at batch 1/8/64/256, cold start and peak memory, each backend's floor, and the "
+                    "machine. With TensorFlow and the run folder, Keras (predict per character, and direct calls) "
+                    "is measured beside them. Writes results.json, results.md and chart.svg into a folder named "
+                    "after the bundle and the machine. --compare merges results.json files from several machines "
+                    "into one table and chart; it refuses runs of different bundles or settings.",
+        formatter_class=HelpFormatter)
+    p.add_argument("bundle", metavar="BUNDLE", nargs="?", help="bundle folder to measure (none with --compare)")
+    p.add_argument("--compare", metavar="RESULTS_JSON", nargs="+",
+                   help="merge these results.json files (from s2s bench on several machines) instead of measuring")
+    p.add_argument("--allow-mismatch", action="store_true",
+                   help="--compare: merge runs of different bundles or settings anyway, with a warning")
+    p.add_argument("--out", metavar="DIR",
+                   help="where to write (default: bench-results/<bundle>-on-<machine>, or "
+                        "bench-results/compare-<bundle> with --compare)")
+    p.add_argument("--force", action="store_true", help="overwrite results already in --out")
+    p.add_argument("--quick", action="store_true",
+                   help="fewer repetitions (a minute or two): rough figures; compares only with other --quick runs")
+    p.add_argument("--threads", default="1,max",
+                   help="interpreter thread counts: 1 for every variant, the others (numbers, or max = all "
+                        "cores) for fp32")
+    p.add_argument("--backend", metavar="LIST", help="only these backends, comma-separated: tflite,litert,onnx "
+                                                    "(default: every one installed)")
+    p.add_argument("--label", help="this machine's name in comparisons (default: CPU, cores and architecture)")
+    p.add_argument("--run", metavar="RUN_DIR",
+                   help="run folder for the Keras contenders; needs TensorFlow (default: the manifest's, if "
+                        "TensorFlow is installed and the folder exists)")
+    p.add_argument("--no-keras", action="store_true", help="leave the Keras contenders out")
     p.add_argument("--tflite-python", metavar="PYTHON",
-                   help="python of a venv with seq2seq-edge[tflite] (numpy<2), to include tflite-runtime")
-    p.add_argument("--quick", action="store_true", help="few repetitions: checks the harness, rough figures")
-    p.add_argument("--quiet", action="store_true")
+                   help="python of another venv with seq2seq-edge[tflite] (numpy<2), to include tflite-runtime "
+                        "when this one cannot import it")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_cmd_bench)
 
 
 def _cmd_bench(args) -> int:
     from pathlib import Path
 
-    from .bench import harness, report  # the benchmarks/ folder, as seq2seq_edge.bench (pyproject.toml)
+    from .bench import compare, harness, report  # the benchmarks/ folder, as seq2seq_edge.bench (pyproject.toml)
 
+    def writable(out: Path, name: str) -> None:
+        if (out / name).exists() and not args.force:
+            raise Seq2SeqEdgeError(f"{out / name} exists; --force overwrites it, or choose another --out")
+
+    if args.compare:
+        if args.bundle:
+            raise Seq2SeqEdgeError("give BUNDLE to measure, or --compare FILE FILE ... to merge runs, not both")
+        merged = compare.merge(args.compare, allow_mismatch=args.allow_mismatch)
+        for warning in merged["mismatches"]:
+            print(f"s2s bench: warning: comparing anyway: {warning}", file=sys.stderr)
+        out = Path(args.out or Path("bench-results") / f"compare-{merged['bundle']['name']}")
+        writable(out, "compare.md")
+        compare.write(merged, [r for f in args.compare for r in compare.load(f)], out)
+        sys.stdout.write(compare.markdown(merged))
+        print(f"\n{out}/compare.md")
+        return 0
+    if not args.bundle:
+        raise Seq2SeqEdgeError("BUNDLE is missing (or --compare RESULTS_JSON RESULTS_JSON ... to merge runs)")
+    only = _csv(args.backend) if args.backend else None
+    if only:
+        from .backends import BACKENDS
+
+        unknown = [b for b in only if b not in BACKENDS]
+        if unknown:
+            raise Seq2SeqEdgeError(f"--backend {','.join(unknown)}: choose from {', '.join(BACKENDS)}")
     bundle = Path(args.bundle)
-    result = harness.bench(bundle, run_dir=args.run, quick=args.quick, tflite_python=args.tflite_python)
-    out = Path(args.out or Path("bench-results") / bundle.resolve().name)
+    if not (bundle / "manifest.json").is_file():
+        raise Seq2SeqEdgeError(f"{bundle}: not a bundle folder (no manifest.json)")
+    slug = harness.machine(args.label)["slug"]
+    out = Path(args.out or Path("bench-results") / f"{bundle.resolve().name}-on-{slug}")
+    writable(out, report.RESULTS_JSON)
+    with quiet.native_logs_caught():  # TensorFlow's C++ lines in the Keras contenders (seq2seq_edge.quiet)
+        result = harness.bench(bundle, run_dir=args.run, quick=args.quick,
+                               tflite_python=args.tflite_python, threads=_csv(args.threads), label=args.label,
+                               only_backends=only, keras=not args.no_keras)
     report.write([result], out)
-    print(f"{out}/results.md")
+    floors = result["floors_us"]
+    for x in result["runtime"]:
+        if x["variant"] == "fp32" and x["threads"] == 1:
+            floor = f", floor {floors[x['backend']]:.1f} µs" if x["backend"] in floors else ""
+            print(f"  {x['backend']:6} fp32: {x['word_latency_ms']['p50']:.3f} ms per word (p50), "
+                  f"step {x['step_us']:.1f} µs{floor}")
     for row in report.target_rows(result):
         print(f"  {row['measure']}: {row['value']:.2f} (target {row['target']}: {'met' if row['met'] else 'missed'})")
+    for x in result["failed"]:
+        print(f"  FAILED {x['backend']} {x['variant']}: {x['error']}")
+    if result["machine"]["emulated"]:
+        print(f"  EMULATED: {result['machine']['emulation']}")
+    print(f"{out}/{report.RESULTS_MD}")
     return 0
 
 
@@ -206,13 +379,46 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="s2s", description="seq2seq-edge: train, export and run LSTM encoder-decoders "
                                              "on edge devices.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_train(sub)
     _add_export(sub)
     _add_verify(sub)
     _add_run(sub)
+    _add_eval(sub)
+    _add_info(sub)
     _add_bench(sub)
+    for p in sub.choices.values():  # -v after the command too; SUPPRESS keeps the value given before it
+        p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
     return parser
+
+
+VERBOSE_HELP = ("also show the libraries' own log lines (TensorFlow, LiteRT, ONNX Runtime, converters) and "
+                "s2s's debug lines")
+
+
+def _add_info(sub) -> None:
+    p = sub.add_parser(
+        "info", help="what a bundle holds: task, vocabularies, limits, variants, parity, versions",
+        description="Show what BUNDLE holds, from its manifest and parity report, without loading a model: the "
+                    "task and training settings, the vocabularies' sizes and length limits, each variant with "
+                    "its file sizes, the parity gate's results, and the versions it was made and tested with.",
+        formatter_class=HelpFormatter)
+    p.add_argument("bundle", metavar="BUNDLE", help="bundle folder written by s2s export")
+    p.add_argument("--json", action="store_true", help="one JSON object instead of the text report")
+    p.set_defaults(func=_cmd_info)
+
+
+def _cmd_info(args) -> int:
+    import json
+
+    from .info import bundle_info, format_info
+
+    info = bundle_info(args.bundle)
+    out = json.dumps(info, ensure_ascii=False, indent=2) + "\n" if args.json else format_info(info)
+    sys.stdout.buffer.write(out.encode("utf-8", "backslashreplace"))
+    sys.stdout.buffer.flush()
+    return 0
 
 
 def _version() -> str:
@@ -221,10 +427,13 @@ def _version() -> str:
     return package_version("seq2seq-edge") or "unknown"
 
 
-def _configure_logging(quiet: bool) -> None:
-    """Our progress lines at INFO on stderr; other libraries' loggers stay at WARNING."""
-    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
-    log.setLevel(logging.WARNING if quiet else logging.INFO)
+def _configure_logging(quiet_: bool, verbose: bool = False) -> None:
+    """Our lines at INFO on stderr (DEBUG with -v, WARNING with --quiet); the libraries' at ERROR, or as they
+    are with -v (``quiet``: their C++ logs too)."""
+    quiet.configure(verbose)  # first: it may move sys.stderr, which the handler below writes to
+    logging.basicConfig(level=logging.INFO if verbose else logging.ERROR, format="%(message)s", stream=sys.stderr)
+    quiet.quiet_library_loggers()
+    log.setLevel(logging.WARNING if quiet_ else logging.DEBUG if verbose else logging.INFO)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -235,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         args.texts = list(args.texts) + extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    _configure_logging(quiet=getattr(args, "quiet", False))
+    _configure_logging(getattr(args, "quiet", False), getattr(args, "verbose", False))
     try:
         return args.func(args)
     except Seq2SeqEdgeError as e:
@@ -243,8 +452,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USER_ERROR
     except ModuleNotFoundError as e:
         if e.name and e.name.split(".")[0] in TRAIN_EXTRA_MODULES:
-            print(f"s2s {args.command}: error: this command needs {e.name}, which is not installed: "
-                  "pip install 'seq2seq-edge[train]'", file=sys.stderr)
+            print(f"s2s {args.command}: error: this command needs {e.name}, which is not installed: in a clone "
+                  "of seq2seq-edge, pip install '.[train]'", file=sys.stderr)
             return EXIT_USER_ERROR
         raise
     except KeyboardInterrupt:

@@ -1,47 +1,74 @@
-"""The greedy decode loop, written once for every backend; ``load`` (in ``loader``) builds it."""
+"""The greedy decode loop, written once for every backend, and the entry to beam search (``beam``); ``load`` (in
+``loader``) builds it."""
 
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 
+from . import beam
 from . import manifest as mf
+from . import preprocessing as pp
 from . import text
+from .errors import InputTextError
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class DecodeResult:
-    """One decoded output with its per-token probabilities."""
+    """One decoded output with its per-token probabilities.
+
+    ``token_probs`` has one entry per token and, when the output is ``finished``, one more at the end: the
+    probability of the end marker, which is not a token of the text. So ``len(token_probs) == len(tokens) + 1``
+    for a finished output and ``len(tokens)`` for one cut at the length limit; ``score`` sums their logs.
+    """
 
     text: str
     #: Output token strings, in order (the end marker excluded).
     tokens: tuple[str, ...]
-    #: Probability the model gave each emitted token; the last entry is the end marker's when it was reached.
+    #: Probability the model gave each emitted token, then the end marker's when it was reached (``finished``):
+    #: one entry more than ``tokens`` for a finished output.
     token_probs: tuple[float, ...]
     #: Whether the decoder emitted the end marker (False: it stopped at the output length limit).
     finished: bool
+    #: With beam search and ``n_best`` > 1: the next best hypotheses, best first (each without alternatives).
+    alternatives: tuple["DecodeResult", ...] = ()
 
     @property
     def score(self) -> float:
-        """Sequence log-probability: the sum of the log of ``token_probs``."""
-        return float(sum(math.log(max(p, 1e-45)) for p in self.token_probs))
+        """Sequence log-probability: the sum of the log of ``token_probs`` (each at least 1e-45), in order."""
+        total = 0.0
+        for p in self.token_probs:
+            total += beam.log_prob(p)
+        return total
+
+    def __repr__(self) -> str:
+        probs = ", ".join(f"{p:.4g}" for p in self.token_probs) + ("," if len(self.token_probs) == 1 else "")
+        more = f", alternatives={len(self.alternatives)}" if self.alternatives else ""
+        return (f"DecodeResult(text={self.text!r}, score={self.score:.4f}, finished={self.finished}, "
+                f"tokens={self.tokens!r}, token_probs=({probs}){more})")
 
 
 class Seq2SeqDecoder:
-    """Greedy decoding of a bundle's encoder and decoder-step models on one backend.
+    """Greedy decoding, or beam search, with a bundle's encoder and decoder-step models on one backend.
 
     ``encoder`` and ``decoder_step`` are the loaded models: any objects with ``run(feeds) -> outputs``, both
     dicts keyed by the manifest's input and output names (the backend adapters). ``load`` builds this class;
     a caller may also build one around wrapped models (the benchmark times each ``run``).
 
     Thread-safe: ``decode`` and friends may be called from many threads at once.
+
+    Beam search: ``decode``, ``decode_result``, ``decode_batch``, ``decode_batch_results`` and ``decode_ids`` take
+    ``beam_size`` (1 to ``beam.MAX_BEAM_SIZE``; default ``n_best``, i.e. 1: greedy decoding, exactly),
+    ``n_best`` (1 to ``beam_size``: with more than 1, ``DecodeResult.alternatives`` holds the runners-up) and
+    ``length_penalty`` (GNMT's alpha, 0 to ``beam.MAX_LENGTH_PENALTY``; default 0: rank by log-probability).
+    See ``beam`` for the rules. The beams of every input of a batch go through the step model together, at most
+    ``beam.MAX_BEAM_ROWS`` rows at a time.
     """
 
     def __init__(self, manifest: mf.BundleManifest, encoder, decoder_step, *, backend: str, variant: str,
@@ -53,6 +80,14 @@ class Seq2SeqDecoder:
         self.bundle_dir = bundle_dir
         self._encoder = encoder
         self._step = decoder_step
+        self._step_inputs = tuple(t.name for m in manifest.models if m.role == mf.DECODER_STEP for t in m.inputs)
+
+    def __repr__(self) -> str:
+        prep = self.preprocessing
+        return (f"Seq2SeqDecoder(bundle={str(self.bundle_dir) if self.bundle_dir else None!r}, "
+                f"backend={self.backend!r}, variant={self.variant!r}, "
+                f"input={prep.input_tokenization} up to {prep.max_input_tokens} tokens, "
+                f"output={prep.target_tokenization} up to {prep.max_output_tokens} tokens)")
 
     @property
     def encoder(self):
@@ -70,47 +105,80 @@ class Seq2SeqDecoder:
         return self.preprocessing.max_output_tokens
 
     # -- public API -----------------------------------------------------------------------------------------
-    def decode(self, source: str, *, max_output_len: int | None = None, skip_unknown: bool = False) -> str:
-        """Decode one text. An empty input (no tokens) decodes to an empty string."""
-        return self.decode_result(source, max_output_len=max_output_len, skip_unknown=skip_unknown).text
+    def decode(self, source: str, *, max_output_len: int | None = None, skip_unknown: bool = False,
+               beam_size: int | None = None, n_best: int = 1, length_penalty: float = 0.0) -> str:
+        """Decode one text (the best hypothesis). An empty input (no tokens) decodes to an empty string."""
+        return self.decode_result(source, max_output_len=max_output_len, skip_unknown=skip_unknown,
+                                  beam_size=beam_size, n_best=n_best, length_penalty=length_penalty).text
 
-    def decode_result(self, source: str, *, max_output_len: int | None = None,
-                      skip_unknown: bool = False) -> DecodeResult:
-        """Decode one text, with per-token probabilities and the sequence score."""
-        return self.decode_batch_results([source], max_output_len=max_output_len, skip_unknown=skip_unknown)[0]
+    def decode_result(self, source: str, *, max_output_len: int | None = None, skip_unknown: bool = False,
+                      beam_size: int | None = None, n_best: int = 1, length_penalty: float = 0.0) -> DecodeResult:
+        """Decode one text, with per-token probabilities and the sequence score (and, with ``n_best`` > 1, the
+        runners-up in ``alternatives``). ``token_probs`` ends with the end marker's probability when the output is
+        finished: one entry more than ``tokens``."""
+        return self._decode_texts([source], 1, max_output_len, skip_unknown, beam_size, n_best, length_penalty,
+                                  name_items=False)[0]
 
     def decode_batch(self, sources: Sequence[str], batch_size: int = 32, *, max_output_len: int | None = None,
-                     skip_unknown: bool = False) -> list[str]:
+                     skip_unknown: bool = False, beam_size: int | None = None, n_best: int = 1,
+                     length_penalty: float = 0.0) -> list[str]:
         """Decode many texts, ``batch_size`` at a time through the models; results are in input order."""
         return [r.text for r in self.decode_batch_results(sources, batch_size, max_output_len=max_output_len,
-                                                          skip_unknown=skip_unknown)]
+                                                          skip_unknown=skip_unknown, beam_size=beam_size,
+                                                          n_best=n_best, length_penalty=length_penalty)]
 
     def decode_batch_results(self, sources: Sequence[str], batch_size: int = 32, *,
-                             max_output_len: int | None = None, skip_unknown: bool = False) -> list[DecodeResult]:
+                             max_output_len: int | None = None, skip_unknown: bool = False,
+                             beam_size: int | None = None, n_best: int = 1,
+                             length_penalty: float = 0.0) -> list[DecodeResult]:
+        """``decode_batch`` with a ``DecodeResult`` per input. An input that cannot be encoded (symbols the model
+        never saw, too long, not a string) raises before anything is decoded, naming its index and text."""
         if isinstance(sources, str):
             raise TypeError("decode_batch takes a sequence of strings, not one string; use decode()")
+        return self._decode_texts(sources, batch_size, max_output_len, skip_unknown, beam_size, n_best,
+                                  length_penalty, name_items=True)
+
+    def _decode_texts(self, sources: Sequence[str], batch_size: int, max_output_len: int | None,
+                      skip_unknown: bool, beam_size: int | None, n_best: int, length_penalty: float, *,
+                      name_items: bool) -> list[DecodeResult]:
         limit = self._batch_limit(batch_size, max_output_len)
-        encoded = [self.preprocessing.encode_input(s, skip_unknown=skip_unknown) for s in sources]
-        return self._decode(encoded, batch_size, limit)
+        options = beam.check_options(beam_size, n_best, length_penalty)
+        encoded = []
+        for i, s in enumerate(sources):
+            try:
+                encoded.append(self.preprocessing.encode_input(s, skip_unknown=skip_unknown))
+            except (InputTextError, TypeError) as e:
+                if not name_items:
+                    raise
+                raise type(e)(f"item {i} ({_preview(s)}): {e}") from None
+        return self._decode(encoded, batch_size, limit, options)
 
     def decode_ids(self, id_lists: Sequence[Sequence[int]], batch_size: int = 32, *,
-                   max_output_len: int | None = None) -> list[DecodeResult]:
+                   max_output_len: int | None = None, beam_size: int | None = None, n_best: int = 1,
+                   length_penalty: float = 0.0) -> list[DecodeResult]:
         """Decode inputs that are already token ids (``preprocessing.encode_input``): ``decode_batch_results``
         without the text. An empty id list decodes to an empty result without running the models."""
-        return self._decode(list(id_lists), batch_size, self._batch_limit(batch_size, max_output_len))
+        limit = self._batch_limit(batch_size, max_output_len)
+        options = beam.check_options(beam_size, n_best, length_penalty)
+        return self._decode(list(id_lists), batch_size, limit, options)
 
     def stream(self, source: str, *, max_output_len: int | None = None, skip_unknown: bool = False) -> Iterator[str]:
-        """Yield output tokens one by one as they are decoded (characters, or words for ``space`` targets)."""
+        """Yield the output text piece by piece as it is decoded: ``"".join(stream(x)) == decode(x)``.
+
+        Each piece is one token with the separator that goes before it: characters for ``char`` targets; for
+        ``space`` targets (words) the first word, then " " + each next word. So ``print(piece, end="")`` prints
+        the text as ``decode`` returns it. The bare tokens are in ``decode_result(x).tokens``."""
         limit = self._limit(max_output_len)
         ids = self.preprocessing.encode_input(source, skip_unknown=skip_unknown)
         if not ids:
             return
         vocab = self.preprocessing.target_vocabulary
-        steps = self._steps(mf.pad_batch([ids], self.manifest.encoder_time_steps), limit)
+        separator = text.detokenize(("", ""), self.preprocessing.target_tokenization)
+        steps = self._steps(pp.pad_batch([ids], self.manifest.encoder_time_steps), limit)
         for emitted, (tokens, _probs, _h, _c) in enumerate(steps):
             if tokens[0] == text.END_ID or emitted == limit:
                 return
-            yield vocab[tokens[0]]
+            yield (separator if emitted else "") + vocab[tokens[0]]
 
     def steps(self, input_ids: np.ndarray, *, max_output_len: int | None = None
               ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
@@ -140,12 +208,20 @@ class Seq2SeqDecoder:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         return self._limit(max_output_len)
 
+    def first_feeds(self, input_ids: np.ndarray) -> dict[str, np.ndarray]:
+        """Run the encoder on ``input_ids`` (int32 [batch, encoder_time_steps]) and return the first decoder
+        step's inputs: ``prev_token`` = the start id, and every encoder output that the step takes by the same name
+        (its initial ``state_h`` and ``state_c``). After each step, ``manifest.RECURRENT`` says which outputs
+        become the next step's inputs; the others stay as they are."""
+        encoded = self._encoder.run({mf.INPUT_IDS: input_ids})
+        feeds = {name: encoded[name] for name in self._step_inputs if name in encoded}
+        feeds[mf.PREV_TOKEN] = np.full(input_ids.shape[0], text.START_ID, np.int32)
+        return feeds
+
     def _steps(self, input_ids: np.ndarray, limit: int) -> Iterator[tuple[np.ndarray, ...]]:
         # The hot loop (see ``steps``): nothing here that a decode without an observer does not need.
-        states = self._encoder.run({mf.INPUT_IDS: input_ids})
+        feeds = self.first_feeds(input_ids)
         batch = input_ids.shape[0]
-        feeds = {mf.PREV_TOKEN: np.full(batch, text.START_ID, np.int32),
-                 mf.STATE_H: states[mf.STATE_H], mf.STATE_C: states[mf.STATE_C]}
         ended = np.zeros(batch, bool)
         run_step = self._step.run
         for _ in range(limit + 1):
@@ -161,18 +237,24 @@ class Seq2SeqDecoder:
                 if ended.all():
                     return
             feeds[mf.PREV_TOKEN] = chosen
-            feeds[mf.STATE_H] = state_h
+            feeds[mf.STATE_H] = state_h  # manifest.RECURRENT, written out: this loop is hot
             feeds[mf.STATE_C] = state_c
 
-    def _decode(self, encoded: list[list[int]], batch_size: int, limit: int) -> list[DecodeResult]:
+    def _decode(self, encoded: list[list[int]], batch_size: int, limit: int,
+                options: tuple[int, int, float] = (1, 1, 0.0)) -> list[DecodeResult]:
         """Results in input order; empty inputs are answered without the models, the others ``batch_size`` at
-        a time."""
+        a time (with beam search, at most ``beam.MAX_BEAM_ROWS // beam_size`` at a time). ``options``:
+        (beam_size, n_best, length_penalty) from ``beam.check_options``; a beam of 1 is the greedy loop."""
         results = [_EMPTY] * len(encoded)
         pending = [i for i, ids in enumerate(encoded) if ids]
         decoded: list[DecodeResult] = []
         time_steps = self.manifest.encoder_time_steps
+        beam_size = options[0]
+        if beam_size > 1:
+            batch_size = min(batch_size, max(1, beam.MAX_BEAM_ROWS // beam_size))
         for input_ids in padded_batches([encoded[i] for i in pending], batch_size, time_steps):
-            decoded += self._results(input_ids, limit)
+            decoded += self._results(input_ids, limit) if beam_size == 1 else self._beam_results(input_ids, limit,
+                                                                                                 *options)
         for i, result in zip(pending, decoded):
             results[i] = result
         return results
@@ -200,13 +282,35 @@ class Seq2SeqDecoder:
                                         finished))
         return results
 
+    def _beam_results(self, input_ids: np.ndarray, limit: int, beam_size: int, n_best: int,
+                      length_penalty: float) -> list[DecodeResult]:
+        found = beam.search(self.first_feeds(input_ids), self._step.run, limit, beam_size, n_best, length_penalty)
+        results = []
+        for hypotheses in found:
+            best, *others = [self._result(h) for h in hypotheses]
+            results.append(DecodeResult(best.text, best.tokens, best.token_probs, best.finished, tuple(others)))
+        return results
+
+    def _result(self, h: beam.Hypothesis) -> DecodeResult:
+        vocab = self.preprocessing.target_vocabulary
+        tokens = tuple(vocab[t] for t in h.ids)
+        return DecodeResult(text.detokenize(tokens, self.preprocessing.target_tokenization), tokens, h.probs,
+                            h.finished)
+
 
 #: An input without tokens decodes to this, without running the models.
 _EMPTY = DecodeResult("", (), (), True)
+
+
+def _preview(source, limit: int = 40) -> str:
+    """An input for an error message: its repr, cut to ``limit`` characters."""
+    if not isinstance(source, str):
+        return type(source).__name__
+    return repr(source) if len(source) <= limit else repr(source[:limit]) + f"... ({len(source)} characters)"
 
 
 def padded_batches(id_lists: Sequence[Sequence[int]], batch_size: int, time_steps: int) -> Iterator[np.ndarray]:
     """``id_lists`` in order, ``batch_size`` at a time, each batch right-padded with the pad id into an int32
     [batch, time_steps] array: the batching of the runtime, of the Keras reference and of the parity gate."""
     for start in range(0, len(id_lists), batch_size):
-        yield mf.pad_batch(id_lists[start:start + batch_size], time_steps)
+        yield pp.pad_batch(id_lists[start:start + batch_size], time_steps)

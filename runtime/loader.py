@@ -7,7 +7,7 @@ import logging
 import os
 from pathlib import Path
 
-from . import backends, files, probe
+from . import backends, files, probe, quiet
 from . import manifest as mf
 from .decoder import Seq2SeqDecoder
 from .errors import BackendUnavailableError, BundleError
@@ -133,6 +133,28 @@ def _choose_backend(manifest: mf.BundleManifest, backend: str, variant: str) -> 
                                   + "; ".join(tried))
 
 
+#: Files of a training run folder (``seq2seq_edge.train.run_folder``), to tell one apart from a bundle.
+RUN_FOLDER_FILES = ("model.keras", "config.json")
+
+
+def check_not_a_run_folder(bundle_dir: Path) -> None:
+    """A folder written by ``s2s train`` where a bundle was expected: say so, and how to export it."""
+    if (bundle_dir / mf.MANIFEST_FILE).exists() or not all((bundle_dir / f).is_file() for f in RUN_FOLDER_FILES):
+        return
+    raise BundleError(f"this is a training run folder, not a bundle: export it first, e.g. "
+                      f"s2s export {bundle_dir} --out bundles/{bundle_dir.resolve().name}", where=str(bundle_dir))
+
+
+def _quiet_interpreter(module) -> None:
+    """In the s2s command without -v, ONNX Runtime's process-wide logger (coloured warnings and errors) is set to
+    fatal only with the library's own call; our errors say what went wrong. A program's own use is left alone."""
+    if getattr(module, "__name__", "") == "onnxruntime" and quiet.active():
+        try:
+            module.set_default_logger_severity(4)
+        except Exception:  # noqa: BLE001 - an onnxruntime without the call: keep its logging as it is
+            pass
+
+
 def load(bundle_dir: str | Path, backend: str = "auto", variant: str = "fp32", threads: int = 1) -> Seq2SeqDecoder:
     """Load a bundle written by ``s2s export`` and return a decoder.
 
@@ -150,9 +172,10 @@ def load(bundle_dir: str | Path, backend: str = "auto", variant: str = "fp32", t
     cores = os.cpu_count() or 1
     if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= cores:
         raise ValueError(f"threads must be an int from 1 to this machine's {cores} cores, got {threads!r}")
+    check_not_a_run_folder(bundle_dir)
     manifest = mf.BundleManifest.load(bundle_dir)
     backend = _choose_backend(manifest, backend, variant)
-    backends.import_interpreter_module(backend)  # a missing backend says what to install, before anything else
+    _quiet_interpreter(backends.import_interpreter_module(backend))  # a missing backend says what to install first
     fmt = backends.BACKENDS[backend].format
     entries = [manifest.find(role, fmt, variant) for role in mf.ROLES]
     if not all(entries):
@@ -170,7 +193,9 @@ def load(bundle_dir: str | Path, backend: str = "auto", variant: str = "fp32", t
     models = []
     for entry, content, xnnpack, path in zip(entries, contents, xnnpack, labels):
         try:
-            model = backends.open_model(backend, content, threads, xnnpack=xnnpack)
+            # TFLite says "Created TensorFlow Lite XNNPACK delegate for CPU." with no switch to turn it off.
+            with quiet.native_logs_caught():
+                model = backends.open_model(backend, content, threads, xnnpack=xnnpack)
         except BundleError as e:
             tested = ", ".join(f"{k} {v}"[:60] for k, v in list(manifest.runtimes_tested.items())[:4])
             problems = [p + (f"; the bundle was tested with {tested}" if "version" in p and tested else "")

@@ -10,16 +10,13 @@ Everything a Kotlin, Swift or Python decode loop needs is here, defined once:
 from __future__ import annotations
 
 import re
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-import numpy as np
-
-from . import files, text
-from .errors import BundleError, InputTextError
-from .files import write_json  # noqa: F401  (re-exported for the run folder)
+from . import files
+from .errors import BundleError
+from .preprocessing import MAX_SEQUENCE_TOKENS, Preprocessing, is_count, short_repr, validate_preprocessing_dict
 
 # ---- names, defined once --------------------------------------------------------------------------------------
 MANIFEST_FILE = "manifest.json"
@@ -37,6 +34,19 @@ STATE_C = "state_c"
 PROBS = "probs"
 NEXT_STATE_H = "next_state_h"
 NEXT_STATE_C = "next_state_c"
+#: Attention bundles: the encoder's output at every input position [batch, T, encoder_output_dim], and 1.0 where
+#: the input has a token, 0.0 where it is padding [batch, T]; both fed unchanged to every decoder step.
+ENCODER_OUTPUTS = "encoder_outputs"
+ENCODER_MASK = "encoder_mask"
+
+#: The seed's encoder-decoder: the decoder sees the encoder only through its final state.
+SEED_ARCHITECTURE = "lstm-encoder-decoder"
+#: The decoder also attends over the encoder's outputs at every step (Luong's "general" score).
+ATTENTION_ARCHITECTURE = "lstm-attention"
+ARCHITECTURES = (SEED_ARCHITECTURE, ATTENTION_ARCHITECTURE)
+
+#: Step outputs fed back as the next step's inputs (output name -> input name): the decoder's recurrent state.
+RECURRENT = ((NEXT_STATE_H, STATE_H), (NEXT_STATE_C, STATE_C))
 
 SIGNATURE_KEY = "serving_default"
 
@@ -65,11 +75,6 @@ ALLOWED_OPS = {
 MAX_MANIFEST_BYTES = 16 * 2**20
 #: A model file larger than this is refused before it is read (TFLite flatbuffers stop at 2 GiB).
 MAX_MODEL_BYTES = 2**30
-#: Tokens per vocabulary side, and characters per token.
-MAX_VOCABULARY = 262_144
-MAX_TOKEN_CHARS = 256
-#: input.max_tokens, target.max_tokens and encoder_time_steps: the decode loop runs at most this many steps.
-MAX_SEQUENCE_TOKENS = 4096
 #: LSTM units (state width).
 MAX_LATENT_DIM = 16_384
 #: Model entries in one manifest, and operator names per model entry.
@@ -79,165 +84,6 @@ MAX_OPS = 256
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")  # the TFLite signature both models expose
 
-#: role -> (input names, output names), in a documented order (never bind by position: use the names).
-MODEL_IO = {
-    ENCODER: ((INPUT_IDS,), (STATE_H, STATE_C)),
-    DECODER_STEP: ((PREV_TOKEN, STATE_H, STATE_C), (PROBS, NEXT_STATE_H, NEXT_STATE_C)),
-}
-
-
-# ---- preprocessing --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Preprocessing:
-    """How text becomes token ids and back; identical in training, export and every runtime."""
-
-    #: Unicode normalization applied to input and target text ("NFC").
-    normalization: str
-    #: Tokenization of the input side: "char" or "space".
-    input_tokenization: str
-    #: Tokenization of the output side: "char" or "space".
-    target_tokenization: str
-    #: Input vocabulary; index = token id. Ids 0, 1, 2 are pad, start and end.
-    input_vocabulary: tuple[str, ...]
-    #: Output vocabulary; index = token id. Ids 0, 1, 2 are pad, start and end.
-    target_vocabulary: tuple[str, ...]
-    #: The longest input, in tokens, the model was trained on; longer inputs are refused.
-    max_input_tokens: int
-    #: The longest output, in tokens (end marker excluded), the decoder may emit.
-    max_output_tokens: int
-
-    def __post_init__(self):
-        object.__setattr__(self, "input_vocab", text.Vocabulary(self.input_vocabulary, self.input_tokenization))
-        object.__setattr__(self, "target_vocab", text.Vocabulary(self.target_vocabulary, self.target_tokenization))
-
-    @property
-    def special_tokens(self) -> dict[str, dict[str, Any]]:
-        return {
-            "pad": {"id": text.PAD_ID, "text": text.PAD_TOKEN},
-            "start": {"id": text.START_ID, "text": text.START_TOKEN},
-            "end": {"id": text.END_ID, "text": text.END_TOKEN},
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "normalization": self.normalization,
-            "special_tokens": self.special_tokens,
-            "padding": {"side": "right", "pad_id": text.PAD_ID, "masked_by_encoder": True},
-            "input": {"tokenization": self.input_tokenization, "vocabulary": list(self.input_vocabulary),
-                      "max_tokens": self.max_input_tokens},
-            "target": {"tokenization": self.target_tokenization, "vocabulary": list(self.target_vocabulary),
-                       "max_tokens": self.max_output_tokens},
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Preprocessing":
-        problems = validate_preprocessing_dict(d)
-        if problems:
-            raise BundleError(problems)
-        return cls(
-            normalization=d["normalization"],
-            input_tokenization=d["input"]["tokenization"],
-            target_tokenization=d["target"]["tokenization"],
-            input_vocabulary=tuple(d["input"]["vocabulary"]),
-            target_vocabulary=tuple(d["target"]["vocabulary"]),
-            max_input_tokens=int(d["input"]["max_tokens"]),
-            max_output_tokens=int(d["target"]["max_tokens"]),
-        )
-
-    @property
-    def max_input_chars(self) -> int:
-        """Characters an input may have before it is refused unread: room for many characters per token (combining
-        marks, spaces between words), and a bound on the work one input can cause."""
-        return self.max_input_tokens * 64 + 1024
-
-    # -- encoding ---------------------------------------------------------------------------------------------
-    def encode_input(self, source: str, *, skip_unknown: bool = False) -> list[int]:
-        """Token ids of one input text (normalized), checked against the vocabulary and the length limit."""
-        if not isinstance(source, str):
-            raise TypeError(f"input must be str, not {type(source).__name__}")
-        # Refuse absurd lengths before touching the text (a million characters must fail fast).
-        if len(source) > self.max_input_chars:
-            raise InputTextError(
-                f"input is {len(source)} characters long; the model takes at most {self.max_input_tokens} tokens")
-        ids = self.input_vocab.encode(text.normalize(source), skip_unknown=skip_unknown)
-        if len(ids) > self.max_input_tokens:
-            raise InputTextError(
-                f"input is {len(ids)} tokens long; the model takes at most {self.max_input_tokens}")
-        return ids
-
-    def decode_output(self, ids: Sequence[int]) -> str:
-        return self.target_vocab.decode(ids)
-
-
-def pad_batch(sequences: Sequence[Sequence[int]], length: int | None = None) -> np.ndarray:
-    """Right-pad id lists with the pad id into an int32 [batch, time] array (time >= 1)."""
-    width = max([length or 0, 1] + [len(s) for s in sequences])
-    out = np.full((len(sequences), width), text.PAD_ID, dtype=np.int32)
-    for i, s in enumerate(sequences):
-        out[i, : len(s)] = s
-    return out
-
-
-def _is_count(v: Any, limit: int) -> bool:
-    """A positive int (not a bool) no larger than ``limit``."""
-    return isinstance(v, int) and not isinstance(v, bool) and 0 < v <= limit
-
-
-def _short(v: Any) -> str:
-    """A value for an error message, cut short (a crafted manifest can hold anything)."""
-    r = repr(v)
-    return r if len(r) <= 60 else r[:57] + "..."
-
-
-def validate_preprocessing_dict(d: Any) -> list[str]:
-    """Every problem of a preprocessing section, as readable strings (empty when it is valid). Never raises."""
-    if not isinstance(d, dict):
-        return ["preprocessing must be an object"]
-    problems = []
-    if d.get("normalization") != text.NORMALIZATION:
-        problems.append(f"normalization must be {text.NORMALIZATION!r}, got {_short(d.get('normalization'))}")
-    for side in ("input", "target"):
-        s = d.get(side)
-        if not isinstance(s, dict):
-            problems.append(f"missing section '{side}'")
-            continue
-        if not isinstance(s.get("tokenization"), str) or s["tokenization"] not in text.TOKENIZATIONS:
-            problems.append(f"{side}.tokenization must be one of {list(text.TOKENIZATIONS)}, "
-                            f"got {_short(s.get('tokenization'))}")
-        problems += _vocabulary_problems(side, s.get("vocabulary"))
-        if not _is_count(s.get("max_tokens"), MAX_SEQUENCE_TOKENS):
-            problems.append(f"{side}.max_tokens must be an integer from 1 to {MAX_SEQUENCE_TOKENS}, "
-                            f"got {_short(s.get('max_tokens'))}")
-    return problems
-
-
-def _vocabulary_problems(side: str, vocab: Any) -> list[str]:
-    if not isinstance(vocab, list) or not all(isinstance(t, str) for t in vocab):
-        return [f"{side}.vocabulary must be a list of strings"]
-    if len(vocab) > MAX_VOCABULARY:
-        return [f"{side}.vocabulary has {len(vocab)} entries, more than the {MAX_VOCABULARY} allowed"]
-    problems = []
-    if tuple(vocab[: len(text.SPECIAL_TOKENS)]) != text.SPECIAL_TOKENS:
-        problems.append(f"{side}.vocabulary must start with the special tokens {list(text.SPECIAL_TOKENS)}")
-    if len(vocab) <= len(text.SPECIAL_TOKENS):
-        problems.append(f"{side}.vocabulary has no data tokens")
-    bad = [t for t in vocab if not 0 < len(t) <= MAX_TOKEN_CHARS]
-    if bad:
-        problems.append(f"{side}.vocabulary has {len(bad)} empty entries or entries over {MAX_TOKEN_CHARS} "
-                        "characters")
-    not_unicode = [t for t in vocab if not text.is_valid_unicode(t)]
-    if not_unicode:
-        problems.append(f"{side}.vocabulary has {len(not_unicode)} entries that are not valid Unicode (lone "
-                        "surrogates)")
-    dupes = sorted(t for t, n in Counter(vocab).items() if n > 1)
-    if dupes:
-        problems.append(f"{side}.vocabulary has duplicate entries: {', '.join(_short(t) for t in dupes[:5])}")
-    return problems
-
-
-def read_json(path: Path, what: str) -> dict:
-    """A JSON object from a file of a run or a bundle (at most MAX_MANIFEST_BYTES); errors name the file."""
-    return files.read_json_object(path, what, max_bytes=MAX_MANIFEST_BYTES)
 
 
 # ---- the bundle manifest ----------------------------------------------------------------------------------------
@@ -307,14 +153,20 @@ class ModelFile:
                    ir_version=d.get("ir_version"))
 
 
-def expected_io(role: str, latent_dim: int, encoder_time_steps: int, target_vocab_size: int):
-    """The (inputs, outputs) TensorSpecs every model of ``role`` must have, whatever its format."""
+def expected_io(role: str, latent_dim: int, encoder_time_steps: int, target_vocab_size: int,
+                encoder_output_dim: int | None = None):
+    """The (inputs, outputs) TensorSpecs every model of ``role`` must have, whatever its format. With
+    ``encoder_output_dim`` (attention bundles) the encoder also returns its outputs and padding mask, and the step
+    takes them."""
     state = (-1, latent_dim)
+    attention = () if encoder_output_dim is None else (
+        TensorSpec(ENCODER_OUTPUTS, "float32", (-1, encoder_time_steps, encoder_output_dim)),
+        TensorSpec(ENCODER_MASK, "float32", (-1, encoder_time_steps)))
     if role == ENCODER:
         return ((TensorSpec(INPUT_IDS, "int32", (-1, encoder_time_steps)),),
-                (TensorSpec(STATE_H, "float32", state), TensorSpec(STATE_C, "float32", state)))
+                (TensorSpec(STATE_H, "float32", state), TensorSpec(STATE_C, "float32", state)) + attention)
     return ((TensorSpec(PREV_TOKEN, "int32", (-1,)), TensorSpec(STATE_H, "float32", state),
-             TensorSpec(STATE_C, "float32", state)),
+             TensorSpec(STATE_C, "float32", state)) + attention,
             (TensorSpec(PROBS, "float32", (-1, target_vocab_size)), TensorSpec(NEXT_STATE_H, "float32", state),
              TensorSpec(NEXT_STATE_C, "float32", state)))
 
@@ -329,6 +181,10 @@ class BundleManifest:
     #: Fixed time axis of the encoder input: inputs are right-padded with id 0 to this length.
     encoder_time_steps: int
     models: tuple[ModelFile, ...]
+    #: SEED_ARCHITECTURE or ATTENTION_ARCHITECTURE (bundles without the key are the seed's).
+    architecture: str = SEED_ARCHITECTURE
+    #: Attention bundles: the width of ``encoder_outputs`` (twice the encoder's units when it is bidirectional).
+    encoder_output_dim: int | None = None
     #: Versions of the tools that trained and exported the bundle.
     versions: dict[str, str] = field(default_factory=dict)
     #: Oldest interpreter versions the bundle was tested on, per backend.
@@ -338,15 +194,25 @@ class BundleManifest:
     format: str = MANIFEST_FORMAT
     version: int = MANIFEST_VERSION
 
+    def io(self, role: str):
+        """The (inputs, outputs) TensorSpecs of ``role`` in this bundle."""
+        return expected_io(role, self.latent_dim, self.encoder_time_steps, len(self.preprocessing.target_vocabulary),
+                           self.encoder_output_dim)
+
     def to_dict(self) -> dict[str, Any]:
+        model = {"architecture": self.architecture, "latent_dim": self.latent_dim,
+                 "encoder_time_steps": self.encoder_time_steps,
+                 "decoding": "greedy: start with prev_token = start id and the encoder's state; feed "
+                             "argmax(probs) and next_state_* back until the end id or max_tokens outputs"}
+        if self.encoder_output_dim is not None:
+            model["encoder_output_dim"] = self.encoder_output_dim
+            model["decoding"] += "; encoder_outputs and encoder_mask go unchanged to every step"
         return {
             "format": self.format, "version": self.version,
             "preprocessing": self.preprocessing.to_dict(),
-            "model": {"architecture": "lstm-encoder-decoder", "latent_dim": self.latent_dim,
-                      "encoder_time_steps": self.encoder_time_steps,
-                      "decoding": "greedy: start with prev_token = start id and the encoder's state; feed "
-                                  "argmax(probs) and next_state_* back until the end id or max_tokens outputs"},
-            "io": {role: {"inputs": list(ins), "outputs": list(outs)} for role, (ins, outs) in MODEL_IO.items()},
+            "model": model,
+            "io": {role: {"inputs": [t.name for t in self.io(role)[0]], "outputs": [t.name for t in self.io(role)[1]]}
+                   for role in ROLES},
             "models": [m.to_dict() for m in self.models],
             "versions": dict(self.versions), "runtimes_tested": dict(self.runtimes_tested),
             "provenance": dict(self.provenance),
@@ -363,20 +229,22 @@ class BundleManifest:
             latent_dim=int(d["model"]["latent_dim"]),
             encoder_time_steps=int(d["model"]["encoder_time_steps"]),
             models=tuple(ModelFile.from_dict(m) for m in d["models"]),
+            architecture=d["model"].get("architecture", SEED_ARCHITECTURE),
+            encoder_output_dim=d["model"].get("encoder_output_dim"),
             versions=dict(d.get("versions", {})), runtimes_tested=dict(d.get("runtimes_tested", {})),
             provenance=dict(d.get("provenance", {})), format=d["format"], version=d["version"])
 
     @classmethod
     def load(cls, bundle_dir: str | Path) -> "BundleManifest":
         path = Path(bundle_dir) / MANIFEST_FILE
-        d = read_json(path, "manifest")
+        d = files.read_json_object(path, "manifest", max_bytes=MAX_MANIFEST_BYTES)
         try:
             return cls.from_dict(d)
         except BundleError as e:
             raise BundleError(e.problems, where=str(path)) from None
 
     def save(self, bundle_dir: str | Path) -> None:
-        write_json(Path(bundle_dir) / MANIFEST_FILE, self.to_dict())
+        files.write_json(Path(bundle_dir) / MANIFEST_FILE, self.to_dict())
 
     def find(self, role: str, fmt: str, variant: str) -> ModelFile | None:
         for m in self.models:
@@ -395,23 +263,35 @@ def validate_manifest_dict(d: Any) -> list[str]:
         return ["manifest must be a JSON object"]
     problems = []
     if d.get("format") != MANIFEST_FORMAT:
-        problems.append(f"format must be {MANIFEST_FORMAT!r}, got {_short(d.get('format'))}")
+        problems.append(f"format must be {MANIFEST_FORMAT!r}, got {short_repr(d.get('format'))}")
     if "version" not in d:
         problems.append("missing format version ('version')")
     elif type(d["version"]) is not int or d["version"] != MANIFEST_VERSION:
-        problems.append(f"manifest format version {_short(d['version'])} is not supported by this runtime "
+        problems.append(f"manifest format version {short_repr(d['version'])} is not supported by this runtime "
                         f"(it reads version {MANIFEST_VERSION}); upgrade seq2seq-edge or re-export the bundle")
     prep = d.get("preprocessing")
     problems += validate_preprocessing_dict(prep) if "preprocessing" in d else ["missing key 'preprocessing'"]
     model = d.get("model")
-    latent = steps = None
+    latent = steps = attention_dim = None
+    attention = False
     if not isinstance(model, dict):
         problems.append("missing key 'model'")
     else:
         latent, steps = model.get("latent_dim"), model.get("encoder_time_steps")
-        for key, limit in (("latent_dim", MAX_LATENT_DIM), ("encoder_time_steps", MAX_SEQUENCE_TOKENS)):
-            if not _is_count(model.get(key), limit):
-                problems.append(f"model.{key} must be an integer from 1 to {limit}, got {_short(model.get(key))}")
+        architecture = model.get("architecture", SEED_ARCHITECTURE)
+        attention = architecture == ATTENTION_ARCHITECTURE
+        checks = [("latent_dim", MAX_LATENT_DIM), ("encoder_time_steps", MAX_SEQUENCE_TOKENS)]
+        if attention:
+            checks.append(("encoder_output_dim", MAX_LATENT_DIM))
+            attention_dim = model.get("encoder_output_dim")
+        elif "encoder_output_dim" in model:
+            problems.append(f"model.encoder_output_dim belongs to {ATTENTION_ARCHITECTURE!r} bundles only")
+        for key, limit in checks:
+            if not is_count(model.get(key), limit):
+                problems.append(f"model.{key} must be an integer from 1 to {limit}, got {short_repr(model.get(key))}")
+        if not isinstance(architecture, str) or architecture not in ARCHITECTURES:
+            problems.append(f"model.architecture must be one of {list(ARCHITECTURES)}, got {short_repr(architecture)}"
+                            "; a newer seq2seq-edge may read it")
     for key in ("versions", "runtimes_tested"):
         v = d.get(key, {})
         if not isinstance(v, dict) or not all(isinstance(x, str) for x in v.values()):
@@ -429,11 +309,13 @@ def validate_manifest_dict(d: Any) -> list[str]:
     target = sides.get("target") if isinstance(sides.get("target"), dict) else {}
     source = sides.get("input") if isinstance(sides.get("input"), dict) else {}
     target_vocab, in_max = target.get("vocabulary"), source.get("max_tokens")
-    if _is_count(steps, MAX_SEQUENCE_TOKENS) and _is_count(in_max, MAX_SEQUENCE_TOKENS) and steps < in_max:
+    if is_count(steps, MAX_SEQUENCE_TOKENS) and is_count(in_max, MAX_SEQUENCE_TOKENS) and steps < in_max:
         problems.append(f"model.encoder_time_steps ({steps}) is below input.max_tokens ({in_max})")
     contract = None
-    if _is_count(latent, MAX_LATENT_DIM) and _is_count(steps, MAX_SEQUENCE_TOKENS) and isinstance(target_vocab, list):
-        contract = {role: expected_io(role, latent, steps, len(target_vocab)) for role in ROLES}
+    if (is_count(latent, MAX_LATENT_DIM) and is_count(steps, MAX_SEQUENCE_TOKENS) and isinstance(target_vocab, list)
+            and (not attention or is_count(attention_dim, MAX_LATENT_DIM))):
+        contract = {role: expected_io(role, latent, steps, len(target_vocab), attention_dim if attention else None)
+                    for role in ROLES}
     seen = set()
     for i, m in enumerate(models):
         problems += _model_entry_problems(i, m, contract, seen)
@@ -452,29 +334,29 @@ def _model_entry_problems(i: int, m: Any, contract: dict | None, seen: set) -> l
         return [f"{where} is missing {', '.join(missing)}"]
     path = m["path"]
     if not isinstance(path, str) or not _FILE_NAME.fullmatch(path):
-        return [f"{where}: path {_short(path)} must be a plain file name inside the bundle (letters, digits, "
+        return [f"{where}: path {short_repr(path)} must be a plain file name inside the bundle (letters, digits, "
                 "'.', '_', '-'; at most 128 characters)"]
     where = f"{where} ({path!r})"
     problems = []
     role, fmt, variant = m["role"], m["format"], m["variant"]
     if not isinstance(role, str) or role not in ROLES:
-        problems.append(f"{where}: role must be one of {list(ROLES)}, got {_short(role)}")
+        problems.append(f"{where}: role must be one of {list(ROLES)}, got {short_repr(role)}")
     if not isinstance(fmt, str) or fmt not in FORMATS:
-        problems.append(f"{where}: format must be one of {list(FORMATS)}, got {_short(fmt)}")
+        problems.append(f"{where}: format must be one of {list(FORMATS)}, got {short_repr(fmt)}")
     elif not isinstance(variant, str) or variant not in VARIANTS[fmt]:
-        problems.append(f"{where}: variant must be one of {list(VARIANTS[fmt])}, got {_short(variant)}")
+        problems.append(f"{where}: variant must be one of {list(VARIANTS[fmt])}, got {short_repr(variant)}")
     if not isinstance(m["sha256"], str) or not _SHA256.fullmatch(m["sha256"]):
         problems.append(f"{where}: sha256 must be 64 lowercase hex digits")
-    if not _is_count(m["size_bytes"], MAX_MODEL_BYTES):
+    if not is_count(m["size_bytes"], MAX_MODEL_BYTES):
         problems.append(f"{where}: size_bytes must be an integer from 1 to {MAX_MODEL_BYTES}, "
-                        f"got {_short(m['size_bytes'])}")
+                        f"got {short_repr(m['size_bytes'])}")
     ops = m.get("ops", [])
     if not isinstance(ops, list) or len(ops) > MAX_OPS or not all(isinstance(o, str) and 0 < len(o) <= 64
                                                                    for o in ops):
         problems.append(f"{where}: ops must be a list of at most {MAX_OPS} operator names")
     for key in ("opset", "ir_version"):
-        if m.get(key) is not None and not _is_count(m[key], 10_000):
-            problems.append(f"{where}: {key} must be a positive integer, got {_short(m[key])}")
+        if m.get(key) is not None and not is_count(m[key], 10_000):
+            problems.append(f"{where}: {key} must be a positive integer, got {short_repr(m[key])}")
     if m.get("signature") is not None and not isinstance(m["signature"], str):
         problems.append(f"{where}: signature must be a string")
     if problems:

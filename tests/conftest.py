@@ -23,18 +23,35 @@ requires_train = pytest.mark.skipif(not HAS_TRAIN, reason="needs the [train] ext
 
 
 @pytest.fixture(scope="session")
-def fixture_dir(tmp_path_factory) -> Path:
+def fixture_dir(tmp_path_factory, pytestconfig) -> Path:
     env = os.environ.get("S2S_FIXTURES")
     out = Path(env) if env else tmp_path_factory.mktemp("fixtures")
-    needed = [out / "bundles" / n / "manifest.json" for n in ("digits", "numbers")]
+    needed = [out / "bundles" / n / "manifest.json" for n in ("digits", "numbers", "attention")]
     if not all(p.is_file() for p in needed):
         if not HAS_TRAIN:
             pytest.fail(f"no fixture bundles in {out} and no TensorFlow to make them: "
                         "run `python tests/make_fixtures.py DIR` in a training env and set S2S_FIXTURES=DIR")
         import make_fixtures
 
-        make_fixtures.make(out)
+        say = _say(pytestconfig)
+        say(f"\nbuilding the test fixtures in {out}: training and exporting three small models (one to a few "
+            "minutes on 2 cores; S2S_FIXTURES=DIR keeps them for the next run)")
+        make_fixtures.make(out, say=say)
     return out
+
+
+def _say(config):
+    """A line on the terminal while pytest captures output (a session fixture's setup is captured too)."""
+    capture = config.pluginmanager.getplugin("capturemanager")
+    reporter = config.pluginmanager.getplugin("terminalreporter")
+
+    def say(message: str) -> None:
+        if capture is None or reporter is None:
+            print(message, file=sys.stderr, flush=True)
+            return
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(message)
+    return say
 
 
 @pytest.fixture(scope="session")
@@ -45,6 +62,11 @@ def digits_bundle(fixture_dir) -> Path:
 @pytest.fixture(scope="session")
 def numbers_bundle(fixture_dir) -> Path:
     return fixture_dir / "bundles" / "numbers"
+
+
+@pytest.fixture(scope="session")
+def attention_bundle(fixture_dir) -> Path:
+    return fixture_dir / "bundles" / "attention"
 
 
 def resign(bundle: Path, name: str, content: bytes) -> None:

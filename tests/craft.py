@@ -4,24 +4,7 @@ appending bytes to a serialized ModelProto adds functions, nodes or tensors to i
 
 from __future__ import annotations
 
-
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def vi(number: int, value: int) -> bytes:
-    return varint(number << 3) + varint(value)
-
-
-def ld(number: int, payload: bytes | str) -> bytes:
-    if isinstance(payload, str):
-        payload = payload.encode()
-    return varint(number << 3 | 2) + varint(len(payload)) + payload
+from seq2seq_edge.bench.floor import ld, vi  # the one protobuf writer
 
 
 def external_tensor(name: str, location: str) -> bytes:

@@ -12,16 +12,25 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from pathlib import Path
 
 FIXTURES = {
     "digits": dict(task="digits"),
     "numbers": dict(task="numbers", max_number=999, latent_dim=24, epochs=12, batch_size=32,
                     learning_rate=5e-3, patience=0),
+    # The attention decoder over a bidirectional encoder, on the same small task.
+    "attention": dict(task="numbers", max_number=999, latent_dim=16, epochs=12, batch_size=32,
+                      learning_rate=5e-3, patience=0, decoder="attention", bidirectional=True),
 }
 
 
-def make(out_dir: Path, names=tuple(FIXTURES)) -> dict[str, Path]:
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def make(out_dir: Path, names=tuple(FIXTURES), say=_stderr) -> dict[str, Path]:
+    """Train and export the fixtures that ``out_dir`` does not hold yet; ``say`` gets one line per step."""
     from seq2seq_edge.export import export_bundle
     from seq2seq_edge.train import trainer
 
@@ -30,9 +39,13 @@ def make(out_dir: Path, names=tuple(FIXTURES)) -> dict[str, Path]:
         spec = dict(FIXTURES[name])
         run_dir, bundle_dir = out_dir / "runs" / name, out_dir / "bundles" / name
         if not (bundle_dir / "manifest.json").is_file():
+            started = time.perf_counter()
+            say(f"test fixture {name!r}: training {run_dir} ...")
             cfg = trainer.task_defaults(spec.pop("task"), **spec)
             trainer.train(cfg, run_dir, force=True, quiet=True)
+            say(f"test fixture {name!r}: exporting {bundle_dir} ...")
             export_bundle(run_dir, bundle_dir, force=True)
+            say(f"test fixture {name!r}: done in {time.perf_counter() - started:.0f} s")
         bundles[name] = bundle_dir
     extra = out_dir / "extra" / "per_channel_int8.tflite"
     if not extra.is_file():

@@ -6,11 +6,16 @@ Raspberry Pi OS Bookworm 64-bit is Debian bookworm on arm64 with Python 3.11. Th
 
 1. builds an arm64 bookworm root file system with mmdebstrap (qemu-user-static runs its binaries), or reuses
    the one it cached in $S2S_PI_CACHE (default /var/cache/seq2seq-edge/pi-rootfs-bookworm-arm64);
-2. inside it, as a Pi user would, creates one venv with `pip install 'seq2seq-edge[tflite]'` (numpy<2 and the
-   tflite-runtime 2.14 aarch64 wheel) and one with `pip install 'seq2seq-edge[onnx]'`; no TensorFlow;
+2. inside it, as the README's Raspberry Pi section says, creates one venv with `pip install
+   './seq2seq_edge-0.1.0-py3-none-any.whl[tflite]'` (the wheel `pip wheel --no-deps` builds from this tree; pip
+   fetches numpy<2 and the tflite-runtime 2.14 aarch64 wheel) and one with `...whl[onnx]'`; no TensorFlow;
 3. decodes every golden input of each BUNDLE with each venv and compares the strings with the exporter's;
 4. prints per-word latency, labelled as emulated: it says nothing about a real Pi's speed;
-5. unmounts what it mounted and removes what it copied in, also when it fails.
+5. runs `s2s bench --quick --threads 1` on the first BUNDLE in the [onnx] venv, with tflite-runtime from the
+   [tflite] venv, as a device's user would, qemu emulating a Raspberry Pi 4's core (Cortex-A72); the results say
+   machine.emulated = true (and EMULATED in the Markdown), and with --bench-out DIR they are copied out as
+   DIR/<bundle>-on-<machine>.json and .md (about a minute);
+6. unmounts what it mounted and removes what it copied in, also when it fails.
 
 Needs root, and on a non-arm64 host: qemu-user-static, binfmt-support and mmdebstrap (Debian packages).
 Exit status 0 when every string matches on both backends.
@@ -22,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -110,6 +116,8 @@ class Mounted:
         self.root, self.mounts = root, []
 
     def __enter__(self):
+        # Not /sys: with the host's sysfs there, onnxruntime (its cpuinfo reads the x86 host's topology) crashes
+        # under qemu; without it, it only warns that it cannot read the CPU list.
         for src, dst, args in (("proc", "proc", ["-t", "proc"]), ("/dev", "dev", ["--bind"])):
             target = self.root / dst
             run(["mount", *args, src, str(target)])
@@ -125,17 +133,78 @@ class Mounted:
         return False
 
 
-def chroot(root: Path, script: str, capture=False):
+def chroot(root: Path, script: str, capture=False, timeout=None, env=None):
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/root", "LANG": "C.UTF-8",
-           "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_PROGRESS_BAR": "off", "PIP_CERT": f"{WORK}/ca.crt"}
+           "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_PROGRESS_BAR": "off", "PIP_CERT": f"{WORK}/ca.crt", **(env or {})}
     chroot_bin = shutil.which("chroot") or "/usr/sbin/chroot"
     return subprocess.run([chroot_bin, str(root), "/bin/sh", "-ec", script], env=env, check=True,
-                          capture_output=capture, text=True)
+                          capture_output=capture, text=True, timeout=timeout)
+
+
+#: The CPU qemu emulates for the benchmark: a Raspberry Pi 4's core (qemu's default, "max", has every extension;
+#: under it tflite-runtime 2.14's int8 step crashes at batch sizes that are multiples of 4, in its dot-product
+#: kernels, which a Pi 4 does not have).
+BENCH_QEMU_CPU = "cortex-a72"
+BENCH_TIMEOUT_S = 900
+
+
+def emulation() -> str:
+    """What runs the arm64 binaries here, for the benchmark's results ("" on a real arm64 machine)."""
+    if platform.machine() in ("aarch64", "arm64"):
+        return ""
+    qemu = subprocess.run(["qemu-aarch64-static", "--version"], capture_output=True, text=True).stdout
+    host = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")), platform.machine())
+    return (f"the Raspberry Pi stand-in: arm64 Debian bookworm under {' '.join(qemu.split()[:3]) or 'qemu-user'} "
+            f"emulating a {BENCH_QEMU_CPU} (a Raspberry Pi 4's core) on an {platform.machine()} host ({host})")
+
+
+def bench(root: Path, bundle: str, out: Path | None) -> int:
+    """`s2s bench --quick` inside the root file system, as a device's user would run it; 1 if it failed.
+    One thread (several emulated threads only measure qemu)."""
+    t = time.time()
+    results = f"{WORK}/bench"
+    env = {"XDG_CACHE_HOME": f"{WORK}/cache", "S2S_BENCH_EMULATED": emulation()}
+    if platform.machine() not in ("aarch64", "arm64"):
+        env["QEMU_CPU"] = BENCH_QEMU_CPU
+    cmd = (f"{WORK}/venv-onnx/bin/s2s bench {bundle} --quick --threads 1 --tflite-python {WORK}/venv-tflite/bin/python "
+           f"--label {shlex.quote('Pi stand-in: arm64 bookworm under qemu')} --out {results}")
+    try:
+        chroot(root, cmd, timeout=BENCH_TIMEOUT_S, env=env)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
+        log(f"FAIL: s2s bench inside the emulated system: {e}")
+        return 1
+    inside = root / results.lstrip("/")
+    summary = json.loads((inside / "results.json").read_text(encoding="utf-8"))
+    (result,) = summary["results"]
+    m = result["machine"]
+    if platform.machine() not in ("aarch64", "arm64") and not m["emulated"]:
+        log("FAIL: the emulated benchmark's results do not say machine.emulated = true")
+        return 1
+    if result["failed"]:
+        log(f"FAIL: s2s bench: {result['failed']}")
+        return 1
+    for x in result["runtime"]:
+        if x["threads"] == 1:
+            log(f"bench {x['backend']:6} {x['variant']}: {x['word_latency_ms']['p50']:.2f} ms/word p50, step "
+                f"{x['step_us']:.0f} us (EMULATED)")
+    log(f"s2s bench (quick, {', '.join(sorted(result['floors_us']))}) in {time.time() - t:.0f} s: "
+        f"{m['label']}, {m['arch']}, {m['python']}")
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        stem = f"{result['bundle']['name']}-on-{m['slug']}"
+        shutil.copy(inside / "results.json", out / f"{stem}.json")
+        shutil.copy(inside / "results.md", out / f"{stem}.md")
+        log(f"benchmark results: {out / stem}.json, .md")
+    return 0
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("bundles", nargs="+", type=Path)
+    p.add_argument("--bench-out", type=Path, metavar="DIR",
+                   help="copy the emulated benchmark's results here, as <bundle>-on-<machine>.json and .md")
+    p.add_argument("--no-bench", action="store_true", help="skip s2s bench inside the emulated system")
     args = p.parse_args(argv)
     if os.geteuid() != 0:
         sys.exit("[pi] needs root (chroot and mounts)")
@@ -178,6 +247,8 @@ def main(argv=None) -> int:
                     f"{b['ms_per_word_p50']:.2f} ms/word (EMULATED on {platform.machine()} via qemu, "
                     f"not a Raspberry Pi's speed), {report['machine']}, Python {report['python']}, "
                     f"numpy {report['numpy']}")
+        if not args.no_bench:
+            failures += bench(root, inside[0], args.bench_out)
     log(f"{'PASSED' if not failures else 'FAILED'} in {time.time() - started:.0f} s")
     return 1 if failures else 0
 

@@ -1,5 +1,6 @@
 import pytest
 
+from seq2seq_edge import pairs
 from seq2seq_edge.errors import DataFileError
 from seq2seq_edge.train import data
 
@@ -36,16 +37,16 @@ def test_split_is_deterministic_disjoint_and_keeps_small_sets_whole():
 def test_tsv_layout_bom_crlf_blank_lines_extra_columns_and_duplicates(tmp_path):
     f = tmp_path / "fra.tsv"
     f.write_bytes("\ufeffGo.\tVa !\tCC-BY 2.0\r\n\r\nHi.\tSalut.\r\nHi.\tSalut.\r\nCafe\u0301\tcafé\n".encode())
-    pairs = data.read_tsv(f)
-    assert [(p.source, p.target) for p in pairs] == [("Go.", "Va !"), ("Hi.", "Salut."), ("Café", "café")]
-    assert pairs[1].origin == f"{f}:3"
+    read = pairs.read_tsv(f)
+    assert [(p.source, p.target) for p in read] == [("Go.", "Va !"), ("Hi.", "Salut."), ("Café", "café")]
+    assert read[1].origin == f"{f}:3"
 
 
 def test_tsv_header_is_skipped_only_when_asked(tmp_path):
     f = tmp_path / "h.tsv"
     f.write_text("input\ttarget\n1\tone\n", encoding="utf-8")
-    assert [(p.source, p.target) for p in data.read_tsv(f)] == [("input", "target"), ("1", "one")]
-    assert [(p.source, p.target) for p in data.read_tsv(f, skip_header=True)] == [("1", "one")]
+    assert [(p.source, p.target) for p in pairs.read_tsv(f)] == [("input", "target"), ("1", "one")]
+    assert [(p.source, p.target) for p in pairs.read_tsv(f, skip_header=True)] == [("1", "one")]
 
 
 @pytest.mark.parametrize("content, message", [
@@ -60,9 +61,9 @@ def test_tsv_errors_name_the_file_and_line(tmp_path, content, message):
     f = tmp_path / "bad.tsv"
     f.write_bytes(content)
     with pytest.raises(DataFileError, match=str(f).replace("\\", "\\\\") + message):
-        data.read_tsv(f)
+        pairs.read_tsv(f)
 
 
 def test_missing_tsv(tmp_path):
     with pytest.raises(DataFileError, match=r"nope.tsv: no such file"):
-        data.read_tsv(tmp_path / "nope.tsv")
+        pairs.read_tsv(tmp_path / "nope.tsv")

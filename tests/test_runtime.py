@@ -32,7 +32,7 @@ def test_some_backend_is_installed():
 
 
 @pytest.mark.parametrize("backend,variant", FP32)
-@pytest.mark.parametrize("bundle_name", ["digits", "numbers"])
+@pytest.mark.parametrize("bundle_name", ["digits", "numbers", "attention"])
 def test_fp32_reproduces_keras_golden_strings(fixture_dir, bundle_name, backend, variant):
     bundle = fixture_dir / "bundles" / bundle_name
     inputs, expected = golden(bundle)
@@ -49,9 +49,11 @@ def test_digits_decode_the_seed_words(digits_bundle, backend, variant):
 
 
 @pytest.mark.parametrize("backend,variant", ALL_VARIANTS)
-def test_every_variant_loads_and_decodes(numbers_bundle, backend, variant):
-    decoder = seq2seq_edge.load(numbers_bundle, backend=backend, variant=variant)
-    inputs, expected = golden(numbers_bundle)
+@pytest.mark.parametrize("bundle_name", ["numbers", "attention"])
+def test_every_variant_loads_and_decodes(fixture_dir, bundle_name, backend, variant):
+    bundle = fixture_dir / "bundles" / bundle_name
+    decoder = seq2seq_edge.load(bundle, backend=backend, variant=variant)
+    inputs, expected = golden(bundle)
     got = decoder.decode_batch(inputs)
     agreement = sum(g == e for g, e in zip(got, expected)) / len(expected)
     assert agreement >= 0.9, (backend, variant, agreement)
@@ -68,8 +70,9 @@ def test_every_variant_loads_and_decodes(numbers_bundle, backend, variant):
 
 
 @pytest.mark.parametrize("backend,variant", FP32)
-def test_batch_equals_single_for_mixed_lengths(numbers_bundle, backend, variant):
-    decoder = seq2seq_edge.load(numbers_bundle, backend=backend)
+@pytest.mark.parametrize("bundle_name", ["numbers", "attention"])
+def test_batch_equals_single_for_mixed_lengths(fixture_dir, bundle_name, backend, variant):
+    decoder = seq2seq_edge.load(fixture_dir / "bundles" / bundle_name, backend=backend)
     texts = ["7", "512", "40", "999", "3", "", "18", "100", "61"]
     singles = [decoder.decode(t) for t in texts]
     for batch_size in (1, 2, 4, 64):
@@ -85,7 +88,7 @@ def test_scores_probabilities_and_streaming(numbers_bundle, backend, variant):
     assert result.finished and len(result.token_probs) == len(result.tokens) + 1
     assert all(0.0 < p <= 1.0 for p in result.token_probs)
     assert result.score == pytest.approx(float(np.sum(np.log(result.token_probs))))
-    assert " ".join(decoder.stream("512")) == result.text
+    assert "".join(decoder.stream("512")) == result.text  # words come with the space before them
     assert list(decoder.stream("")) == []
 
 
@@ -95,7 +98,7 @@ def test_max_output_len_caps_the_output(numbers_bundle, backend, variant):
     full = decoder.decode_result("777")
     capped = decoder.decode_result("777", max_output_len=2)
     assert capped.tokens == full.tokens[:2] and not capped.finished
-    assert list(decoder.stream("777", max_output_len=2)) == list(full.tokens[:2])
+    assert [p.strip() for p in decoder.stream("777", max_output_len=2)] == list(full.tokens[:2])
     with pytest.raises(ValueError, match=f"between 1 and the trained maximum {decoder.max_output_len}, got 0"):
         decoder.decode("777", max_output_len=0)
     with pytest.raises(ValueError, match="got 99"):
@@ -203,7 +206,8 @@ def test_missing_backend_says_what_to_install(digits_bundle, monkeypatch):
     missing = [b for b in backends.BACKENDS if b not in INSTALLED]
     if not missing:
         pytest.skip("every backend is installed")
-    with pytest.raises(BackendUnavailableError, match=r"pip install 'seq2seq-edge\[" + missing[0] + r"\]'"):
+    hint = r"in a clone of seq2seq-edge: pip install '\.\[" + missing[0] + r"\]'"
+    with pytest.raises(BackendUnavailableError, match=hint):
         seq2seq_edge.load(digits_bundle, backend=missing[0])
     with pytest.raises(BackendUnavailableError, match="unknown backend 'tensorflow'"):
         seq2seq_edge.load(digits_bundle, backend="tensorflow")
@@ -250,3 +254,29 @@ def test_too_new_tflite_op_names_the_interpreter(fixture_dir):
     with pytest.raises(BundleError, match=r"FULLY_CONNECTED' version '12'.*the installed tflite-runtime 2\.14\.0 "
                                           r"is too old for this model"):
         backends.open_model("tflite", model.read_bytes())
+
+
+def test_attention_bundle_declares_its_contract(attention_bundle):
+    manifest = mf.BundleManifest.load(attention_bundle)
+    assert manifest.architecture == mf.ATTENTION_ARCHITECTURE
+    T, E = manifest.encoder_time_steps, manifest.encoder_output_dim
+    assert E == manifest.latent_dim  # bidirectional: the decoder has the encoder's two directions' units
+    enc_in, enc_out = manifest.io(mf.ENCODER)
+    step_in, _ = manifest.io(mf.DECODER_STEP)
+    assert {t.name: t.shape for t in enc_out}[mf.ENCODER_OUTPUTS] == (-1, T, E)
+    assert {t.name: t.shape for t in step_in}[mf.ENCODER_MASK] == (-1, T)
+    raw = json.loads((attention_bundle / "manifest.json").read_text())
+    assert raw["io"]["decoder_step"]["inputs"] == ["prev_token", "state_h", "state_c", "encoder_outputs",
+                                                   "encoder_mask"]
+
+
+@pytest.mark.parametrize("backend,variant", FP32)
+def test_attention_feeds_follow_each_row(attention_bundle, backend, variant):
+    """The encoder's outputs and mask go with their row through batches: mixed lengths give the single results."""
+    decoder = seq2seq_edge.load(attention_bundle, backend=backend)
+    texts = ["7", "512", "40", "999", "3", "18", "100"]
+    feeds = decoder.first_feeds(seq2seq_edge.decoder.padded_batches(
+        [decoder.preprocessing.encode_input(t) for t in texts], 8, decoder.manifest.encoder_time_steps).__next__())
+    assert set(feeds) == {mf.PREV_TOKEN, mf.STATE_H, mf.STATE_C, mf.ENCODER_OUTPUTS, mf.ENCODER_MASK}
+    assert feeds[mf.ENCODER_MASK].sum(axis=1).tolist() == [1, 3, 2, 3, 1, 2, 3]
+    assert decoder.decode_batch(texts, batch_size=4) == [decoder.decode(t) for t in texts]

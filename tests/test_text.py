@@ -1,6 +1,6 @@
 import pytest
 
-from seq2seq_edge import manifest as mf
+from seq2seq_edge import preprocessing as pp
 from seq2seq_edge import text
 from seq2seq_edge.errors import InputTextError
 
@@ -39,12 +39,12 @@ def test_unknown_symbols_are_named_or_skipped():
 def test_nfc_normalization_makes_decomposed_input_match():
     composed, decomposed = "\u00e9", "e\u0301"
     assert text.normalize(decomposed) == composed
-    prep = mf.Preprocessing("NFC", "char", "char", text.SPECIAL_TOKENS + ("\u00e9",), text.SPECIAL_TOKENS + ("x",), 3, 3)
+    prep = pp.Preprocessing("NFC", "char", "char", text.SPECIAL_TOKENS + ("\u00e9",), text.SPECIAL_TOKENS + ("x",), 3, 3)
     assert prep.encode_input(decomposed) == prep.encode_input(composed) == [3]
 
 
 def test_input_length_and_type_are_checked():
-    prep = mf.Preprocessing("NFC", "char", "char", text.SPECIAL_TOKENS + ("1",), text.SPECIAL_TOKENS + ("x",), 4, 3)
+    prep = pp.Preprocessing("NFC", "char", "char", text.SPECIAL_TOKENS + ("1",), text.SPECIAL_TOKENS + ("x",), 4, 3)
     assert prep.encode_input("1111") == [3, 3, 3, 3]
     with pytest.raises(InputTextError, match="input is 5 tokens long; the model takes at most 4"):
         prep.encode_input("11111")
@@ -55,18 +55,18 @@ def test_input_length_and_type_are_checked():
 
 
 def test_pad_batch_right_pads_with_zero():
-    out = mf.pad_batch([[5, 6], [7]], 3)
+    out = pp.pad_batch([[5, 6], [7]], 3)
     assert out.dtype.name == "int32" and out.tolist() == [[5, 6, 0], [7, 0, 0]]
-    assert mf.pad_batch([[]]).tolist() == [[0]]
+    assert pp.pad_batch([[]]).tolist() == [[0]]
 
 
 def test_preprocessing_dict_round_trip_and_validation_lists_every_problem():
-    prep = mf.Preprocessing("NFC", "char", "space", text.SPECIAL_TOKENS + ("1",), text.SPECIAL_TOKENS + ("one",), 1, 1)
-    assert mf.Preprocessing.from_dict(prep.to_dict()) == prep
+    prep = pp.Preprocessing("NFC", "char", "space", text.SPECIAL_TOKENS + ("1",), text.SPECIAL_TOKENS + ("one",), 1, 1)
+    assert pp.Preprocessing.from_dict(prep.to_dict()) == prep
     bad = prep.to_dict()
     bad["input"]["vocabulary"] = ["a", "a"]
     bad["target"]["max_tokens"] = 0
-    problems = mf.validate_preprocessing_dict(bad)
+    problems = pp.validate_preprocessing_dict(bad)
     assert any("duplicate entries: 'a'" in p for p in problems)
     assert any("must start with the special tokens" in p for p in problems)
     assert any("target.max_tokens must be an integer from 1 to 4096, got 0" in p for p in problems)

@@ -27,7 +27,7 @@ import craft
 import seq2seq_edge
 from seq2seq_edge import backends
 from seq2seq_edge import manifest as mf
-from seq2seq_edge import probe
+from seq2seq_edge import probe, text
 from seq2seq_edge.errors import BundleError
 
 S2S = Path(sys.executable).with_name("s2s")
@@ -424,7 +424,7 @@ def test_a_huge_vocabulary_is_validated_in_linear_time(digits_bundle, tmp_path):
     bundle = copy_bundle(digits_bundle, tmp_path)
 
     def change(d):
-        d["preprocessing"]["input"]["vocabulary"] = list(mf.text.SPECIAL_TOKENS) + [f"t{i}" for i in range(250_000)] * 2
+        d["preprocessing"]["input"]["vocabulary"] = list(text.SPECIAL_TOKENS) + [f"t{i}" for i in range(250_000)] * 2
     edit_manifest(bundle, change)
     started = time.monotonic()
     proc = s2s("run", bundle, "7", cache=tmp_path / "cache", timeout=60)
@@ -432,7 +432,7 @@ def test_a_huge_vocabulary_is_validated_in_linear_time(digits_bundle, tmp_path):
     assert time.monotonic() - started < 30
 
     def change2(d):
-        d["preprocessing"]["input"]["vocabulary"] = list(mf.text.SPECIAL_TOKENS) + ["a"] * 250_000
+        d["preprocessing"]["input"]["vocabulary"] = list(text.SPECIAL_TOKENS) + ["a"] * 250_000
     edit_manifest(bundle, change2)
     proc = s2s("run", bundle, "7", cache=tmp_path / "cache", timeout=60)
     assert_refused(proc, r"input\.vocabulary has duplicate entries: 'a'")

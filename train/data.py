@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass
-from pathlib import Path
 
 from seq2seq_edge import text
 from seq2seq_edge.errors import DataFileError
+from seq2seq_edge.pairs import Pair
 
 log = logging.getLogger(__name__)
 
@@ -18,13 +18,6 @@ DIGIT_PAIRS = [("1", "one"), ("2", "two"), ("3", "three"), ("4", "four"), ("5", 
 
 #: Below this many distinct inputs a data set is too small to hold out: train, validation and test are all of it.
 MIN_PAIRS_TO_SPLIT = 20
-
-
-@dataclass(frozen=True)
-class Pair:
-    source: str
-    target: str
-    origin: str = ""  # "file:line" for pairs read from a file, for error messages
 
 
 @dataclass
@@ -53,57 +46,6 @@ def numbers_pairs(lang: str = "en", max_number: int = 9999) -> list[Pair]:
     return [Pair(str(n), text.normalize(num2words(n, lang=lang))) for n in range(max_number + 1)]
 
 
-def read_tsv(path: str | Path, *, skip_header: bool = False) -> list[Pair]:
-    """Read ``input<TAB>target[<TAB>ignored...]`` lines (UTF-8).
-
-    Documented behaviour: a UTF-8 byte-order mark is ignored; Windows line endings are accepted; blank lines are
-    skipped; ``skip_header`` drops the first non-blank line; text is NFC-normalized; exact duplicate pairs are kept
-    once. A line without a TAB, an empty input or target, or invalid UTF-8 raises DataFileError naming the line.
-    """
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataFileError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise DataFileError(f"{path}: is a directory, expected a TSV file") from None
-    except OSError as e:
-        raise DataFileError(f"{path}: cannot read ({e.strerror})") from None
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    pairs: list[Pair] = []
-    seen: set[tuple[str, str]] = set()
-    header_pending = skip_header
-    for lineno, line in enumerate(raw.split(b"\n"), start=1):
-        if line.endswith(b"\r"):
-            line = line[:-1]
-        try:
-            decoded = line.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise DataFileError(f"{path}:{lineno}: not valid UTF-8 (byte 0x{line[e.start]:02x} at column {e.start + 1})") from None
-        if not decoded.strip():
-            continue
-        if header_pending:
-            header_pending = False
-            continue
-        if "\t" not in decoded:
-            raise DataFileError(f"{path}:{lineno}: no TAB between input and target")
-        source, target = decoded.split("\t")[:2]
-        source, target = text.normalize(source), text.normalize(target)
-        if not source.strip():
-            raise DataFileError(f"{path}:{lineno}: empty input")
-        if not target.strip():
-            raise DataFileError(f"{path}:{lineno}: empty target")
-        if (source, target) in seen:
-            continue
-        seen.add((source, target))
-        pairs.append(Pair(source, target, f"{path}:{lineno}"))
-    if not pairs:
-        why = " (the file is empty)" if not raw else " (only blank lines)" if not raw.strip() else ""
-        raise DataFileError(f"{path}: no pairs found{why}")
-    return pairs
-
-
 def split_pairs(pairs: list[Pair], *, seed: int, validation_fraction: float = 0.1,
                 test_fraction: float = 0.1) -> Splits:
     """A deterministic shuffled split that keeps every pair with the same input in the same part.
@@ -127,3 +69,30 @@ def split_pairs(pairs: list[Pair], *, seed: int, validation_fraction: float = 0.
     for part in (splits.train, splits.validation, splits.test):
         rng.shuffle(part)
     return splits
+
+
+def move_short_inputs_to_train(splits: Splits, max_chars: int, max_share: float = 0.05) -> Splits:
+    """Pairs whose input has at most ``max_chars`` characters, moved into the training part when such inputs are
+    at most ``max_share`` of all: a task whose short inputs are few and basic (the numbers task's 0-99, 100 of
+    10,000) must see all of them, and one made mostly of them must still hold some out."""
+    everything = splits.train + splits.validation + splits.test
+    short = [p for p in splits.validation + splits.test if len(p.source) <= max_chars]
+    if not short or sum(len(p.source) <= max_chars for p in everything) > max_share * len(everything):
+        return splits
+    log.info("%d pairs with inputs of at most %d characters moved into the training split", len(short), max_chars)
+    keep = [[p for p in part if len(p.source) > max_chars] for part in (splits.validation, splits.test)]
+    return Splits(splits.train + short, keep[0], keep[1])
+
+
+def balance_input_lengths(pairs: list[Pair], max_repeat: int = 100) -> list[Pair]:
+    """``pairs`` with each pair repeated about sqrt(n_max / n) times, where n is how many pairs have its input
+    length and n_max the most common length's count (at most ``max_repeat`` times): rare lengths (a task's short
+    inputs) weigh more in training without drowning the common ones."""
+    counts: dict[int, int] = {}
+    for p in pairs:
+        counts[len(p.source)] = counts.get(len(p.source), 0) + 1
+    most = max(counts.values(), default=0)
+    out = []
+    for p in pairs:
+        out += [p] * min(max_repeat, max(1, round((most / counts[len(p.source)]) ** 0.5)))
+    return out

@@ -5,6 +5,14 @@ Training graph (teacher forcing), as in the keras-io tutorial the project grows 
     input_ids -> encoder_embedding -> encoder_lstm -> (h, c)
     decoder_input_ids -> decoder_embedding -> decoder_lstm(initial_state=(h, c)) -> decoder_output (softmax)
 
+With ``attention=True`` the decoder also looks at the encoder's output at every input position (Luong et al.
+2015, "general" score, without input feeding), and the encoder may be bidirectional (its final states are
+concatenated, so the decoder has twice the encoder's units):
+
+    encoder_lstm -> encoder_outputs [batch, T, E] (padding masked), (h, c)
+    decoder_lstm -> s_t;  scores = (attention_query(s_t)) . encoder_outputs, padding at -1e9;  a = softmax(scores)
+    context = a . encoder_outputs;  attention_combine = tanh(W [context; s_t] + b) -> decoder_output (softmax)
+
 With ``embedding_dim=0`` (the default) both embeddings are frozen one-hot tables, so the LSTMs see exactly the
 seed's one-hot vectors; id 0 (padding) maps to a zero vector and is masked in the encoder, so right-padding does
 not change the final state. The step model calls the decoder LSTM's cell once: no loop in its graph.
@@ -23,6 +31,9 @@ DECODER_EMBEDDING = "decoder_embedding"
 DECODER_LSTM = "decoder_lstm"
 DECODER_OUTPUT = "decoder_output"
 DECODER_INPUT_IDS = "decoder_input_ids"
+ATTENTION_QUERY = "attention_query"
+ATTENTION = "attention"
+ATTENTION_COMBINE = "attention_combine"
 
 
 def _one_hot_table(vocab_size: int) -> np.ndarray:
@@ -39,19 +50,40 @@ def _embedding(keras, name, vocab_size, embedding_dim, mask_zero):
 
 
 def build_training_model(input_vocab_size: int, target_vocab_size: int, latent_dim: int,
-                         embedding_dim: int = 0):
-    """The teacher-forcing model: inputs ``input_ids`` and ``decoder_input_ids``, output softmax per step."""
+                         embedding_dim: int = 0, *, attention: bool = False, bidirectional: bool = False,
+                         dropout: float = 0.0):
+    """The teacher-forcing model: inputs ``input_ids`` and ``decoder_input_ids``, output softmax per step.
+
+    ``latent_dim`` is the encoder's units (per direction); the decoder has as many units as the encoder's final
+    state is wide. ``dropout`` applies to the LSTMs' inputs during training only (nothing to export)."""
     import keras
 
+    if bidirectional and not attention:
+        raise ValueError("a bidirectional encoder needs the attention decoder")
     input_ids = keras.Input(shape=(None,), dtype="int32", name=mf.INPUT_IDS)
     decoder_ids = keras.Input(shape=(None,), dtype="int32", name=DECODER_INPUT_IDS)
     # mask_zero masks id 0, which is text.PAD_ID: right-padding leaves the encoder's final state as it was.
     enc_emb = _embedding(keras, ENCODER_EMBEDDING, input_vocab_size, embedding_dim, mask_zero=True)
     dec_emb = _embedding(keras, DECODER_EMBEDDING, target_vocab_size, embedding_dim, mask_zero=False)
-    _, h, c = keras.layers.LSTM(latent_dim, return_state=True, name=ENCODER_LSTM)(enc_emb(input_ids))
-    seq = keras.layers.LSTM(latent_dim, return_sequences=True, return_state=True, name=DECODER_LSTM)(
-        dec_emb(decoder_ids), initial_state=[h, c])[0]
-    probs = keras.layers.Dense(target_vocab_size, activation="softmax", name=DECODER_OUTPUT)(seq)
+    lstm = keras.layers.LSTM(latent_dim, return_sequences=attention, return_state=True, dropout=dropout,
+                             name=ENCODER_LSTM)
+    if bidirectional:
+        seq, h_f, c_f, h_b, c_b = keras.layers.Bidirectional(lstm, name=ENCODER_LSTM)(enc_emb(input_ids))
+        h = keras.layers.Concatenate(name="encoder_state_h")([h_f, h_b])
+        c = keras.layers.Concatenate(name="encoder_state_c")([c_f, c_b])
+        decoder_units = 2 * latent_dim
+    else:
+        seq, h, c = lstm(enc_emb(input_ids))
+        decoder_units = latent_dim
+    dec_seq = keras.layers.LSTM(decoder_units, return_sequences=True, return_state=True, dropout=dropout,
+                                name=DECODER_LSTM)(dec_emb(decoder_ids), initial_state=[h, c])[0]
+    if attention:
+        query = keras.layers.Dense(seq.shape[-1], use_bias=False, name=ATTENTION_QUERY)(dec_seq)
+        # Keras' dot-product attention masks the encoder's padding (from input_ids) with -1e9 before the softmax.
+        context = keras.layers.Attention(name=ATTENTION)([query, seq])
+        dec_seq = keras.layers.Dense(decoder_units, activation="tanh", name=ATTENTION_COMBINE)(
+            keras.layers.Concatenate(name="attention_concat")([context, dec_seq]))
+    probs = keras.layers.Dense(target_vocab_size, activation="softmax", name=DECODER_OUTPUT)(dec_seq)
     model = keras.Model([input_ids, decoder_ids], probs, name="seq2seq")
     if not embedding_dim:
         enc_emb.set_weights([_one_hot_table(input_vocab_size)])
@@ -59,18 +91,41 @@ def build_training_model(input_vocab_size: int, target_vocab_size: int, latent_d
     return model
 
 
+def has_attention(model) -> bool:
+    return any(layer.name == ATTENTION for layer in model.layers)
+
+
+def is_bidirectional(model) -> bool:
+    import keras
+
+    return isinstance(model.get_layer(ENCODER_LSTM), keras.layers.Bidirectional)
+
+
 def encoder_model(model):
-    """``input_ids`` -> [``state_h``, ``state_c``], sharing the trained weights."""
+    """``input_ids`` -> {``state_h``, ``state_c``} (and with attention ``encoder_outputs``, ``encoder_mask``),
+    sharing the trained weights."""
     import keras
 
     input_ids = keras.Input(shape=(None,), dtype="int32", name=mf.INPUT_IDS)
     emb = model.get_layer(ENCODER_EMBEDDING)(input_ids)
-    _, h, c = model.get_layer(ENCODER_LSTM)(emb)
-    return keras.Model(input_ids, {mf.STATE_H: h, mf.STATE_C: c}, name=mf.ENCODER)
+    if not has_attention(model):
+        _, h, c = model.get_layer(ENCODER_LSTM)(emb)
+        return keras.Model(input_ids, {mf.STATE_H: h, mf.STATE_C: c}, name=mf.ENCODER)
+    if is_bidirectional(model):
+        seq, h_f, c_f, h_b, c_b = model.get_layer(ENCODER_LSTM)(emb)
+        h = model.get_layer("encoder_state_h")([h_f, h_b])
+        c = model.get_layer("encoder_state_c")([c_f, c_b])
+    else:
+        seq, h, c = model.get_layer(ENCODER_LSTM)(emb)
+    mask = keras.layers.Identity(name=mf.ENCODER_MASK)(
+        keras.ops.cast(keras.ops.not_equal(input_ids, text.PAD_ID), "float32"))
+    return keras.Model(input_ids, {mf.STATE_H: h, mf.STATE_C: c, mf.ENCODER_OUTPUTS: seq, mf.ENCODER_MASK: mask},
+                       name=mf.ENCODER)
 
 
 def decoder_step_model(model):
-    """[``prev_token``, ``state_h``, ``state_c``] -> {``probs``, ``next_state_h``, ``next_state_c``}: one step, no loop."""
+    """[``prev_token``, ``state_h``, ``state_c``] (and with attention ``encoder_outputs``, ``encoder_mask``) ->
+    {``probs``, ``next_state_h``, ``next_state_c``}: one step, no loop."""
     import keras
 
     lstm = model.get_layer(DECODER_LSTM)
@@ -78,8 +133,18 @@ def decoder_step_model(model):
     prev_token = keras.Input(shape=(), dtype="int32", name=mf.PREV_TOKEN)
     state_h = keras.Input(shape=(latent,), dtype="float32", name=mf.STATE_H)
     state_c = keras.Input(shape=(latent,), dtype="float32", name=mf.STATE_C)
+    inputs = [prev_token, state_h, state_c]
     x = model.get_layer(DECODER_EMBEDDING)(prev_token)
     out, (h, c) = lstm.cell(x, [state_h, state_c])
+    if has_attention(model):
+        width = model.get_layer(ATTENTION_QUERY).units
+        enc_out = keras.Input(shape=(None, width), dtype="float32", name=mf.ENCODER_OUTPUTS)
+        enc_mask = keras.Input(shape=(None,), dtype="float32", name=mf.ENCODER_MASK)
+        inputs += [enc_out, enc_mask]
+        query = keras.ops.expand_dims(model.get_layer(ATTENTION_QUERY)(out), 1)         # [batch, 1, E]
+        context = model.get_layer(ATTENTION)([query, enc_out],
+                                             mask=[None, keras.ops.cast(enc_mask, "bool")])  # [batch, 1, E]
+        combined = model.get_layer("attention_concat")([keras.ops.squeeze(context, 1), out])
+        out = model.get_layer(ATTENTION_COMBINE)(combined)
     probs = model.get_layer(DECODER_OUTPUT)(out)
-    return keras.Model([prev_token, state_h, state_c],
-                       {mf.PROBS: probs, mf.NEXT_STATE_H: h, mf.NEXT_STATE_C: c}, name=mf.DECODER_STEP)
+    return keras.Model(inputs, {mf.PROBS: probs, mf.NEXT_STATE_H: h, mf.NEXT_STATE_C: c}, name=mf.DECODER_STEP)

@@ -4,8 +4,10 @@
     config.json      RunConfig: preprocessing (vocabularies, special tokens, tokenization, limits, padding),
                      the training settings, the split sizes and the versions that trained the model
     history.csv      loss and accuracy per epoch (Keras' CSVLogger writes it while the model fits)
-    curves.png       loss and accuracy curves
-    metrics.json     exact match and character error rate on the test split (batched Keras greedy decoder)
+    curves.png       loss (log scale, best epoch marked), accuracy and the validation sample's exact match
+    metrics.json     exact match, CER (and WER for space targets) on the test split (batched Keras greedy decoder),
+                     overall and by input and output length, with the worst buckets (``seq2seq_edge.metrics``)
+    report.md        the same as a short report: tables by input and output length, worst buckets and errors
     train.tsv, validation.tsv, test.tsv   the split, so export can run the parity gate on the same inputs
 
 A bundle has the same kind of home in ``seq2seq_edge.manifest.BundleManifest``.
@@ -17,10 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from seq2seq_edge import manifest as mf
-from seq2seq_edge.errors import RunFolderError
+from seq2seq_edge import files
+from seq2seq_edge import preprocessing as pp
+from seq2seq_edge.errors import BundleError, RunFolderError
+from seq2seq_edge.pairs import Pair
 
-from .data import Pair, Splits
+from .data import Splits
 
 RUN_CONFIG_FILE = "config.json"
 RUN_MODEL_FILE = "model.keras"
@@ -29,7 +33,10 @@ RUN_VERSION = 1
 HISTORY_FILE = "history.csv"
 CURVES_FILE = "curves.png"
 METRICS_FILE = "metrics.json"
+REPORT_FILE = "report.md"
 SPLIT_FILES = {"train": "train.tsv", "validation": "validation.tsv", "test": "test.tsv"}
+#: config.json is small; a larger file is not one s2s train wrote.
+CONFIG_MAX_BYTES = 16 * 2**20
 #: Model files of older Keras and TensorFlow versions: refused, with the way out.
 LEGACY_SUFFIXES = (".h5", ".hdf5", ".pb", ".tf", ".keras2")
 
@@ -39,7 +46,7 @@ class RunConfig:
     """``config.json``: all that export needs to know about a run besides its weights."""
 
     #: How text becomes ids and back; the bundle's manifest carries the same.
-    preprocessing: mf.Preprocessing
+    preprocessing: pp.Preprocessing
     #: The settings the model was trained with (``trainer.TrainConfig`` as a dict).
     training: dict[str, Any] = field(default_factory=dict)
     #: Pairs in each part of the split: {"train": n, "validation": n, "test": n}.
@@ -55,7 +62,7 @@ class RunConfig:
     def from_dict(cls, d: dict[str, Any], where: Path) -> "RunConfig":
         if d.get("format") != RUN_FORMAT:
             raise RunFolderError(f"{where}: not a seq2seq-edge run config")
-        return cls(mf.Preprocessing.from_dict(d["preprocessing"]), dict(d.get("training", {})),
+        return cls(pp.Preprocessing.from_dict(d["preprocessing"]), dict(d.get("training", {})),
                    dict(d.get("splits", {})), dict(d.get("versions", {})))
 
 
@@ -99,13 +106,18 @@ class RunFolder:
     history_file = _in_folder(HISTORY_FILE)
     curves_file = _in_folder(CURVES_FILE)
     metrics_file = _in_folder(METRICS_FILE)
+    report_file = _in_folder(REPORT_FILE)
 
     def split_file(self, part: str) -> Path:
         return self.path / SPLIT_FILES[part]
 
     # -- reading ----------------------------------------------------------------------------------------------
     def read_config(self) -> RunConfig:
-        return RunConfig.from_dict(mf.read_json(self.config_file, "run config"), self.config_file)
+        try:
+            data = files.read_json_object(self.config_file, "run config", max_bytes=CONFIG_MAX_BYTES)
+        except BundleError as e:
+            raise RunFolderError(str(e)) from None
+        return RunConfig.from_dict(data, self.config_file)
 
     def read_split(self, part: str) -> list[Pair]:
         """The pairs of one part of the split ("train", "validation" or "test"), in the order training wrote."""
@@ -127,29 +139,56 @@ class RunFolder:
     def save(self, model, config: RunConfig, metrics: dict, splits: Splits, history: dict) -> None:
         """Write every file of the run but ``history.csv``, which Keras writes at ``history_file`` while it fits."""
         model.save(self.model_file)
-        mf.write_json(self.config_file, config.to_dict())
-        mf.write_json(self.metrics_file, metrics)
+        files.write_json(self.config_file, config.to_dict())
+        files.write_json(self.metrics_file, metrics)
         for part in SPLIT_FILES:
             with open(self.split_file(part), "w", encoding="utf-8", newline="\n") as f:
                 f.writelines(f"{p.source}\t{p.target}\n" for p in getattr(splits, part))
-        _plot_curves(history, self.curves_file)
+        _plot_curves(history, self.curves_file, validation_is_train=splits.validation == splits.train)
 
 
-def _plot_curves(history: dict, path: Path) -> None:
-    """Loss and accuracy per epoch, with the validation curves where there are any."""
+#: The history key of the validation sample's exact match (``train.progress.SAMPLE_KEY``).
+SAMPLE_KEY = "val_sample_exact_match"
+
+
+def _plot_curves(history: dict, path: Path, validation_is_train: bool = False) -> None:
+    """Loss per epoch on a log scale with the best validation epoch marked, token accuracy, and the exact match
+    of the validation sample (the epochs where it was measured). ``validation_is_train``: nothing was held out
+    (the digits task), which the titles say."""
+    import math
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    sample = [(i + 1, v) for i, v in enumerate(history.get(SAMPLE_KEY, [])) if not math.isnan(v)]
+    fig, axes = plt.subplots(1, 3 if sample else 2, figsize=(15 if sample else 10, 4))
+    epochs = range(1, len(history["loss"]) + 1)
+    validation = "validation (= the training data)" if validation_is_train else "validation"
     for ax, key in zip(axes, ("loss", "accuracy")):
-        ax.plot(history[key], label="train")
+        ax.plot(epochs, history[key], label="train")
         if f"val_{key}" in history:
-            ax.plot(history[f"val_{key}"], label="validation")
+            ax.plot(epochs, history[f"val_{key}"], label=validation)
         ax.set_xlabel("epoch")
-        ax.set_title(key)
+        ax.set_title("token accuracy" if key == "accuracy" else "loss (log scale)")
+    loss_ax = axes[0]
+    loss_ax.set_yscale("log")
+    if history.get("val_loss"):
+        best = min(range(len(history["val_loss"])), key=history["val_loss"].__getitem__)
+        loss_ax.axvline(best + 1, color="grey", linestyle=":", linewidth=1)
+        loss_ax.plot([best + 1], [history["val_loss"][best]], "o", color="C1",
+                     label=f"best validation loss: epoch {best + 1}")
+    if sample:
+        ax = axes[2]
+        ax.plot([e for e, _ in sample], [v for _, v in sample], "o-", markersize=3, color="C2")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("epoch")
+        ax.set_title("exact match, validation sample" + (" (= training data)" if validation_is_train else ""))
+    for ax in axes[:2]:
         ax.legend()
+    if validation_is_train:
+        fig.suptitle("Nothing is held out for this task: validation is the training data", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)

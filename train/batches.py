@@ -1,0 +1,60 @@
+"""Training batches of similar lengths, padded per batch: a CPU does not pay for padding to the longest example.
+
+With ``length_buckets`` on, training pairs are sorted by (input length, target length) with a seeded random
+tie-break, cut into batches of ``batch_size`` neighbours, and each batch is padded only to its own longest
+input and target (rounded up to a multiple of ``PAD_MULTIPLE``, so Keras compiles its step for a handful of
+shapes rather than one per length). The order of the batches is shuffled every epoch, from the seed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from seq2seq_edge import manifest as mf
+from seq2seq_edge import preprocessing as pp
+from seq2seq_edge import text
+
+from .model import DECODER_INPUT_IDS
+
+#: Batch widths are rounded up to a multiple of this.
+PAD_MULTIPLE = 4
+
+
+def teacher_forcing(enc_ids: list[list[int]], tgt_ids: list[list[int]], enc_width: int, dec_width: int):
+    """(inputs, targets, sample weights) of a batch: encoder ids, start + target as the decoder's input, target +
+    end as what it must predict, and weight 0 on padding."""
+    enc = pp.pad_batch(enc_ids, enc_width)
+    dec_in = pp.pad_batch([[text.START_ID] + t for t in tgt_ids], dec_width)
+    dec_out = pp.pad_batch([t + [text.END_ID] for t in tgt_ids], dec_width)
+    return {mf.INPUT_IDS: enc, DECODER_INPUT_IDS: dec_in}, dec_out, (dec_out != text.PAD_ID).astype("float32")
+
+
+def _round_up(n: int) -> int:
+    return -(-n // PAD_MULTIPLE) * PAD_MULTIPLE
+
+
+def length_bucketed(enc_ids: list[list[int]], tgt_ids: list[list[int]], batch_size: int, seed: int,
+                    shuffle: bool = True):
+    """A ``tf.data.Dataset`` of per-batch padded teacher-forcing batches (see the module docstring); each pass
+    over it (each epoch) visits the batches in a new seeded order."""
+    import tensorflow as tf
+
+    tie = np.random.default_rng(seed).random(len(enc_ids))
+    order = sorted(range(len(enc_ids)), key=lambda i: (len(enc_ids[i]), len(tgt_ids[i]), tie[i]))
+    groups = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    epochs = [0]
+
+    def generate():
+        visit = (np.random.default_rng([seed, epochs[0]]).permutation(len(groups)) if shuffle
+                 else range(len(groups)))
+        epochs[0] += 1
+        for g in visit:
+            enc = [enc_ids[i] for i in groups[g]]
+            tgt = [tgt_ids[i] for i in groups[g]]
+            yield teacher_forcing(enc, tgt, _round_up(max(map(len, enc))), _round_up(max(map(len, tgt)) + 1))
+
+    ids = tf.TensorSpec((None, None), tf.int32)
+    signature = ({mf.INPUT_IDS: ids, DECODER_INPUT_IDS: ids}, ids, tf.TensorSpec((None, None), tf.float32))
+    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
+    # Keras then knows an epoch's length (progress, and no "ran out of data" at each epoch's end).
+    return dataset.apply(tf.data.experimental.assert_cardinality(len(groups))).prefetch(2)
