@@ -203,12 +203,15 @@ def markdown(merged: dict) -> str:
                        f"({f(x['word_latency_ms']['p95'], 3)}, {f(x['word_latency_ms']['p99'], 3)}){ratio(x, base)}")
                  for k in keys]
         lines.append(f"| {c} | " + " | ".join(cells) + " |")
-    lines += ["", "### Decoder step / encoder, µs per call at batch 1 (medians)", "", header, rule]
-    for c, row in table.items():
-        if not any(x and x.get("step_us") for x in row.values()):
-            continue
-        cells = [_cell(row, k, lambda x: f"{f(x.get('step_us'))} / {f(x.get('encoder_us'))}") for k in keys]
-        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    def section(title: str, field: str, show) -> None:
+        """A table of ``show(row)`` per contender and machine, for the contenders that measured ``field``."""
+        lines.extend(["", title, "", header, rule])
+        for c, row in table.items():
+            if any(x and x.get(field) for x in row.values()):
+                lines.append(f"| {c} | " + " | ".join(_cell(row, k, show) for k in keys) + " |")
+
+    section("### Decoder step / encoder, µs per call at batch 1 (medians)", "step_us",
+            lambda x: f"{f(x.get('step_us'))} / {f(x.get('encoder_us'))}")
     backends_ = list(dict.fromkeys(b_ for m in ms for b_ in m["floors_us"]))
     if backends_:
         lines += ["", "### Floor: a trivial model with the step's inputs and outputs, µs per call", "",
@@ -216,13 +219,8 @@ def markdown(merged: dict) -> str:
         for b_ in backends_:
             lines.append(f"| {b_} | " + " | ".join(f(m["floors_us"].get(b_)) for m in ms) + " |")
     sizes = merged["settings"].get("batch_sizes", [])
-    lines += ["", f"### Throughput, sequences/s at batch {' / '.join(map(str, sizes))}", "", header, rule]
-    for c, row in table.items():
-        if not any(x and x.get("throughput_seq_per_s") for x in row.values()):
-            continue
-        cells = [_cell(row, k, lambda x: " / ".join(f(x["throughput_seq_per_s"].get(str(s)), 0) for s in sizes))
-                 for k in keys]
-        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    section(f"### Throughput, sequences/s at batch {' / '.join(map(str, sizes))}", "throughput_seq_per_s",
+            lambda x: " / ".join(f(x["throughput_seq_per_s"].get(str(s)), 0) for s in sizes))
     colds = list(dict.fromkeys(k for m in ms for k in m["cold_start"]))
     if colds:
         lines += ["", "### Cold start: a fresh process imports, loads and decodes one input (s, peak RSS MB)", "",

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -15,9 +14,6 @@ from . import manifest as mf
 from . import preprocessing as pp
 from . import text
 from .errors import InputTextError
-
-log = logging.getLogger(__name__)
-
 
 @dataclass(frozen=True)
 class DecodeResult:
