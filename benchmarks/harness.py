@@ -39,6 +39,7 @@ from seq2seq_edge import probe, text
 from seq2seq_edge.errors import BackendUnavailableError, Seq2SeqEdgeError
 from seq2seq_edge.versions import package_version
 
+from . import peers as peer_mod
 from . import runtime_bench
 from .runtime_bench import SCHEMA, SCHEMA_VERSION
 
@@ -300,14 +301,15 @@ def backends_here(manifest: mf.BundleManifest, only=None) -> tuple[list[str], di
 def bench(bundle: str | Path, *, run_dir: str | Path | None = None, quick: bool = False,
           tflite_python: str | None = None, venvs: dict[str, str] | None = None, threads=None,
           label: str | None = None, only_backends=None, variants=None, settings: dict | None = None,
-          keras: bool = True) -> dict:
+          keras: bool = True, peers: tuple[str, ...] = ()) -> dict:
     """Benchmark one bundle; returns the results dict (schema: report.py's docstring).
 
     ``run_dir``: the run folder, for the Keras contenders (default: the manifest's, when TensorFlow is installed;
     given without TensorFlow it is an error). ``tflite_python``: the python of a venv with seq2seq-edge[tflite], to
     include tflite-runtime when this process cannot import it. ``threads``: thread settings ("1", numbers, "max").
     ``only_backends``/``variants``: measure only these. ``settings``: every count (default: ``quick`` or full).
-    ``keras=False``: leave the Keras contenders out even when TensorFlow is installed.
+    ``keras=False``: leave the Keras contenders out even when TensorFlow is installed. ``peers``: decoders outside
+    this project to time on the same words (``peers.py``: "g2p_en").
     """
     bundle = Path(bundle)
     manifest = mf.BundleManifest.load(bundle)
@@ -360,6 +362,16 @@ def bench(bundle: str | Path, *, run_dir: str | Path | None = None, quick: bool 
     else:
         result["skipped"]["keras"] = ("TensorFlow is not installed" if not tensorflow_installed() else
                                       "left out (--no-keras)" if not keras else "no run folder (--run)")
+    result["peers"] = {}
+    for name in peers:
+        if not peer_mod.available(name):
+            result["skipped"][name] = f"not installed (pip install {name})"
+            continue
+        progress(f"peer {name}")
+        try:
+            result["peers"][name] = peer_mod.measure(name, words, s)
+        except ValueError as e:
+            result["skipped"][name] = str(e)
     result["venv_mb"] = {name: _du_mb(Path(p)) for name, p in (venvs or {}).items() if Path(p).is_dir()}
     result["ratios"] = ratios(result)
     return result
@@ -502,4 +514,14 @@ def ratios(result: dict) -> dict:
         floor = result["floors_us"].get(backend)
         if floor:
             out["step_floor_fraction" + at] = floor / fp32["step_us"]
+        one_call = fp32["word_latency_ms"]["p50"] if fp32.get("decode_path") == "one-call" else None
+        if fp32.get("one_call_invoke_ms") and fp32.get("raw_invoke_ms"):
+            out["one_call_over_raw_invoke" + at] = fp32["one_call_invoke_ms"] / fp32["raw_invoke_ms"]
+        if one_call and "step_loop_word_latency_ms" in fp32:
+            out["step_loop_over_one_call" + at] = fp32["step_loop_word_latency_ms"]["p50"] / one_call
+        g2p = result.get("peers", {}).get("g2p_en")
+        if g2p:
+            out["speedup_vs_g2p_en" + at] = g2p["word_latency_ms"]["p50"] / fp32["word_latency_ms"]["p50"]
+            if int8:
+                out["int8_speedup_vs_g2p_en" + at] = g2p["word_latency_ms"]["p50"] / int8["word_latency_ms"]["p50"]
     return out

@@ -18,9 +18,15 @@ RESULT, one bundle measured on one machine:
     machine                 label, slug, arch, cpu, board, cores, isa_flags, os, platform, python,
                             emulated (true under an emulator such as qemu-user), emulation (what emulated it)
     versions                {distribution: version}: seq2seq-edge, numpy, each interpreter, TensorFlow if any
-    runtime                 [{backend, variant, threads, threads_setting, interpreter, encoder_us, step_us,
+    runtime                 [{backend, variant, threads, threads_setting, interpreter, decode_path ("one-call"
+                              or "step-loop": how word_latency_ms and throughput decode), encoder_us, step_us,
                               loop_step_us, step_in_loop_us, loop_overhead_ratio, steps_per_word,
-                              word_latency_ms {p50, p95, p99, mean}, throughput_seq_per_s {"1", "8", ...}}]
+                              word_latency_ms {p50, p95, p99, mean}, throughput_seq_per_s {"1", "8", ...},
+                              encoder_us_by_length {"1", "4", ..., "T"}, raw_invoke_ms (per word: encoder and
+                              its steps invoked with no loop logic, median), with a one-call model also
+                              one_call_invoke_ms (its call alone, same words), step_loop_word_latency_ms and
+                              step_loop_throughput_seq_per_s}]
+    peers                   {name: {word_latency_ms, words, timed}}: decoders outside this project (peers.py)
     floors_us               {backend: µs per call of the floor model (floor.py)}
     cold_start              {"runtime_<backend>", "runtime_<backend>_first_load", "keras":
                               {seconds, peak_rss_mb, output}}: a fresh process imports, loads, decodes one input
@@ -59,6 +65,10 @@ TARGETS = [
     ("throughput_batch64_over_batch1", ">=", 10, "throughput batch 64 / batch 1", None),
     ("cold_start_speedup", ">=", 10, "cold start: TensorFlow + .keras / runtime", None),
     ("int8_tflite_decoder_size_fraction", "<=", 0.30, "int8 TFLite decoder size / fp32", 256),
+    ("one_call_over_raw_invoke", "<=", 1.15, "one-call model's call / raw-invoke floor (encoder + steps called, no "
+     "loop logic), per word", None),
+    ("step_loop_over_one_call", ">=", 1.5, "step loop / one-call decode, per word (seed model)", 32),
+    ("speedup_vs_g2p_en", ">=", 3, "per word, g2p_en's numpy decoder / this runtime (fp32)", None),
 ]
 
 
@@ -115,6 +125,43 @@ def failure_text(x: dict) -> str:
             + f": {x['error']}")
 
 
+def one_call_lines(r: dict) -> list[str]:
+    """The one-call decode beside the step loop and the raw-invoke floor, the encoder by input length, peers."""
+    rows = [x for x in r["runtime"] if "raw_invoke_ms" in x]
+    if not rows:
+        return []
+    lengths = sorted({int(n) for x in rows for n in x.get("encoder_us_by_length", {})})
+    lines = ["", "Per word at batch 1, ms (p50): the whole decode (text in, result out) by the one-call model and by "
+                 "the step loop; the calls alone with ready-made inputs: the one-call model's, and the raw-invoke "
+                 "floor (the encoder and the word's decoder steps, no loop logic); the encoder alone by input length.",
+             "", "| contender | threads | one-call decode | step-loop decode | step loop / one-call | one-call model "
+                 "call | raw-invoke floor | call / floor | " + " | ".join(f"encoder µs, {n} tok" for n in lengths)
+             + " |", "|---|---|---|---|---|---|---|---|" + "---|" * len(lengths)]
+    for x in rows:
+        one = x["word_latency_ms"]["p50"] if x["decode_path"] == "one-call" else None
+        loop = x.get("step_loop_word_latency_ms", x["word_latency_ms"] if one is None else {}).get("p50")
+        floor, call = x["raw_invoke_ms"], x.get("one_call_invoke_ms")
+        enc = x.get("encoder_us_by_length", {})
+        lines.append(f"| {x['backend']} {x['variant']} | {x['threads']} | {_f(one, 3)} | {_f(loop, 3)} | "
+                     f"{_f(loop / one if one and loop else None, 2)} | {_f(call, 3)} | {_f(floor, 3)} | "
+                     f"{_f(call / floor if call else None, 2)} | "
+                     + " | ".join(_f(enc.get(str(n))) for n in lengths) + " |")
+    for name, p in r.get("peers", {}).items():
+        lines.append(f"| peer: {name} ({p['timed']}) | 1 | – | {_f(p['word_latency_ms']['p50'], 3)} | – | – | – | – |"
+                     + " – |" * len(lengths))
+    sizes = r["settings"]["batch_sizes"]
+    lines += ["", "| throughput, seq/s | path | " + " | ".join(f"b{bs}" for bs in sizes) + " |",
+              "|---|---|" + "---|" * len(sizes)]
+    for x in rows:
+        paths = [(x["decode_path"], x["throughput_seq_per_s"])]
+        if "step_loop_throughput_seq_per_s" in x:
+            paths.append(("step-loop", x["step_loop_throughput_seq_per_s"]))
+        for path, tp in paths:
+            lines.append(f"| {x['backend']} {x['variant']} | {path} | "
+                         + " | ".join(_f(tp.get(str(bs)), 0) for bs in sizes) + " |")
+    return lines
+
+
 def markdown(results: list[dict]) -> str:
     m = results[0]["machine"]
     lines = [f"Machine: {machine_line(m)}. {settings_line(results[0]['settings'])}", ""]
@@ -141,6 +188,7 @@ def markdown(results: list[dict]) -> str:
             lines.append(f"| {x['backend']} {x['variant']} | {x['threads']} | {_f(x['encoder_us'])} | {_f(x['step_us'])} | "
                          f"{_f(x['loop_step_us'])} | {_f(w['p50'], 3)} | {_f(w['p95'], 3)} | {_f(w['p99'], 3)} | "
                          + " | ".join(_f(t.get(str(bs)), 0) for bs in r["settings"]["batch_sizes"]) + " |")
+        lines += one_call_lines(r)
         if r["floors_us"]:
             lines += ["", "Floor (a trivial model with the step's inputs and outputs, per call): " +
                       ", ".join(f"{b_} {_f(v, 1)} µs" for b_, v in r["floors_us"].items()) + "."]

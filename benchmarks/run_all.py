@@ -3,8 +3,10 @@
     python benchmarks/run_all.py            # full: trains the two reference models, then measures
     python benchmarks/run_all.py --quick    # the harness end to end on small models; figures are rough
 
-1. trains and exports the two reference models into benchmarks/models/: the seed's digits model (latent 32)
-   and the numbers model (latent 256, English 0-9999), both with their task defaults;
+1. trains and exports the three reference models into benchmarks/models/: the seed's digits model (latent 32),
+   the numbers model (latent 256, English 0-9999), both with their task defaults, and a model with long inputs:
+   CMUdict grapheme-to-phoneme (words of up to 28 letters; attention over a bi-LSTM of 128 units, the quality
+   benchmark's recipe, at most 30 epochs), timed beside the ``g2p_en`` package's decoder when it is installed;
 2. builds the runtime-only venvs it compares (benchmarks/.venvs/tflite: numpy<2 + tflite-runtime 2.14;
    benchmarks/.venvs/onnx: onnxruntime) unless they exist;
 3. runs the harness on both bundles and writes benchmarks/results/{results.json, results.md, chart.svg,
@@ -27,8 +29,13 @@ REPO = HERE.parent
 REFERENCE_MODELS = {
     "digits": {"task": "digits"},
     "numbers": {"task": "numbers"},
+    "cmudict": {"task": "data", "target_tokenization": "space", "decoder": "attention", "bidirectional": True,
+                "latent_dim": 128, "epochs": 30, "patience": 3},
 }
-QUICK_OVERRIDES = {"numbers": {"max_number": 999, "epochs": 3, "patience": 0}}
+QUICK_OVERRIDES = {"numbers": {"max_number": 999, "epochs": 3, "patience": 0},
+                   "cmudict": {"epochs": 1, "patience": 0}}
+#: Peers (benchmarks/peers.py) timed beside a reference model.
+PEERS = {"cmudict": ("g2p_en",)}
 
 
 def prepare_models(models_dir: Path, quick: bool) -> dict[str, tuple[Path, Path]]:
@@ -40,6 +47,11 @@ def prepare_models(models_dir: Path, quick: bool) -> dict[str, tuple[Path, Path]
         spec = {**spec, **(QUICK_OVERRIDES.get(name, {}) if quick else {})}
         tag = f"{name}-quick" if quick else name
         run_dir, bundle = models_dir / "runs" / tag, models_dir / "bundles" / tag
+        if name == "cmudict":
+            from .quality import cmudict_tsv
+
+            (models_dir / "data").mkdir(parents=True, exist_ok=True)
+            spec["data_file"] = str(cmudict_tsv(models_dir / "data")[0])
         if not (bundle / "manifest.json").is_file():
             logging.info("training and exporting %s", tag)
             trainer.train(trainer.task_defaults(spec.pop("task"), **spec), run_dir, force=True, quiet=True)
@@ -78,7 +90,7 @@ def main(argv=None) -> int:
     ensure_venv(args.venvs / "onnx", "onnx")
     venvs = {"runtime tflite": args.venvs / "tflite", "runtime onnx": args.venvs / "onnx", "training": Path(sys.prefix)}
     results = [harness.bench(bundle, run_dir=run_dir, quick=args.quick, tflite_python=str(tflite_python),
-                             venvs=venvs) for run_dir, bundle in models.values()]
+                             venvs=venvs, peers=PEERS.get(name, ())) for name, (run_dir, bundle) in models.items()]
     readme = None if args.no_readme or args.quick else REPO / "README.md"
     summary = report.write(results, args.out, readme, png=True)
     for row in summary["targets"]:

@@ -152,20 +152,30 @@ def measure(bundle: str | Path, backend: str, variant: str, threads: str, s: dic
     """Encoder and step invoke times, loop overhead, per-word percentiles and batch throughput of one variant at
     one thread setting."""
     n_threads = resolve_threads(threads)
-    decoder = seq2seq_edge.load(bundle, backend=backend, variant=variant, threads=n_threads)
+    # With a one-call greedy model, time it (and the step loop beside it), whichever path load() takes by default.
+    fmt = backends.BACKENDS[backend].format
+    has_greedy = mf.BundleManifest.load(bundle).find(mf.GREEDY, fmt, variant) is not None
+    decoder = seq2seq_edge.load(bundle, backend=backend, variant=variant, threads=n_threads, one_call=has_greedy)
     words = golden_inputs(bundle)
     sample = cycle(words, s["word_sample"])
     times = model_times(decoder, words[0], s)
     latency, steps_per_word = word_latency(decoder, sample, s["word_warmup"])
     loop = loop_per_step(decoder, sample)
-    return {
+    row = {
         "backend": backend, "variant": variant, "threads": n_threads, "threads_setting": threads,
-        "interpreter": interpreter(backend), **times, **loop,
+        "interpreter": interpreter(backend), "decode_path": decoder.decode_path, **times, **loop,
         "loop_overhead_ratio": loop["loop_step_us"] / loop["step_in_loop_us"],
         "steps_per_word": steps_per_word,
         "word_latency_ms": latency,
         "throughput_seq_per_s": throughput(decoder, words, s),
+        "encoder_us_by_length": encoder_by_length(decoder, s),
+        **invoke_floor(decoder, sample, s["word_warmup"]),
     }
+    if decoder.greedy_model is not None:  # the same models, greedy decodes by the step loop, for the ratios
+        step_loop = decoder.with_step_loop()
+        row["step_loop_word_latency_ms"] = word_latency(step_loop, sample, s["word_warmup"])[0]
+        row["step_loop_throughput_seq_per_s"] = throughput(step_loop, words, s)
+    return row
 
 
 def first_step_feeds(decoder: Seq2SeqDecoder, input_ids: np.ndarray) -> dict:
@@ -184,6 +194,57 @@ def model_times(decoder: Seq2SeqDecoder, word: str, s: dict) -> dict:
     n, warm = s["model_call_repeats"], s["model_call_warmup"]
     return {"encoder_us": _median_us(lambda: decoder.encoder.run({mf.INPUT_IDS: input_ids}), n, warm),
             "step_us": _median_us(lambda: decoder.decoder_step.run(feeds), n, warm)}
+
+
+#: Input lengths (tokens) at which the encoder is timed, up to the bundle's maximum (always included).
+ENCODER_LENGTHS = (1, 4, 8, 16, 32, 64)
+
+
+def encoder_by_length(decoder: Seq2SeqDecoder, s: dict) -> dict:
+    """Median encoder run() time (µs) at batch 1 for inputs of each length in ENCODER_LENGTHS up to the maximum
+    (and at the maximum): the first real input symbol, repeated."""
+    t_max = decoder.manifest.encoder_time_steps
+    symbol = len(decoder.preprocessing.special_tokens)  # the first id after pad, start and end
+    out = {}
+    for n in sorted({n for n in ENCODER_LENGTHS if n < t_max} | {t_max}):
+        ids = pp.pad_batch([[symbol] * n], t_max)
+        out[str(n)] = _median_us(lambda: decoder.encoder.run({mf.INPUT_IDS: ids}), s["model_call_repeats"],
+                                 s["model_call_warmup"])
+    return out
+
+
+def invoke_floor(decoder: Seq2SeqDecoder, sample: list[str], warmup: int) -> dict:
+    """Per word, median ms of model calls alone, with ready-made inputs (no text processing, no loop logic):
+    ``raw_invoke_ms``, the encoder and as many decoder steps as the word's greedy decode takes, invoked back to
+    back (the floor of any step loop); with a one-call greedy model, ``one_call_invoke_ms``, its one call on the
+    same word. The two are timed word by word in turn, so they see the same machine."""
+    prep, t_max = decoder.preprocessing, decoder.manifest.encoder_time_steps
+    step_loop = decoder.with_step_loop()
+    plans = []
+    for word in sample:
+        ids = pp.pad_batch([prep.encode_input(word)], t_max)
+        steps = len(step_loop.decode_ids([prep.encode_input(word)])[0].token_probs)
+        plans.append((ids, first_step_feeds(decoder, ids), steps))
+    encoder, step = decoder.encoder.run, decoder.decoder_step.run
+    greedy = decoder.greedy_model.run if decoder.greedy_model is not None else None
+    warm = cycle(plans, warmup)
+    raw, one_call = [], []
+    for i, (ids, feeds, steps) in enumerate(warm + plans):
+        t = time.perf_counter_ns()
+        encoder({mf.INPUT_IDS: ids})
+        for _ in range(steps):
+            step(feeds)
+        t2 = time.perf_counter_ns()
+        if greedy is not None:
+            greedy({mf.INPUT_IDS: ids})
+        t3 = time.perf_counter_ns()
+        if i >= len(warm):
+            raw.append((t2 - t) / 1e6)
+            one_call.append((t3 - t2) / 1e6)
+    out = {"raw_invoke_ms": float(np.median(raw))}
+    if greedy is not None:
+        out["one_call_invoke_ms"] = float(np.median(one_call))
+    return out
 
 
 def word_latency(decoder: Seq2SeqDecoder, sample: list[str], warmup: int) -> tuple[dict, float]:

@@ -5,6 +5,7 @@ Bundle layout::
     manifest.json                          the contract (seq2seq_edge.manifest.BundleManifest)
     encoder.<variant>.tflite / .onnx       input_ids -> state_h, state_c                    (model_files.py)
     decoder_step.<variant>.tflite / .onnx  prev_token, state_h, state_c -> probs, next_state_h, next_state_c
+    greedy.<variant>.tflite / .onnx        input_ids -> output_ids, output_probs (the whole greedy decode, one call)
     parity.json, parity.md                 the gate's figures per variant                   (parity.py, reports.py)
     golden.json                            test inputs with Keras' strings, for runtime tests without TensorFlow
     report.md                              sizes, op lists, opsets and versions             (reports.py)
@@ -60,9 +61,10 @@ def export_bundle(run_dir: str | Path, out_dir: str | Path, *, formats=DEFAULT_F
         model = run.load_keras_model()
         weights = graphs.extract_weights(model)
         steps = config.preprocessing.max_input_tokens
-        modules = dict(zip(mf.ROLES, graphs.build_modules(weights, steps)))
+        max_out = config.preprocessing.max_output_tokens
+        modules = graphs.build_modules(weights, steps, max_out)
         with staged_folder(out_dir) as staging:
-            entries = write_model_files(staging, modules, formats, quantize, weights, steps)
+            entries = write_model_files(staging, modules, formats, quantize, weights, steps, max_out)
             if not entries:  # _check_choices refuses this; an empty bundle must never be written
                 raise ExportError("no model files were written (no bundle written)")
             manifest = _manifest(run, config, weights, steps, entries, out_dir)

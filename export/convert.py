@@ -93,7 +93,7 @@ def check_onnx(content: bytes, name: str) -> dict:
 
 def check_ops(name: str, ops: list[str], fmt: str, role: str) -> None:
     """Refuse a model whose operators the runtime would refuse: outside what the contract allows its role (no
-    control flow, no custom or Flex ops)."""
+    control flow but the bounded loops of the encoder and greedy model, no custom or Flex ops)."""
     outside = sorted(set(ops) - mf.ALLOWED_OPS[fmt][role])
     if outside:
         raise ExportError(f"{name}: has operators a {role} may not have: {outside} (the runtime allows "

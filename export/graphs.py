@@ -1,12 +1,14 @@
-"""The two inference graphs as TensorFlow functions with constant weights, ready for the converters.
+"""The inference graphs as TensorFlow functions with constant weights, ready for the converters.
 
 The weights come from the trained Keras layers, found by name. The graphs compute exactly what the Keras
 encoder and step models compute (the parity gate checks it), in the form that converts best:
 
 * the input projection and the bias are folded into one gather table per LSTM (``embedding @ kernel + bias``),
   so a step is one gather and one matmul;
-* the encoder is unrolled over ``max_input_tokens`` fixed time steps, and a padded step (the pad id) keeps the
-  state, which is Keras' masking: no WHILE/Loop in either graph, and every weight is reachable by quantization.
+* the encoder loops over the batch's real length (a bounded ``tf.while_loop``: TFLite WHILE, ONNX Loop), and a
+  padded step (the pad id) keeps the state, which is Keras' masking; the decoder step has no loop;
+* the greedy model is the encoder and the whole greedy decode in one graph, its loop bounded by the maximum
+  output length.
 """
 
 from __future__ import annotations
@@ -102,66 +104,97 @@ def extract_weights(model) -> Seq2SeqWeights:
                           np.asarray(bias, np.float32), backward[0], backward[1], **attention)
 
 
-def build_modules(weights: Seq2SeqWeights, max_input_tokens: int):
-    """(encoder module, decoder-step module): ``tf.Module`` objects with a ``serve`` tf.function each.
+def build_modules(weights: Seq2SeqWeights, max_input_tokens: int, max_output_tokens: int):
+    """(encoder, decoder step, greedy) modules: ``tf.Module`` objects with a ``serve`` tf.function each.
 
-    Weights are created as constants inside the functions, so they are embedded in both converted graphs
+    Weights are created as constants inside the functions, so they are embedded in the converted graphs
     (captured tensors would become extra inputs in tf2onnx and variables in TFLite).
+
+    The encoder loops over the batch's real length: ``n`` = the longest input of the batch (its count of
+    non-pad ids), at most ``max_input_tokens`` (the loop's ``maximum_iterations``), so a batch of short inputs
+    costs a few steps whatever the trained maximum. Positions past ``n`` are padding for every row; their
+    encoder outputs are zero and the mask gives them no weight.
+
+    The greedy model runs the encoder and the whole greedy decode in one call: a loop of at most
+    ``max_output_tokens + 1`` steps (the bound written into the graph, as the loop's maximum_iterations), which
+    stops when every row has chosen the end id.
     """
     import tensorflow as tf
 
     latent = weights.latent_dim
+    vocab_size = weights.target_vocab_size
+    steps_out = max_output_tokens + 1  # the step loop's bound: max_output_tokens tokens, then the end marker
 
     def cell(gates, h, c):
         i, f, g, o = tf.split(gates, 4, axis=-1)
         c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
         return tf.sigmoid(o) * tf.tanh(c), c
 
-    def run_lstm(table, recurrent_kernel, input_ids, keep, order):
-        """One LSTM direction unrolled over ``order`` (time indices); a padded step keeps the state (Keras
-        masking). Returns the final (h, c) and the output at each position, in position order."""
-        recurrent = tf.constant(recurrent_kernel)
-        gates = tf.gather(tf.constant(table), input_ids)  # [batch, time, 4 * units]
+    def run_lstm(table, recurrent_kernel, input_ids, keep, length, reverse):
+        """One LSTM direction over positions 0..length-1 (reversed: length-1..0) in a bounded loop; a padded
+        step keeps the state (Keras masking). Returns the final (h, c) and the outputs [batch, T, units] (the
+        state after each position; zero past ``length``)."""
+        gates_all = tf.gather(tf.constant(table), input_ids)  # [batch, T, 4 * units], one gather for all steps
         units = recurrent_kernel.shape[0]
-        h = c = None
-        outputs = {}
-        for t in order:
-            if h is None:  # zero initial state: the recurrent term vanishes
-                zero = tf.zeros_like(gates[:, 0, :units])
-                h2, c2 = cell(gates[:, t], zero, zero)
-                h, c = tf.where(keep[:, t], h2, zero), tf.where(keep[:, t], c2, zero)
-            else:
-                h2, c2 = cell(gates[:, t] + tf.matmul(h, recurrent), h, c)
-                h, c = tf.where(keep[:, t], h2, h), tf.where(keep[:, t], c2, c)
-            outputs[t] = h
-        return h, c, [outputs[t] for t in range(max_input_tokens)]
+        batch = tf.shape(input_ids)[0]
+        zero = tf.zeros(tf.stack([batch, units]))
+        positions = tf.constant(np.eye(max_input_tokens, dtype=np.float32))  # row t: one-hot position t
+
+        def body(t, h, c, outputs):
+            pos = length - 1 - t if reverse else t
+            gates = tf.gather(gates_all, pos, axis=1) + tf.matmul(h, tf.constant(recurrent_kernel))
+            h2, c2 = cell(gates, h, c)
+            k = tf.gather(keep, pos, axis=1)  # [batch, 1]
+            h, c = tf.where(k, h2, h), tf.where(k, c2, c)
+            outputs = outputs + tf.gather(positions, pos)[None, :, None] * h[:, None, :]
+            return t + 1, h, c, outputs
+
+        outputs = tf.zeros(tf.stack([batch, max_input_tokens, units]))
+        _, h, c, outputs = tf.while_loop(lambda t, *_: t < length, body, (tf.constant(0), zero, zero, outputs),
+                                         maximum_iterations=max_input_tokens)
+        return h, c, outputs
+
+    def encode(input_ids):
+        """The encoder's outputs as a dict of the manifest's names."""
+        keep = tf.not_equal(input_ids, text.PAD_ID)[:, :, None]  # padding keeps the state (Keras masking)
+        length = tf.reduce_max(tf.reduce_sum(tf.cast(keep[:, :, 0], tf.int32), axis=1))
+        h, c, outputs = run_lstm(weights.encoder_table, weights.encoder_recurrent, input_ids, keep, length, False)
+        if not weights.attention:
+            return {mf.STATE_H: h, mf.STATE_C: c}
+        if weights.encoder_backward_table is not None:
+            h_b, c_b, outputs_b = run_lstm(weights.encoder_backward_table, weights.encoder_backward_recurrent,
+                                           input_ids, keep, length, True)
+            h, c, outputs = tf.concat([h, h_b], -1), tf.concat([c, c_b], -1), tf.concat([outputs, outputs_b], -1)
+        return {mf.STATE_H: h, mf.STATE_C: c, mf.ENCODER_OUTPUTS: outputs,
+                mf.ENCODER_MASK: tf.cast(keep[:, :, 0], tf.float32)}
+
+    def step(prev_token, state_h, state_c, encoder_outputs=None, encoder_mask=None):
+        """One decoder step: (probs, h, c)."""
+        gates = (tf.gather(tf.constant(weights.decoder_table), prev_token)
+                 + tf.matmul(state_h, tf.constant(weights.decoder_recurrent)))
+        h, c = cell(gates, state_h, state_c)
+        out = h
+        if weights.attention:
+            query = tf.matmul(h, tf.constant(weights.attention_query))                     # [batch, E]
+            scores = tf.matmul(encoder_outputs, query[:, :, None])[:, :, 0]                 # [batch, T]
+            # Keras' attention: padding at -1e9 before the softmax, so its weight is exactly 0.
+            scores = scores - 1e9 * (1.0 - encoder_mask)
+            weights_t = tf.nn.softmax(scores)
+            context = tf.matmul(weights_t[:, None, :], encoder_outputs)[:, 0, :]           # [batch, E]
+            out = tf.tanh(tf.matmul(tf.concat([context, h], -1), tf.constant(weights.attention_combine_kernel))
+                          + tf.constant(weights.attention_combine_bias))
+        probs = tf.nn.softmax(tf.matmul(out, tf.constant(weights.dense_kernel)) + tf.constant(weights.dense_bias))
+        return probs, h, c
+
+    ids_spec = tf.TensorSpec([None, max_input_tokens], tf.int32, name=mf.INPUT_IDS)
 
     class Encoder(tf.Module):
         def __init__(self):
             super().__init__(name=mf.ENCODER)
 
-        @tf.function(input_signature=[tf.TensorSpec([None, max_input_tokens], tf.int32, name=mf.INPUT_IDS)])
+        @tf.function(input_signature=[ids_spec])
         def serve(self, input_ids):
-            keep = tf.not_equal(input_ids, text.PAD_ID)[:, :, None]  # padding keeps the state (Keras masking)
-            forward = range(max_input_tokens)
-            h, c, outputs = run_lstm(weights.encoder_table, weights.encoder_recurrent, input_ids, keep, forward)
-            if not weights.attention:
-                return {mf.STATE_H: h, mf.STATE_C: c}
-            if weights.encoder_backward_table is not None:
-                h_b, c_b, outputs_b = run_lstm(weights.encoder_backward_table, weights.encoder_backward_recurrent,
-                                               input_ids, keep, reversed(forward))
-                h, c = tf.concat([h, h_b], -1), tf.concat([c, c_b], -1)
-                outputs = [tf.concat([f, b], -1) for f, b in zip(outputs, outputs_b)]
-            return {mf.STATE_H: h, mf.STATE_C: c, mf.ENCODER_OUTPUTS: tf.stack(outputs, axis=1),
-                    mf.ENCODER_MASK: tf.cast(keep[:, :, 0], tf.float32)}
-
-    def step(prev_token, state_h, state_c):
-        gates = (tf.gather(tf.constant(weights.decoder_table), prev_token)
-                 + tf.matmul(state_h, tf.constant(weights.decoder_recurrent)))
-        return cell(gates, state_h, state_c)
-
-    def output(h):
-        return tf.nn.softmax(tf.matmul(h, tf.constant(weights.dense_kernel)) + tf.constant(weights.dense_bias))
+            return encode(input_ids)
 
     state_specs = [tf.TensorSpec([None], tf.int32, name=mf.PREV_TOKEN),
                    tf.TensorSpec([None, latent], tf.float32, name=mf.STATE_H),
@@ -173,8 +206,8 @@ def build_modules(weights: Seq2SeqWeights, max_input_tokens: int):
 
         @tf.function(input_signature=state_specs)
         def serve(self, prev_token, state_h, state_c):
-            h, c = step(prev_token, state_h, state_c)
-            return {mf.PROBS: output(h), mf.NEXT_STATE_H: h, mf.NEXT_STATE_C: c}
+            probs, h, c = step(prev_token, state_h, state_c)
+            return {mf.PROBS: probs, mf.NEXT_STATE_H: h, mf.NEXT_STATE_C: c}
 
     class AttentionDecoderStep(tf.Module):
         def __init__(self):
@@ -186,15 +219,38 @@ def build_modules(weights: Seq2SeqWeights, max_input_tokens: int):
             tf.TensorSpec([None, max_input_tokens, width], tf.float32, name=mf.ENCODER_OUTPUTS),
             tf.TensorSpec([None, max_input_tokens], tf.float32, name=mf.ENCODER_MASK)])
         def serve(self, prev_token, state_h, state_c, encoder_outputs, encoder_mask):
-            h, c = step(prev_token, state_h, state_c)
-            query = tf.matmul(h, tf.constant(weights.attention_query))                     # [batch, E]
-            scores = tf.matmul(encoder_outputs, query[:, :, None])[:, :, 0]                 # [batch, T]
-            # Keras' attention: padding at -1e9 before the softmax, so its weight is exactly 0.
-            scores = scores - 1e9 * (1.0 - encoder_mask)
-            weights_t = tf.nn.softmax(scores)
-            context = tf.matmul(weights_t[:, None, :], encoder_outputs)[:, 0, :]           # [batch, E]
-            combined = tf.tanh(tf.matmul(tf.concat([context, h], -1), tf.constant(weights.attention_combine_kernel))
-                               + tf.constant(weights.attention_combine_bias))
-            return {mf.PROBS: output(combined), mf.NEXT_STATE_H: h, mf.NEXT_STATE_C: c}
+            probs, h, c = step(prev_token, state_h, state_c, encoder_outputs, encoder_mask)
+            return {mf.PROBS: probs, mf.NEXT_STATE_H: h, mf.NEXT_STATE_C: c}
 
-    return Encoder(), (AttentionDecoderStep() if weights.attention else DecoderStep())
+    class Greedy(tf.Module):
+        def __init__(self):
+            super().__init__(name=mf.GREEDY)
+
+        @tf.function(input_signature=[ids_spec])
+        def serve(self, input_ids):
+            encoded = encode(input_ids)
+            attended = (encoded.get(mf.ENCODER_OUTPUTS), encoded.get(mf.ENCODER_MASK))
+            batch = tf.shape(input_ids)[0]
+            slots = tf.constant(np.eye(steps_out, dtype=np.float32))  # row t: one-hot output slot t
+            int_slots = tf.constant(np.eye(steps_out, dtype=np.int32))
+
+            def body(t, prev, h, c, ended, ids, probs_out):
+                probs, h, c = step(prev, h, c, *attended)
+                chosen = tf.cast(tf.argmax(probs, axis=1), tf.int32)
+                chosen_prob = tf.reduce_max(probs, axis=1)
+                live = tf.logical_not(ended)
+                ids = ids + tf.gather(int_slots, t)[None, :] * tf.where(live, chosen, 0)[:, None]
+                probs_out = probs_out + tf.gather(slots, t)[None, :] * tf.where(live, chosen_prob, 0.0)[:, None]
+                ended = tf.logical_or(ended, tf.equal(chosen, text.END_ID))
+                return t + 1, chosen, h, c, ended, ids, probs_out
+
+            start = (tf.constant(0), tf.fill(tf.stack([batch]), text.START_ID), encoded[mf.STATE_H],
+                     encoded[mf.STATE_C], tf.zeros(tf.stack([batch]), tf.bool),
+                     tf.zeros(tf.stack([batch, steps_out]), tf.int32), tf.zeros(tf.stack([batch, steps_out])))
+            _, _, _, _, _, ids, probs_out = tf.while_loop(
+                lambda t, _p, _h, _c, ended, *_: tf.logical_not(tf.reduce_all(ended)), body, start,
+                maximum_iterations=steps_out)
+            return {mf.OUTPUT_IDS: ids, mf.OUTPUT_PROBS: probs_out}
+
+    step_module = AttentionDecoderStep() if weights.attention else DecoderStep()
+    return {mf.ENCODER: Encoder(), mf.DECODER_STEP: step_module, mf.GREEDY: Greedy()}

@@ -14,14 +14,22 @@ from . import convert
 log = logging.getLogger(__name__)
 
 
-def write_model_files(bundle: Path, modules: dict, formats, variants, weights, steps: int) -> list[mf.ModelFile]:
-    """Every (format, variant) the format has, each with both roles' ``modules`` (role -> tf.Module)."""
-    return [write_model_file(bundle, role, module, fmt, variant, weights, steps)
+#: (format, variant) pairs without a one-call greedy model, and why.
+NO_GREEDY = {("onnx", "int8"): "ONNX Runtime's dynamic quantization does not reach into a Loop's body, so an int8 "
+                               "greedy model would decode as the fp32 one, not as the int8 step loop"}
+
+
+def write_model_files(bundle: Path, modules: dict, formats, variants, weights, steps: int,
+                      max_output_tokens: int) -> list[mf.ModelFile]:
+    """Every (format, variant) the format has, each with every role's ``modules`` (role -> tf.Module); no greedy
+    model where ``NO_GREEDY`` says."""
+    return [write_model_file(bundle, role, module, fmt, variant, weights, steps, max_output_tokens)
             for fmt in formats for variant in variants if variant in mf.VARIANTS[fmt]
-            for role, module in modules.items()]
+            for role, module in modules.items() if not (role == mf.GREEDY and (fmt, variant) in NO_GREEDY)]
 
 
-def write_model_file(bundle: Path, role: str, module, fmt: str, variant: str, weights, steps: int) -> mf.ModelFile:
+def write_model_file(bundle: Path, role: str, module, fmt: str, variant: str, weights, steps: int,
+                     max_output_tokens: int) -> mf.ModelFile:
     name = f"{role}.{variant}.{fmt}"
     extra = {}
     if fmt == "tflite":
@@ -39,7 +47,7 @@ def write_model_file(bundle: Path, role: str, module, fmt: str, variant: str, we
     convert.check_ops(name, ops, fmt, role)
     (bundle / name).write_bytes(content)
     ins, outs = mf.expected_io(role, weights.latent_dim, steps, weights.target_vocab_size,
-                               weights.encoder_output_dim)
+                               weights.encoder_output_dim, max_output_tokens)
     log.info("wrote %s (%d bytes)", name, len(content))
     return mf.ModelFile(role=role, format=fmt, variant=variant, path=name, sha256=hashlib.sha256(content).hexdigest(),
                         size_bytes=len(content), inputs=ins, outputs=outs, ops=tuple(ops), **extra)

@@ -2,7 +2,8 @@
 
 fp32 variants must reproduce Keras' probabilities and states at every step within FP32_ATOL, give the same
 string for every input, and the same n-best lists under beam search (GATE_BEAM). Quantized variants are held to
-string-level floors. ``check_parity`` measures; ``GateResult.raise_if_failed`` is the gate.
+string-level floors. Every variant's one-call greedy model must choose exactly the ids its step loop chooses, for
+every input, with probabilities within ONE_CALL_ATOL of the step loop's. ``check_parity`` measures; ``GateResult.raise_if_failed`` is the gate.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ FP32_ATOL = 1e-5
 FP16_MIN_AGREEMENT = 0.995
 #: int8 exact match may fall at most this far (absolute) below Keras' exact match.
 INT8_MAX_EXACT_MATCH_DROP = 0.01
+#: Largest difference allowed between a one-call greedy model's probabilities and its own step loop's (same
+#: variant, same weights; only the kernels' order of summation differs).
+ONE_CALL_ATOL = {"fp32": FP32_ATOL, "fp16": 1e-4, "int8": 1e-3}
 #: The backend that checks each format at export time.
 GATE_BACKEND = {"tflite": "litert", "onnx": "onnx"}
 #: Inputs per batch in the gate (Keras and the export see the same batches).
@@ -122,6 +126,11 @@ class VariantReport:
     beam_max_score_diff: float | None = None
     beam_tie_tolerance: float | None = None
     beam_disagreements: list = field(default_factory=list)
+    #: With a one-call greedy model: the fraction of inputs for which it chose exactly the step loop's ids (and
+    #: finished alike), its largest probability difference from the step loop's, and the first inputs that differ.
+    one_call_agreement: float | None = None
+    one_call_max_prob_diff: float | None = None
+    one_call_disagreements: list = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -161,7 +170,7 @@ class GateResult:
                            "int8_max_exact_match_drop": INT8_MAX_EXACT_MATCH_DROP,
                            "fp32_beam_size": GATE_BEAM, "fp32_beam_inputs": GATE_BEAM_INPUTS,
                            "fp32_beam_near_tie": BEAM_NEAR_TIE,
-                           "fp32_beam_tie_factor": BEAM_TIE_FACTOR},
+                           "fp32_beam_tie_factor": BEAM_TIE_FACTOR, "one_call_max_prob_diff": ONE_CALL_ATOL},
             "variants": [v.to_dict() for v in self.variants],
             "passed": self.passed,
         }
@@ -175,8 +184,11 @@ class GateResult:
 def check_parity(bundle_dir: Path, keras: KerasDecoder, manifest: mf.BundleManifest, pairs: list[Pair]) -> GateResult:
     """Decode ``pairs`` with Keras and with every variant in the bundle and compare. Measures only: the caller
     decides with ``GateResult.raise_if_failed``."""
-    fp32 = {fmt: load(bundle_dir, backend=GATE_BACKEND[fmt], variant="fp32")
-            for fmt in mf.FORMATS if "fp32" in manifest.variants(fmt)}
+    def gate_load(fmt: str, variant: str) -> Seq2SeqDecoder:  # the greedy model too, whatever load's default
+        return load(bundle_dir, backend=GATE_BACKEND[fmt], variant=variant,
+                    one_call=manifest.find(mf.GREEDY, fmt, variant) is not None)
+
+    fp32 = {fmt: gate_load(fmt, "fp32") for fmt in mf.FORMATS if "fp32" in manifest.variants(fmt)}
     diffs: dict[str, dict] = {fmt: {} for fmt in fp32}
 
     def compare_steps(input_ids, trace):
@@ -189,7 +201,7 @@ def check_parity(bundle_dir: Path, keras: KerasDecoder, manifest: mf.BundleManif
     reports = []
     for fmt in mf.FORMATS:
         for variant in manifest.variants(fmt):
-            decoder = fp32[fmt] if variant == "fp32" else load(bundle_dir, backend=GATE_BACKEND[fmt], variant=variant)
+            decoder = fp32[fmt] if variant == "fp32" else gate_load(fmt, variant)
             r = check_variant(decoder, fmt, variant, reference, beams, diffs.get(fmt, {}) if variant == "fp32" else {})
             log.info("parity %s %s on %s: agreement %.2f%%, exact match %.2f%%%s", fmt, variant, r.backend,
                      100 * r.agreement, 100 * r.exact_match, "" if r.passed else f"  FAILED: {r.reason}")
@@ -201,10 +213,14 @@ def check_variant(decoder: Seq2SeqDecoder, fmt: str, variant: str, keras: KerasR
                   beams: KerasBeams | None = None, diffs: dict | None = None) -> VariantReport:
     """One variant's figures: its strings against Keras' and the references, with ``diffs`` (fp32: the largest
     stepwise differences, from ``_stepwise_diffs``) and, for fp32, beam search against ``beams``."""
-    got = decoder.decode_batch(keras.sources, batch_size=GATE_BATCH)
+    step_loop = decoder.with_step_loop()
+    results = step_loop.decode_batch_results(keras.sources, batch_size=GATE_BATCH)
+    got = [r.text for r in results]
     report = VariantReport(fmt, variant, decoder.backend, metrics.exact_match(got, keras.strings),
                            metrics.exact_match(got, keras.references),
                            metrics.character_error_rate(got, keras.references), dict(diffs or {}))
+    if decoder.greedy_model is not None:
+        _one_call_figures(report, decoder, keras.sources, results)
     if variant == "fp32" and beams is not None:
         _beam_figures(report, decoder, keras.sources, beams)
     report.reason = _failure(report, keras.exact_match)
@@ -213,8 +229,27 @@ def check_variant(decoder: Seq2SeqDecoder, fmt: str, variant: str, keras: KerasR
     return report
 
 
+def _one_call_figures(report: VariantReport, decoder: Seq2SeqDecoder, sources: list[str], step_loop: list) -> None:
+    """Compare the one-call greedy model's results with the step loop's, input by input."""
+    one_call = decoder.decode_batch_results(sources, batch_size=GATE_BATCH)
+    same, worst = 0, 0.0
+    for source, a, b in zip(sources, one_call, step_loop):
+        if a.tokens == b.tokens and a.finished == b.finished:
+            same += 1
+            worst = max(worst, max((abs(x - y) for x, y in zip(a.token_probs, b.token_probs)), default=0.0))
+        elif len(report.one_call_disagreements) < 10:
+            report.one_call_disagreements.append({"input": source, "step_loop": b.text, "one_call": a.text})
+    report.one_call_agreement = same / max(1, len(sources))
+    report.one_call_max_prob_diff = worst
+
+
 def _failure(report: VariantReport, keras_exact_match: float) -> str:
     """Why ``report`` fails its variant's tolerance, or "" when it passes."""
+    if report.one_call_agreement is not None and (
+            report.one_call_disagreements or report.one_call_max_prob_diff > ONE_CALL_ATOL[report.variant]):
+        return (f"the one-call greedy model chose the step loop's ids for {report.one_call_agreement:.2%} of the "
+                f"inputs (required 100%), probabilities within {report.one_call_max_prob_diff:.3g} (limit "
+                f"{ONE_CALL_ATOL[report.variant]:g})")
     if report.variant == "fp32":
         worst = max(report.max_abs_diff.values(), default=0.0)
         if worst > FP32_ATOL or report.agreement < 1.0:

@@ -84,10 +84,23 @@ def _add_train(sub) -> None:
     m.add_argument("--bidirectional", action="store_true", default=None,
                    help="with --decoder attention: a bidirectional encoder")
     m.add_argument("--dropout", type=float, help="dropout on the LSTMs' inputs while training (default: 0)")
+    m.add_argument("--recurrent-dropout", type=float, metavar="P",
+                   help="dropout on the LSTMs' recurrent state while training (default: 0)")
+    m.add_argument("--min-symbol-count", type=int, metavar="N",
+                   help="input symbols seen fewer than N times in the training split are replaced by an unknown "
+                        "token, which any unseen input symbol then maps to at run time (default: 1, none)")
+    m.add_argument("--label-smoothing", type=float, metavar="E",
+                   help="share of each target token's probability spread over the target vocabulary (default: 0)")
+    m.add_argument("--weight-decay", type=float, metavar="W",
+                   help="decoupled weight decay: AdamW instead of Adam (default: 0)")
     m.add_argument("--length-buckets", action=argparse.BooleanOptionalAction, default=None,
                    help="batches of similar lengths, padded per batch: faster on long, mixed-length data "
                         "(default: on for --data, off for the built-in tasks)")
     m.add_argument("--seed", type=int, default=0, help="seeds every random source; same seed, same weights")
+    m.add_argument("--distribute", choices=["mirrored", "multiworker"],
+                   help="data-parallel training with tf.distribute: mirrored (this machine's devices) or "
+                        "multiworker (the machines in TF_CONFIG; worker 0 writes the run folder); --batch-size "
+                        "is per replica (see the README's \"At scale\")")
     p.set_defaults(func=_cmd_train)
 
 
@@ -105,10 +118,12 @@ def _cmd_train(args) -> int:
         latent_dim=args.latent_dim, embedding_dim=args.embedding_dim, epochs=args.epochs,
         batch_size=args.batch_size, learning_rate=args.learning_rate,
         clipnorm=args.clipnorm, patience=args.patience, seed=args.seed, decoder=args.decoder,
-        bidirectional=args.bidirectional, dropout=args.dropout, length_buckets=args.length_buckets,
+        bidirectional=args.bidirectional, dropout=args.dropout, recurrent_dropout=args.recurrent_dropout,
+        min_symbol_count=args.min_symbol_count, label_smoothing=args.label_smoothing,
+        weight_decay=args.weight_decay, length_buckets=args.length_buckets,
         validation_fraction=args.validation_fraction, test_fraction=args.test_fraction)
     out = args.out or f"runs/{task if task != 'data' else _stem(args.data)}"
-    result = trainer.train(cfg, out, force=args.force, quiet=args.quiet)
+    result = trainer.train(cfg, out, force=args.force, quiet=args.quiet, distribute=args.distribute)
     wer = f", WER {result['word_error_rate']:.4f}" if "word_error_rate" in result else ""
     print(f"{out}: exact match {result['exact_match']:.2%}, CER {result['character_error_rate']:.4f}{wer} "
           f"on {result['test_pairs']} test pairs; {result['epochs_run']} epochs in {result['train_seconds']:.0f} s")
@@ -123,6 +138,16 @@ def _stem(path: str) -> str:
 
 def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _peers(value: str | None) -> tuple[str, ...]:
+    from .bench.peers import PEERS
+
+    names = tuple(_csv(value or ""))
+    unknown = [n for n in names if n not in PEERS]
+    if unknown:
+        raise Seq2SeqEdgeError(f"--peer {','.join(unknown)}: choose from {', '.join(PEERS)}")
+    return names
 
 
 def _add_export(sub) -> None:
@@ -198,6 +223,12 @@ def _add_run(sub) -> None:
     p.add_argument("--max-output-len", type=int,
                    help="stop outputs at this many tokens, 1 to the trained maximum (default: the trained maximum)")
     p.add_argument("--skip-unknown", action="store_true", help="drop symbols the model never saw instead of failing")
+    loop = p.add_mutually_exclusive_group()
+    loop.add_argument("--one-call", dest="one_call", action="store_const", const=True,
+                      help="greedy decodes with the bundle's one-call greedy model, an error if it has none "
+                           "(default: that model when the bundle has it, else the step loop)")
+    loop.add_argument("--step-loop", dest="one_call", action="store_const", const=False,
+                      help="greedy decodes with the encoder and a decoder-step call per token, in Python")
     p.add_argument("--beam", type=int, metavar="N",
                    help=f"beam search with N hypotheses per input, 1 to {MAX_BEAM_SIZE} (default: --n-best, i.e. 1: "
                         "greedy decoding)")
@@ -208,13 +239,25 @@ def _add_run(sub) -> None:
                    help=f"beam search: rank by score / ((5 + length) / 6) ** A, 0 to {MAX_LENGTH_PENALTY:g} "
                         "(length: tokens + the end marker; 0: by log-probability)")
     p.add_argument("--json", action="store_true",
-                   help="one JSON object per line: input, output, score, finished, backend, variant, batch_items, "
-                        "batch_ms_per_item (and error, with --keep-going)")
+                   help="one JSON object per line: input, output, score, finished, backend, variant, path (one-call "
+                        "or step-loop), batch_items, batch_ms_per_item (and error, with --keep-going)")
     p.add_argument("--keep-going", action="store_true",
                    help="an input that cannot be decoded gets its error (on stderr; on stdout an empty line, or "
                         "with --json an object with an error field) and the others are answered; exit status 1 "
                         "if any failed (without it: stop at the first, exit status 2)")
-    p.add_argument("--quiet", action="store_true", help="no hint when standard input is a terminal")
+    f = p.add_argument_group("files (see the README's \"At scale\")")
+    f.add_argument("--input", metavar="FILE", help="decode the lines of FILE (- for standard input), in worker "
+                   "processes: .jsonl: each object's \"input\"; .tsv: the first column; otherwise the whole line")
+    f.add_argument("--output", metavar="FILE", help="write to FILE (default: standard output): .txt outputs, .tsv "
+                   "input<TAB>output, .jsonl the --json objects; one line per input line, in order")
+    f.add_argument("--workers", type=int, metavar="N",
+                   help="processes decoding --input, each with its own interpreters, 1 to the CPU count "
+                        "(default: the CPU count)")
+    f.add_argument("--resume", action="store_true",
+                   help="continue an --output a stopped run left (a partial last line is dropped): no line lost "
+                        "or doubled")
+    f.add_argument("--force", action="store_true", help="overwrite an existing --output")
+    p.add_argument("--quiet", action="store_true", help="no hint when standard input is a terminal, no progress bar")
     p.set_defaults(func=_cmd_run)
 
 
@@ -311,6 +354,8 @@ def _add_bench(sub) -> None:
                    help="run folder for the Keras contenders; needs TensorFlow (default: the manifest's, if "
                         "TensorFlow is installed and the folder exists)")
     p.add_argument("--no-keras", action="store_true", help="leave the Keras contenders out")
+    p.add_argument("--peer", metavar="NAME", help="also time a decoder outside this project on the same words: "
+                   "g2p_en (its numpy GRU, for a CMUdict bundle; pip install g2p_en)")
     p.add_argument("--tflite-python", metavar="PYTHON",
                    help="python of another venv with seq2seq-edge[tflite] (numpy<2), to include tflite-runtime "
                         "when this one cannot import it")
@@ -357,13 +402,13 @@ def _cmd_bench(args) -> int:
     with quiet.native_logs_caught():  # TensorFlow's C++ lines in the Keras contenders (seq2seq_edge.quiet)
         result = harness.bench(bundle, run_dir=args.run, quick=args.quick,
                                tflite_python=args.tflite_python, threads=_csv(args.threads), label=args.label,
-                               only_backends=only, keras=not args.no_keras)
+                               only_backends=only, keras=not args.no_keras, peers=_peers(args.peer))
     report.write([result], out)
     floors = result["floors_us"]
     for x in result["runtime"]:
         if x["variant"] == "fp32" and x["threads"] == 1:
             floor = f", floor {floors[x['backend']]:.1f} µs" if x["backend"] in floors else ""
-            print(f"  {x['backend']:6} fp32: {x['word_latency_ms']['p50']:.3f} ms per word (p50), "
+            print(f"  {x['backend']:6} fp32: {x['word_latency_ms']['p50']:.3f} ms per word (p50, {x['decode_path']}), "
                   f"step {x['step_us']:.1f} µs{floor}")
     for row in report.target_rows(result):
         print(f"  {row['measure']}: {row['value']:.2f} (target {row['target']}: {'met' if row['met'] else 'missed'})")

@@ -13,7 +13,7 @@ from . import beam
 from . import manifest as mf
 from . import preprocessing as pp
 from . import text
-from .errors import InputTextError
+from .errors import BundleError, InputTextError
 
 @dataclass(frozen=True)
 class DecodeResult:
@@ -55,7 +55,9 @@ class Seq2SeqDecoder:
 
     ``encoder`` and ``decoder_step`` are the loaded models: any objects with ``run(feeds) -> outputs``, both
     dicts keyed by the manifest's input and output names (the backend adapters). ``load`` builds this class;
-    a caller may also build one around wrapped models (the benchmark times each ``run``).
+    a caller may also build one around wrapped models (the benchmark times each ``run``). ``greedy``: the bundle's
+    one-call greedy model (``run({input_ids})`` -> {output_ids, output_probs}), which then decodes every greedy
+    call but ``stream`` and ``steps``; its results are those of the step loop (the export's parity gate checks it).
 
     Thread-safe: ``decode`` and friends may be called from many threads at once.
 
@@ -68,7 +70,7 @@ class Seq2SeqDecoder:
     """
 
     def __init__(self, manifest: mf.BundleManifest, encoder, decoder_step, *, backend: str, variant: str,
-                 bundle_dir: Path | None = None):
+                 bundle_dir: Path | None = None, greedy=None):
         self.manifest = manifest
         self.preprocessing = manifest.preprocessing
         self.backend = backend
@@ -76,12 +78,13 @@ class Seq2SeqDecoder:
         self.bundle_dir = bundle_dir
         self._encoder = encoder
         self._step = decoder_step
+        self._greedy = greedy
         self._step_inputs = tuple(t.name for m in manifest.models if m.role == mf.DECODER_STEP for t in m.inputs)
 
     def __repr__(self) -> str:
         prep = self.preprocessing
         return (f"Seq2SeqDecoder(bundle={str(self.bundle_dir) if self.bundle_dir else None!r}, "
-                f"backend={self.backend!r}, variant={self.variant!r}, "
+                f"backend={self.backend!r}, variant={self.variant!r}, path={self.decode_path!r}, "
                 f"input={prep.input_tokenization} up to {prep.max_input_tokens} tokens, "
                 f"output={prep.target_tokenization} up to {prep.max_output_tokens} tokens)")
 
@@ -94,6 +97,21 @@ class Seq2SeqDecoder:
     def decoder_step(self):
         """The decoder-step model: ``run({prev_token, state_h, state_c})`` -> {probs, next_state_h, next_state_c}."""
         return self._step
+
+    @property
+    def greedy_model(self):
+        """The one-call greedy model, or None when greedy decodes run the step loop."""
+        return self._greedy
+
+    def with_step_loop(self) -> "Seq2SeqDecoder":
+        """This decoder without its one-call greedy model: the same loaded models, greedy decodes by the step loop."""
+        return Seq2SeqDecoder(self.manifest, self._encoder, self._step, backend=self.backend, variant=self.variant,
+                              bundle_dir=self.bundle_dir)
+
+    @property
+    def decode_path(self) -> str:
+        """How a greedy decode runs: "one-call" (the greedy model) or "step-loop" (encoder, then a step per token)."""
+        return "one-call" if self._greedy is not None else "step-loop"
 
     @property
     def max_output_len(self) -> int:
@@ -178,7 +196,8 @@ class Seq2SeqDecoder:
 
     def steps(self, input_ids: np.ndarray, *, max_output_len: int | None = None
               ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-        """The greedy loop itself, one step at a time, for callers that observe a decode (traces, timing).
+        """The greedy loop itself, one step at a time, for callers that observe a decode (traces, timing); it
+        runs the step model even when the bundle has a one-call greedy model.
 
         ``input_ids``: an int32 [batch, encoder_time_steps] array, right-padded with the pad id (see
         ``padded_batches``). Yields, for each step, (the chosen ids [batch], the step's probabilities
@@ -249,8 +268,12 @@ class Seq2SeqDecoder:
         if beam_size > 1:
             batch_size = min(batch_size, max(1, beam.MAX_BEAM_ROWS // beam_size))
         for input_ids in padded_batches([encoded[i] for i in pending], batch_size, time_steps):
-            decoded += self._results(input_ids, limit) if beam_size == 1 else self._beam_results(input_ids, limit,
-                                                                                                 *options)
+            if beam_size > 1:
+                decoded += self._beam_results(input_ids, limit, *options)
+            elif self._greedy is not None:
+                decoded += self._one_call_results(input_ids, limit)
+            else:
+                decoded += self._results(input_ids, limit)
         for i, result in zip(pending, decoded):
             results[i] = result
         return results
@@ -262,7 +285,19 @@ class Seq2SeqDecoder:
             chosen_steps.append(chosen)
             prob_steps.append(probs[rows, chosen])  # keep [batch], not [batch, vocab], per step: memory stays small
         chosen_arr, probs_arr = np.array(chosen_steps), np.array(prob_steps)  # [steps, batch]
-        chosen_all, probs_all = chosen_arr.T.tolist(), probs_arr.T.tolist()   # [batch, steps]
+        return self._rows(chosen_arr.T.tolist(), probs_arr.T.tolist(), limit)
+
+    def _one_call_results(self, input_ids: np.ndarray, limit: int) -> list[DecodeResult]:
+        out = self._greedy.run({mf.INPUT_IDS: input_ids})
+        ids, probs = out[mf.OUTPUT_IDS][:, :limit + 1], out[mf.OUTPUT_PROBS][:, :limit + 1]
+        if ids.size and not (0 <= int(ids.min()) and int(ids.max()) < len(self.preprocessing.target_vocabulary)):
+            raise BundleError("the greedy model returned ids outside the target vocabulary",
+                              where=getattr(self._greedy, "label", "greedy model"))
+        return self._rows(ids.tolist(), probs.tolist(), limit)
+
+    def _rows(self, chosen_all: list[list[int]], probs_all: list[list[float]], limit: int) -> list[DecodeResult]:
+        """Results from the ids chosen at each step, and their probabilities, per row [batch][steps]: a row ends at
+        its first end id; without one it was cut at ``limit`` tokens."""
         vocab = self.preprocessing.target_vocabulary
         tokenization = self.preprocessing.target_tokenization
         results = []

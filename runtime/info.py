@@ -36,7 +36,7 @@ def bundle_info(bundle_dir: str | Path) -> dict[str, Any]:
     variants = []
     for fmt in mf.FORMATS:
         for variant in m.variants(fmt):
-            entries = {role: m.find(role, fmt, variant) for role in mf.ROLES}
+            entries = {role: e for role in mf.ALL_ROLES if (e := m.find(role, fmt, variant))}
             variants.append({"format": fmt, "variant": variant,
                              "files": {role: {"path": e.path, "size_bytes": e.size_bytes} for role, e in entries.items()},
                              "size_bytes": sum(e.size_bytes for e in entries.values())})
@@ -47,7 +47,8 @@ def bundle_info(bundle_dir: str | Path) -> dict[str, Any]:
         "task": training.get("task") if isinstance(training.get("task"), str) else None,
         "training": {k: training[k] for k in TRAINING_KEYS if _plain(training.get(k))},
         "input": {"tokenization": prep.input_tokenization, "vocabulary_size": len(prep.input_vocabulary),
-                  "max_tokens": prep.max_input_tokens, "max_characters": prep.max_input_chars},
+                  "max_tokens": prep.max_input_tokens, "max_characters": prep.max_input_chars,
+                  "unknown_token": prep.unknown_token},
         "output": {"tokenization": prep.target_tokenization, "vocabulary_size": len(prep.target_vocabulary),
                    "max_tokens": prep.max_output_tokens},
         "latent_dim": m.latent_dim,
@@ -105,8 +106,10 @@ def format_info(info: dict[str, Any]) -> str:
     lines = [f"{info['bundle']}: seq2seq-edge bundle (format {info['format_version']}, {info['architecture']})",
              f"task:      {task}" + (f"; trained with {settings}" if settings else "")]
     i, o = info["input"], info["output"]
+    unknown = (f"; symbols outside it read as {i['unknown_token']!r}" if i["unknown_token"] is not None
+               else "; symbols outside it are refused")
     lines += [f"input:     {i['tokenization']} tokens, vocabulary of {i['vocabulary_size']} (3 reserved), at most "
-              f"{i['max_tokens']} tokens",
+              f"{i['max_tokens']} tokens{unknown}",
               f"output:    {o['tokenization']} tokens, vocabulary of {o['vocabulary_size']} (3 reserved), at most "
               f"{o['max_tokens']} tokens",
               f"model:     latent {info['latent_dim']}, encoder over {info['encoder_time_steps']} time steps",

@@ -29,13 +29,18 @@ def read_model_file(bundle_dir: Path, entry: mf.ModelFile) -> bytes:
     return content
 
 
-def check_model_ops(content: bytes, entry: mf.ModelFile, path: str) -> None:
-    """The model's real operators, read from its bytes, must be ones its role allows and the manifest's list."""
+def check_model_ops(content: bytes, entry: mf.ModelFile, path: str, loop_limit: int = 0) -> None:
+    """The model's real operators, read from its bytes, must be ones its role allows and the manifest's list, and
+    each of its loops (proven bounded from the bytes) may run at most ``loop_limit`` times
+    (``BundleManifest.loop_limit``)."""
     try:
-        real = backends.model_ops(entry.format, content)
+        real, bounds = backends.inspect_model(entry.format, content)
     except BundleError as e:
         raise BundleError(e.problems, where=path) from None
     problems = []
+    if bounds and max(bounds) > loop_limit:
+        problems.append(f"has a loop of up to {max(bounds)} steps; a {entry.role} of this bundle may loop at most "
+                        f"{loop_limit} times")
     allowed = mf.ALLOWED_OPS[entry.format][entry.role]
     outside = sorted(real - allowed)
     if outside:
@@ -133,6 +138,11 @@ def _choose_backend(manifest: mf.BundleManifest, backend: str, variant: str) -> 
                                   + "; ".join(tried))
 
 
+#: Formats whose greedy model decodes by default (``load(one_call=None)``). Measured (README, "Speed"): TFLite's
+#: WHILE runs a decode faster than the Python loop around the step model; ONNX Runtime's Loop, on the CMUdict
+#: model, slower (its per-iteration cost is above the Python loop's per-step cost), so ONNX asks for one_call=True.
+ONE_CALL_BY_DEFAULT = ("tflite",)
+
 #: Files of a training run folder (``seq2seq_edge.train.run_folder``), to tell one apart from a bundle.
 RUN_FOLDER_FILES = ("model.keras", "config.json")
 
@@ -155,12 +165,16 @@ def _quiet_interpreter(module) -> None:
             pass
 
 
-def load(bundle_dir: str | Path, backend: str = "auto", variant: str = "fp32", threads: int = 1) -> Seq2SeqDecoder:
+def load(bundle_dir: str | Path, backend: str = "auto", variant: str = "fp32", threads: int = 1,
+         one_call: bool | None = None) -> Seq2SeqDecoder:
     """Load a bundle written by ``s2s export`` and return a decoder.
 
     ``backend``: "litert" (ai-edge-litert), "tflite" (tflite-runtime), "onnx" (onnxruntime) or "auto" (the first
     of those, in that order, that is installed and whose format the bundle holds). ``threads``: interpreter
     threads, at most the machine's cores. ``variant``: "fp32", "fp16" or "int8".
+    ``one_call``: greedy decodes use the bundle's one-call greedy model always (True: an error if the bundle has
+    none for this format and variant), never (False: the step loop, in Python), or by default (None) on TFLite
+    backends when the bundle has one (``ONE_CALL_BY_DEFAULT``); beam search and streaming use the step loop. ``decoder.decode_path`` says which one decodes.
     A bundle is untrusted data: the manifest, each file's kind, size and sha256, and each model's operators are
     checked before any interpreter sees it; a model file new to this machine is first loaded in a limited child
     process (``probe``); then each model's real inputs and outputs are checked, and its output shapes at every
@@ -181,21 +195,32 @@ def load(bundle_dir: str | Path, backend: str = "auto", variant: str = "fp32", t
     if not all(entries):
         raise BundleError(f"the bundle has no {fmt} {variant} models (it holds {fmt} variants "
                           f"{manifest.variants(fmt)})", where=str(bundle_dir))
+    if one_call is not None and not isinstance(one_call, bool):
+        raise ValueError(f"one_call must be None, True or False, got {one_call!r}")
+    required = one_call is True
+    if one_call is None:  # measured: ONNX Runtime's Loop costs more per iteration than the Python loop's call
+        one_call = fmt in ONE_CALL_BY_DEFAULT
+    greedy = manifest.find(mf.GREEDY, fmt, variant) if one_call else None
+    if required and greedy is None:
+        raise BundleError(f"the bundle has no one-call greedy {fmt} {variant} model (bundles hold one for "
+                          f"{[m.variant for m in manifest.models if m.role == mf.GREEDY and m.format == fmt]}); "
+                          "decode with the step loop (one_call=False, s2s run --step-loop) or re-export the bundle",
+                          where=str(bundle_dir))
+    if greedy is not None:
+        entries.append(greedy)
     contents = [read_model_file(bundle_dir, e) for e in entries]  # all checksums before any interpreter
     labels = [str(bundle_dir / e.path) for e in entries]
     for content, entry, label in zip(contents, entries, labels):
-        check_model_ops(content, entry, label)
-    # Float encoders share one recurrent weight across unrolled steps: at batch 1 faster without XNNPACK, at
-    # larger batches with it (see backends/tflite.py); int8 encoders and every decoder step are faster with it.
-    xnnpack = ["batched" if e.role == mf.ENCODER and e.variant in ("fp32", "fp16") else True for e in entries]
-    probe.probe(backend, [(label, content, e.sha256, x) for label, content, e, x
-                          in zip(labels, contents, entries, xnnpack)], threads)
+        check_model_ops(content, entry, label, manifest.loop_limit(entry.role))
+    # XNNPACK for every model, loops included: measured faster at every length and batch (README, "Speed").
+    probe.probe(backend, [(label, content, e.sha256, True) for label, content, e in zip(labels, contents, entries)],
+                threads)
     models = []
-    for entry, content, xnnpack, path in zip(entries, contents, xnnpack, labels):
+    for entry, content, path in zip(entries, contents, labels):
         try:
             # TFLite says "Created TensorFlow Lite XNNPACK delegate for CPU." with no switch to turn it off.
             with quiet.native_logs_caught():
-                model = backends.open_model(backend, content, threads, xnnpack=xnnpack)
+                model = backends.open_model(backend, content, threads)
         except BundleError as e:
             tested = ", ".join(f"{k} {v}"[:60] for k, v in list(manifest.runtimes_tested.items())[:4])
             problems = [p + (f"; the bundle was tested with {tested}" if "version" in p and tested else "")
@@ -207,4 +232,5 @@ def load(bundle_dir: str | Path, backend: str = "auto", variant: str = "fp32", t
         _smoke_test(model, path)
         models.append(model)
     log.debug("loaded %s (%s %s on %s)", bundle_dir, fmt, variant, backend)
-    return Seq2SeqDecoder(manifest, models[0], models[1], backend=backend, variant=variant, bundle_dir=bundle_dir)
+    return Seq2SeqDecoder(manifest, models[0], models[1], backend=backend, variant=variant, bundle_dir=bundle_dir,
+                          greedy=models[2] if greedy is not None else None)

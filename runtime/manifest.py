@@ -5,6 +5,8 @@ Everything a Kotlin, Swift or Python decode loop needs is here, defined once:
 * Encoder:       ``input_ids`` int32 [batch, time] (right-padded with id 0)  ->  ``state_h``, ``state_c`` float32 [batch, latent]
 * Decoder step:  ``prev_token`` int32 [batch], ``state_h``, ``state_c``  ->  ``probs`` float32 [batch, vocab],
                  ``next_state_h``, ``next_state_c`` float32 [batch, latent]
+* Greedy (optional, one call):  ``input_ids``  ->  ``output_ids`` int32 [batch, max_tokens + 1] (the id chosen at
+                 each step, the end id included, pad ids after it), ``output_probs`` float32 [batch, max_tokens + 1]
 """
 
 from __future__ import annotations
@@ -25,7 +27,12 @@ MANIFEST_VERSION = 1
 
 ENCODER = "encoder"
 DECODER_STEP = "decoder_step"
+#: Optional: the encoder and the whole greedy loop in one model (``input_ids`` -> ``output_ids``, ``output_probs``).
+GREEDY = "greedy"
+#: Roles every bundle has, for each format and variant it holds.
 ROLES = (ENCODER, DECODER_STEP)
+#: Every role a model file may have.
+ALL_ROLES = (ENCODER, DECODER_STEP, GREEDY)
 
 INPUT_IDS = "input_ids"
 PREV_TOKEN = "prev_token"
@@ -38,6 +45,10 @@ NEXT_STATE_C = "next_state_c"
 #: the input has a token, 0.0 where it is padding [batch, T]; both fed unchanged to every decoder step.
 ENCODER_OUTPUTS = "encoder_outputs"
 ENCODER_MASK = "encoder_mask"
+#: The greedy model's outputs: the id chosen at each step [batch, max_output_tokens + 1] (the end id included,
+#: pad ids after it) and that id's probability (0 after the end).
+OUTPUT_IDS = "output_ids"
+OUTPUT_PROBS = "output_probs"
 
 #: The seed's encoder-decoder: the decoder sees the encoder only through its final state.
 SEED_ARCHITECTURE = "lstm-encoder-decoder"
@@ -50,8 +61,11 @@ RECURRENT = ((NEXT_STATE_H, STATE_H), (NEXT_STATE_C, STATE_C))
 
 SIGNATURE_KEY = "serving_default"
 
-#: Operators each role may hold, per format: what the exporter writes, and their close kin. No control flow (WHILE,
-#: IF, Loop, Scan ...), no custom operators, nothing outside ONNX's default domain. Export refuses a model outside
+#: Operators each role may hold, per format: what the exporter writes, and their close kin. No custom operators,
+#: nothing outside ONNX's default domain, and no control flow but the bounded loops the exporter writes, in the
+#: encoder (over the input's real length) and the greedy model: a WHILE / Loop in the main graph whose trip count
+#: the runtime proves bounded (``backends.inspect_model``) by the role's limit (``BundleManifest.loop_limit``); no
+#: IF, Scan, nested loops or calls anywhere, and none of it in the decoder step. Export refuses a model outside
 #: this list, and the runtime refuses it before an interpreter sees it.
 _TFLITE_COMMON = frozenset({
     "ADD", "SUB", "MUL", "FULLY_CONNECTED", "BATCH_MATMUL", "GATHER", "LOGISTIC", "TANH", "SPLIT", "SPLIT_V",
@@ -61,11 +75,17 @@ _ONNX_COMMON = frozenset({
     "Add", "Sub", "Mul", "MatMul", "Gemm", "Gather", "Sigmoid", "Tanh", "Split", "Cast", "DequantizeLinear",
     "QuantizeLinear", "DynamicQuantizeLinear", "MatMulInteger", "Reshape", "Concat", "Slice", "Squeeze",
     "Unsqueeze", "Transpose", "Identity"})
+_TFLITE_ENCODER = _TFLITE_COMMON | {
+    "NOT_EQUAL", "EQUAL", "SELECT", "SELECT_V2", "ZEROS_LIKE", "SHAPE", "FILL", "SUM", "REDUCE_MAX", "LESS",
+    "LOGICAL_AND", "WHILE"}
+_ONNX_ENCODER = _ONNX_COMMON | {
+    "Shape", "ConstantOfShape", "Equal", "Not", "Where", "Expand", "ReduceSum", "ReduceMax", "Less", "And", "Loop"}
 ALLOWED_OPS = {
-    "tflite": {ENCODER: _TFLITE_COMMON | {"NOT_EQUAL", "EQUAL", "SELECT", "SELECT_V2", "ZEROS_LIKE"},
-               DECODER_STEP: _TFLITE_COMMON | {"SOFTMAX"}},
-    "onnx": {ENCODER: _ONNX_COMMON | {"Shape", "ConstantOfShape", "Equal", "Not", "Where"},
-             DECODER_STEP: _ONNX_COMMON | {"Softmax"}},
+    "tflite": {ENCODER: _TFLITE_ENCODER, DECODER_STEP: _TFLITE_COMMON | {"SOFTMAX"},
+               GREEDY: _TFLITE_ENCODER | {"SOFTMAX", "ARG_MAX", "GREATER", "LOGICAL_NOT", "LOGICAL_OR",
+                                          "REDUCE_ALL", "REDUCE_ANY"}},
+    "onnx": {ENCODER: _ONNX_ENCODER, DECODER_STEP: _ONNX_COMMON | {"Softmax"},
+             GREEDY: _ONNX_ENCODER | {"Softmax", "ArgMax", "Greater", "Or"}},
 }
 
 # ---- bounds on what a bundle may declare ------------------------------------------------------------------------
@@ -111,7 +131,7 @@ class TensorSpec:
 class ModelFile:
     """One model file of the bundle."""
 
-    #: "encoder" or "decoder_step".
+    #: "encoder", "decoder_step" or "greedy".
     role: str
     #: "tflite" or "onnx".
     format: str
@@ -154,11 +174,15 @@ class ModelFile:
 
 
 def expected_io(role: str, latent_dim: int, encoder_time_steps: int, target_vocab_size: int,
-                encoder_output_dim: int | None = None):
+                encoder_output_dim: int | None = None, max_output_tokens: int = 1):
     """The (inputs, outputs) TensorSpecs every model of ``role`` must have, whatever its format. With
     ``encoder_output_dim`` (attention bundles) the encoder also returns its outputs and padding mask, and the step
-    takes them."""
+    takes them. The greedy model's outputs have ``max_output_tokens`` + 1 steps."""
     state = (-1, latent_dim)
+    if role == GREEDY:
+        steps = (-1, max_output_tokens + 1)
+        return ((TensorSpec(INPUT_IDS, "int32", (-1, encoder_time_steps)),),
+                (TensorSpec(OUTPUT_IDS, "int32", steps), TensorSpec(OUTPUT_PROBS, "float32", steps)))
     attention = () if encoder_output_dim is None else (
         TensorSpec(ENCODER_OUTPUTS, "float32", (-1, encoder_time_steps, encoder_output_dim)),
         TensorSpec(ENCODER_MASK, "float32", (-1, encoder_time_steps)))
@@ -197,7 +221,21 @@ class BundleManifest:
     def io(self, role: str):
         """The (inputs, outputs) TensorSpecs of ``role`` in this bundle."""
         return expected_io(role, self.latent_dim, self.encoder_time_steps, len(self.preprocessing.target_vocabulary),
-                           self.encoder_output_dim)
+                           self.encoder_output_dim, self.preprocessing.max_output_tokens)
+
+    def loop_limit(self, role: str) -> int:
+        """The most times any one loop of a ``role`` model may run: the encoder's loops run over input positions,
+        the greedy model's decode loop over output steps (max_tokens + 1); the decoder step has no loop."""
+        if role == ENCODER:
+            return self.encoder_time_steps
+        if role == GREEDY:
+            return max(self.encoder_time_steps, self.preprocessing.max_output_tokens + 1)
+        return 0
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """The roles this bundle has models for (``ROLES``, and ``GREEDY`` when it holds one)."""
+        return tuple(r for r in ALL_ROLES if any(m.role == r for m in self.models))
 
     def to_dict(self) -> dict[str, Any]:
         model = {"architecture": self.architecture, "latent_dim": self.latent_dim,
@@ -207,12 +245,16 @@ class BundleManifest:
         if self.encoder_output_dim is not None:
             model["encoder_output_dim"] = self.encoder_output_dim
             model["decoding"] += "; encoder_outputs and encoder_mask go unchanged to every step"
+        if GREEDY in self.roles:
+            model["one_call"] = ("greedy model: input_ids -> output_ids, output_probs [batch, max_tokens + 1]: the id "
+                                 "chosen at each step and its probability; a row ends at its first end id (pad ids "
+                                 "and probability 0 after it); without an end id it was cut at max_tokens")
         return {
             "format": self.format, "version": self.version,
             "preprocessing": self.preprocessing.to_dict(),
             "model": model,
             "io": {role: {"inputs": [t.name for t in self.io(role)[0]], "outputs": [t.name for t in self.io(role)[1]]}
-                   for role in ROLES},
+                   for role in self.roles},
             "models": [m.to_dict() for m in self.models],
             "versions": dict(self.versions), "runtimes_tested": dict(self.runtimes_tested),
             "provenance": dict(self.provenance),
@@ -308,14 +350,16 @@ def validate_manifest_dict(d: Any) -> list[str]:
     sides = prep if isinstance(prep, dict) else {}
     target = sides.get("target") if isinstance(sides.get("target"), dict) else {}
     source = sides.get("input") if isinstance(sides.get("input"), dict) else {}
-    target_vocab, in_max = target.get("vocabulary"), source.get("max_tokens")
+    target_vocab, in_max, out_max = target.get("vocabulary"), source.get("max_tokens"), target.get("max_tokens")
     if is_count(steps, MAX_SEQUENCE_TOKENS) and is_count(in_max, MAX_SEQUENCE_TOKENS) and steps < in_max:
         problems.append(f"model.encoder_time_steps ({steps}) is below input.max_tokens ({in_max})")
     contract = None
     if (is_count(latent, MAX_LATENT_DIM) and is_count(steps, MAX_SEQUENCE_TOKENS) and isinstance(target_vocab, list)
+            and is_count(out_max, MAX_SEQUENCE_TOKENS)
             and (not attention or is_count(attention_dim, MAX_LATENT_DIM))):
-        contract = {role: expected_io(role, latent, steps, len(target_vocab), attention_dim if attention else None)
-                    for role in ROLES}
+        contract = {role: expected_io(role, latent, steps, len(target_vocab), attention_dim if attention else None,
+                                      out_max)
+                    for role in ALL_ROLES}
     seen = set()
     for i, m in enumerate(models):
         problems += _model_entry_problems(i, m, contract, seen)
@@ -339,8 +383,8 @@ def _model_entry_problems(i: int, m: Any, contract: dict | None, seen: set) -> l
     where = f"{where} ({path!r})"
     problems = []
     role, fmt, variant = m["role"], m["format"], m["variant"]
-    if not isinstance(role, str) or role not in ROLES:
-        problems.append(f"{where}: role must be one of {list(ROLES)}, got {short_repr(role)}")
+    if not isinstance(role, str) or role not in ALL_ROLES:
+        problems.append(f"{where}: role must be one of {list(ALL_ROLES)}, got {short_repr(role)}")
     if not isinstance(fmt, str) or fmt not in FORMATS:
         problems.append(f"{where}: format must be one of {list(FORMATS)}, got {short_repr(fmt)}")
     elif not isinstance(variant, str) or variant not in VARIANTS[fmt]:

@@ -16,8 +16,6 @@ from .errors import BundleError, InputTextError
 #: Tokens per vocabulary side, and characters per token.
 MAX_VOCABULARY = 262_144
 MAX_TOKEN_CHARS = 256
-#: input.max_tokens, target.max_tokens and encoder_time_steps: the decode loop runs at most this many steps.
-MAX_SEQUENCE_TOKENS = 4096
 #: input.max_tokens, target.max_tokens (and the manifest's encoder_time_steps): the decode loop runs at most this
 #: many steps.
 MAX_SEQUENCE_TOKENS = 4096
@@ -41,9 +39,13 @@ class Preprocessing:
     max_input_tokens: int
     #: The longest output, in tokens (end marker excluded), the decoder may emit.
     max_output_tokens: int
+    #: An entry of the input vocabulary that input symbols outside it map to (``s2s train --min-symbol-count``
+    #: trained it on rare symbols); None: such symbols are an error. Target symbols are never replaced.
+    unknown_token: str | None = None
 
     def __post_init__(self):
-        object.__setattr__(self, "input_vocab", text.Vocabulary(self.input_vocabulary, self.input_tokenization))
+        object.__setattr__(self, "input_vocab", text.Vocabulary(self.input_vocabulary, self.input_tokenization,
+                                                                self.unknown_token))
         object.__setattr__(self, "target_vocab", text.Vocabulary(self.target_vocabulary, self.target_tokenization))
 
     @property
@@ -55,12 +57,15 @@ class Preprocessing:
         }
 
     def to_dict(self) -> dict[str, Any]:
+        source = {"tokenization": self.input_tokenization, "vocabulary": list(self.input_vocabulary),
+                  "max_tokens": self.max_input_tokens}
+        if self.unknown_token is not None:  # absent otherwise: manifests without it keep their meaning
+            source["unknown_token"] = self.unknown_token
         return {
             "normalization": self.normalization,
             "special_tokens": self.special_tokens,
             "padding": {"side": "right", "pad_id": text.PAD_ID, "masked_by_encoder": True},
-            "input": {"tokenization": self.input_tokenization, "vocabulary": list(self.input_vocabulary),
-                      "max_tokens": self.max_input_tokens},
+            "input": source,
             "target": {"tokenization": self.target_tokenization, "vocabulary": list(self.target_vocabulary),
                        "max_tokens": self.max_output_tokens},
         }
@@ -78,6 +83,7 @@ class Preprocessing:
             target_vocabulary=tuple(d["target"]["vocabulary"]),
             max_input_tokens=int(d["input"]["max_tokens"]),
             max_output_tokens=int(d["target"]["max_tokens"]),
+            unknown_token=d["input"].get("unknown_token"),
         )
 
     @property
@@ -144,7 +150,22 @@ def validate_preprocessing_dict(d: Any) -> list[str]:
         if not is_count(s.get("max_tokens"), MAX_SEQUENCE_TOKENS):
             problems.append(f"{side}.max_tokens must be an integer from 1 to {MAX_SEQUENCE_TOKENS}, "
                             f"got {short_repr(s.get('max_tokens'))}")
+        if "unknown_token" in s:
+            problems += _unknown_token_problems(side, s["unknown_token"], s.get("vocabulary"))
     return problems
+
+
+def _unknown_token_problems(side: str, token: Any, vocab: Any) -> list[str]:
+    """The optional ``input.unknown_token``: a string naming a data entry of the input vocabulary."""
+    if side != "input":
+        return [f"{side}.unknown_token is not allowed: only input symbols map to an unknown token"]
+    if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN_CHARS:
+        return [f"input.unknown_token must be a string of 1 to {MAX_TOKEN_CHARS} characters, got {short_repr(token)}"]
+    if token in text.SPECIAL_TOKENS:
+        return [f"input.unknown_token must not be a reserved token, got {short_repr(token)}"]
+    if isinstance(vocab, list) and token not in vocab:
+        return [f"input.unknown_token {short_repr(token)} is not an entry of input.vocabulary"]
+    return []
 
 
 def _vocabulary_problems(side: str, vocab: Any) -> list[str]:

@@ -62,7 +62,7 @@ def cache_file() -> Path:
     return Path(base) / "seq2seq-edge" / "verified.json"
 
 
-def _key(backend: str, sha256: str, threads: int, xnnpack: bool | str) -> str:
+def _key(backend: str, sha256: str, threads: int, xnnpack: bool) -> str:
     from .backends import interpreter_version
 
     version = interpreter_version(backend) or "unknown"
@@ -89,7 +89,7 @@ def probe(backend: str, files: list[tuple[str, bytes, str, bool | str]], threads
 def _run_child(backend: str, models: list[tuple[str, bytes, bool | str]], threads: int) -> None:
     """One child loads every model in turn (fed one after the other on its stdin); the error names the file."""
     limit = PROBE_BASE_MEMORY + PROBE_MEMORY_PER_MODEL_BYTE * max(len(c) for _, c, _ in models)
-    modes = ",".join(x if isinstance(x, str) else ("1" if x else "0") for _, _, x in models)
+    modes = ",".join("1" if x else "0" for _, _, x in models)
     sizes = ",".join(str(len(c)) for _, c, _ in models)
     cmd = [sys.executable, "-I", "-m", "seq2seq_edge.probe", backend, modes, sizes, str(threads), str(limit),
            str(math.ceil(PROBE_TIMEOUT_S))]
@@ -240,8 +240,10 @@ def _main(argv: list[str]) -> int:
             content = _read_stdin(size)
             if len(content) != size:
                 raise BundleError(f"the test process received {len(content)} of {size} bytes")
-            model = backends.open_model(backend, content, threads, xnnpack={"1": True, "0": False}.get(mode, mode))
-            for batch in PROBE_BATCHES:  # batch 2 also builds the batched interpreter of a "batched" model
+            if mode not in ("0", "1"):
+                raise BundleError(f"the test process was given delegate mode {mode!r}")
+            model = backends.open_model(backend, content, threads, xnnpack=mode == "1")
+            for batch in PROBE_BATCHES:  # batch 2 also builds a second interpreter (one per batch size)
                 model.run(backends.zero_feeds(model, batch))
             del model, content
     except MemoryError:

@@ -159,8 +159,13 @@ def _stdin_lines(fd: int, limit: int):
 
 def run_command(args) -> int:
     """Run ``s2s run``: decode the TEXT arguments, or else the lines of standard input, one output per line."""
+    from .batch_files import check_file_options, run_files
+
+    if check_file_options(args):  # --input FILE: workers, --output, --resume (batch_files)
+        return run_files(args)
     check_options(args)
-    decoder = load(args.bundle, backend=args.backend, variant=args.variant, threads=args.threads)
+    decoder = load(args.bundle, backend=args.backend, variant=args.variant, threads=args.threads,
+                   one_call=getattr(args, "one_call", None))
     if args.max_output_len is not None and not 1 <= args.max_output_len <= decoder.max_output_len:
         raise Seq2SeqEdgeError(f"--max-output-len must be between 1 and the trained maximum "
                                f"{decoder.max_output_len}, got {args.max_output_len}")
@@ -298,16 +303,27 @@ def _answer(decoder, items: list[tuple[str, str | InputTextError]], args, counts
             continue
         r = results[i]
         if args.json:
-            record = {"input": t, "output": r.text, "score": round(r.score, 6), "finished": r.finished,
-                      "backend": decoder.backend, "variant": decoder.variant, "batch_items": len(encoded),
-                      "batch_ms_per_item": round(ms, 4)}
-            if args.n_best > 1:  # the n best, best first (fewer when the search found fewer)
-                record["n_best"] = [{"output": h.text, "score": round(h.score, 6), "finished": h.finished}
-                                    for h in (r, *r.alternatives)]
+            record = result_record(t, r, decoder, beam_size=args.beam, n_best=args.n_best, batch_items=len(encoded),
+                                   ms=ms)
             lines.append(json.dumps(record, ensure_ascii=False))
         else:  # one line per input: the n best separated by TABs
             lines.append("\t".join(h.text for h in (r, *r.alternatives)))
     _write(lines)
+
+
+def result_record(text: str, r, decoder, *, beam_size: int | None, n_best: int, batch_items: int,
+                  ms: float) -> dict:
+    """The ``s2s run --json`` object of one answered input (also each line of a .jsonl ``--output``): input,
+    output, score, finished, backend, variant, path, batch_items, batch_ms_per_item, and with ``n_best`` > 1
+    the n best (best first; fewer when the search found fewer)."""
+    record = {"input": text, "output": r.text, "score": round(r.score, 6), "finished": r.finished,
+              "backend": decoder.backend, "variant": decoder.variant,
+              "path": "beam-search" if (beam_size or n_best) > 1 else decoder.decode_path,
+              "batch_items": batch_items, "batch_ms_per_item": round(ms, 4)}
+    if n_best > 1:
+        record["n_best"] = [{"output": h.text, "score": round(h.score, 6), "finished": h.finished}
+                            for h in (r, *r.alternatives)]
+    return record
 
 
 def _write(lines: list[str]) -> None:

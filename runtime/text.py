@@ -9,6 +9,10 @@ Policy (documented in the README):
   (``str.split()``), and detokenization joins them with one space.
 * Ids 0, 1 and 2 are reserved for padding, start and end in every vocabulary. Their strings contain a space
   and are longer than one character, so neither tokenizer can ever produce them from data.
+* An input vocabulary may declare an unknown token (``s2s train --min-symbol-count N``: symbols seen fewer than N
+  times in training were replaced by it). Then every input symbol outside the vocabulary maps to its id instead of
+  being an error. The one training writes, ``UNKNOWN_TOKEN``, contains a space too; a manifest may name any entry
+  of its input vocabulary but the reserved ones.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ START_TOKEN = "<s2s start>"
 END_TOKEN = "<s2s end>"
 SPECIAL_TOKENS = (PAD_TOKEN, START_TOKEN, END_TOKEN)
 PAD_ID, START_ID, END_ID = 0, 1, 2
+#: The unknown token ``s2s train --min-symbol-count`` adds to the input vocabulary, right after the reserved ones.
+UNKNOWN_TOKEN = "<s2s unk>"
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -75,33 +81,49 @@ def _describe(symbol: str) -> str:
 
 @dataclass(frozen=True)
 class Vocabulary:
-    """One side's token list. ``tokens[i]`` is the string of id ``i``; ids 0-2 are pad, start and end."""
+    """One side's token list. ``tokens[i]`` is the string of id ``i``; ids 0-2 are pad, start and end.
+    ``unknown``: an entry of ``tokens`` that every symbol outside the vocabulary maps to (None: they are errors)."""
 
     tokens: tuple[str, ...]
     tokenization: str
+    unknown: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "_index", {t: i for i, t in enumerate(self.tokens)})
+        if self.unknown is not None and self._index.get(self.unknown, 0) < len(SPECIAL_TOKENS):
+            raise ValueError(f"the unknown token {self.unknown!r} must be a vocabulary entry other than the "
+                             "reserved ones")
 
     @classmethod
-    def build(cls, texts: Iterable[str], tokenization: str) -> "Vocabulary":
-        """Collect the sorted set of tokens of normalized ``texts`` after the reserved ones."""
-        symbols = set()
+    def build(cls, texts: Iterable[str], tokenization: str, *, min_count: int = 1,
+              unknown: str = UNKNOWN_TOKEN) -> "Vocabulary":
+        """The sorted tokens of normalized ``texts`` after the reserved ones. With ``min_count`` > 1, tokens seen
+        fewer times are left out and ``unknown`` stands for them (right after the reserved ones) if any was."""
+        counts: dict[str, int] = {}
         for text in texts:
-            symbols.update(tokenize(text, tokenization))
-        return cls(SPECIAL_TOKENS + tuple(sorted(symbols)), tokenization)
+            for token in tokenize(text, tokenization):
+                counts[token] = counts.get(token, 0) + 1
+        kept = sorted(t for t, n in counts.items() if n >= min_count)
+        if len(kept) == len(counts):
+            return cls(SPECIAL_TOKENS + tuple(kept), tokenization)
+        return cls(SPECIAL_TOKENS + (unknown,) + tuple(kept), tokenization, unknown)
 
     def __len__(self) -> int:
         return len(self.tokens)
 
     def encode(self, text: str, *, skip_unknown: bool = False) -> list[int]:
-        """Token ids of normalized ``text`` (no start or end markers). Unknown symbols (unless skipped) and text
-        that is not valid Unicode raise InputTextError."""
+        """Token ids of normalized ``text`` (no start or end markers). Symbols outside the vocabulary map to the
+        unknown token's id when there is one; otherwise they raise InputTextError (or are left out with
+        ``skip_unknown``). Text that is not valid Unicode raises InputTextError."""
         check_unicode(text)
         ids, unknown = [], []
+        unknown_id = None if self.unknown is None else self._index[self.unknown]
         for token in tokenize(text, self.tokenization):
             i = self._index.get(token)
             if i is None or i < len(SPECIAL_TOKENS):
+                if unknown_id is not None:
+                    ids.append(unknown_id)
+                    continue
                 if token not in unknown:
                     unknown.append(token)
                 continue

@@ -62,8 +62,12 @@ def per_channel_int8(run_dir: Path) -> bytes:
     from seq2seq_edge.export import graphs
     from seq2seq_edge.train.run_folder import RunFolder
 
-    weights = graphs.extract_weights(RunFolder.open(run_dir).load_keras_model())
-    _, step = graphs.build_modules(weights, 1)
+    from seq2seq_edge import manifest as mf
+
+    run = RunFolder.open(run_dir)
+    weights = graphs.extract_weights(run.load_keras_model())
+    prep = run.read_config().preprocessing
+    step = graphs.build_modules(weights, prep.max_input_tokens, prep.max_output_tokens)[mf.DECODER_STEP]
     converter = tf.lite.TFLiteConverter.from_concrete_functions([step.serve.get_concrete_function()], step)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     return converter.convert()

@@ -9,7 +9,8 @@ Raspberry Pi OS Bookworm 64-bit is Debian bookworm on arm64 with Python 3.11. Th
 2. inside it, as the README's Raspberry Pi section says, creates one venv with `pip install
    './seq2seq_edge-0.1.0-py3-none-any.whl[tflite]'` (the wheel `pip wheel --no-deps` builds from this tree; pip
    fetches numpy<2 and the tflite-runtime 2.14 aarch64 wheel) and one with `...whl[onnx]'`; no TensorFlow;
-3. decodes every golden input of each BUNDLE with each venv and compares the strings with the exporter's;
+3. decodes every golden input of each BUNDLE with each venv, through the one-call greedy model (where the bundle
+   has one) and through the step loop, and compares the strings with the exporter's;
 4. prints per-word latency, labelled as emulated: it says nothing about a real Pi's speed;
 5. runs `s2s bench --quick --threads 1` on the first BUNDLE in the [onnx] venv, with tflite-runtime from the
    [tflite] venv, as a device's user would, qemu emulating a Raspberry Pi 4's core (Cortex-A72); the results say
@@ -53,14 +54,17 @@ for path in bundles:
     items = json.load(open(path + "/golden.json", encoding="utf-8"))["items"]
     decoder = seq2seq_edge.load(path, backend=backend)
     inputs = [i["input"] for i in items]
+    # both paths: the one-call greedy model (when the bundle has one) and the step loop
     got = decoder.decode_batch(inputs, batch_size=64)
-    wrong = [(i["input"], i["output"], g) for i, g in zip(items, got) if g != i["output"]]
+    by_steps = decoder.with_step_loop().decode_batch(inputs, batch_size=64)
+    wrong = [(decoder.decode_path, i["input"], i["output"], g) for i, g in zip(items, got) if g != i["output"]]
+    wrong += [("step-loop", i["input"], i["output"], g) for i, g in zip(items, by_steps) if g != i["output"]]
     times = []
     for text in inputs[:100]:
         t = time.perf_counter()
         decoder.decode(text)
         times.append((time.perf_counter() - t) * 1000)
-    report["bundles"].append({"bundle": path, "inputs": len(items), "mismatches": wrong[:5],
+    report["bundles"].append({"bundle": path, "inputs": len(items), "mismatches": wrong[:5], "path": decoder.decode_path,
                               "n_mismatches": len(wrong), "ms_per_word_p50": statistics.median(times)})
 report["heavy_modules"] = heavy
 print(json.dumps(report))
@@ -243,7 +247,8 @@ def main(argv=None) -> int:
             for b in report["bundles"]:
                 status = "all match" if b["n_mismatches"] == 0 else f"FAIL: {b['n_mismatches']} mismatches {b['mismatches']}"
                 failures += b["n_mismatches"] > 0
-                log(f"{backend:6} {Path(b['bundle']).name:10} {b['inputs']:4} golden inputs: {status}; "
+                log(f"{backend:6} {Path(b['bundle']).name:10} {b['inputs']:4} golden inputs, {b['path']} and step-loop: "
+                    f"{status}; "
                     f"{b['ms_per_word_p50']:.2f} ms/word (EMULATED on {platform.machine()} via qemu, "
                     f"not a Raspberry Pi's speed), {report['machine']}, Python {report['python']}, "
                     f"numpy {report['numpy']}")

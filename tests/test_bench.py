@@ -3,6 +3,7 @@ tflite and onnx venvs too), its results' structure, the floor models, and ``s2s 
 result files, and refusing results of different bundles or settings. No time is ever asserted."""
 
 import copy
+import importlib.util
 import json
 import os
 import re
@@ -92,11 +93,22 @@ def test_bench_cli_writes_json_markdown_and_chart_in_a_folder_named_after_bundle
         assert 0 < w["p50"] <= w["p95"] <= w["p99"]
         assert x["encoder_us"] > 0 and x["step_us"] > 0 and x["steps_per_word"] > 0
         assert set(x["throughput_seq_per_s"]) == {"1", "8", "64", "256"}
+        # one-call decode beside the step loop and the raw-invoke floor (ONNX int8 has no greedy model)
+        one_call = (x["backend"], x["variant"]) != ("onnx", "int8")
+        assert x["decode_path"] == ("one-call" if one_call else "step-loop")
+        assert x["raw_invoke_ms"] > 0 and list(x["encoder_us_by_length"]) == ["1"]
+        assert ("step_loop_word_latency_ms" in x) == one_call == ("one_call_invoke_ms" in x)
+        if one_call:
+            assert set(x["step_loop_throughput_seq_per_s"]) == {"1", "8", "64", "256"}
+    for b in here:
+        assert r["ratios"][f"one_call_over_raw_invoke@{b}"] > 0 and r["ratios"][f"step_loop_over_one_call@{b}"] > 0
     assert "keras_direct" not in r and "keras" in r["skipped"] and not r["failed"]
     if not HAS_TRAIN:
         assert r["skipped"]["keras"] == "TensorFlow is not installed"
     md = (cli_run / "results.md").read_text()
     assert f"| {here[0]} fp32 | 1 |" in md and "Floor" in md and "EMULATED" not in md
+    assert ("| contender | threads | one-call decode | step-loop decode | step loop / one-call | one-call model call "
+            "| raw-invoke floor | call / floor | encoder µs, 1 tok |") in md
     assert (cli_run / "chart.svg").read_text().startswith("<svg")
 
 
@@ -112,6 +124,19 @@ def test_bench_refuses_to_overwrite_and_bad_options(cli_run, digits_bundle, caps
     if not HAS_TRAIN:
         code, _, err = s2s(capsys, "bench", digits_bundle, "--run", tmp_path, "--out", tmp_path / "x")
         assert code == 2 and "need TensorFlow" in err
+
+
+@pytest.mark.skipif(importlib.util.find_spec("g2p_en") is None, reason="needs the [peers] extra")
+def test_g2p_en_peer_decodes_offline_and_is_timed():
+    """The peer's own neural decode runs with its nltk data stubbed (nothing downloads) and is timed."""
+    from seq2seq_edge.bench import peers, runtime_bench
+
+    predict = peers.g2p_en_predictor()
+    assert predict("speech") == ["S", "P", "IY1", "CH"]
+    s = runtime_bench.settings(quick=True, threads=("1",), **TINY)
+    m = peers.measure("g2p_en", ["speech", "zebra", "7"], s)
+    assert m["words"] == 4  # six of the words cycled, the two "7"s left out: the peer takes letters only
+    assert 0 < m["word_latency_ms"]["p50"] <= m["word_latency_ms"]["p99"]
 
 
 def test_attention_bundle_and_tiny_settings_in_process(attention_bundle):

@@ -19,7 +19,9 @@ def test_bundle_holds_both_graphs_in_every_format_and_variant(digits_bundle):
     for m in manifest.models:
         content = (digits_bundle / m.path).read_bytes()
         assert hashlib.sha256(content).hexdigest() == m.sha256 and len(content) == m.size_bytes
-        assert not {"WHILE", "IF", "Loop", "If", "Scan"} & set(m.ops)
+        assert not {"IF", "If", "Scan", "CALL_ONCE"} & set(m.ops)
+        # loops only where the exporter writes them: the encoder (over the real length) and the greedy model
+        assert bool({"WHILE", "Loop"} & set(m.ops)) == (m.role != mf.DECODER_STEP)
         assert not [op for op in m.ops if op.startswith("Flex")]
         if m.format == "onnx":
             assert (m.opset, m.ir_version) == (17, 8)
@@ -30,6 +32,11 @@ def test_bundle_holds_both_graphs_in_every_format_and_variant(digits_bundle):
     assert {t.name: t.shape for t in fp32[mf.DECODER_STEP].outputs} == {
         "probs": (-1, 17), "next_state_h": (-1, 32), "next_state_c": (-1, 32)}
     assert manifest.preprocessing.target_vocabulary[:3] == ("<s2s pad>", "<s2s start>", "<s2s end>")
+    # a one-call greedy model for every variant but ONNX int8 (its quantizer does not reach into a Loop)
+    assert sorted((m.format, m.variant) for m in manifest.models if m.role == mf.GREEDY) == [
+        ("onnx", "fp32"), ("tflite", "fp16"), ("tflite", "fp32"), ("tflite", "int8")]
+    assert {t.name: t.shape for t in fp32[mf.GREEDY].outputs} == {"output_ids": (-1, 6), "output_probs": (-1, 6)}
+    assert "one_call" in json.loads((digits_bundle / "manifest.json").read_text())["model"]
     for name in ("parity.json", "parity.md", "golden.json", "report.md"):
         assert (digits_bundle / name).is_file()
 
@@ -53,15 +60,26 @@ def test_gate_figures_and_golden_outputs(numbers_bundle, digits_bundle):
         (str(d), w) for d, w in enumerate(["one", "two", "three", "four", "five", "six", "seven", "eight", "nine"], 1)]
 
 
-def _perturb_onnx_weight(bundle, path):
+def _graphs(graph):
+    """An ONNX graph and every graph nested in its nodes' attributes (Loop bodies)."""
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("g"):
+                yield from _graphs(attr.g)
+
+
+def _perturb_onnx_weight(bundle, path, delta=1e-2):
     import onnx
     from onnx import numpy_helper
 
     proto = onnx.load(bundle / path)
-    # the recurrent kernel [latent, 4 * latent]: every step uses every one of its weights
-    init = next(t for t in proto.graph.initializer if len(t.dims) == 2 and t.dims[1] == 4 * t.dims[0])
+    # a recurrent kernel [latent, 4 * latent], whose every weight every step uses (in a Loop's body for the greedy
+    # model): the last one found, the decoder's
+    init = [t for g in _graphs(proto.graph) for t in g.initializer
+            if len(t.dims) == 2 and t.dims[1] == 4 * t.dims[0]][-1]
     values = numpy_helper.to_array(init).copy()
-    values.flat[values.size // 2] += 1e-2
+    values.flat[values.size // 2] += delta
     init.CopyFrom(numpy_helper.from_array(values, init.name))
     resign(bundle, path, proto.SerializeToString())  # so only the gate can notice
 
@@ -77,6 +95,19 @@ def test_gate_refuses_a_perturbed_weight(fixture_dir, tmp_path):
     _perturb_onnx_weight(bundle, "decoder_step.fp32.onnx")
     with pytest.raises(ExportError, match=r"parity gate failed: onnx fp32: largest difference [0-9.e-]+ \(limit 1e-05\)"):
         verify_bundle(bundle, run)
+
+
+def test_gate_refuses_a_greedy_model_that_strays_from_its_step_loop(fixture_dir, tmp_path):
+    from seq2seq_edge.errors import ExportError
+    from seq2seq_edge.export import verify_bundle
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(fixture_dir / "bundles" / "numbers", bundle)
+    _perturb_onnx_weight(bundle, "greedy.fp32.onnx", delta=0.5)
+    with pytest.raises(ExportError, match=r"parity gate failed: onnx fp32: the one-call greedy model chose the step "
+                                          r"loop's ids for [0-9.]+% of the inputs \(required 100%\), probabilities "
+                                          r"within [0-9.e-]+ \(limit 1e-05\)"):
+        verify_bundle(bundle, fixture_dir / "runs" / "numbers")
 
 
 def test_failed_gate_leaves_no_bundle(fixture_dir, tmp_path, monkeypatch):

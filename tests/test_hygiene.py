@@ -154,3 +154,192 @@ def test_dropout_out_of_range_is_refused():
         trainer.task_defaults("digits", dropout=1.0)
     with pytest.raises(DataFileError, match=r"--bidirectional needs --decoder attention"):
         trainer.task_defaults("digits", bidirectional=True)
+
+
+# ---- the unknown token (--min-symbol-count) and recurrent dropout ----------------------------------------------------
+def _rare_in_training(pairs, seed=0, min_count=2):
+    """The input symbols seen fewer than ``min_count`` times in the training split of ``pairs``."""
+    counts = {}
+    for p in data.split_pairs(pairs, seed=seed).train:
+        for ch in p.source:
+            counts[ch] = counts.get(ch, 0) + 1
+    return {ch for ch, n in counts.items() if n < min_count}, counts
+
+
+@pytest.fixture(scope="module")
+def unknown_token_run(tmp_path_factory):
+    """A run trained with --min-symbol-count 2 and --recurrent-dropout 0.25 (attention, bidirectional), and its
+    TFLite fp32 bundle; trained and exported once for the tests below."""
+    if not __import__("conftest").HAS_TRAIN:
+        pytest.skip("needs the [train] extra")
+    from seq2seq_edge.export import export_bundle
+    from seq2seq_edge.train import trainer
+
+    tmp = tmp_path_factory.mktemp("unk")
+    pairs, rare_in_test = _pairs_with_a_rare_symbol_in_test()
+    tsv = tmp / "animals.tsv"
+    tsv.write_text("".join(f"{p.source}\t{p.target}\n" for p in pairs), encoding="utf-8")
+    # Trained until its probabilities are peaked: beam search on a near-uniform model meets near ties.
+    cfg = trainer.task_defaults("data", data_file=str(tsv), latent_dim=16, epochs=40, batch_size=8, patience=0,
+                                learning_rate=1e-2, min_symbol_count=2, recurrent_dropout=0.25, decoder="attention",
+                                bidirectional=True)
+    result = trainer.train(cfg, tmp / "run", force=True, quiet=True)
+    gate = export_bundle(tmp / "run", tmp / "bundle", formats=["tflite"], quantize=["fp32"])
+    return dict(tmp=tmp, pairs=pairs, rare_in_test=rare_in_test, result=result, gate=gate)
+
+
+def test_rare_input_symbols_become_the_unknown_token(unknown_token_run):
+    from seq2seq_edge import text
+
+    run = unknown_token_run
+    rare, counts = _rare_in_training(run["pairs"])
+    assert rare  # the copy task's letters seen once in training (j, x, ...)
+    config = json.loads((run["tmp"] / "run" / "config.json").read_text())
+    source = config["preprocessing"]["input"]
+    assert source["unknown_token"] == text.UNKNOWN_TOKEN == "<s2s unk>"
+    assert source["vocabulary"] == list(text.SPECIAL_TOKENS) + ["<s2s unk>"] + sorted(
+        ch for ch, n in counts.items() if n >= 2)
+    assert "unknown_token" not in config["preprocessing"]["target"]  # target symbols are never replaced
+    assert set(counts) - set(source["vocabulary"]) == rare
+    manifest = json.loads((run["tmp"] / "bundle" / "manifest.json").read_text())
+    assert manifest["preprocessing"]["input"]["unknown_token"] == "<s2s unk>"
+    metrics = json.loads((run["tmp"] / "run" / "metrics.json").read_text())
+    training_letters = sum(counts.values())
+    assert metrics["unknown_token"] == {"token": "<s2s unk>", "rare_symbols": len(rare),
+                                        "replaced_tokens": sum(counts[ch] for ch in rare),
+                                        "training_tokens": training_letters}
+    # The test input with "ø" (never in training) is still counted, and now decoded rather than refused.
+    assert metrics["held_out_with_unseen_symbols"] == {"validation": 0, "test": 1}
+    assert metrics["undecoded"] == 0 and not metrics.get("undecoded_inputs")
+
+
+def test_a_never_seen_symbol_decodes_through_the_unknown_token(unknown_token_run):
+    import seq2seq_edge
+    from seq2seq_edge import text
+
+    run = unknown_token_run
+    rare, _ = _rare_in_training(run["pairs"])
+    decoder = seq2seq_edge.load(run["tmp"] / "bundle", backend="litert")
+    unk_id = decoder.preprocessing.input_vocabulary.index(text.UNKNOWN_TOKEN)
+    assert unk_id == 3
+    never_seen = "€"
+    assert decoder.preprocessing.encode_input(f"ca{never_seen}") == decoder.preprocessing.encode_input(
+        f"ca{min(rare)}")
+    assert decoder.preprocessing.encode_input(f"ca{never_seen}")[-1] == unk_id
+    # The runtime decodes it (no error), exactly as it decodes a rare training symbol: both are the unknown token.
+    assert decoder.decode(f"ca{never_seen}") == decoder.decode(f"ca{min(rare)}")
+    rc = subprocess.run([sys.executable, "-m", "seq2seq_edge.cli", "run", str(run["tmp"] / "bundle"),
+                         f"ca{never_seen}"], capture_output=True, text=True)
+    assert rc.returncode == 0, rc.stderr
+    assert rc.stdout == decoder.decode(f"ca{never_seen}") + "\n"
+
+
+def test_recurrent_dropout_trains_and_exports_at_parity(unknown_token_run):
+    run = unknown_token_run
+    config = json.loads((run["tmp"] / "run" / "config.json").read_text())
+    assert config["training"]["recurrent_dropout"] == 0.25 and config["training"]["min_symbol_count"] == 2
+    (fp32,) = run["gate"]["variants"]
+    assert fp32["passed"] and fp32["agreement"] == 1.0
+
+
+def test_without_an_unknown_token_a_never_seen_symbol_is_still_an_error(digits_bundle):
+    import seq2seq_edge
+    from seq2seq_edge.errors import InputTextError
+
+    decoder = seq2seq_edge.load(digits_bundle, backend="litert")
+    assert decoder.preprocessing.unknown_token is None
+    with pytest.raises(InputTextError, match=r"^input has 1 symbol\(s\) the model never saw: '€'$"):
+        decoder.decode("7€")
+
+
+def test_the_unknown_token_in_the_text_layer():
+    from seq2seq_edge import text
+    from seq2seq_edge.errors import InputTextError
+
+    vocab = text.Vocabulary.build(["abab", "abc"], "char", min_count=2)
+    assert vocab.tokens == text.SPECIAL_TOKENS + ("<s2s unk>", "a", "b") and vocab.unknown == "<s2s unk>"
+    assert vocab.encode("cab€") == [3, 4, 5, 3]
+    assert vocab.encode("cab€", skip_unknown=True) == [3, 4, 5, 3]  # nothing is unknown: nothing to skip
+    assert text.Vocabulary.build(["abab", "abc"], "char").unknown is None  # min_count 1: every symbol kept
+    assert text.Vocabulary.build(["aabb"], "char", min_count=2).tokens == text.SPECIAL_TOKENS + ("a", "b")
+    with pytest.raises(InputTextError, match=r"^input has 2 symbol\(s\) the model never saw: 'c', '€'$"):
+        text.Vocabulary(vocab.tokens[:3] + vocab.tokens[4:], "char").encode("cab€")
+    with pytest.raises(ValueError, match=r"must be a vocabulary entry other than the reserved ones"):
+        text.Vocabulary(vocab.tokens, "char", text.PAD_TOKEN)
+
+
+@pytest.mark.parametrize("value, problem", [
+    (5, "input.unknown_token must be a string of 1 to 256 characters, got 5"),
+    ("", "input.unknown_token must be a string of 1 to 256 characters, got ''"),
+    ("<s2s end>", "input.unknown_token must not be a reserved token, got '<s2s end>'"),
+    ("x", "input.unknown_token 'x' is not an entry of input.vocabulary"),
+])
+def test_a_manifest_with_a_bad_unknown_token_is_refused(digits_bundle, tmp_path, value, problem):
+    import shutil
+
+    from seq2seq_edge.errors import BundleError
+    from seq2seq_edge.manifest import BundleManifest
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(digits_bundle, bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["preprocessing"]["input"]["unknown_token"] = value
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError) as e:
+        BundleManifest.load(bundle)
+    assert str(e.value) == f"{bundle / 'manifest.json'}: {problem}"
+
+
+def test_the_unknown_token_field_in_a_manifest(digits_bundle):
+    from seq2seq_edge.errors import BundleError
+    from seq2seq_edge.manifest import BundleManifest
+
+    manifest = json.loads((digits_bundle / "manifest.json").read_text())
+    assert "unknown_token" not in manifest["preprocessing"]["input"]  # older manifests stay valid as they are
+    manifest["preprocessing"]["target"]["unknown_token"] = "e"
+    with pytest.raises(BundleError, match=r"^target.unknown_token is not allowed: only input symbols map to an "
+                                          r"unknown token$"):
+        BundleManifest.from_dict(manifest)
+    del manifest["preprocessing"]["target"]["unknown_token"]
+    manifest["preprocessing"]["input"]["unknown_token"] = "1"  # any data entry may be declared the unknown token
+    prep = BundleManifest.from_dict(manifest).preprocessing
+    assert prep.unknown_token == "1" and prep.to_dict()["input"]["unknown_token"] == "1"
+    assert prep.encode_input("x") == [prep.input_vocabulary.index("1")]
+    assert prep.input_vocab.encode("7x") == [prep.input_vocabulary.index("7"), prep.input_vocabulary.index("1")]
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--recurrent-dropout", "1", "--recurrent-dropout must be from 0 to below 1, got 1.0"),
+    ("--label-smoothing", "-0.1", "--label-smoothing must be from 0 to below 1, got -0.1"),
+    ("--weight-decay", "2", "--weight-decay must be from 0 to below 1, got 2.0"),
+    ("--min-symbol-count", "0", "--min-symbol-count must be an integer of at least 1, got 0"),
+])
+def test_invalid_hygiene_options_are_one_line_errors(tmp_path, option, value, message):
+    proc = subprocess.run([sys.executable, "-m", "seq2seq_edge.cli", "train", "--task", "digits", "--out",
+                           str(tmp_path / "run"), option, value], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [f"s2s train: error: {message}"]
+    assert not (tmp_path / "run").exists()
+
+
+@requires_train
+def test_label_smoothing_loss_by_hand():
+    import numpy as np
+
+    from seq2seq_edge.train.trainer import smoothed_sparse_crossentropy
+
+    probs = np.array([[[0.7, 0.2, 0.1], [0.25, 0.25, 0.5]]], np.float32)
+    got = np.asarray(smoothed_sparse_crossentropy(0.1)(np.array([[0, 2]]), probs))
+    want = [-(0.9 * np.log(p[t]) + 0.1 * np.mean(np.log(p))) for p, t in zip(probs[0], (0, 2))]
+    np.testing.assert_allclose(got[0], want, rtol=1e-6)
+
+
+def test_the_lookup_baseline_of_the_hygiene_benchmark():
+    from seq2seq_edge.bench import hygiene
+
+    train = [Pair("行人", "xíng rén"), Pair("银行", "yín háng"), Pair("行走", "xíng zǒu"), Pair("人们", "rén men")]
+    assert hygiene.lookup_table(train) == {"行": "xíng", "人": "rén", "银": "yín", "走": "zǒu", "们": "men"}
+    scores = hygiene.baseline(train, [Pair("行人", "xíng rén"), Pair("行业", "háng yè")])
+    assert scores["exact_match"] == 0.5  # 行 is read xíng (2 of 3); 业 was never seen: no syllable
+    assert scores["word_error_rate"] == 0.5  # 2 of 4 reference syllables wrong

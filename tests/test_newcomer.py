@@ -428,7 +428,7 @@ def test_decode_batch_names_the_item_that_failed(digits_bundle):
 def test_reprs_say_what_matters(digits_bundle):
     decoder = seq2seq_edge.load(digits_bundle, backend="onnx")
     assert repr(decoder) == (f"Seq2SeqDecoder(bundle={str(digits_bundle)!r}, backend='onnx', variant='fp32', "
-                             "input=char up to 1 tokens, output=char up to 5 tokens)")
+                             "path='step-loop', input=char up to 1 tokens, output=char up to 5 tokens)")
     result = decoder.decode_result("7")
     text = repr(result)
     assert text.startswith(f"DecodeResult(text='seven', score={result.score:.4f}, finished=True, tokens=(")

@@ -41,6 +41,43 @@ def test_fp32_reproduces_keras_golden_strings(fixture_dir, bundle_name, backend,
     assert [decoder.decode(s) for s in inputs[:20]] == expected[:20]
 
 
+@pytest.mark.parametrize("backend,variant", ALL_VARIANTS)
+@pytest.mark.parametrize("bundle_name", ["digits", "numbers", "attention"])
+def test_one_call_and_step_loop_decode_alike(fixture_dir, bundle_name, backend, variant):
+    """The one-call greedy model and the step loop give the same results (texts, finished, probabilities) on
+    every golden input, one by one and in batches; fp32 gives the exporter's strings through both."""
+    bundle = fixture_dir / "bundles" / bundle_name
+    inputs, expected = golden(bundle)
+    fmt = backends.BACKENDS[backend].format
+    default = seq2seq_edge.load(bundle, backend=backend, variant=variant)
+    if (fmt, variant) == ("onnx", "int8"):  # export writes none: see export/model_files.NO_GREEDY
+        assert default.decode_path == "step-loop" and default.greedy_model is None
+        with pytest.raises(BundleError, match=r"the bundle has no one-call greedy onnx int8 model"):
+            seq2seq_edge.load(bundle, backend=backend, variant=variant, one_call=True)
+        return
+    # TFLite decodes with the greedy model by default, ONNX with the step loop (loader.ONE_CALL_BY_DEFAULT)
+    assert default.decode_path == ("one-call" if fmt == "tflite" else "step-loop")
+    decoder = seq2seq_edge.load(bundle, backend=backend, variant=variant, one_call=True)
+    assert decoder.decode_path == "one-call"
+    step_loop = seq2seq_edge.load(bundle, backend=backend, variant=variant, one_call=False)
+    assert step_loop.decode_path == "step-loop"
+    for batch_size in (64, 5, 1):
+        one = decoder.decode_batch_results(inputs, batch_size=batch_size)
+        steps = step_loop.decode_batch_results(inputs, batch_size=batch_size)
+        assert [(r.tokens, r.finished) for r in one] == [(r.tokens, r.finished) for r in steps]
+        assert np.allclose([p for r in one for p in r.token_probs], [p for r in steps for p in r.token_probs],
+                           atol=1e-5)
+    if variant == "fp32":
+        assert [r.text for r in one] == expected
+    # A shorter limit cuts the one-call output exactly where the step loop stops.
+    limit = max(1, decoder.max_output_len // 2)
+    one = decoder.decode_batch_results(inputs, max_output_len=limit)
+    steps = step_loop.decode_batch_results(inputs, max_output_len=limit)
+    assert [(r.tokens, r.finished, len(r.token_probs)) for r in one] == [
+        (r.tokens, r.finished, len(r.token_probs)) for r in steps]
+    assert any(not r.finished for r in one) or all(len(r.tokens) < limit for r in one)
+
+
 @pytest.mark.parametrize("backend,variant", FP32)
 def test_digits_decode_the_seed_words(digits_bundle, backend, variant):
     decoder = seq2seq_edge.load(digits_bundle, backend=backend)

@@ -51,11 +51,12 @@ def _embedding(keras, name, vocab_size, embedding_dim, mask_zero):
 
 def build_training_model(input_vocab_size: int, target_vocab_size: int, latent_dim: int,
                          embedding_dim: int = 0, *, attention: bool = False, bidirectional: bool = False,
-                         dropout: float = 0.0):
+                         dropout: float = 0.0, recurrent_dropout: float = 0.0):
     """The teacher-forcing model: inputs ``input_ids`` and ``decoder_input_ids``, output softmax per step.
 
     ``latent_dim`` is the encoder's units (per direction); the decoder has as many units as the encoder's final
-    state is wide. ``dropout`` applies to the LSTMs' inputs during training only (nothing to export)."""
+    state is wide. ``dropout`` applies to the LSTMs' inputs and ``recurrent_dropout`` to their recurrent state,
+    during training only: no weight is added, so nothing changes for export."""
     import keras
 
     if bidirectional and not attention:
@@ -66,7 +67,7 @@ def build_training_model(input_vocab_size: int, target_vocab_size: int, latent_d
     enc_emb = _embedding(keras, ENCODER_EMBEDDING, input_vocab_size, embedding_dim, mask_zero=True)
     dec_emb = _embedding(keras, DECODER_EMBEDDING, target_vocab_size, embedding_dim, mask_zero=False)
     lstm = keras.layers.LSTM(latent_dim, return_sequences=attention, return_state=True, dropout=dropout,
-                             name=ENCODER_LSTM)
+                             recurrent_dropout=recurrent_dropout, name=ENCODER_LSTM)
     if bidirectional:
         seq, h_f, c_f, h_b, c_b = keras.layers.Bidirectional(lstm, name=ENCODER_LSTM)(enc_emb(input_ids))
         h = keras.layers.Concatenate(name="encoder_state_h")([h_f, h_b])
@@ -76,6 +77,7 @@ def build_training_model(input_vocab_size: int, target_vocab_size: int, latent_d
         seq, h, c = lstm(enc_emb(input_ids))
         decoder_units = latent_dim
     dec_seq = keras.layers.LSTM(decoder_units, return_sequences=True, return_state=True, dropout=dropout,
+                                recurrent_dropout=recurrent_dropout,
                                 name=DECODER_LSTM)(dec_emb(decoder_ids), initial_state=[h, c])[0]
     if attention:
         query = keras.layers.Dense(seq.shape[-1], use_bias=False, name=ATTENTION_QUERY)(dec_seq)

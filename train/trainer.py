@@ -20,6 +20,7 @@ from .model import build_training_model
 from .reference import KerasDecoder, decode_texts
 from .run_folder import RunConfig, RunFolder
 from .staging import staged_folder
+from .distribute import Distribution
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,10 @@ class TrainConfig:
     decoder: str = "seed"             # seed | attention
     bidirectional: bool = False       # attention only: a bidirectional encoder
     dropout: float = 0.0              # on the LSTMs' inputs, during training only
+    recurrent_dropout: float = 0.0    # on the LSTMs' recurrent state, during training only
+    min_symbol_count: int = 1         # input symbols seen fewer times in training become text.UNKNOWN_TOKEN
+    label_smoothing: float = 0.0      # share of each target's probability spread over the target vocabulary
+    weight_decay: float = 0.0         # decoupled weight decay (AdamW); 0: Adam
     length_buckets: bool = False      # batches of similar lengths, padded per batch (train/batches.py)
     balance_lengths: bool = False     # repeat training pairs of rare input lengths (data.balance_input_lengths)
     epochs: int = 100
@@ -84,8 +89,14 @@ def task_defaults(task: str, **overrides) -> TrainConfig:
         raise DataFileError(f"unknown decoder {cfg.decoder!r}; choose one of {', '.join(DECODERS)}")
     if cfg.bidirectional and cfg.decoder != "attention":
         raise DataFileError("--bidirectional needs --decoder attention (the seed decoder sees only the final state)")
-    if not 0.0 <= cfg.dropout < 1.0:
-        raise DataFileError(f"--dropout must be from 0 to below 1, got {cfg.dropout}")
+    for name in ("dropout", "recurrent_dropout", "label_smoothing"):
+        value = getattr(cfg, name)
+        if not 0.0 <= value < 1.0:
+            raise DataFileError(f"--{name.replace('_', '-')} must be from 0 to below 1, got {value}")
+    if not 0.0 <= cfg.weight_decay < 1.0:
+        raise DataFileError(f"--weight-decay must be from 0 to below 1, got {cfg.weight_decay}")
+    if type(cfg.min_symbol_count) is not int or cfg.min_symbol_count < 1:
+        raise DataFileError(f"--min-symbol-count must be an integer of at least 1, got {cfg.min_symbol_count}")
     return cfg
 
 
@@ -103,7 +114,9 @@ def build_preprocessing(pairs: list[data_mod.Pair], cfg: TrainConfig,
                         vocabulary_from: list[data_mod.Pair] | None = None) -> pp.Preprocessing:
     """Tokenization, vocabularies and length limits. The vocabularies come from ``vocabulary_from`` (the training
     split: a symbol seen only in held-out pairs would get an embedding nobody trained, so it stays unknown);
-    the length limits from all ``pairs``."""
+    the length limits from all ``pairs``. With ``cfg.min_symbol_count`` N > 1, input symbols seen fewer than N
+    times there are left out of the input vocabulary and the unknown token stands for them (in training too, so
+    it is trained); target symbols are never replaced."""
     for tok in (cfg.input_tokenization, cfg.target_tokenization):
         if tok not in text.TOKENIZATIONS:
             raise DataFileError(f"unknown tokenization {tok!r}; choose one of {', '.join(text.TOKENIZATIONS)}")
@@ -113,7 +126,11 @@ def build_preprocessing(pairs: list[data_mod.Pair], cfg: TrainConfig,
                 where = f"{p.origin}: " if p.origin else ""
                 raise DataFileError(f"{where}{side} {s!r} has no tokens under {tok!r} tokenization")
     known = pairs if vocabulary_from is None else vocabulary_from
-    in_vocab = text.Vocabulary.build((p.source for p in known), cfg.input_tokenization)
+    in_vocab = text.Vocabulary.build((p.source for p in known), cfg.input_tokenization,
+                                     min_count=cfg.min_symbol_count)
+    if cfg.min_symbol_count > 1 and in_vocab.unknown is None:
+        log.warning("no input symbol is seen fewer than %d times in the training split: no unknown token",
+                    cfg.min_symbol_count)
     out_vocab = text.Vocabulary.build((p.target for p in known), cfg.target_tokenization)
     return pp.Preprocessing(
         normalization=text.NORMALIZATION,
@@ -123,15 +140,37 @@ def build_preprocessing(pairs: list[data_mod.Pair], cfg: TrainConfig,
         target_vocabulary=out_vocab.tokens,
         max_input_tokens=max(len(text.tokenize(p.source, cfg.input_tokenization)) for p in pairs),
         max_output_tokens=max(len(text.tokenize(p.target, cfg.target_tokenization)) for p in pairs),
+        unknown_token=in_vocab.unknown,
     )
 
 
 def without_unseen_symbols(pairs: list[data_mod.Pair], prep: pp.Preprocessing) -> list[data_mod.Pair]:
-    """The pairs whose input and target use only symbols of the vocabularies (the training split's)."""
-    sides = [(set(prep.input_vocabulary[len(text.SPECIAL_TOKENS):]), prep.input_tokenization, "source"),
-             (set(prep.target_vocabulary[len(text.SPECIAL_TOKENS):]), prep.target_tokenization, "target")]
+    """The pairs the model can be scored on with teacher forcing: every target symbol is in the target vocabulary,
+    and every input symbol is in the input vocabulary or maps to the unknown token."""
+    sides = [(set(prep.target_vocabulary[len(text.SPECIAL_TOKENS):]), prep.target_tokenization, "target")]
+    if prep.unknown_token is None:
+        sides.append((set(prep.input_vocabulary[len(text.SPECIAL_TOKENS):]), prep.input_tokenization, "source"))
     return [p for p in pairs
             if all(known.issuperset(text.tokenize(getattr(p, attr), tok)) for known, tok, attr in sides)]
+
+
+def count_unseen(held_out: list[data_mod.Pair], train: list[data_mod.Pair], cfg: TrainConfig) -> int:
+    """Held-out pairs with an input or target symbol that the training split never shows (with an unknown token
+    such inputs are decodable, but the model knows nothing of that symbol)."""
+    seen_in = {t for p in train for t in text.tokenize(p.source, cfg.input_tokenization)}
+    seen_out = {t for p in train for t in text.tokenize(p.target, cfg.target_tokenization)}
+    return sum(1 for p in held_out if not (seen_in.issuperset(text.tokenize(p.source, cfg.input_tokenization))
+                                           and seen_out.issuperset(text.tokenize(p.target, cfg.target_tokenization))))
+
+
+def unknown_token_summary(train: list[data_mod.Pair], prep: pp.Preprocessing) -> dict:
+    """For ``metrics.json`` when the input vocabulary has an unknown token: the token, how many distinct training
+    symbols it replaced and how many of the training split's input tokens it stands for."""
+    known = set(prep.input_vocabulary)
+    tokens = [t for p in train for t in text.tokenize(p.source, prep.input_tokenization)]
+    replaced = [t for t in tokens if t not in known]
+    return {"token": prep.unknown_token, "rare_symbols": len(set(replaced)), "replaced_tokens": len(replaced),
+            "training_tokens": len(tokens)}
 
 
 def vectorize(pairs: list[data_mod.Pair], prep: pp.Preprocessing):
@@ -146,7 +185,8 @@ def check_out_dir(out_dir: Path, force: bool) -> None:
         raise RunFolderError(f"{out_dir} already exists; pass --force to overwrite it")
 
 
-def train(cfg: TrainConfig, out_dir: str | Path, *, force: bool = False, quiet: bool = False) -> dict:
+def train(cfg: TrainConfig, out_dir: str | Path, *, force: bool = False, quiet: bool = False,
+          distribute: str | None = None) -> dict:
     """Train, evaluate and write the run folder atomically. Returns the metrics (``metrics.json``).
     ``quiet``: no progress bar or lines (``train.progress``)."""
     out_dir = Path(out_dir)
@@ -157,24 +197,36 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, force: bool = False, quiet: 
     if cfg.task == "numbers":  # the task's input policy: 0-99 are too few and too basic to hold out
         splits = data_mod.move_short_inputs_to_train(splits, max_chars=2)
     prep = build_preprocessing(pairs, cfg, vocabulary_from=splits.train)
-    unseen = {part: len(getattr(splits, part)) - len(without_unseen_symbols(getattr(splits, part), prep))
-              for part in ("validation", "test")}
+    unseen = {part: count_unseen(getattr(splits, part), splits.train, cfg) for part in ("validation", "test")}
     if any(unseen.values()):
-        log.warning("held-out pairs with symbols that are not in the training split (unknown to the model): "
-                    "%d validation, %d test; validation leaves them out, the test scores them as errors",
-                    unseen["validation"], unseen["test"])
+        if prep.unknown_token is None:
+            log.warning("held-out pairs with symbols that are not in the training split (unknown to the model): "
+                        "%d validation, %d test; validation leaves them out, the test scores them as errors",
+                        unseen["validation"], unseen["test"])
+        else:
+            log.warning("held-out pairs with symbols that are not in the training split: %d validation, %d test; "
+                        "their inputs' new symbols map to the unknown token (new target symbols cannot be "
+                        "produced)", unseen["validation"], unseen["test"])
+    unknown = {} if prep.unknown_token is None else {"unknown_token": unknown_token_summary(splits.train, prep)}
+    if unknown:
+        log.info("unknown token %r stands for %d rare input symbols (%d of %d training input tokens)",
+                 prep.unknown_token, unknown["unknown_token"]["rare_symbols"],
+                 unknown["unknown_token"]["replaced_tokens"], unknown["unknown_token"]["training_tokens"])
     log.info("%d pairs (train %d, validation %d, test %d); vocabularies: input %d, target %d tokens",
              len(pairs), len(splits.train), len(splits.validation), len(splits.test),
              len(prep.input_vocabulary), len(prep.target_vocabulary))
     # TensorFlow logs from C++ while it loads and builds graphs, with no switch (see seq2seq_edge.quiet).
     with native_logs_caught():
         versions = seed_everything(cfg.seed)
-        cfg = choose_embedding(cfg, prep)
-        model = compile_model(cfg, prep)
-        with staged_folder(out_dir) as staging:
+        dist = Distribution.create(distribute)  # train/distribute.py; None: Model.fit in this process
+        cfg = dist.config(choose_embedding(cfg, prep))
+        with dist.scope():
+            model = compile_model(cfg, prep)
+        with dist.run_folder(out_dir) as folder, staged_folder(folder) as staging:  # only the chief's is kept
             run = RunFolder(staging)
-            history, fit_summary = fit(model, cfg, prep, splits, run.history_file, quiet)
-            result = {**evaluate(model, prep, splits.test), **fit_summary, "held_out_with_unseen_symbols": unseen}
+            history, fit_summary = fit(model, cfg, prep, splits, run.history_file, quiet or not dist.is_chief, dist)
+            result = {**evaluate(model, prep, splits.test), **fit_summary, "held_out_with_unseen_symbols": unseen,
+                      **unknown}
             run.save(model, RunConfig(prep, asdict(cfg), splits.sizes(), versions), result, splits, history)
             run.report_file.write_text(metrics.format_report(result, markdown=True, max_errors=5,
                                                              title=f"{out_dir.name}: test split"), encoding="utf-8")
@@ -211,17 +263,37 @@ def compile_model(cfg: TrainConfig, prep: pp.Preprocessing):
 
     model = build_training_model(len(prep.input_vocabulary), len(prep.target_vocabulary), cfg.latent_dim,
                                  cfg.embedding_dim, attention=cfg.decoder == "attention",
-                                 bidirectional=cfg.bidirectional, dropout=cfg.dropout)
+                                 bidirectional=cfg.bidirectional, dropout=cfg.dropout,
+                                 recurrent_dropout=cfg.recurrent_dropout)
     opt_kwargs = {"learning_rate": cfg.learning_rate}
     if cfg.clipnorm:
         opt_kwargs["clipnorm"] = cfg.clipnorm
-    model.compile(optimizer=keras.optimizers.Adam(**opt_kwargs), loss="sparse_categorical_crossentropy",
-                  weighted_metrics=["accuracy"])
+    optimizer = (keras.optimizers.AdamW(weight_decay=cfg.weight_decay, **opt_kwargs) if cfg.weight_decay
+                 else keras.optimizers.Adam(**opt_kwargs))
+    loss = (smoothed_sparse_crossentropy(cfg.label_smoothing) if cfg.label_smoothing
+            else "sparse_categorical_crossentropy")
+    model.compile(optimizer=optimizer, loss=loss, weighted_metrics=["accuracy"])
     return model
 
 
+def smoothed_sparse_crossentropy(epsilon: float):
+    """Cross-entropy against the target id's one-hot vector mixed with a uniform one: (1 - epsilon) of the weight on
+    the target, epsilon spread evenly over the target vocabulary (Keras' sparse loss has no label smoothing). The
+    loss of a perfect prediction is then above 0; the validation loss keeps the same smoothing."""
+    import keras
+    from keras import ops
+
+    def loss(y_true, y_pred):
+        log_probs = ops.log(ops.clip(y_pred, keras.config.epsilon(), 1.0))
+        picked = ops.take_along_axis(log_probs, ops.expand_dims(ops.cast(y_true, "int32"), -1), axis=-1)[..., 0]
+        return -(1.0 - epsilon) * picked - epsilon * ops.mean(log_probs, axis=-1)
+
+    loss.__name__ = "smoothed_sparse_crossentropy"
+    return loss
+
+
 def fit(model, cfg: TrainConfig, prep: pp.Preprocessing, splits: data_mod.Splits, history_file: Path,
-        quiet: bool) -> tuple[dict, dict]:
+        quiet: bool, dist=None) -> tuple[dict, dict]:
     """Fit with teacher forcing (padding weighs nothing), logging each epoch to ``history_file`` with the exact
     match of a validation sample (``progress.ValidationSample``), with a progress bar or lines unless ``quiet``.
 
@@ -252,9 +324,13 @@ def fit(model, cfg: TrainConfig, prep: pp.Preprocessing, splits: data_mod.Splits
                             shuffle=False, verbose=0).history  # the dataset shuffles itself
     else:
         x, y, w = vectorize(train_pairs, prep)
-        history = model.fit(x, y, sample_weight=w, validation_data=vectorize(validation, prep),
-                            batch_size=cfg.batch_size, epochs=cfg.epochs, shuffle=True, callbacks=callbacks,
-                            verbose=0).history
+        if dist is not None and dist.strategy is not None:  # tf.distribute: distribute.Distribution.fit
+            history = dist.fit(model, x, y, w, vectorize(validation, prep), batch_size=cfg.batch_size,
+                               epochs=cfg.epochs, seed=cfg.seed, callbacks=callbacks)
+        else:
+            history = model.fit(x, y, sample_weight=w, validation_data=vectorize(validation, prep),
+                                batch_size=cfg.batch_size, epochs=cfg.epochs, shuffle=True, callbacks=callbacks,
+                                verbose=0).history
     return history, {"epochs_run": len(history["loss"]), "train_seconds": round(time.perf_counter() - started, 2),
                      **generalisation(history)}
 

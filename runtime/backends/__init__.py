@@ -80,9 +80,15 @@ def zero_feeds(model, batch: int = 1) -> dict:
 
 
 def model_ops(fmt: str, content: bytes) -> set[str]:
-    """The operator names of a model file, read without an interpreter; BundleError for anything a bundle model
-    may never be: malformed, external data, model-local functions, training graphs, subgraphs, operators outside
-    the default domain, custom operators, more than one subgraph."""
+    """The operator names of a model file, read without an interpreter (``inspect_model``)."""
+    return inspect_model(fmt, content)[0]
+
+
+def inspect_model(fmt: str, content: bytes) -> tuple[set[str], list[int]]:
+    """(operator names, each loop's proven maximum trip count) of a model file, read without an interpreter;
+    BundleError for anything a bundle model may never be: malformed, external data, model-local functions,
+    training graphs, operators outside the default domain, custom operators, and any control flow but loops in
+    the main graph whose trip count the reader can bound (no nested loops, no conditionals)."""
     if fmt == "onnx":
         from . import onnx_wire
 
@@ -98,14 +104,17 @@ def model_ops(fmt: str, content: bytes) -> set[str]:
             problems.append(f"defines model-local functions {s.functions[:3]} (refused: the contract has none)")
         if s.training_info:
             problems.append("holds training graphs (training_info is refused)")
-        if s.subgraphs:
-            problems.append(f"holds {s.subgraphs} subgraph(s) (control flow is refused)")
+        bounds = []
+        try:
+            bounds = onnx_wire.loop_bounds(s)
+        except onnx_wire.WireError as e:
+            problems.append(str(e))
         foreign = sorted(f"{d}:{o}" for d, o in s.ops if d)
         if foreign:
             problems.append(f"uses operators outside the default ONNX domain: {foreign[:5]}")
         if problems:
             raise BundleError(problems)
-        return {o for _, o in s.ops}
+        return {o for _, o in s.ops}, bounds
     if fmt == "tflite":
         from . import tflite_wire
 
@@ -116,17 +125,14 @@ def model_ops(fmt: str, content: bytes) -> set[str]:
         custom = sorted(op for op in s.op_codes if op.startswith("CUSTOM"))
         if custom:
             raise BundleError(f"uses custom operators {custom[:5]} (refused: bundle models use builtins only)")
-        if s.subgraphs != 1:
-            raise BundleError(f"has {s.subgraphs} subgraphs (control flow is refused: a bundle model has one)")
-        return s.ops
+        return s.ops, s.loop_bounds
     raise BundleError(f"unknown model format {fmt!r}")
 
 
-def open_model(backend: str, content: bytes, threads: int = 1, *, xnnpack: bool | str = True):
+def open_model(backend: str, content: bytes, threads: int = 1, *, xnnpack: bool = True):
     """Create the backend's adapter for one model, from the model file's bytes (already checksummed).
 
-    ``xnnpack=False`` asks TFLite backends not to apply their default XNNPACK delegate, ``"batched"`` to apply it
-    only for batches larger than 1 (ignored by ONNX).
+    ``xnnpack=False`` asks TFLite backends not to apply their default XNNPACK delegate (ignored by ONNX).
     """
     if backend not in BACKENDS:
         raise BackendUnavailableError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")

@@ -3,8 +3,9 @@
 It reads what loading needs to refuse before ONNX Runtime sees the bytes: the IR version, the opsets, every
 node's op type and domain, model-local functions, and whether any tensor (initializer, sparse initializer,
 constant attribute, or an attribute's default value, in the main graph, a subgraph or a function) points at
-external data, which ONNX Runtime would read from a path named inside the model file. Every read is bounded by
-the buffer and nesting by a fixed depth.
+external data, which ONNX Runtime would read from a path named inside the model file; and for every ``Loop``,
+where it sits and its maximum trip count ``M`` (an initializer of the main graph), so the runtime can prove each
+loop bounded. Every read is bounded by the buffer and nesting by a fixed depth.
 """
 
 from __future__ import annotations
@@ -69,14 +70,24 @@ class OnnxSummary:
     subgraphs: int = 0
     #: ModelProto.training_info is present (initialization and training graphs).
     training_info: bool = False
+    #: Every Loop node: (nesting depth, its M input's name, the number of graphs among its attributes).
+    loops: list[tuple[int, str, int]] = field(default_factory=list)
+    #: Integer scalars (or one-element tensors) among the main graph's initializers: name -> value.
+    main_constants: dict[str, int] = field(default_factory=dict)
+    #: Graphs held by attributes of nodes other than Loop.
+    stray_subgraphs: int = 0
+    #: Names the main graph's nodes output (a constant of that name is not a constant).
+    main_outputs: set[str] = field(default_factory=set)
 
 
 # Field numbers from onnx.proto3.
 _MODEL_IR_VERSION, _MODEL_OPSET, _MODEL_GRAPH, _MODEL_TRAINING_INFO, _MODEL_FUNCTIONS = 1, 8, 7, 20, 25
 _GRAPH_NODE, _GRAPH_INITIALIZER, _GRAPH_SPARSE_INITIALIZER = 1, 5, 15
-_NODE_OP_TYPE, _NODE_ATTRIBUTE, _NODE_DOMAIN = 4, 5, 7
+_NODE_INPUT, _NODE_OUTPUT, _NODE_OP_TYPE, _NODE_ATTRIBUTE, _NODE_DOMAIN = 1, 2, 4, 5, 7
 _ATTR_T, _ATTR_G, _ATTR_TENSORS, _ATTR_GRAPHS, _ATTR_SPARSE_TENSOR, _ATTR_SPARSE_TENSORS = 5, 6, 10, 11, 22, 23
 _TENSOR_NAME, _TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION = 8, 13, 14
+_TENSOR_DIMS, _TENSOR_DATA_TYPE, _TENSOR_INT32_DATA, _TENSOR_INT64_DATA, _TENSOR_RAW_DATA = 1, 2, 5, 7, 9
+_INT32, _INT64 = 6, 7  # TensorProto.DataType
 _SPARSE_VALUES, _SPARSE_INDICES = 1, 2
 _FUNCTION_NAME, _FUNCTION_NODE, _FUNCTION_ATTRIBUTE_PROTO = 1, 7, 11
 _MAX_DEPTH = 32
@@ -86,8 +97,9 @@ def _text(value) -> str:
     return bytes(value).decode("utf-8", "replace")
 
 
-def _tensor(buf: bytes, out: OnnxSummary) -> None:
+def _tensor(buf: bytes, out: OnnxSummary, main: bool = False) -> None:
     name, external = "", False
+    dims, data_type, values, raw = [], None, [], None
     for number, wire, value in fields(buf):
         if number == _TENSOR_NAME and wire == 2:
             name = _text(value)
@@ -95,8 +107,24 @@ def _tensor(buf: bytes, out: OnnxSummary) -> None:
             external = True
         elif number == _TENSOR_DATA_LOCATION and wire == 0 and value == 1:
             external = True
+        elif number == _TENSOR_DIMS:
+            dims.append(value)
+        elif number == _TENSOR_DATA_TYPE and wire == 0:
+            data_type = value
+        elif number in (_TENSOR_INT32_DATA, _TENSOR_INT64_DATA) and len(values) < 2:
+            values.append(value if wire == 0 else _varint(bytes(value[:10]), 0)[0] if len(value) else None)
+        elif number == _TENSOR_RAW_DATA and wire == 2 and len(value) <= 8:
+            raw = bytes(value)
     if external:
         out.external_tensors.append(name or "<unnamed>")
+    elif main and data_type in (_INT32, _INT64) and all(d == 1 for d in dims if isinstance(d, int)) \
+            and not any(isinstance(d, (bytes, memoryview)) and bytes(d) not in (b"", b"\x01") for d in dims):
+        width = 4 if data_type == _INT32 else 8
+        if raw is not None and len(raw) == width:
+            out.main_constants[name] = int.from_bytes(raw, "little", signed=True)
+        elif raw is None and len(values) == 1 and values[0] is not None:
+            v = values[0]
+            out.main_constants[name] = v - (1 << 64) if v >= 1 << 63 else v
 
 
 def _sparse(buf: bytes, out: OnnxSummary) -> None:
@@ -105,7 +133,9 @@ def _sparse(buf: bytes, out: OnnxSummary) -> None:
             _tensor(value, out)
 
 
-def _attribute(buf: bytes, out: OnnxSummary, depth: int) -> None:
+def _attribute(buf: bytes, out: OnnxSummary, depth: int) -> int:
+    """Reads one attribute; returns how many graphs it holds."""
+    graphs = 0
     for number, wire, value in fields(buf):
         if wire != 2:
             continue
@@ -115,11 +145,13 @@ def _attribute(buf: bytes, out: OnnxSummary, depth: int) -> None:
             _sparse(value, out)
         elif number in (_ATTR_G, _ATTR_GRAPHS):
             out.subgraphs += 1
+            graphs += 1
             _graph(value, out, depth + 1)
+    return graphs
 
 
 def _node(buf: bytes, out: OnnxSummary, depth: int) -> None:
-    op_type, domain = "", ""
+    op_type, domain, first_input, graphs = "", "", None, 0
     for number, wire, value in fields(buf):
         if wire != 2:
             continue
@@ -127,9 +159,18 @@ def _node(buf: bytes, out: OnnxSummary, depth: int) -> None:
             op_type = _text(value)
         elif number == _NODE_DOMAIN:
             domain = _text(value)
+        elif number == _NODE_INPUT and first_input is None:
+            first_input = _text(value)
+        elif number == _NODE_OUTPUT and depth == 0:
+            out.main_outputs.add(_text(value))
         elif number == _NODE_ATTRIBUTE:
-            _attribute(value, out, depth)
-    out.ops.add((domain if domain != "ai.onnx" else "", op_type))
+            graphs += _attribute(value, out, depth)
+    domain = domain if domain != "ai.onnx" else ""
+    out.ops.add((domain, op_type))
+    if op_type == "Loop" and not domain:
+        out.loops.append((depth, first_input or "", graphs))
+    elif graphs:
+        out.stray_subgraphs += graphs
 
 
 def _graph(buf: bytes, out: OnnxSummary, depth: int = 0) -> None:
@@ -139,7 +180,7 @@ def _graph(buf: bytes, out: OnnxSummary, depth: int = 0) -> None:
         if wire != 2:
             continue
         if number == _GRAPH_INITIALIZER:
-            _tensor(value, out)
+            _tensor(value, out, main=depth == 0)
         elif number == _GRAPH_SPARSE_INITIALIZER:
             _sparse(value, out)
         elif number == _GRAPH_NODE:
@@ -156,7 +197,7 @@ def _function(buf: bytes, out: OnnxSummary) -> None:
         elif number == _FUNCTION_NODE:
             _node(value, out, 1)
         elif number == _FUNCTION_ATTRIBUTE_PROTO:  # an attribute's default value, which may hold a tensor
-            _attribute(value, out, 1)
+            out.stray_subgraphs += _attribute(value, out, 1)
     out.functions.append(name)
 
 
@@ -187,3 +228,21 @@ def summarize(content: bytes) -> OnnxSummary:
     if not graph_seen or out.ir_version is None:
         raise WireError("no graph or IR version: not an ONNX model")
     return out
+
+
+def loop_bounds(s: OnnxSummary) -> list[int]:
+    """Each Loop's maximum trip count, or WireError when a loop is not one the runtime can bound: a Loop only in
+    the main graph (none nested), with exactly one body, and ``M`` an integer initializer of the main graph."""
+    if s.stray_subgraphs:
+        raise WireError(f"holds {s.stray_subgraphs} subgraph(s) outside a Loop (control flow is refused)")
+    bounds = []
+    for depth, m_name, graphs in s.loops:
+        if depth:
+            raise WireError("holds a Loop inside a loop body (nested loops are refused)")
+        if graphs != 1:
+            raise WireError(f"holds a Loop with {graphs} body graphs")
+        if m_name not in s.main_constants or m_name in s.main_outputs:
+            raise WireError("holds a Loop whose trip count M is not a constant of the main graph (the runtime "
+                            "accepts only loops with a constant maximum trip count)")
+        bounds.append(max(0, s.main_constants[m_name]))
+    return bounds

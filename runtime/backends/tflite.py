@@ -73,18 +73,15 @@ def _spec(name: str, d: dict) -> TensorSpec:
 class TFLiteModel:
     """A TFLite model whose ``run`` may be called from any number of threads.
 
-    ``xnnpack``: True (XNNPACK for every batch size), or ``"batched"``: builtin kernels for batch 1 and XNNPACK
-    for larger batches. Each thread keeps one interpreter per batch size it has run (up to MAX_BATCH_SIZES).
+    ``xnnpack``: whether the default XNNPACK delegate runs it (False: the builtin kernels). Each thread keeps one
+    interpreter per batch size it has run (up to MAX_BATCH_SIZES).
     """
 
     #: Interpreters kept per thread, one per batch size, least recently used dropped first.
     MAX_BATCH_SIZES = 4
 
-    def __init__(self, module, content: bytes, threads: int, xnnpack: bool | str = True):
-        def uses_xnnpack(batch: int) -> bool:
-            return xnnpack is True or (xnnpack == "batched" and batch > 1)
-
-        self._make = lambda batch: _Bound(module, content, threads, uses_xnnpack(batch), batch)
+    def __init__(self, module, content: bytes, threads: int, xnnpack: bool = True):
+        self._make = lambda batch: _Bound(module, content, threads, xnnpack, batch)
         self._local = threading.local()
         first = self._make(1)
         self._local.by_batch = OrderedDict([(1, first)])
@@ -114,9 +111,8 @@ class TFLiteModel:
         return bound.run(feeds)
 
 
-def open_model(module, content: bytes, threads: int, xnnpack: bool | str = True) -> TFLiteModel:
-    """``xnnpack=False`` runs the model on the builtin kernels, without the default XNNPACK delegate;
-    ``"batched"`` uses the builtin kernels for batch 1 and XNNPACK above."""
+def open_model(module, content: bytes, threads: int, xnnpack: bool = True) -> TFLiteModel:
+    """``xnnpack=False`` runs the model on the builtin kernels, without the default XNNPACK delegate."""
     try:
         return TFLiteModel(module, content, threads, xnnpack)
     except BundleError:

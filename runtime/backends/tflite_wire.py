@@ -1,8 +1,8 @@
 """A minimal, bounds-checked reader of the TFLite flatbuffer, so the runtime can check a model without a verifier.
 
 It reads what loading needs to refuse before an interpreter sees the bytes: the file identifier, the operator
-codes (builtin names, custom codes, versions), and for every operator of every subgraph that its opcode index
-exists. Every offset is checked against the buffer before it is followed and every loop is bounded by the
+codes (builtin names, custom codes, versions), for every operator of every subgraph that its opcode index exists,
+and the structure of every ``WHILE`` loop, to prove a bound on its trip count (``loop_bounds``). Every offset is checked against the buffer before it is followed and every loop is bounded by the
 buffer's size, so a malformed file ends in a WireError, never in an out-of-bounds read or an endless loop.
 """
 
@@ -23,8 +23,11 @@ BUILTIN_NAMES = {
     0: "ADD", 2: "CONCATENATION", 6: "DEQUANTIZE", 9: "FULLY_CONNECTED", 14: "LOGISTIC", 18: "MUL",
     22: "RESHAPE", 25: "SOFTMAX", 28: "TANH", 31: "CALL", 32: "CUSTOM", 36: "GATHER", 39: "TRANSPOSE", 41: "SUB",
     43: "SQUEEZE", 44: "UNIDIRECTIONAL_SEQUENCE_LSTM", 45: "STRIDED_SLICE", 49: "SPLIT", 51: "DELEGATE",
-    53: "CAST", 56: "ARG_MAX", 64: "SELECT", 65: "SLICE", 70: "EXPAND_DIMS", 71: "EQUAL", 72: "NOT_EQUAL",
-    83: "PACK", 88: "UNPACK", 93: "ZEROS_LIKE", 94: "FILL", 102: "SPLIT_V", 114: "QUANTIZE", 118: "IF",
+    53: "CAST", 56: "ARG_MAX", 58: "LESS", 61: "GREATER", 64: "SELECT", 65: "SLICE", 70: "EXPAND_DIMS",
+    71: "EQUAL", 72: "NOT_EQUAL", 74: "SUM", 77: "SHAPE", 82: "REDUCE_MAX", 83: "PACK", 84: "LOGICAL_OR",
+    86: "LOGICAL_AND", 87: "LOGICAL_NOT", 88: "UNPACK", 91: "REDUCE_ANY", 93: "ZEROS_LIKE", 94: "FILL",
+    140: "REDUCE_ALL",
+    102: "SPLIT_V", 114: "QUANTIZE", 118: "IF",
     119: "WHILE", 123: "SELECT_V2", 126: "BATCH_MATMUL", 129: "CALL_ONCE", 200: "STABLEHLO_WHILE",
     206: "STABLEHLO_COMPOSITE", 209: "STABLEHLO_CASE",
 }
@@ -38,6 +41,8 @@ class TfliteSummary:
     op_versions: dict[str, int] = field(default_factory=dict)
     subgraphs: int = 0
     operators: int = 0
+    #: Each WHILE operator's proven trip-count bound, in the order met (see ``loop_bounds``).
+    loop_bounds: list[int] = field(default_factory=list)
 
     @property
     def ops(self) -> set[str]:
@@ -102,6 +107,27 @@ class _Table:
         start, length = self.buf.vector(pos, 1)
         return self.buf.data[start:start + length].decode("utf-8", "replace")
 
+    def ints(self, index: int) -> list[int]:
+        """A vector of int32 (operator inputs and outputs, subgraph inputs and outputs, shapes)."""
+        pos = self._field(index)
+        if pos is None:
+            return []
+        start, length = self.buf.vector(pos, 4)
+        self.buf.budget -= length // 64  # long vectors count against the work budget too
+        return list(struct.unpack_from(f"<{length}i", self.buf.data, start))
+
+    def bytes_(self, index: int, limit: int) -> bytes | None:
+        """A vector of bytes of at most ``limit`` bytes (None when absent or longer)."""
+        pos = self._field(index)
+        if pos is None:
+            return None
+        start, length = self.buf.vector(pos, 1)
+        return None if length > limit else bytes(self.buf.data[start:start + length])
+
+    def table_field(self, index: int) -> "_Table | None":
+        pos = self._field(index)
+        return None if pos is None else self.buf.table(self.buf.indirect(pos))
+
     def tables(self, index: int) -> list["_Table"]:
         pos = self._field(index)
         if pos is None:
@@ -110,8 +136,13 @@ class _Table:
         return [self.buf.table(self.buf.indirect(start + 4 * i)) for i in range(length)]
 
 
+_WHILE_OPTIONS = 93  # BuiltinOptions.WhileOptions
+_INT32 = 2            # TensorType.INT32
+
+
 def summarize(content: bytes) -> TfliteSummary:
-    """Operator codes, subgraph and operator counts of a .tflite file; WireError if malformed."""
+    """Operator codes, subgraph and operator counts, and loop bounds of a .tflite file; WireError if malformed,
+    or if a subgraph is not the condition or body of a loop whose bound it can prove."""
     if len(content) < 8 or content[4:8] != b"TFL3":
         raise WireError("no TFL3 identifier")
     buf = _Buffer(content)
@@ -128,12 +159,115 @@ def summarize(content: bytes) -> TfliteSummary:
         out.op_versions[base] = max(out.op_versions.get(base, 0), version)
     subgraphs = model.tables(2)  # Model.subgraphs
     out.subgraphs = len(subgraphs)
-    for subgraph in subgraphs:
-        for operator in subgraph.tables(3):  # SubGraph.operators
-            index = operator.scalar(0, "<I", 0)  # Operator.opcode_index
-            if index >= len(out.op_codes):
-                raise WireError(f"an operator uses opcode {index}, but the model has {len(out.op_codes)}")
-            out.operators += 1
     if not out.subgraphs:
         raise WireError("no subgraph")
+    graphs = [_Subgraph(g, out.op_codes) for g in subgraphs]
+    out.operators = sum(len(g.ops) for g in graphs)
+    for g in graphs[1:]:
+        if any(op.name in ("WHILE", "IF", "CALL", "CALL_ONCE") or op.name.startswith("STABLEHLO") for op in g.ops):
+            raise WireError("a loop's condition or body holds control flow (nested loops are refused)")
+    buffers = model.tables(4)  # Model.buffers
+    claimed: set[int] = set()
+    for op in graphs[0].ops:
+        if op.name == "WHILE":
+            cond, body = _while_subgraphs(op, len(graphs))
+            if {cond, body} & claimed or cond == body:
+                raise WireError("two loops share a condition or body subgraph")
+            claimed |= {cond, body}
+            out.loop_bounds.append(_prove_bound(graphs[0], op, graphs[cond], graphs[body], buffers))
+    if claimed != set(range(1, len(graphs))):
+        raise WireError(f"has {out.subgraphs} subgraphs, of which {sorted(set(range(1, len(graphs))) - claimed)} are "
+                        "not the condition or body of a loop in the main graph")
     return out
+
+
+class _Op:
+    def __init__(self, table: _Table, op_codes: list[str]):
+        index = table.scalar(0, "<I", 0)  # Operator.opcode_index
+        if index >= len(op_codes):
+            raise WireError(f"an operator uses opcode {index}, but the model has {len(op_codes)}")
+        self.name = op_codes[index].split(":")[0]
+        self.table = table
+        self.inputs, self.outputs = table.ints(1), table.ints(2)
+
+
+class _Subgraph:
+    def __init__(self, table: _Table, op_codes: list[str]):
+        self.tensors = table.tables(0)
+        self.inputs, self.outputs = table.ints(1), table.ints(2)
+        self.ops = [_Op(t, op_codes) for t in table.tables(3)]
+        self.producer = {o: op for op in self.ops for o in op.outputs}
+
+    def is_int32(self, tensor: int) -> bool:
+        return 0 <= tensor < len(self.tensors) and self.tensors[tensor].scalar(1, "<b", 0) == _INT32
+
+    def constant_int(self, tensor: int, buffers: list[_Table]) -> int | None:
+        """The value of an int32 scalar (or one-element) constant tensor, or None if it is not one."""
+        if not 0 <= tensor < len(self.tensors) or tensor in self.producer or tensor in self.inputs:
+            return None
+        t = self.tensors[tensor]
+        if t.scalar(1, "<b", 0) != _INT32 or t.scalar(5, "<b", 0):  # type, is_variable
+            return None
+        b = t.scalar(2, "<I", 0)  # Tensor.buffer
+        if not 0 < b < len(buffers):
+            return None
+        data = buffers[b].bytes_(0, 4)
+        return struct.unpack("<i", data)[0] if data is not None and len(data) == 4 else None
+
+
+def _while_subgraphs(op: _Op, count: int) -> tuple[int, int]:
+    options = op.table.table_field(4)  # Operator.builtin_options
+    if op.table.scalar(3, "<B", 0) != _WHILE_OPTIONS or options is None:
+        raise WireError("a WHILE operator without WhileOptions")
+    cond, body = options.scalar(0, "<i", -1), options.scalar(1, "<i", -1)
+    if not (0 < cond < count and 0 < body < count):
+        raise WireError(f"a WHILE operator names subgraphs {cond} and {body} of {count}")
+    return cond, body
+
+
+def _prove_bound(main: _Subgraph, op: _Op, cond: _Subgraph, body: _Subgraph, buffers: list[_Table]) -> int:
+    """The most times this WHILE can run its body, proven from its structure, or WireError.
+
+    The proof the exporter's loops allow (TensorFlow's ``maximum_iterations``): the condition's output is
+    ``LESS(counter, C)``, alone or ANDed (LOGICAL_AND) with anything; the body's output for that loop variable
+    is ``ADD(counter, 1)``; the WHILE's input for it is a constant ``c0``. Then the body runs at most C - c0 times.
+    """
+    n = len(op.inputs)
+    if not (len(op.outputs) == n == len(cond.inputs) == len(body.inputs) == len(body.outputs)
+            and len(cond.outputs) == 1):
+        raise WireError("a WHILE operator whose condition and body do not match its inputs")
+    candidates = []  # (position of the counter among the loop variables, C)
+    pending, seen = [cond.outputs[0]], set()
+    while pending and len(seen) < 64:  # the exporter's conditions are one LOGICAL_AND deep
+        tensor = pending.pop()
+        producer = cond.producer.get(tensor)
+        if producer is None or tensor in seen:
+            continue
+        seen.add(tensor)
+        if producer.name == "LOGICAL_AND":
+            pending += producer.inputs[:2]
+        elif producer.name == "LESS" and len(producer.inputs) == 2:
+            left, right = producer.inputs
+            limit = cond.constant_int(right, buffers)
+            if left in cond.inputs and limit is not None:
+                candidates.append((cond.inputs.index(left), limit))
+    for k, limit in candidates:
+        if not all(g.is_int32(g.inputs[k]) for g in (cond, body)):
+            continue
+        step = body.producer.get(body.outputs[k])
+        if step is None or step.name != "ADD" or len(step.inputs) != 2 or body.inputs[k] not in step.inputs:
+            continue
+        other = step.inputs[1] if step.inputs[0] == body.inputs[k] else step.inputs[0]
+        if body.constant_int(other, buffers) != 1 or step.table.scalar(3, "<B", 0) and _fused(step):
+            continue
+        start = main.constant_int(op.inputs[k], buffers)
+        if start is not None:
+            return max(0, limit - start)
+    raise WireError("a WHILE loop whose trip count has no provable bound (the runtime accepts only loops that "
+                    "count a constant up to a constant limit)")
+
+
+def _fused(op: _Op) -> bool:
+    """Whether an ADD carries a fused activation (which would change ``counter + 1``)."""
+    options = op.table.table_field(4)
+    return options is not None and options.scalar(0, "<b", 0) != 0  # AddOptions.fused_activation_function

@@ -1,0 +1,667 @@
+"""Decoding files: ``s2s run --input FILE --output FILE`` and, in Python, ``decode_file`` and ``iter_decode_file``.
+
+One input line gives exactly one output line, in order, so the output's line count is the number of inputs done:
+
+- **Formats** by file extension. Input: ``.jsonl`` (each line an object; its ``"input"`` is decoded, so a
+  ``.jsonl`` output can be fed back), ``.tsv`` (the first column) and anything else (``.txt``, ``-`` for
+  standard input: the whole line). Output: ``.txt`` (the output, or the n best TAB-separated), ``.tsv`` (the input,
+  a TAB, then the output(s); TABs, newlines and backslashes of the input escaped as ``\\t``, ``\\n``, ``\\\\``) and
+  ``.jsonl`` (the ``s2s run --json`` objects).
+- **Workers**: ``workers`` processes each load the bundle once (their own interpreters) and take batches from a
+  bounded queue; at most ``2 x workers`` batches are in flight and results are written in input order, so memory
+  stays bounded (a batch's lines, times the batches in flight) however large the file. ``workers=1`` decodes in
+  this process.
+- **Resume**: output is written with ``os.write`` a batch of whole lines at a time (nothing is held in a Python
+  buffer), fsync'd every ``FSYNC_SECONDS`` and at the end. A process killed mid-write (SIGKILL, a crash) can leave
+  a partial last line: ``resume`` truncates it, counts the complete lines N and skips the first N inputs, so no
+  line is lost or doubled. For ``.tsv`` and ``.jsonl`` it also checks that line N's input is input N's.
+- **Bad lines** (symbols the model never saw, too long, not UTF-8): without ``keep_going`` the run stops naming
+  ``FILE:LINE`` once every line before it is written; with it, the line gets an empty output (``.jsonl``: an
+  ``{"input", "error"}`` object) and its error is reported, and the run goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import queue
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from .errors import InputTextError, Seq2SeqEdgeError
+
+log = logging.getLogger(__name__)
+
+#: Output formats by extension; every other --output extension is refused (an input may have any name: its
+#: lines are decoded whole unless it ends in .tsv or .jsonl).
+OUTPUT_FORMATS = {".txt": "txt", ".tsv": "tsv", ".jsonl": "jsonl"}
+#: Batches given to the workers and not yet written, per worker: enough to keep each busy while the parent
+#: writes, few enough that memory stays a few batches' worth.
+IN_FLIGHT_PER_WORKER = 2
+#: The output is fsync'd this often (and at the end): a power cut loses at most this much work, which --resume
+#: redoes. A killed process loses nothing that was written: the lines are in the kernel already.
+FSYNC_SECONDS = 10.0
+#: How long the parent waits on the workers before checking that they are alive.
+POLL_SECONDS = 0.5
+_COUNT_CHUNK = 1 << 20
+#: Lines per task handed to a worker (decoded --batch-size at a time): a task costs two queue passes and two
+#: pickles, about as much as decoding a few dozen short inputs, so tasks are larger than model batches. A task
+#: also ends at TASK_CHARS characters, which bounds memory: (tasks in flight) x TASK_CHARS.
+TASK_LINES = 1024
+TASK_CHARS = 1 << 20
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How each input is decoded: the ``load`` and ``decode_ids`` arguments, the same in every worker."""
+
+    backend: str = "auto"
+    variant: str = "fp32"
+    threads: int = 1
+    batch_size: int = 32
+    max_output_len: int | None = None
+    skip_unknown: bool = False
+    beam_size: int | None = None
+    n_best: int = 1
+    length_penalty: float = 0.0
+    keep_going: bool = False
+    #: ``load``'s one_call: the bundle's one-call greedy model (True), the step loop (False), or its choice (None).
+    one_call: bool | None = None
+
+
+@dataclass
+class FileSummary:
+    """What ``decode_file`` did: inputs ``done`` in this call, of which ``failed`` (``keep_going``), and the
+    inputs ``skipped`` because the output already held them (``resume``)."""
+
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    errors: list[str] = field(default_factory=list)  # the first few failures' messages
+
+
+@dataclass
+class _Chunk:
+    """A decoded batch: ``data`` the UTF-8 output lines (file mode) or ``results`` (iterator mode), ``count``
+    inputs answered, ``errors`` their (index in batch, message), ``stop`` the error that ends the run (without
+    keep_going: the inputs before it are in ``data``)."""
+
+    count: int
+    data: bytes = b""
+    results: list | None = None
+    errors: list[tuple[int, str]] = field(default_factory=list)
+    stop: str | None = None
+
+
+# -- reading -------------------------------------------------------------------------------------------------
+def input_kind(path: str) -> str:
+    """How the lines of ``path`` are read: "jsonl", "tsv" or "txt" (the whole line)."""
+    suffix = Path(path).suffix.lower() if path != "-" else ""
+    return {".jsonl": "jsonl", ".tsv": "tsv"}.get(suffix, "txt")
+
+
+def output_format(path: str, json_flag: bool) -> str:
+    """The output format of ``path`` ("-": standard output, .txt or with ``json_flag`` .jsonl)."""
+    if path == "-":
+        return "jsonl" if json_flag else "txt"
+    fmt = OUTPUT_FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise Seq2SeqEdgeError(f"--output {path}: the name must end in .txt, .tsv or .jsonl (the format)")
+    if json_flag and fmt != "jsonl":
+        raise Seq2SeqEdgeError(f"--json writes .jsonl; --output {path} is {fmt} (name it .jsonl, or drop --json)")
+    return fmt
+
+
+def _lines(path: str, limit: int):
+    """(where, text | InputTextError) of each line of ``path`` ("-": standard input), read as ``s2s run`` reads
+    standard input (chunks, the line limit applied before a line is buffered), named FILE:N; and the pause
+    marker before a read of a pipe that would block."""
+    from .run import _PAUSE, _stdin_lines
+
+    if path == "-":
+        yield from _stdin_lines(sys.stdin.fileno(), limit)
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise Seq2SeqEdgeError(f"--input {path}: cannot read it ({e.strerror})") from None
+    try:
+        for item in _stdin_lines(fd, limit):
+            if item is _PAUSE:
+                yield item
+                continue
+            where, t = item
+            lineno = where.split(":", 1)[1]
+            where = f"{path}:{lineno}"
+            if isinstance(t, InputTextError):
+                t = InputTextError(where + str(t)[len(f"stdin:{lineno}"):])
+            yield where, t
+    finally:
+        os.close(fd)
+
+
+def _field(where: str, text: str | InputTextError, kind: str):
+    """The input of one line: the line (txt), its first column (tsv) or its object's "input" (jsonl)."""
+    if isinstance(text, InputTextError) or kind == "txt":
+        return text
+    if kind == "tsv":
+        return text.split("\t", 1)[0]
+    try:
+        obj = json.loads(text)
+    except ValueError as e:
+        return InputTextError(f"{where}: not a JSON object ({e})")
+    if not isinstance(obj, dict) or not isinstance(obj.get("input"), str):
+        return InputTextError(f'{where}: not a JSON object with a string "input"')
+    return obj["input"]
+
+
+def read_inputs(path: str, limit: int, *, skip: int = 0, pauses: bool = False):
+    """(where, text | InputTextError) of each input of ``path``, after the first ``skip``; with ``pauses``, also
+    the pause marker where a pipe would block."""
+    kind = input_kind(path)
+    n = 0
+    for item in _lines(path, limit):
+        if not isinstance(item, tuple):
+            if pauses:
+                yield item
+            continue
+        n += 1
+        if n > skip:
+            yield item[0], _field(item[0], item[1], kind)
+
+
+def count_lines(path: str) -> int:
+    """Lines in a file (a last line without a newline counts), read in chunks."""
+    n, last = 0, b"\n"
+    with open(path, "rb") as f:
+        while chunk := f.read(_COUNT_CHUNK):
+            n += chunk.count(b"\n")
+            last = chunk[-1:]
+    return n + (last != b"\n")
+
+
+def _batches(items, size: int) -> Iterator[list]:
+    """Lists of at most ``size`` items and about TASK_CHARS characters; a pause marker ends one early (a slow
+    producer gets its answers)."""
+    batch: list = []
+    chars = 0
+    for item in items:
+        if isinstance(item, tuple):
+            batch.append(item)
+            chars += len(item[1]) if isinstance(item[1], str) else 0
+            if len(batch) < size and chars < TASK_CHARS:
+                continue
+        if batch:
+            yield batch
+            batch, chars = [], 0
+    if batch:
+        yield batch
+
+
+# -- decoding and formatting ---------------------------------------------------------------------------------
+def _escape_tsv(s: str) -> str:
+    return s.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _record(t: str, r, decoder, opts: DecodeOptions, batch_items: int, ms: float) -> dict:
+    """The ``s2s run --json`` object of one answered input (``run.result_record``)."""
+    from .run import result_record
+
+    return result_record(t, r, decoder, beam_size=opts.beam_size, n_best=opts.n_best, batch_items=batch_items,
+                         ms=ms)
+
+
+def _decode_chunk(decoder, items: list, opts: DecodeOptions, fmt: str | None) -> _Chunk:
+    """Encode and decode one batch of (where, text | InputTextError) and format it as ``fmt`` lines (None: keep
+    the DecodeResults, or InputTextErrors, for the iterator)."""
+    errors: dict[int, str] = {}
+    encoded: list[tuple[int, list[int]]] = []
+    stop_at = len(items)
+    for i, (where, t) in enumerate(items):
+        if isinstance(t, InputTextError):
+            errors[i] = str(t)
+        else:
+            try:
+                encoded.append((i, decoder.preprocessing.encode_input(t, skip_unknown=opts.skip_unknown)))
+            except InputTextError as e:
+                errors[i] = f"{where}: {e}"
+        if i in errors and not opts.keep_going:
+            stop_at = i
+            break
+    results, timing = {}, {}  # timing: each input's (inputs decoded with it, ms per input)
+    for b in range(0, len(encoded), opts.batch_size):
+        part = encoded[b:b + opts.batch_size]
+        started = time.perf_counter()
+        decoded = decoder.decode_ids([ids for _, ids in part], opts.batch_size, max_output_len=opts.max_output_len,
+                                     beam_size=opts.beam_size, n_best=opts.n_best,
+                                     length_penalty=opts.length_penalty)
+        # The inputs of a batch are decoded together: the batch's time shared out, as s2s run --json gives it.
+        ms = (time.perf_counter() - started) * 1000 / len(part)
+        for (i, _), r in zip(part, decoded):
+            results[i], timing[i] = r, (len(part), ms)
+    chunk = _Chunk(count=stop_at, errors=sorted(errors.items()) if opts.keep_going else [],
+                   stop=None if stop_at == len(items) else errors[stop_at])
+    if fmt is None:
+        chunk.results = [(t, results[i] if i in results else InputTextError(errors[i]))
+                         for i, (_, t) in enumerate(items[:stop_at])]
+        return chunk
+    lines = []
+    for i, (_, t) in enumerate(items[:stop_at]):
+        text = t if isinstance(t, str) else None
+        if i in errors:
+            if fmt == "jsonl":
+                lines.append(json.dumps({"input": text, "error": errors[i]}, ensure_ascii=False))
+            else:
+                lines.append(_escape_tsv(text or "") + "\t" if fmt == "tsv" else "")
+            continue
+        r = results[i]
+        if fmt == "jsonl":
+            lines.append(json.dumps(_record(t, r, decoder, opts, *timing[i]), ensure_ascii=False))
+        else:
+            outputs = "\t".join(h.text.replace("\n", " ").replace("\t", " ") for h in (r, *r.alternatives))
+            lines.append(_escape_tsv(t) + "\t" + outputs if fmt == "tsv" else outputs)
+    chunk.data = "".join(line + "\n" for line in lines).encode("utf-8", "backslashreplace")
+    return chunk
+
+
+def _worker(bundle: str, opts: DecodeOptions, fmt: str | None, tasks, results, parent: int,
+            quiet_native: bool) -> None:
+    """A worker process: load the bundle once, then decode batches until told to stop or the parent is gone."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
+    _die_with_parent()
+    from . import quiet
+    from .loader import load
+
+    if quiet_native:  # as the s2s command that started us: the interpreters' C++ lines off stderr
+        quiet.configure(False)
+
+    try:
+        decoder = load(bundle, **_load_kwargs(opts))
+    except Exception as e:  # noqa: BLE001 - reported to the parent as one line
+        results.put(("failed", f"{type(e).__name__}: {e}"))
+        return
+    results.put(("ready", os.getpid()))
+    while True:
+        try:
+            task = tasks.get(timeout=1.0)
+        except queue.Empty:
+            if os.getppid() != parent:  # the parent was killed: nobody will read our results, and a normal
+                os._exit(0)  # exit would wait for the result queue's feeder to write into a pipe nobody drains
+            continue
+        if task is None:
+            return
+        index, items = task
+        results.put((index, _decode_chunk(decoder, items, opts, fmt)))
+
+
+def _load_kwargs(opts: DecodeOptions) -> dict:
+    kwargs = {"backend": opts.backend, "variant": opts.variant, "threads": opts.threads}
+    if opts.one_call is not None:
+        kwargs["one_call"] = opts.one_call
+    return kwargs
+
+
+def _die_with_parent() -> None:
+    """On Linux, ask the kernel to kill this process when its parent dies (a SIGKILLed parent runs no cleanup).
+    Elsewhere the worker's poll of its parent id does it within a second, except when the parent died in the middle
+    of writing a task: the worker then waits for the rest of it, since it holds the pipe's write end too."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class _Workers:
+    """``n`` worker processes, fed batches through a bounded queue; ``map`` yields their chunks in input order
+    with at most ``IN_FLIGHT_PER_WORKER * n`` batches given out and not yet yielded."""
+
+    def __init__(self, bundle: str, opts: DecodeOptions, fmt: str | None, n: int):
+        ctx = multiprocessing.get_context("spawn")  # no interpreter or thread state copied from this process
+        self.limit = IN_FLIGHT_PER_WORKER * n
+        self.tasks = ctx.Queue(maxsize=self.limit)
+        self.results = ctx.Queue()
+        from . import quiet
+
+        self.procs = [ctx.Process(target=_worker, args=(str(bundle), opts, fmt, self.tasks, self.results,
+                                                         os.getpid(), quiet.active()),
+                                  daemon=True, name=f"s2s-worker-{i + 1}")
+                      for i in range(n)]
+        for p in self.procs:
+            p.start()
+        for _ in self.procs:
+            message = self._get()
+            if message[0] == "failed":
+                raise Seq2SeqEdgeError(f"a worker could not load the bundle: {message[1]}")
+
+    def _get(self):
+        while True:
+            try:
+                return self.results.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                dead = [p for p in self.procs if p.exitcode is not None]
+                if dead:
+                    raise Seq2SeqEdgeError(f"worker {dead[0].name} died (exit code {dead[0].exitcode}); the lines "
+                                           "written so far are complete: --resume continues") from None
+
+    def map(self, batches: Iterable[list]) -> Iterator[_Chunk]:
+        sent = written = 0
+        done: dict[int, _Chunk] = {}
+        source = iter(batches)
+        exhausted = False
+        while True:
+            while not exhausted and sent - written < self.limit:
+                batch = next(source, None)
+                if batch is None:
+                    exhausted = True
+                else:
+                    self.tasks.put((sent, batch))
+                    sent += 1
+            if written == sent:
+                return
+            index, chunk = self._get()
+            done[index] = chunk
+            while written in done:
+                yield done.pop(written)
+                written += 1
+
+    def close(self, *, wait: bool) -> None:
+        if wait:
+            for _ in self.procs:
+                self.tasks.put(None)
+            for p in self.procs:
+                p.join(timeout=10)
+        for p in self.procs:
+            if p.is_alive():
+                p.kill()
+                p.join()
+        self.tasks.cancel_join_thread()
+        self.results.cancel_join_thread()
+
+
+def _chunks(bundle, opts: DecodeOptions, fmt: str | None, batches: Iterable[list], workers: int,
+            decoder=None) -> Iterator[_Chunk]:
+    """Decoded chunks of ``batches``, in order: in this process (``workers`` 1) or in worker processes."""
+    if workers == 1:
+        if decoder is None:
+            from .loader import load
+
+            decoder = load(bundle, **_load_kwargs(opts))
+        for batch in batches:
+            yield _decode_chunk(decoder, batch, opts, fmt)
+        return
+    pool = _Workers(bundle, opts, fmt, workers)
+    finished = False
+    try:
+        yield from pool.map(batches)
+        finished = True
+    finally:
+        pool.close(wait=finished)
+
+
+# -- writing and resuming ------------------------------------------------------------------------------------
+class _Output:
+    """Whole lines appended with ``os.write`` (a file) or to standard output; fsync'd now and then and at close."""
+
+    def __init__(self, path: str, *, append: bool):
+        self.path = path
+        self.last_sync = time.monotonic()
+        if path == "-":
+            self.fd = sys.stdout.fileno()
+            sys.stdout.flush()
+        else:
+            flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC) | getattr(os, "O_CLOEXEC", 0)
+            try:
+                self.fd = os.open(path, flags, 0o644)
+            except OSError as e:
+                raise Seq2SeqEdgeError(f"--output {path}: cannot write it ({e.strerror})") from None
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view):]
+        if self.path != "-" and time.monotonic() - self.last_sync > FSYNC_SECONDS:
+            os.fsync(self.fd)
+            self.last_sync = time.monotonic()
+
+    def close(self) -> None:
+        if self.path != "-":
+            os.fsync(self.fd)
+            os.close(self.fd)
+
+
+def _rfind_newline(f, end: int) -> int:
+    """The offset of the last newline before ``end`` in the open file ``f``, or -1; read backwards in blocks."""
+    while end > 0:
+        start = max(0, end - 65536)
+        f.seek(start)
+        i = f.read(end - start).rfind(b"\n")
+        if i >= 0:
+            return start + i
+        end = start
+    return -1
+
+
+def resume_point(path: str) -> tuple[int, bytes | None]:
+    """The complete lines of an output file and its last complete line (None if there is none). A partial last
+    line (a process killed mid-write) is truncated away first."""
+    with open(path, "r+b") as f:
+        size = f.seek(0, os.SEEK_END)
+        keep = _rfind_newline(f, size) + 1
+        if keep < size:
+            log.warning("%s: dropped a partial last line (%d bytes) of a run that was stopped mid-write",
+                        path, size - keep)
+            f.truncate(keep)
+            os.fsync(f.fileno())
+        lines, remaining = 0, keep
+        f.seek(0)
+        while remaining:
+            chunk = f.read(min(_COUNT_CHUNK, remaining))
+            lines += chunk.count(b"\n")
+            remaining -= len(chunk)
+        last = None
+        if keep:
+            start = _rfind_newline(f, keep - 1) + 1
+            f.seek(start)
+            last = f.read(keep - 1 - start)
+    return lines, last
+
+
+def _input_of(line: bytes, fmt: str) -> str | None:
+    """The input an output line was for (tsv, jsonl), or None where the line does not say (txt, an error)."""
+    text = line.decode("utf-8", "replace")
+    if fmt == "tsv":
+        raw = text.split("\t", 1)[0]
+        return raw.replace("\\t", "\t").replace("\\n", "\n").replace("\\r", "\r").replace("\\\\", "\\")
+    if fmt == "jsonl":
+        try:
+            value = json.loads(text).get("input")
+        except (ValueError, AttributeError):
+            return None
+        return value if isinstance(value, str) else None
+    return None
+
+
+# -- the API --------------------------------------------------------------------------------------------------
+def iter_decode_file(bundle, input: str, *, workers: int = 1, skip: int = 0, max_line_bytes: int | None = None,
+                     options: DecodeOptions | None = None, **kwargs) -> Iterator[tuple[str, object]]:
+    """(input text, DecodeResult) of each input of the file ``input`` ("-": standard input), in order, decoded by
+    ``workers`` processes, after the first ``skip`` inputs. An input that cannot be decoded raises
+    InputTextError naming FILE:LINE, or with ``keep_going=True`` comes as (text, InputTextError).
+    ``kwargs``: the fields of DecodeOptions (backend, variant, threads, batch_size, beam_size, ...)."""
+    opts = options or DecodeOptions(**kwargs)
+    limit = max_line_bytes or _line_limit(bundle)
+    batches = _batches(read_inputs(input, limit, skip=skip), max(TASK_LINES, opts.batch_size))
+    chunks = _chunks(bundle, opts, None, batches, workers)
+    try:
+        for chunk in chunks:
+            yield from chunk.results
+            if chunk.stop:
+                raise InputTextError(chunk.stop)
+    finally:
+        chunks.close()
+
+
+def decode_file(bundle, input: str, output: str, *, workers: int = 1, resume: bool = False, force: bool = False,
+                json: bool = False, progress: bool | None = None, options: DecodeOptions | None = None,
+                on_error=None, **kwargs) -> FileSummary:
+    """Decode every input of ``input`` into ``output`` (format by extension; "-" for standard input / output),
+    with ``workers`` processes, in order; see the module's docstring. ``resume`` continues an output a stopped
+    run left; ``force`` overwrites an existing one. ``progress``: a bar on standard error (None: if it is a
+    terminal). ``on_error(message)`` is called for each input that failed (``keep_going``).
+    Raises InputTextError at the first bad input unless ``keep_going``: every line before it is written."""
+    opts = options or DecodeOptions(**kwargs)
+    fmt = output_format(output, json)
+    _check_paths(input, output, resume=resume, force=force)
+    limit = _line_limit(bundle)
+    skip, last = 0, None
+    if resume and os.path.exists(output):
+        skip, last = resume_point(output)
+    summary = FileSummary(skipped=skip)
+    items = read_inputs(input, limit, skip=max(0, skip - 1), pauses=input == "-")
+    if skip:
+        _check_resumed(items, skip, last, fmt, input, output)
+    out = _Output(output, append=resume)
+    bar = _progress_bar(input, skip, progress)
+    chunks = _chunks(bundle, opts, fmt, _batches(items, max(TASK_LINES, opts.batch_size)), workers)
+    try:
+        for chunk in chunks:
+            out.write(chunk.data)
+            summary.done += chunk.count
+            for _, message in chunk.errors:
+                summary.failed += 1
+                if len(summary.errors) < 20:
+                    summary.errors.append(message)
+                if on_error:
+                    on_error(message)
+            if bar is not None:
+                bar.update(chunk.count)
+            if chunk.stop:
+                raise InputTextError(chunk.stop)
+    finally:
+        chunks.close()  # stops the workers now, not when the traceback is freed
+        if bar is not None:
+            bar.close()
+        out.close()
+    return summary
+
+
+def _line_limit(bundle) -> int:
+    from . import manifest as mf
+    from .run import max_line_bytes
+
+    return max_line_bytes(mf.BundleManifest.load(Path(bundle)).preprocessing)
+
+
+def _check_paths(input: str, output: str, *, resume: bool, force: bool) -> None:
+    if input != "-" and not os.path.isfile(input):
+        raise Seq2SeqEdgeError(f"--input {input}: no such file" if not os.path.exists(input)
+                               else f"--input {input}: not a file")
+    if output == "-":
+        if resume:
+            raise Seq2SeqEdgeError("--resume needs --output FILE (standard output cannot be resumed)")
+        return
+    if input != "-" and os.path.exists(output) and os.path.samefile(input, output):
+        raise Seq2SeqEdgeError(f"--output {output} is the input file")
+    if resume and force:
+        raise Seq2SeqEdgeError("--resume continues the output and --force overwrites it: give one")
+    if os.path.exists(output) and not (resume or force):
+        raise Seq2SeqEdgeError(f"--output {output} exists: --resume continues it, --force overwrites it")
+    if os.path.isdir(output):
+        raise Seq2SeqEdgeError(f"--output {output} is a folder")
+
+
+def _check_resumed(items, skip: int, last: bytes | None, fmt: str, input: str, output: str) -> None:
+    """Consume input ``skip`` (the reader starts one before) and check the output's last line was for it."""
+    item = next(items, None)
+    while item is not None and not isinstance(item, tuple):
+        item = next(items, None)
+    if item is None:
+        raise Seq2SeqEdgeError(f"--resume: {output} has {skip} lines but {input} has fewer inputs: "
+                               "not this input's output (--force starts over)")
+    expected = _input_of(last, fmt) if last is not None else None
+    if expected is not None and isinstance(item[1], str) and expected != item[1]:
+        raise Seq2SeqEdgeError(f"--resume: line {skip} of {output} is for input {expected!r} but {item[0]} is "
+                               f"{item[1]!r}: not this input's output (--force starts over)")
+
+
+def _progress_bar(input: str, skip: int, progress: bool | None):
+    """A tqdm bar on standard error (lines, lines/s, time left), or None when it is not a terminal."""
+    if progress is None:
+        progress = sys.stderr.isatty()
+    if not progress:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:  # the bar is a nicety: decode without it
+        return None
+    total = count_lines(input) if input != "-" else None
+    return tqdm(total=total, initial=skip, unit=" lines", file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+
+
+# -- the CLI --------------------------------------------------------------------------------------------------
+def check_file_options(args) -> bool:
+    """Check ``s2s run``'s file flags (one-line errors, before anything is loaded); True if this is a file run
+    (``--input`` given)."""
+    given = [f"--{name}" for name in ("output", "workers", "resume", "force")
+             if getattr(args, name, None) not in (None, False)]
+    if getattr(args, "input", None) is None:
+        if given:
+            raise Seq2SeqEdgeError(f"{given[0]} needs --input FILE (or --input - for standard input)")
+        return False
+    if args.texts:
+        raise Seq2SeqEdgeError("give TEXT arguments or --input FILE, not both")
+    cpus = os.cpu_count() or 1
+    if args.workers is not None and not 1 <= args.workers <= cpus:
+        raise Seq2SeqEdgeError(f"--workers must be between 1 and this machine's CPU count {cpus}, got {args.workers}")
+    output_format(args.output or "-", args.json)
+    _check_paths(args.input, args.output or "-", resume=args.resume, force=args.force)
+    return True
+
+
+def run_files(args) -> int:
+    """``s2s run BUNDLE --input FILE [--output FILE] [--workers N] [--resume]``."""
+    from .loader import load
+    from .run import EXIT_SOME_FAILED, check_options
+
+    check_options(args)
+    one_call = getattr(args, "one_call", None)
+    decoder = load(args.bundle, backend=args.backend, variant=args.variant, threads=args.threads,
+                   **({"one_call": one_call} if one_call is not None else {}))  # a bad bundle is an error now
+    if args.max_output_len is not None and not 1 <= args.max_output_len <= decoder.max_output_len:
+        raise Seq2SeqEdgeError(f"--max-output-len must be between 1 and the trained maximum "
+                               f"{decoder.max_output_len}, got {args.max_output_len}")
+    workers = args.workers or os.cpu_count() or 1
+    opts = DecodeOptions(backend=decoder.backend, variant=args.variant, threads=args.threads,
+                         batch_size=args.batch_size, max_output_len=args.max_output_len,
+                         skip_unknown=args.skip_unknown, beam_size=args.beam, n_best=args.n_best,
+                         length_penalty=args.length_penalty, keep_going=args.keep_going, one_call=one_call)
+    del decoder  # the workers load their own
+    output = args.output or "-"
+
+    def report(message: str) -> None:
+        print(f"s2s run: error: {message}", file=sys.stderr, flush=True)
+
+    try:
+        summary = decode_file(args.bundle, args.input, output, workers=workers, resume=args.resume,
+                              force=args.force, json=args.json, progress=None if not args.quiet else False,
+                              options=opts, on_error=report)
+    except BrokenPipeError:  # `| head`: stop quietly, as s2s run does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    if summary.skipped:
+        log.info("s2s run: resumed after %d lines already in %s", summary.skipped, output)
+    if summary.failed:
+        print(f"s2s run: {summary.failed} of {summary.done} inputs failed", file=sys.stderr)
+        return EXIT_SOME_FAILED
+    return 0

@@ -1,0 +1,191 @@
+"""Loops in a bundle: the encoder's loop over the input's real length and the one-call greedy model's decode loop
+are allowed; any other loop is refused before an interpreter sees the file.
+
+Each attack replaces a model of a real bundle with a crafted one (re-signed, so only the loop check can stop it)
+and runs ``s2s run`` in a child process with a memory limit and a timeout, expecting the one-line error.
+The crafted models are built with TensorFlow and its converters, the way an attacker would build them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+import seq2seq_edge
+from seq2seq_edge import backends
+from seq2seq_edge import manifest as mf
+from seq2seq_edge.decoder import Seq2SeqDecoder
+from seq2seq_edge.errors import BundleError
+
+from test_trust import TFLITE_BACKEND, assert_refused, copy_bundle, resign, s2s
+
+HAS_TF = importlib.util.find_spec("tensorflow") is not None
+needs_tflite_and_tf = pytest.mark.skipif(TFLITE_BACKEND is None or not HAS_TF,
+                                         reason="needs TensorFlow to build the models and a TFLite backend")
+needs_onnx_and_tf2onnx = pytest.mark.skipif(
+    not backends.is_installed("onnx") or importlib.util.find_spec("tf2onnx") is None,
+    reason="needs tf2onnx to build the models and onnxruntime")
+
+
+def _encoder_fn(manifest: mf.BundleManifest, loop):
+    """A tf.function with the bundle's encoder signature whose state comes out of ``loop(h)``."""
+    import tensorflow as tf
+
+    steps, latent = manifest.encoder_time_steps, manifest.latent_dim
+
+    @tf.function(input_signature=[tf.TensorSpec([None, steps], tf.int32, name=mf.INPUT_IDS)])
+    def serve(input_ids):
+        h = tf.zeros([tf.shape(input_ids)[0], latent]) + tf.cast(input_ids[:, :1], tf.float32)
+        h = loop(h)
+        return {mf.STATE_H: h, mf.STATE_C: h}
+    return serve
+
+
+def _tflite(fn) -> bytes:
+    import tensorflow as tf
+
+    return tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()]).convert()
+
+
+def _replace_encoder(bundle, fmt: str, content: bytes) -> str:
+    """Re-sign ``content`` as the bundle's fp32 encoder (its manifest ops left as they were: the loop check
+    reports its problem beside the ops' mismatch, in the same line)."""
+    name = f"encoder.fp32.{fmt}"
+    resign(bundle, name, content)
+    return name
+
+
+def _unbounded(h):
+    import tensorflow as tf
+
+    return tf.while_loop(lambda h: tf.reduce_sum(h) < 1e30, lambda h: (h + 1.0,), (h,))[0]
+
+
+def _counted(limit):
+    """A loop counted up to ``limit``, as tf.while_loop's maximum_iterations writes it (the exporter's form)."""
+    def loop(h):
+        import tensorflow as tf
+
+        return tf.while_loop(lambda h: tf.reduce_sum(h) < 1e30, lambda h: (h * 1.0001,), (h,),
+                             maximum_iterations=limit)[0]
+    return loop
+
+
+def _nested(h):
+    import tensorflow as tf
+
+    inner = _counted(3)
+    return tf.while_loop(lambda h: tf.reduce_sum(h) < 1e30, lambda h: (inner(h),), (h,), maximum_iterations=1)[0]
+
+
+@needs_tflite_and_tf
+@pytest.mark.parametrize("loop, pattern", [
+    (_unbounded, r"a WHILE loop whose trip count has no provable bound"),
+    (_counted(10**9), r"has a loop of up to 1000000000 steps; a encoder of this bundle may loop at most 1 times"),
+    (_nested, r"a loop's condition or body holds control flow \(nested loops are refused\)"),
+], ids=["unbounded", "above-the-bound", "nested"])
+def test_tflite_encoder_loops_other_than_the_exporters_are_refused(digits_bundle, tmp_path, loop, pattern):
+    bundle = copy_bundle(digits_bundle, tmp_path)
+    name = _replace_encoder(bundle, "tflite", _tflite(_encoder_fn(mf.BundleManifest.load(bundle), loop)))
+    proc = s2s("run", bundle, "7", "--backend", TFLITE_BACKEND, cache=tmp_path / "cache", timeout=60)
+    assert_refused(proc, rf"encoder\.fp32\.tflite: .*{pattern}")
+
+
+def _patched_loop_limit(content: bytes, old: int, new: int) -> bytes:
+    """``content`` with the constant limit of a loop raised from ``old`` to ``new``: the int32 ``old`` in the file
+    whose change moves a proven loop bound (found by trying each occurrence)."""
+    from seq2seq_edge.backends import tflite_wire
+
+    before = tflite_wire.summarize(content).loop_bounds
+    needle = old.to_bytes(4, "little", signed=True)
+    at = content.find(needle)
+    while at != -1:
+        patched = content[:at] + new.to_bytes(4, "little", signed=True) + content[at + 4:]
+        try:
+            if tflite_wire.summarize(patched).loop_bounds != before:
+                return patched
+        except tflite_wire.WireError:
+            pass
+        at = content.find(needle, at + 1)
+    raise AssertionError(f"no loop limit {old} found")
+
+
+@pytest.mark.skipif(TFLITE_BACKEND is None, reason="needs a TFLite backend")
+def test_tflite_greedy_model_with_a_raised_loop_limit_is_refused(digits_bundle, tmp_path):
+    """The exporter's own greedy model with its decode loop's limit raised (max_tokens + 1 = 6 -> 10**6)."""
+    bundle = copy_bundle(digits_bundle, tmp_path)
+    limit = mf.BundleManifest.load(bundle).loop_limit(mf.GREEDY)
+    name = "greedy.fp32.tflite"
+    resign(bundle, name, _patched_loop_limit((bundle / name).read_bytes(), limit, 10**6))
+    proc = s2s("run", bundle, "7", "--backend", TFLITE_BACKEND, cache=tmp_path / "cache", timeout=60)
+    assert_refused(proc, rf"greedy\.fp32\.tflite: has a loop of up to \d+ steps; a greedy of this bundle may loop "
+                         rf"at most {limit} times")
+    # the step loop does not read the greedy model
+    proc = s2s("run", bundle, "7", "--backend", TFLITE_BACKEND, "--step-loop", cache=tmp_path / "cache", timeout=60)
+    assert proc.returncode == 0 and proc.stdout.decode().strip() == "seven"
+
+
+@needs_onnx_and_tf2onnx
+@pytest.mark.parametrize("loop, pattern", [
+    (_counted(10**6), r"has a loop of up to 1000000 steps; a encoder of this bundle may loop at most 1 times"),
+    (_unbounded, r"holds a Loop whose trip count M is not a constant of the main graph"),
+    (_nested, r"holds a Loop inside a loop body \(nested loops are refused\)"),
+], ids=["above-the-bound", "unbounded", "nested"])
+def test_onnx_encoder_loops_other_than_the_exporters_are_refused(digits_bundle, tmp_path, loop, pattern):
+    import tf2onnx
+
+    bundle = copy_bundle(digits_bundle, tmp_path)
+    fn = _encoder_fn(mf.BundleManifest.load(bundle), loop)
+    proto, _ = tf2onnx.convert.from_function(fn, input_signature=fn.input_signature, opset=17)
+    name = _replace_encoder(bundle, "onnx", proto.SerializeToString())
+    proc = s2s("run", bundle, "7", "--backend", "onnx", cache=tmp_path / "cache", timeout=60)
+    assert_refused(proc, rf"{name}: .*{pattern}")
+
+
+@pytest.mark.parametrize("bundle_name", ["digits", "numbers", "attention"])
+def test_exported_loops_are_bounded_by_the_bundle(fixture_dir, bundle_name):
+    """What export writes passes: every loop's proven bound is at most its role's limit, and the greedy model's
+    decode loop is exactly max_tokens + 1 steps."""
+    bundle = fixture_dir / "bundles" / bundle_name
+    manifest = mf.BundleManifest.load(bundle)
+    for m in manifest.models:
+        _, bounds = backends.inspect_model(m.format, (bundle / m.path).read_bytes())
+        if m.role == mf.DECODER_STEP:
+            assert bounds == []
+        else:
+            assert bounds and max(bounds) <= manifest.loop_limit(m.role), (m.path, bounds)
+        if m.role == mf.GREEDY:
+            assert manifest.preprocessing.max_output_tokens + 1 in bounds
+        if m.role == mf.ENCODER:
+            assert set(bounds) == {manifest.encoder_time_steps}
+
+
+class _FakeGreedy:
+    inputs, outputs, label = (), (), "greedy.fake"
+
+    def __init__(self, ids):
+        self.ids = ids
+
+    def run(self, feeds):
+        batch = feeds[mf.INPUT_IDS].shape[0]
+        ids = np.tile(np.asarray(self.ids, np.int32), (batch, 1))
+        return {mf.OUTPUT_IDS: ids, mf.OUTPUT_PROBS: np.full(ids.shape, 0.5, np.float32)}
+
+
+@pytest.mark.parametrize("bad_id", [-1, 10**6])
+def test_greedy_ids_outside_the_vocabulary_are_a_bundle_error(digits_bundle, bad_id):
+    """A crafted greedy model's ids index the vocabulary: out of range is an error, never a wrapped index."""
+    real = seq2seq_edge.load(digits_bundle, one_call=False)
+    steps = real.max_output_len + 1
+    fake = Seq2SeqDecoder(real.manifest, real.encoder, real.decoder_step, backend=real.backend,
+                          variant=real.variant, greedy=_FakeGreedy([3, bad_id] + [0] * (steps - 2)))
+    with pytest.raises(BundleError, match=r"greedy\.fake: the greedy model returned ids outside the target "
+                                          r"vocabulary"):
+        fake.decode("7")
+    ok = Seq2SeqDecoder(real.manifest, real.encoder, real.decoder_step, backend=real.backend, variant=real.variant,
+                        greedy=_FakeGreedy([3, 2] + [0] * (steps - 2)))
+    result = ok.decode_result("7")
+    assert result.tokens == (real.preprocessing.target_vocabulary[3],) and result.finished
+    assert result.token_probs == (0.5, 0.5)
