@@ -1,0 +1,33 @@
+// Shared by the node and browser tests: where the fixtures are, and the Python runtime's reference outputs.
+import { execFileSync } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const JS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const REPO = path.resolve(JS_DIR, '..');
+export const FIXTURES = process.env.S2S_FIXTURES;
+if (!FIXTURES || !existsSync(path.join(FIXTURES, 'bundles', 'digits', 'manifest.json'))) {
+  throw new Error('set S2S_FIXTURES to the test fixtures folder (with bundles/digits, numbers, attention); '
+    + 'make it with `python tests/make_fixtures.py DIR`');
+}
+export const BUNDLES = ['digits', 'numbers', 'attention'];
+export const bundleDir = (name) => path.join(FIXTURES, 'bundles', name);
+export const golden = (name) => JSON.parse(readFileSync(path.join(bundleDir(name), 'golden.json'), 'utf8')).items;
+
+/** The Python interpreter with seq2seq_edge and its backends: $S2S_PYTHON, else the repository's .venv. */
+export const PYTHON = process.env.S2S_PYTHON || path.join(REPO, '.venv', 'bin', 'python');
+
+/** The Python runtime's outputs for a bundle's golden inputs: {batch: [...], single: [...]}. */
+export function pythonReference(name, backend, variant) {
+  return JSON.parse(execFileSync(PYTHON, [path.join(JS_DIR, 'test', 'python_reference.py'), bundleDir(name), backend, variant],
+    { encoding: 'utf8', maxBuffer: 64 << 20, env: { ...process.env, XDG_CACHE_HOME: mkdtempSync(path.join(tmpdir(), 's2s-js-cache-')) } }));
+}
+
+/** A fresh copy of a fixture bundle, to tamper with. */
+export function copyBundle(name) {
+  const dir = mkdtempSync(path.join(tmpdir(), `s2s-js-${name}-`));
+  cpSync(bundleDir(name), dir, { recursive: true });
+  return dir;
+}
