@@ -16,6 +16,7 @@ import numpy as np
 
 from seq2seq_edge import manifest as mf
 from seq2seq_edge import preprocessing as pp
+from seq2seq_edge import decoder as decoder_mod
 from seq2seq_edge.decoder import Seq2SeqDecoder, padded_batches
 from seq2seq_edge.errors import ExportError, InputTextError
 from seq2seq_edge.loader import load
@@ -35,9 +36,9 @@ FP32_ATOL = 1e-5
 FP16_MIN_AGREEMENT = 0.995
 #: int8 exact match may fall at most this far (absolute) below Keras' exact match.
 INT8_MAX_EXACT_MATCH_DROP = 0.01
-#: Largest difference allowed between a one-call greedy model's probabilities and its own step loop's (same
-#: variant, same weights; only the kernels' order of summation differs).
-ONE_CALL_ATOL = {"fp32": FP32_ATOL, "fp16": 1e-4, "int8": 1e-3}
+#: Largest difference allowed between a one-call greedy model's probabilities and its own step loop's: the
+#: runtime's (decoder.ONE_CALL_ATOL).
+ONE_CALL_ATOL = decoder_mod.ONE_CALL_ATOL
 #: The backend that checks each format at export time.
 GATE_BACKEND = {"tflite": "litert", "onnx": "onnx"}
 #: Inputs per batch in the gate (Keras and the export see the same batches).

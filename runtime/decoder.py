@@ -15,6 +15,13 @@ from . import preprocessing as pp
 from . import text
 from .errors import BundleError, InputTextError
 
+#: How far a one-call greedy model's probabilities may be from its own variant's step loop's, for the same inputs
+#: (the ids must be equal): the export's parity gate holds every greedy model to it. The loop inside the model
+#: may run other kernels than the step model (XNNPACK or not, another GEMM for another batch size), so sums are
+#: taken in another order; the same holds between batches of different sizes on either path.
+ONE_CALL_ATOL = {"fp32": 1e-5, "fp16": 1e-4, "int8": 1e-3}
+
+
 @dataclass(frozen=True)
 class DecodeResult:
     """One decoded output with its per-token probabilities.

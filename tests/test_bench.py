@@ -380,7 +380,7 @@ def test_decoder_hooks_the_harness_and_the_gate_use(digits_bundle):
     import seq2seq_edge
     from seq2seq_edge.decoder import Seq2SeqDecoder, padded_batches
 
-    decoder = seq2seq_edge.load(digits_bundle)
+    decoder = seq2seq_edge.load(digits_bundle, one_call=False)  # the step loop is what is observed here
     texts = [str(d) for d in range(1, 10)]
     expected = decoder.decode_batch_results(texts)
     ids = [decoder.preprocessing.encode_input(t) for t in texts]

@@ -36,7 +36,8 @@ def test_ray_decodes_every_line_as_the_runtime_does(cluster, digits_bundle):
     assert [r["input"] for r in rows] == inputs
     for r in rows[:-2]:
         e = expected[r["input"]]
-        assert (r["output"], r["score"], r["finished"], r["error"]) == (e.text, e.score, e.finished, None)
+        assert (r["output"], r["finished"], r["error"]) == (e.text, e.finished, None)
+        assert abs(r["score"] - e.score) <= 1e-5  # float32 sums: another batch may sum in another order
     assert [(r["output"], r["error"]) for r in rows[-2:]] == [
         ("", "input is 2 tokens long; the model takes at most 1"),
         ("", "input has 1 symbol(s) the model never saw: 'x'")]

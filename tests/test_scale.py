@@ -52,14 +52,18 @@ def test_every_output_format_matches_the_runtime(numbers_bundle, reference, tmp_
     assert (tmp_path / "out.txt").read_text().splitlines() == [reference[x].text for x in inputs]
     assert (tmp_path / "out.tsv").read_text().splitlines() == [f"{x}\t{reference[x].text}" for x in inputs]
     records = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
-    assert [(r["input"], r["output"], r["score"], r["finished"]) for r in records] == [
-        (x, reference[x].text, round(reference[x].score, 6), reference[x].finished) for x in inputs]
+    assert [(r["input"], r["output"], r["finished"]) for r in records] == [
+        (x, reference[x].text, reference[x].finished) for x in inputs]
+    # Scores are sums of float32 logs: another batch (other neighbours, another size) may sum them in another
+    # order (tflite-runtime 2.14 runs the one-call model's loop on kernels that do), so they agree to 1e-5.
+    assert max(abs(r["score"] - reference[x].score) for r, x in zip(records, inputs)) <= 1e-5
     assert {r["variant"] for r in records} == {"fp32"} and all(1 <= r["batch_items"] <= 32 for r in records)
     rc, out, _ = s2s("run", numbers_bundle, "--json", inputs[0])  # the same fields as s2s run --json, in order
     single = json.loads(out)
     assert rc == 0 and list(records[0]) == list(single)
-    assert {k: v for k, v in records[0].items() if not k.startswith("batch_")} == {
-        k: v for k, v in single.items() if not k.startswith("batch_")}
+    assert {k: v for k, v in records[0].items() if not k.startswith("batch_") and k != "score"} == {
+        k: v for k, v in single.items() if not k.startswith("batch_") and k != "score"}
+    assert abs(records[0]["score"] - single["score"]) <= 1e-5
     # A .jsonl output is an input too (its "input" fields), and a .tsv's first column.
     for name in ("out.jsonl", "out.tsv"):
         rc, out, _ = s2s("run", numbers_bundle, "--input", tmp_path / name, "--workers", "1")
