@@ -420,9 +420,16 @@ def _cmd_bench(args) -> int:
     return 0
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a user error as one line naming the problem (and where the options are), not the usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} ({self.prog} --help lists the options)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="s2s", description="seq2seq-edge: train, export and run LSTM encoder-decoders "
-                                             "on edge devices.")
+    parser = Parser(prog="s2s", description="seq2seq-edge: train, export and run LSTM encoder-decoders "
+                                            "on edge devices.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

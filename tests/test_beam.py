@@ -435,4 +435,5 @@ def test_run_refuses_bad_beam_flags_before_loading(tmp_path, flags, message):
 
 def test_run_refuses_a_beam_that_is_not_a_number(digits_bundle):
     rc, _, err = s2s("run", digits_bundle, "--beam", "two", "1")
-    assert rc == 2 and one_error_line(err) == "s2s run: error: argument --beam: invalid int value: 'two'"
+    assert rc == 2 and one_error_line(err) == ("s2s run: error: argument --beam: invalid int value: 'two' "
+                                               "(s2s run --help lists the options)")

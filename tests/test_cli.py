@@ -23,6 +23,19 @@ def one_error_line(err: str) -> str:
     return lines[0]
 
 
+@pytest.mark.parametrize("args, message", [
+    (["run", "b", "--one-call", "--step-loop", "7"], "s2s run: error: argument --step-loop: not allowed with argument "
+                                                      "--one-call (s2s run --help lists the options)"),
+    (["frobnicate"], "s2s: error: argument COMMAND: invalid choice: 'frobnicate' (choose from 'train', 'export', "
+                     "'verify', 'run', 'eval', 'info', 'bench') (s2s --help lists the options)"),
+    (["run", "b", "--variant", "fp64"], "s2s run: error: argument --variant: invalid choice: 'fp64' (choose from "
+                                        "'fp32', 'fp16', 'int8') (s2s run --help lists the options)"),
+])
+def test_a_bad_option_is_one_line_without_the_usage(args, message):
+    rc, out, err = s2s(*args)
+    assert (rc, out, err) == (2, "", message + "\n")
+
+
 def test_help_lists_the_subcommands():
     rc, out, _ = s2s("--help")
     assert rc == 0
