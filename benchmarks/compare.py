@@ -97,6 +97,21 @@ def contender(row: dict) -> str:
     return f"{row['backend']} {row['variant']}" + (f" ×{t}" if t != "1" else "")
 
 
+def _distinct_labels(entries: list[tuple[Path, dict]]) -> None:
+    """Runs that share a label (two runs on one machine) are told apart by their results folder, then by the time
+    they were made: each result's ``machine.label`` is made unique in place."""
+    def label(r):
+        return r["machine"].get("label", "?")
+
+    for tell in (lambda p, r: p.resolve().parent.name, lambda p, r: str(r.get("created", "?"))):
+        counts: dict[str, int] = {}
+        for _, r in entries:
+            counts[label(r)] = counts.get(label(r), 0) + 1
+        for path, r in entries:
+            if counts[label(r)] > 1:
+                r["machine"] = {**r["machine"], "label": f"{label(r)} ({tell(path, r)})"}
+
+
 def merge(paths: list[str | Path], allow_mismatch: bool = False) -> dict:
     """Read every file and merge its results, after checking they are comparable (see ``differences``)."""
     if len(paths) < 2:
@@ -110,6 +125,7 @@ def merge(paths: list[str | Path], allow_mismatch: bool = False) -> dict:
             raise Seq2SeqEdgeError(f"cannot compare {path} with {ref_path}: {'; '.join(diffs)} "
                                    "(--allow-mismatch compares them anyway)")
         warnings += [f"{path} vs {ref_path}: {d}" for d in diffs]
+    _distinct_labels(entries)
     machines, rows = [], []
     for i, (path, r) in enumerate(entries):
         key = _key(i)

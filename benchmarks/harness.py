@@ -40,6 +40,7 @@ from seq2seq_edge.errors import BackendUnavailableError, Seq2SeqEdgeError
 from seq2seq_edge.versions import package_version
 
 from . import peers as peer_mod
+from . import report
 from . import runtime_bench
 from .runtime_bench import SCHEMA, SCHEMA_VERSION
 
@@ -514,11 +515,11 @@ def ratios(result: dict) -> dict:
         floor = result["floors_us"].get(backend)
         if floor:
             out["step_floor_fraction" + at] = floor / fp32["step_us"]
-        one_call = fp32["word_latency_ms"]["p50"] if fp32.get("decode_path") == "one-call" else None
+        one_call, step_loop = report.path_latencies(fp32)
         if fp32.get("one_call_invoke_ms") and fp32.get("raw_invoke_ms"):
             out["one_call_over_raw_invoke" + at] = fp32["one_call_invoke_ms"] / fp32["raw_invoke_ms"]
-        if one_call and "step_loop_word_latency_ms" in fp32:
-            out["step_loop_over_one_call" + at] = fp32["step_loop_word_latency_ms"]["p50"] / one_call
+        if one_call and step_loop:
+            out["step_loop_over_one_call" + at] = step_loop / one_call
         g2p = result.get("peers", {}).get("g2p_en")
         if g2p:
             out["speedup_vs_g2p_en" + at] = g2p["word_latency_ms"]["p50"] / fp32["word_latency_ms"]["p50"]

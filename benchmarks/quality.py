@@ -43,6 +43,13 @@ _G2P = ["--target-tokens", "space", "--decoder", "attention", "--bidirectional",
 MODELS = {
     "numbers": ("numbers", "numbers 0-9999", ["--task", "numbers"]),
     "cmudict": ("cmudict", "CMUdict G2P, attention, bi-LSTM 128", _G2P + ["--epochs", "30", "--patience", "3"]),
+    # A candidate for the --data defaults (issue 23): wider, regularised, a learning-rate schedule, and a time
+    # budget that ends it within the hour a CPU user would give it.
+    "cmudict-256": ("cmudict", "CMUdict G2P, attention, bi-LSTM 256, dropout 0.2, label smoothing 0.1, LR on "
+                    "plateau, 45 min budget",
+                    ["--target-tokens", "space", "--decoder", "attention", "--bidirectional", "--latent", "256",
+                     "--dropout", "0.2", "--label-smoothing", "0.1", "--lr-schedule", "plateau", "--epochs", "200",
+                     "--patience", "5", "--time-budget", "45m"]),
 }
 
 log = logging.getLogger("quality")

@@ -19,13 +19,15 @@ RESULT, one bundle measured on one machine:
                             emulated (true under an emulator such as qemu-user), emulation (what emulated it)
     versions                {distribution: version}: seq2seq-edge, numpy, each interpreter, TensorFlow if any
     runtime                 [{backend, variant, threads, threads_setting, interpreter, decode_path ("one-call"
-                              or "step-loop": how word_latency_ms and throughput decode), encoder_us, step_us,
+                              or "step-loop": how word_latency_ms and throughput decode, the path s2s run and
+                              load() take by default), encoder_us, step_us,
                               loop_step_us, step_in_loop_us, loop_overhead_ratio, steps_per_word,
                               word_latency_ms {p50, p95, p99, mean}, throughput_seq_per_s {"1", "8", ...},
                               encoder_us_by_length {"1", "4", ..., "T"}, raw_invoke_ms (per word: encoder and
                               its steps invoked with no loop logic, median), with a one-call model also
-                              one_call_invoke_ms (its call alone, same words), step_loop_word_latency_ms and
-                              step_loop_throughput_seq_per_s}]
+                              one_call_invoke_ms (its call alone, same words) and the other path's figures:
+                              step_loop_word_latency_ms and step_loop_throughput_seq_per_s, or
+                              one_call_word_latency_ms and one_call_throughput_seq_per_s}]
     peers                   {name: {word_latency_ms, words, timed}}: decoders outside this project (peers.py)
     floors_us               {backend: µs per call of the floor model (floor.py)}
     cold_start              {"runtime_<backend>", "runtime_<backend>_first_load", "keras":
@@ -96,6 +98,25 @@ def target_rows(result: dict) -> list[dict]:
     return rows
 
 
+#: The ratios ``s2s bench`` prints for any bundle: measured on it, with no goal attached.
+HEADLINE_RATIOS = (("throughput_batch64_over_batch1", "throughput batch 64 / batch 1"),
+                   ("int8_over_fp32_step", "int8 step / fp32 step"),
+                   ("step_loop_over_one_call", "step loop / one-call decode, per word"),
+                   ("cold_start_speedup", "cold start: TensorFlow + .keras / runtime"),
+                   ("speedup_vs_g2p_en", "per word, g2p_en's numpy decoder / this runtime (fp32)"))
+
+
+def headline_ratios(result: dict) -> list[tuple[str, float]]:
+    """(label, value) of each HEADLINE_RATIOS ratio measured in ``result``, per interpreter."""
+    rows = []
+    for key, label in HEADLINE_RATIOS:
+        for suffix, where in INTERPRETERS:
+            value = result["ratios"].get(key + suffix)
+            if value is not None:
+                rows.append((label + where, value))
+    return rows
+
+
 def _f(x, digits=1):
     return "–" if x is None else f"{x:,.{digits}f}"
 
@@ -138,8 +159,7 @@ def one_call_lines(r: dict) -> list[str]:
                  "call | raw-invoke floor | call / floor | " + " | ".join(f"encoder µs, {n} tok" for n in lengths)
              + " |", "|---|---|---|---|---|---|---|---|" + "---|" * len(lengths)]
     for x in rows:
-        one = x["word_latency_ms"]["p50"] if x["decode_path"] == "one-call" else None
-        loop = x.get("step_loop_word_latency_ms", x["word_latency_ms"] if one is None else {}).get("p50")
+        one, loop = path_latencies(x)
         floor, call = x["raw_invoke_ms"], x.get("one_call_invoke_ms")
         enc = x.get("encoder_us_by_length", {})
         lines.append(f"| {x['backend']} {x['variant']} | {x['threads']} | {_f(one, 3)} | {_f(loop, 3)} | "
@@ -154,15 +174,24 @@ def one_call_lines(r: dict) -> list[str]:
               "|---|---|" + "---|" * len(sizes)]
     for x in rows:
         paths = [(x["decode_path"], x["throughput_seq_per_s"])]
-        if "step_loop_throughput_seq_per_s" in x:
-            paths.append(("step-loop", x["step_loop_throughput_seq_per_s"]))
+        for key, path in (("step_loop", "step-loop"), ("one_call", "one-call")):
+            if f"{key}_throughput_seq_per_s" in x:
+                paths.append((path, x[f"{key}_throughput_seq_per_s"]))
         for path, tp in paths:
             lines.append(f"| {x['backend']} {x['variant']} | {path} | "
                          + " | ".join(_f(tp.get(str(bs)), 0) for bs in sizes) + " |")
     return lines
 
 
-def markdown(results: list[dict]) -> str:
+def path_latencies(row: dict) -> tuple[float | None, float | None]:
+    """Per-word p50 latency (ms) of a runtime row by the one-call model and by the step loop (None: not timed)."""
+    def p50(path: str, key: str):
+        figures = row["word_latency_ms"] if row.get("decode_path") == path else row.get(f"{key}_word_latency_ms")
+        return figures["p50"] if figures else None
+    return p50("one-call", "one_call"), p50("step-loop", "step_loop")
+
+
+def markdown(results: list[dict], targets: bool = False) -> str:
     m = results[0]["machine"]
     lines = [f"Machine: {machine_line(m)}. {settings_line(results[0]['settings'])}", ""]
     if m.get("emulated"):
@@ -210,7 +239,7 @@ def markdown(results: list[dict]) -> str:
         if r.get("venv_mb"):
             lines += ["", "Installed venv sizes (MB): " + ", ".join(f"{k} {v:,.0f}" for k, v in r["venv_mb"].items()) + "."]
         lines.append("")
-    rows = [row for r in results for row in target_rows(r)]
+    rows = [row for r in results for row in target_rows(r)] if targets else []
     if rows:
         lines += ["### Targets (ratios from this run)", "", "| bundle | measure | measured | target | |", "|---|---|---|---|---|"]
         lines += [f"| {row['bundle']} | {row['measure']} | {_f(row['value'], 2)} | {row['target']} | "
@@ -246,18 +275,20 @@ def chart_png(results: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def write(results: list[dict], out_dir: Path, readme: Path | None = None, png: bool = False) -> dict:
+def write(results: list[dict], out_dir: Path, readme: Path | None = None, png: bool = False,
+          targets: bool = False) -> dict:
     """Write results.json, results.md and chart.svg (and chart.png with ``png``) into ``out_dir``; with ``readme``,
-    replace the table between the README's markers."""
+    replace the table between the README's markers. ``targets``: also this project's goals for its reference
+    bundles (benchmarks/run_all.py), met or missed; a user's own bundle is measured, not judged."""
     from . import compare
     from .runtime_bench import SCHEMA, SCHEMA_VERSION
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "results": results,
-               "targets": [row for r in results for row in target_rows(r)]}
+               "targets": [row for r in results for row in target_rows(r)] if targets else []}
     (out_dir / RESULTS_JSON).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    md = markdown(results)
+    md = markdown(results, targets)
     (out_dir / RESULTS_MD).write_text(md, encoding="utf-8")
     (out_dir / "chart.svg").write_text(compare.svg_chart([(r["bundle"]["name"], [r]) for r in results],
                                                          title="ms per word (p50)"), encoding="utf-8")

@@ -92,7 +92,7 @@ def main(argv=None) -> int:
     results = [harness.bench(bundle, run_dir=run_dir, quick=args.quick, tflite_python=str(tflite_python),
                              venvs=venvs, peers=PEERS.get(name, ())) for name, (run_dir, bundle) in models.items()]
     readme = None if args.no_readme or args.quick else REPO / "README.md"
-    summary = report.write(results, args.out, readme, png=True)
+    summary = report.write(results, args.out, readme, png=True, targets=True)
     for row in summary["targets"]:
         print(f"{row['bundle']:10} {row['measure']:55} {row['value']:>12.2f}  {row['target']:>8}  "
               f"{'met' if row['met'] else 'MISSED'}")

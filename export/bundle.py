@@ -15,9 +15,11 @@ The run folder is read through ``seq2seq_edge.train.run_folder.RunFolder``.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -36,15 +38,19 @@ log = logging.getLogger(__name__)
 
 DEFAULT_FORMATS = mf.FORMATS
 DEFAULT_QUANTIZE = ("fp32", "fp16", "int8")
-#: Oldest interpreter versions the bundles are tested on: CI's runtime-only tflite venv and the Raspberry Pi
-#: stand-in (tests/pi_stand_in.py) run them with tflite-runtime 2.14, its last release.
-OLDEST_RUNTIMES_TESTED = {"tflite-runtime": "2.14.0"}
+#: The package of each gate backend: the manifest's runtimes_tested names what the gate ran the bundle on.
+GATE_BACKEND_PACKAGE = {"litert": "ai-edge-litert", "onnx": "onnxruntime"}
 
 
 def export_bundle(run_dir: str | Path, out_dir: str | Path, *, formats=DEFAULT_FORMATS,
-                  quantize=DEFAULT_QUANTIZE, force: bool = False) -> dict:
+                  quantize=DEFAULT_QUANTIZE, force: bool = False, leave_out_failed: bool = False) -> dict:
     """Convert, check and gate; the bundle appears at ``out_dir`` only if everything passed. Returns the gate's
-    figures (``parity.json``)."""
+    figures (``parity.json``).
+
+    When the gate fails, nothing is written at ``out_dir``; its report is written beside it
+    (``reports.failed_report_paths``) and the error names it. With ``leave_out_failed`` the variants that passed
+    are written and the failed ones left out, recorded in the manifest (``provenance.left_out``); an fp32 variant
+    whose strings differ from Keras' still fails the export."""
     out_dir = Path(out_dir)
     formats, quantize = _check_choices(formats, quantize)
     if out_dir.exists() and not force:
@@ -70,10 +76,42 @@ def export_bundle(run_dir: str | Path, out_dir: str | Path, *, formats=DEFAULT_F
             manifest = _manifest(run, config, weights, steps, entries, out_dir)
             manifest.save(staging)
             gate = parity.check_parity(staging, _keras_decoder(model, config), manifest, pairs)
-            gate.raise_if_failed(" (no bundle written)")
+            if not gate.passed:
+                if not leave_out_failed:
+                    _refuse(gate, out_dir)
+                gate, manifest = _leave_out_failed(staging, gate, manifest, out_dir)
             reports.write_reports(staging, manifest, gate)
+    reports.remove_failed_report(out_dir)
     log.info("exported %d model files in %.1f s", len(entries), time.perf_counter() - started)
     return gate.to_dict()
+
+
+def _refuse(gate: parity.GateResult, out_dir: Path) -> None:
+    """Write the failed gate's report beside ``out_dir`` and raise the ExportError that names it."""
+    md = reports.write_failed_report(out_dir, gate)
+    hint = ("; to write the variants that passed without the others, add --leave-out-failed"
+            if not gate.fatal_failures() and any(v.passed for v in gate.variants) else "")
+    gate.raise_if_failed(f" (no bundle written; the gate's report: {md}{hint})")
+
+
+def _leave_out_failed(staging: Path, gate: parity.GateResult, manifest: mf.BundleManifest, out_dir: Path):
+    """Remove the failed variants' files from ``staging`` and the manifest; record them in its provenance."""
+    try:
+        gate = gate.leaving_out_failed()
+    except ExportError as e:
+        md = reports.write_failed_report(out_dir, gate)
+        raise ExportError(f"{e} (no bundle written; the gate's report: {md})") from None
+    dropped = {(v.format, v.variant) for v in gate.left_out}
+    for m in manifest.models:
+        if (m.format, m.variant) in dropped:
+            (staging / m.path).unlink()
+    left_out = [{"format": v.format, "variant": v.variant, "reason": v.reason} for v in gate.left_out]
+    manifest = replace(manifest, models=tuple(m for m in manifest.models if (m.format, m.variant) not in dropped),
+                       provenance={**manifest.provenance, "left_out": left_out})
+    manifest.save(staging)
+    for v in left_out:
+        log.warning("left out %s %s: %s", v["format"], v["variant"], v["reason"])
+    return gate, manifest
 
 
 def verify_bundle(bundle_dir: str | Path, run_dir: str | Path | None = None) -> dict:
@@ -175,10 +213,19 @@ def _manifest(run: RunFolder, config: RunConfig, weights, steps: int, entries, o
         architecture=mf.ATTENTION_ARCHITECTURE if weights.attention else mf.SEED_ARCHITECTURE,
         versions={**installed("seq2seq-edge"), "tensorflow": tf.__version__, "keras": keras.__version__,
                   **installed("tf2onnx", "onnx")},
-        runtimes_tested={**OLDEST_RUNTIMES_TESTED, **installed("ai-edge-litert", "onnxruntime")},
+        runtimes_tested=installed(*sorted({GATE_BACKEND_PACKAGE[parity.GATE_BACKEND[e.format]] for e in entries})),
         provenance={"run_dir": _portable_run_dir(run.path, out_dir),
                     "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    "training": _portable_training(config.training)})
+                    "training": {**_portable_training(config.training), **_epochs_run(run)}})
+
+
+def _epochs_run(run: RunFolder) -> dict:
+    """The epochs training really ran (early stopping ends a run before its ``epochs``), from metrics.json."""
+    try:
+        epochs_run = json.loads(run.metrics_file.read_text(encoding="utf-8")).get("epochs_run")
+    except (OSError, ValueError):
+        return {}
+    return {"epochs_run": epochs_run} if isinstance(epochs_run, int) and not isinstance(epochs_run, bool) else {}
 
 
 def _portable_training(training: dict) -> dict:

@@ -65,13 +65,14 @@ def to_onnx(module):
 
 
 def quantize_onnx_int8(content: bytes) -> bytes:
-    """ONNX Runtime's dynamic quantization (int8 weights, activations quantized at run time)."""
+    """ONNX Runtime's dynamic quantization (int8 weights, activations quantized at run time), inside Loop bodies
+    too (``EnableSubgraph``): the encoder's LSTM weights live in its Loop's body, and without it they stay fp32."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp, "fp32.onnx"), Path(tmp, "int8.onnx")
         src.write_bytes(content)
-        quantize_dynamic(src, dst, weight_type=QuantType.QInt8)
+        quantize_dynamic(src, dst, weight_type=QuantType.QInt8, extra_options={"EnableSubgraph": True})
         return dst.read_bytes()
 
 

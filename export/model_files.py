@@ -15,8 +15,9 @@ log = logging.getLogger(__name__)
 
 
 #: (format, variant) pairs without a one-call greedy model, and why.
-NO_GREEDY = {("onnx", "int8"): "ONNX Runtime's dynamic quantization does not reach into a Loop's body, so an int8 "
-                               "greedy model would decode as the fp32 one, not as the int8 step loop"}
+NO_GREEDY = {("onnx", "int8"): "ONNX Runtime's dynamic quantization computes each activation's scale per call over "
+                               "the whole tensor, so a one-call model, whose calls see other tensors than the step "
+                               "loop's, is not shown to choose the int8 step loop's ids"}
 
 
 def write_model_files(bundle: Path, modules: dict, formats, variants, weights, steps: int,

@@ -7,6 +7,7 @@ Heavy modules (TensorFlow, Keras, converters) are imported only inside the subco
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import sys
 
@@ -76,8 +77,19 @@ def _add_train(sub) -> None:
     m.add_argument("--batch-size", type=int, help="pairs per training step (digits: 3, otherwise 64)")
     m.add_argument("--lr", dest="learning_rate", type=float, help="Adam learning rate (digits: 1e-2, otherwise 1e-3)")
     m.add_argument("--clipnorm", type=float, help="gradient clipping by norm, 0 disables (digits: 0, otherwise 1.0)")
-    m.add_argument("--patience", type=int, help="early stopping on validation loss, restoring the best "
-                                                "weights; 0 disables (digits: 0, otherwise 5)")
+    m.add_argument("--patience", type=int, help="early stopping: stop after this many epochs without a better "
+                                                "validation loss, or with the validation sample decoded without "
+                                                "an error, restoring the best weights; 0 disables (digits: 0, "
+                                                "otherwise 5)")
+    m.add_argument("--time-budget", metavar="DURATION",
+                   help="stop before an epoch that would end past this much training (90s, 45m, 2h, 1h30m), keeping "
+                        "the best weights so far: the best model that fits your time")
+    m.add_argument("--lr-schedule", choices=["constant", "plateau"],
+                   help="plateau: halve the learning rate after 2 epochs without a better validation loss "
+                        "(default: constant)")
+    m.add_argument("--min-improvement", type=float, metavar="F",
+                   help="early stopping: an epoch is better only if it lowers the best validation loss by at least "
+                        "this share of it (default: 0.001)")
     m.add_argument("--decoder", choices=["seed", "attention"],
                    help="seed: the tutorial's decoder (sees the encoder's final state); attention: also attends "
                         "over every input position (Luong) (default: seed)")
@@ -104,7 +116,18 @@ def _add_train(sub) -> None:
     p.set_defaults(func=_cmd_train)
 
 
+def _require_train_extra() -> None:
+    """Raise the ModuleNotFoundError ``main`` turns into the install line before anything is read or printed, when
+    the [train] extra's heavy modules are missing (a runtime-only venv)."""
+    import importlib.util
+
+    for name in ("keras", "tensorflow"):
+        if importlib.util.find_spec(name) is None:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+
 def _cmd_train(args) -> int:
+    _require_train_extra()
     from .train import trainer  # the train/ folder, installed as seq2seq_edge.train (pyproject.toml)
 
     task = "data" if args.data else (args.task or "digits")
@@ -120,14 +143,27 @@ def _cmd_train(args) -> int:
         clipnorm=args.clipnorm, patience=args.patience, seed=args.seed, decoder=args.decoder,
         bidirectional=args.bidirectional, dropout=args.dropout, recurrent_dropout=args.recurrent_dropout,
         min_symbol_count=args.min_symbol_count, label_smoothing=args.label_smoothing,
-        weight_decay=args.weight_decay, length_buckets=args.length_buckets,
+        weight_decay=args.weight_decay, length_buckets=args.length_buckets, min_improvement=args.min_improvement,
+        time_budget_s=_duration(args.time_budget), lr_schedule=args.lr_schedule,
         validation_fraction=args.validation_fraction, test_fraction=args.test_fraction)
     out = args.out or f"runs/{task if task != 'data' else _stem(args.data)}"
     result = trainer.train(cfg, out, force=args.force, quiet=args.quiet, distribute=args.distribute)
     wer = f", WER {result['word_error_rate']:.4f}" if "word_error_rate" in result else ""
     print(f"{out}: exact match {result['exact_match']:.2%}, CER {result['character_error_rate']:.4f}{wer} "
-          f"on {result['test_pairs']} test pairs; {result['epochs_run']} epochs in {result['train_seconds']:.0f} s")
+          f"on {result['test_pairs']} test pairs; {result['epochs_run']} epochs in {result['train_seconds']:.0f} s"
+          + (" (stopped by --time-budget)" if result.get("stopped_by_time_budget") else ""))
     return 0
+
+
+def _duration(text: str | None) -> float | None:
+    if text is None:
+        return None
+    from .train.progress import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise Seq2SeqEdgeError(f"--time-budget: {e}") from None
 
 
 def _stem(path: str) -> str:
@@ -162,14 +198,20 @@ def _add_export(sub) -> None:
     p.add_argument("--quantize", type=_csv, default=["fp32", "fp16", "int8"],
                    help="comma-separated variants: fp32,fp16,int8 (fp16 is TFLite only)")
     p.add_argument("--force", action="store_true", help="overwrite an existing bundle")
+    p.add_argument("--leave-out-failed", action="store_true",
+                   help="write the variants that pass the gate and leave out those that fail (recorded in the "
+                        "manifest, shown by s2s info); an fp32 variant whose strings differ from Keras' still "
+                        "fails the export")
     p.add_argument("--quiet", action="store_true", help="only the result and errors")
     p.set_defaults(func=_cmd_export)
 
 
 def _cmd_export(args) -> int:
+    _require_train_extra()
     from .export import export_bundle  # the export/ folder, installed as seq2seq_edge.export (pyproject.toml)
 
-    result = export_bundle(args.run_dir, args.out, formats=args.format, quantize=args.quantize, force=args.force)
+    result = export_bundle(args.run_dir, args.out, formats=args.format, quantize=args.quantize, force=args.force,
+                           leave_out_failed=args.leave_out_failed)
     _print_gate(args.out, result)
     return 0
 
@@ -178,10 +220,12 @@ def _print_gate(bundle: str, result: dict) -> None:
     print(f"{bundle}: parity gate passed on {result['inputs']} inputs "
           f"(Keras exact match {result['keras']['exact_match']:.2%})")
     for v in result["variants"]:
-        worst = max((x for x in v["max_abs_diff"].values() if isinstance(x, float)), default=None)
-        diff = f", max abs diff {worst:.1e}" if worst is not None else ""
+        used = [float(t["tolerance_used"]) for t in v.get("stepwise", {}).values()]
+        diff = f", {max(used):.0%} of the fp32 limit used" if used else ""
         print(f"  {v['format']:6} {v['variant']:4}  agreement {v['agreement']:.2%}  exact match "
               f"{v['exact_match']:.2%}  CER {v['character_error_rate']:.4f}{diff}")
+    for v in result.get("left_out", []):
+        print(f"  {v['format']:6} {v['variant']:4}  LEFT OUT: {v['reason']}")
 
 
 def _add_verify(sub) -> None:
@@ -226,7 +270,8 @@ def _add_run(sub) -> None:
     loop = p.add_mutually_exclusive_group()
     loop.add_argument("--one-call", dest="one_call", action="store_const", const=True,
                       help="greedy decodes with the bundle's one-call greedy model, an error if it has none "
-                           "(default: that model when the bundle has it, else the step loop)")
+                           "(default on TFLite backends when the bundle has it; ONNX Runtime decodes with the step "
+                           "loop by default, measured faster there)")
     loop.add_argument("--step-loop", dest="one_call", action="store_const", const=False,
                       help="greedy decodes with the encoder and a decoder-step call per token, in Python")
     p.add_argument("--beam", type=int, metavar="N",
@@ -393,9 +438,10 @@ def _cmd_bench(args) -> int:
         unknown = [b for b in only if b not in BACKENDS]
         if unknown:
             raise Seq2SeqEdgeError(f"--backend {','.join(unknown)}: choose from {', '.join(BACKENDS)}")
+    from .loader import check_bundle_folder
+
     bundle = Path(args.bundle)
-    if not (bundle / "manifest.json").is_file():
-        raise Seq2SeqEdgeError(f"{bundle}: not a bundle folder (no manifest.json)")
+    check_bundle_folder(bundle)
     slug = harness.machine(args.label)["slug"]
     out = Path(args.out or Path("bench-results") / f"{bundle.resolve().name}-on-{slug}")
     writable(out, report.RESULTS_JSON)
@@ -410,8 +456,8 @@ def _cmd_bench(args) -> int:
             floor = f", floor {floors[x['backend']]:.1f} µs" if x["backend"] in floors else ""
             print(f"  {x['backend']:6} fp32: {x['word_latency_ms']['p50']:.3f} ms per word (p50, {x['decode_path']}), "
                   f"step {x['step_us']:.1f} µs{floor}")
-    for row in report.target_rows(result):
-        print(f"  {row['measure']}: {row['value']:.2f} (target {row['target']}: {'met' if row['met'] else 'missed'})")
+    for label, value in report.headline_ratios(result):
+        print(f"  {label}: {value:.2f}")
     for x in result["failed"]:
         print(f"  FAILED {x['backend']} {x['variant']}: {x['error']}")
     if result["machine"]["emulated"]:
@@ -427,6 +473,14 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} ({self.prog} --help lists the options)\n")
 
 
+def _unrecognized(command: argparse.ArgumentParser, extra: list[str]) -> None:
+    """The error for arguments ``command`` does not take, with the closest option it does take."""
+    options = [o for action in command._actions for o in action.option_strings]
+    first = next((e for e in extra if e.startswith("-")), extra[0]).split("=", 1)[0]
+    close = difflib.get_close_matches(first, options, n=1, cutoff=0.6)
+    command.error(f"unrecognized arguments: {' '.join(extra)}" + (f"; did you mean {close[0]}?" if close else ""))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="s2s", description="seq2seq-edge: train, export and run LSTM encoder-decoders "
                                             "on edge devices.")
@@ -440,6 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(sub)
     _add_info(sub)
     _add_bench(sub)
+    parser.commands = sub.choices  # name -> the command's parser, for errors in its own words
     for p in sub.choices.values():  # -v after the command too; SUPPRESS keeps the value given before it
         p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
     return parser
@@ -495,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
     if extra and args.command == "run" and not any(e.startswith("-") for e in extra):
         args.texts = list(args.texts) + extra
     elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        _unrecognized(parser.commands[args.command], extra)
     _configure_logging(getattr(args, "quiet", False), getattr(args, "verbose", False))
     try:
         return args.func(args)

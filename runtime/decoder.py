@@ -57,6 +57,31 @@ class DecodeResult:
                 f"tokens={self.tokens!r}, token_probs=({probs}){more})")
 
 
+#: A probability may exceed 1 by float32 rounding of a softmax, never by more.
+PROB_SLACK = 1e-5
+
+
+def check_outputs(ids: np.ndarray, probs: np.ndarray, where: str) -> None:
+    """Refuse what no honest model emits: a reserved id other than the end marker (pad, start) among a row's
+    tokens, or a chosen token's probability that is not finite or outside [0, 1]. ``ids`` and ``probs``:
+    [batch, steps]; a row's outputs after its end id are not looked at."""
+    if not ids.size:
+        return
+    steps = np.arange(ids.shape[1])
+    is_end = ids == text.END_ID
+    end = np.where(is_end.any(axis=1), is_end.argmax(axis=1), ids.shape[1])[:, None]
+    reserved = ((ids == text.PAD_ID) | (ids == text.START_ID)) & (steps < end)
+    if reserved.any():
+        row, step = (int(x) for x in np.argwhere(reserved)[0])
+        raise BundleError(f"the model chose the reserved id {int(ids[row, step])} at step {step + 1} of item "
+                          f"{row + 1} (only the end id {text.END_ID} may end an output)", where=where)
+    seen = probs[steps <= end] if probs.ndim == 2 else probs
+    bad = ~np.isfinite(seen) | (seen < 0) | (seen > 1 + PROB_SLACK)
+    if bad.any():
+        raise BundleError(f"the model gave a probability of {float(seen[bad][0])!r} (not a probability in "
+                          "[0, 1])", where=where)
+
+
 class Seq2SeqDecoder:
     """Greedy decoding, or beam search, with a bundle's encoder and decoder-step models on one backend.
 
@@ -153,7 +178,7 @@ class Seq2SeqDecoder:
                              beam_size: int | None = None, n_best: int = 1,
                              length_penalty: float = 0.0) -> list[DecodeResult]:
         """``decode_batch`` with a ``DecodeResult`` per input. An input that cannot be encoded (symbols the model
-        never saw, too long, not a string) raises before anything is decoded, naming its index and text."""
+        never saw, too long, not a string) raises before anything is decoded, naming its position (from 1) and text."""
         if isinstance(sources, str):
             raise TypeError("decode_batch takes a sequence of strings, not one string; use decode()")
         return self._decode_texts(sources, batch_size, max_output_len, skip_unknown, beam_size, n_best,
@@ -171,7 +196,7 @@ class Seq2SeqDecoder:
             except (InputTextError, TypeError) as e:
                 if not name_items:
                     raise
-                raise type(e)(f"item {i} ({_preview(s)}): {e}") from None
+                raise type(e)(f"item {i + 1} of {len(sources)} ({_preview(s)}): {e}") from None  # counted from 1, as the CLI counts lines
         return self._decode(encoded, batch_size, limit, options)
 
     def decode_ids(self, id_lists: Sequence[Sequence[int]], batch_size: int = 32, *,
@@ -291,15 +316,17 @@ class Seq2SeqDecoder:
         for chosen, probs, _h, _c in self._steps(input_ids, limit):
             chosen_steps.append(chosen)
             prob_steps.append(probs[rows, chosen])  # keep [batch], not [batch, vocab], per step: memory stays small
-        chosen_arr, probs_arr = np.array(chosen_steps), np.array(prob_steps)  # [steps, batch]
-        return self._rows(chosen_arr.T.tolist(), probs_arr.T.tolist(), limit)
+        chosen_arr, probs_arr = np.array(chosen_steps).T, np.array(prob_steps).T  # [batch, steps]
+        check_outputs(chosen_arr, probs_arr, getattr(self._step, "label", "decoder step"))
+        return self._rows(chosen_arr.tolist(), probs_arr.tolist(), limit)
 
     def _one_call_results(self, input_ids: np.ndarray, limit: int) -> list[DecodeResult]:
         out = self._greedy.run({mf.INPUT_IDS: input_ids})
         ids, probs = out[mf.OUTPUT_IDS][:, :limit + 1], out[mf.OUTPUT_PROBS][:, :limit + 1]
+        where = getattr(self._greedy, "label", "greedy model")
         if ids.size and not (0 <= int(ids.min()) and int(ids.max()) < len(self.preprocessing.target_vocabulary)):
-            raise BundleError("the greedy model returned ids outside the target vocabulary",
-                              where=getattr(self._greedy, "label", "greedy model"))
+            raise BundleError("the greedy model returned ids outside the target vocabulary", where=where)
+        check_outputs(ids, probs, where)
         return self._rows(ids.tolist(), probs.tolist(), limit)
 
     def _rows(self, chosen_all: list[list[int]], probs_all: list[list[float]], limit: int) -> list[DecodeResult]:

@@ -18,17 +18,15 @@ PARITY_FILE = "parity.json"
 MAX_PARITY_BYTES = 4 * 2**20
 #: The training settings worth showing (the manifest's provenance.training holds them all).
 TRAINING_KEYS = ("task", "lang", "max_number", "decoder", "bidirectional", "latent_dim", "embedding_dim", "epochs",
-                 "batch_size", "learning_rate", "patience", "seed")
+                 "epochs_run", "batch_size", "learning_rate", "patience", "seed")
 
 
 def bundle_info(bundle_dir: str | Path) -> dict[str, Any]:
     """Everything ``s2s info`` shows, as a JSON-ready dict."""
-    from .loader import check_not_a_run_folder
+    from .loader import check_bundle_folder
 
     bundle_dir = Path(bundle_dir)
-    if not bundle_dir.is_dir():
-        raise BundleError("no such bundle folder", where=str(bundle_dir))
-    check_not_a_run_folder(bundle_dir)
+    check_bundle_folder(bundle_dir)
     m = mf.BundleManifest.load(bundle_dir)
     prep = m.preprocessing
     training = m.provenance.get("training")
@@ -59,7 +57,15 @@ def bundle_info(bundle_dir: str | Path) -> dict[str, Any]:
         "runtimes_tested": {k: v for k, v in m.runtimes_tested.items() if _plain(v)},
         "created": m.provenance.get("created") if isinstance(m.provenance.get("created"), str) else None,
         "run": m.provenance.get("run_dir") if isinstance(m.provenance.get("run_dir"), str) else None,
+        "left_out": _left_out(m.provenance.get("left_out")),
     }
+
+
+def _left_out(value) -> list[dict[str, str]]:
+    """The variants ``s2s export --leave-out-failed`` left out, as the manifest records them (strings only)."""
+    rows = value if isinstance(value, list) else []
+    return [{k: r[k] for k in ("format", "variant", "reason") if isinstance(r.get(k), str) and len(r[k]) <= 2000}
+            for r in rows[:16] if isinstance(r, dict)]
 
 
 def _plain(v) -> bool:
@@ -102,7 +108,9 @@ def format_info(info: dict[str, Any]) -> str:
     task = info["task"] or "?"
     if task == "numbers" and "lang" in t:
         task += f" ({t['lang']}, 0-{t.get('max_number', '?')})"
-    settings = ", ".join(f"{k.replace('_', ' ')} {t[k]}" for k in ("decoder", "latent_dim", "epochs", "seed") if k in t)
+    settings = ", ".join(f"{k.replace('_', ' ')} {t[k]}" for k in ("decoder", "latent_dim", "seed") if k in t)
+    if "epochs_run" in t:
+        settings += f", {t['epochs_run']} epochs" if settings else f"{t['epochs_run']} epochs"
     lines = [f"{info['bundle']}: seq2seq-edge bundle (format {info['format_version']}, {info['architecture']})",
              f"task:      {task}" + (f"; trained with {settings}" if settings else "")]
     i, o = info["input"], info["output"]
@@ -117,6 +125,9 @@ def format_info(info: dict[str, Any]) -> str:
     for v in info["variants"]:
         files_ = ", ".join(f"{role} {_kb(f['size_bytes'])}" for role, f in v["files"].items())
         lines.append(f"  {v['format']:6} {v['variant']:4}  {_kb(v['size_bytes']):>10}  ({files_})")
+    for v in info["left_out"]:
+        lines.append(f"  {v.get('format', '?'):6} {v.get('variant', '?'):4}  left out at export (failed the parity "
+                     f"gate: {v.get('reason', '?')})")
     p = info["parity"]
     if p is None:
         lines.append("parity:    no parity.json in the bundle")
@@ -132,7 +143,7 @@ def format_info(info: dict[str, Any]) -> str:
     if info["versions"]:
         lines.append("made with: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()))
     if info["runtimes_tested"]:
-        lines.append("tested on: " + ", ".join(f"{k} {v}" for k, v in info["runtimes_tested"].items()))
+        lines.append("gate ran on: " + ", ".join(f"{k} {v}" for k, v in info["runtimes_tested"].items()))
     made = [x for x in (info["created"] and f"exported {info['created']}",
                         info["run"] and f"from the run {info['run']}") if x]
     if made:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import os
 from pathlib import Path
@@ -147,12 +148,25 @@ ONE_CALL_BY_DEFAULT = ("tflite",)
 RUN_FOLDER_FILES = ("model.keras", "config.json")
 
 
-def check_not_a_run_folder(bundle_dir: Path) -> None:
-    """A folder written by ``s2s train`` where a bundle was expected: say so, and how to export it."""
-    if (bundle_dir / mf.MANIFEST_FILE).exists() or not all((bundle_dir / f).is_file() for f in RUN_FOLDER_FILES):
+def check_bundle_folder(bundle_dir: Path) -> None:
+    """Raise BundleError unless ``bundle_dir`` is a folder with a manifest, saying what it is instead: missing, a
+    file (the manifest itself: give its folder), or a training run folder (export it first)."""
+    where = str(bundle_dir)
+    if bundle_dir.is_file():
+        if bundle_dir.name == mf.MANIFEST_FILE:
+            raise BundleError(f"this is the bundle's manifest; give the folder that holds it: {bundle_dir.parent}",
+                              where=where)
+        raise BundleError("this is a file; a bundle is the folder s2s export wrote", where=where)
+    if not bundle_dir.is_dir():
+        raise BundleError("no such bundle folder", where=where)
+    if (bundle_dir / mf.MANIFEST_FILE).exists():
         return
-    raise BundleError(f"this is a training run folder, not a bundle: export it first, e.g. "
-                      f"s2s export {bundle_dir} --out bundles/{bundle_dir.resolve().name}", where=str(bundle_dir))
+    if all((bundle_dir / f).is_file() for f in RUN_FOLDER_FILES):
+        raise BundleError(f"this is a training run folder, not a bundle: export it first, e.g. "
+                          f"s2s export {bundle_dir} --out bundles/{bundle_dir.resolve().name}", where=where)
+    if any(p.suffix in (".tflite", ".onnx") for p in itertools.islice(bundle_dir.iterdir(), 1000)):
+        return  # model files without their manifest: the manifest's own error says so
+    raise BundleError(f"not a bundle folder (no {mf.MANIFEST_FILE})", where=where)
 
 
 def _quiet_interpreter(module) -> None:
@@ -181,12 +195,10 @@ def load(bundle_dir: str | Path, backend: str = "auto", variant: str = "fp32", t
     run. See the README's "Trust model".
     """
     bundle_dir = Path(bundle_dir)
-    if not bundle_dir.is_dir():
-        raise BundleError("no such bundle folder", where=str(bundle_dir))
+    check_bundle_folder(bundle_dir)
     cores = os.cpu_count() or 1
     if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= cores:
         raise ValueError(f"threads must be an int from 1 to this machine's {cores} cores, got {threads!r}")
-    check_not_a_run_folder(bundle_dir)
     manifest = mf.BundleManifest.load(bundle_dir)
     backend = _choose_backend(manifest, backend, variant)
     _quiet_interpreter(backends.import_interpreter_module(backend))  # a missing backend says what to install first

@@ -211,7 +211,7 @@ class BundleManifest:
     encoder_output_dim: int | None = None
     #: Versions of the tools that trained and exported the bundle.
     versions: dict[str, str] = field(default_factory=dict)
-    #: Oldest interpreter versions the bundle was tested on, per backend.
+    #: The interpreter packages (and versions) the export's parity gate ran the bundle on.
     runtimes_tested: dict[str, str] = field(default_factory=dict)
     #: Free-form provenance: the run folder, the creation time, the seed.
     provenance: dict[str, Any] = field(default_factory=dict)

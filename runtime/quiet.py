@@ -9,8 +9,9 @@ temporary file; Python's own ``sys.stderr`` (our messages, the progress bar, tra
 the terminal's descriptor by ``configure``, so only the C++ libraries' lines are caught. If the block fails with
 an unexpected error, the last of what was caught is shown with it.
 
-Only the ``s2s`` command calls ``configure``: a program that imports ``seq2seq_edge`` keeps its stderr as it is,
-and ``native_logs_caught()`` does nothing there.
+Only the ``s2s`` command calls ``configure``. In a program that imports ``seq2seq_edge`` the same blocks hold back
+only the lines known to be noise (``KNOWN_NOISE``): the rest of what was written to descriptor 2 during the block
+is written back when it ends. Setting the ``seq2seq_edge`` logger to DEBUG shows everything.
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ import threading
 LIBRARY_LOGGERS = ("", "tensorflow", "absl", "keras", "tf2onnx", "onnxruntime", "matplotlib", "PIL", "h5py")
 #: What is shown of the caught native lines when a block fails unexpectedly.
 REPLAY_BYTES = 8192
+#: Lines a library writes with no switch to turn them off and that say nothing a caller can act on; outside the
+#: CLI, ``native_logs_caught`` drops these and writes back everything else.
+KNOWN_NOISE = (b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",)
+#: A caller's descriptor 2 is held back at most this much while the block runs; past it, the rest is written back
+#: as it is.
+MAX_FILTERED_BYTES = 2**20
 
 _lock = threading.Lock()
 _state = {"configured": False, "verbose": False, "depth": 0}
@@ -88,8 +95,19 @@ def native_logs_caught():
     CLI's ``configure``, without ``-v``). On an unexpected exception the end of it is shown before the exception
     goes on; a user error (``Seq2SeqEdgeError``) or Ctrl-C shows nothing more. Nested blocks share the outer one."""
     with _lock:
-        outer = _state.get("moved") and _state["depth"] == 0
+        first = _state["depth"] == 0
+        outer = _state.get("moved") and first
+        filtering = first and not _state["configured"] and _can_redirect() and not logging.getLogger(
+            "seq2seq_edge").isEnabledFor(logging.DEBUG)
         _state["depth"] += 1
+    if filtering:
+        with _known_noise_dropped():
+            try:
+                yield
+            finally:
+                with _lock:
+                    _state["depth"] -= 1
+        return
     if not outer:
         try:
             yield
@@ -116,6 +134,34 @@ def native_logs_caught():
         caught.close()
         with _lock:
             _state["depth"] -= 1
+
+
+@contextlib.contextmanager
+def _known_noise_dropped():
+    """Descriptor 2 to a temporary file during the block; then everything but the KNOWN_NOISE lines written back."""
+    try:
+        sys.stderr.flush()
+        caught = tempfile.TemporaryFile()
+        saved = os.dup(2)
+    except (AttributeError, OSError, ValueError):
+        yield
+        return
+    os.dup2(caught.fileno(), 2)
+    try:
+        yield
+    finally:
+        try:
+            sys.stderr.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+        _restore(saved)
+        caught.seek(0)
+        kept = [line for line in caught.read(MAX_FILTERED_BYTES).splitlines(keepends=True)
+                if line.rstrip(b"\r\n") not in KNOWN_NOISE] + [caught.read()]
+        caught.close()
+        data = memoryview(b"".join(kept))
+        while data:
+            data = data[os.write(2, data):]
 
 
 def _restore(saved: int) -> None:

@@ -130,7 +130,10 @@ class Vocabulary:
             ids.append(i)
         if unknown and not skip_unknown:
             shown = ", ".join(_describe(t) for t in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
-            raise InputTextError(f"input has {len(unknown)} symbol(s) the model never saw: {shown}")
+            inner = text.strip(" \t")
+            hint = ("; it is whitespace around the text, which the model's inputs never had: strip it"
+                    if all(t in (" ", "\t") and t not in inner for t in unknown) else "")
+            raise InputTextError(f"input has {len(unknown)} symbol(s) the model never saw: {shown}{hint}")
         return ids
 
     def decode(self, ids: Sequence[int]) -> str:

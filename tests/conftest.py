@@ -7,6 +7,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -78,3 +79,18 @@ def resign(bundle: Path, name: str, content: bytes) -> None:
         if m["path"] == name:
             m["sha256"], m["size_bytes"] = hashlib.sha256(content).hexdigest(), len(content)
     (bundle / "manifest.json").write_text(json.dumps(manifest))
+
+
+def default_signals() -> None:
+    """``preexec_fn`` for a child process a test signals: SIGINT and SIGTERM act as a terminal delivers them, whatever
+    this process inherited (a job started in the background ignores SIGINT, and its children inherit that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def bytes_read(pid: int) -> int:
+    """Bytes process ``pid`` has read through read() so far (/proc/PID/io ``rchar``)."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no rchar in /proc/{pid}/io")

@@ -74,6 +74,14 @@ def per_channel_int8(run_dir: Path) -> bytes:
 
 
 if __name__ == "__main__":
+    from seq2seq_edge import quiet
+
+    # As quiet as the s2s command: TensorFlow's, the converters' and the interpreters' own log lines are held
+    # back (shown only if a step fails unexpectedly); our progress lines stay.
+    quiet.configure()
     logging.basicConfig(level=logging.WARNING)
-    for name, path in make(Path(sys.argv[1])).items():
+    quiet.quiet_library_loggers()
+    with quiet.native_logs_caught():
+        made = make(Path(sys.argv[1]))
+    for name, path in made.items():
         print(f"{name}: {path}")

@@ -93,13 +93,15 @@ def test_bench_cli_writes_json_markdown_and_chart_in_a_folder_named_after_bundle
         assert 0 < w["p50"] <= w["p95"] <= w["p99"]
         assert x["encoder_us"] > 0 and x["step_us"] > 0 and x["steps_per_word"] > 0
         assert set(x["throughput_seq_per_s"]) == {"1", "8", "64", "256"}
-        # one-call decode beside the step loop and the raw-invoke floor (ONNX int8 has no greedy model)
+        # the path s2s run takes (the one-call model on TFLite, the step loop on ONNX), the other beside it, and
+        # the raw-invoke floor (ONNX int8 has no greedy model)
         one_call = (x["backend"], x["variant"]) != ("onnx", "int8")
-        assert x["decode_path"] == ("one-call" if one_call else "step-loop")
+        assert x["decode_path"] == ("step-loop" if x["backend"] == "onnx" else "one-call")
         assert x["raw_invoke_ms"] > 0 and list(x["encoder_us_by_length"]) == ["1"]
-        assert ("step_loop_word_latency_ms" in x) == one_call == ("one_call_invoke_ms" in x)
+        other = "one_call" if x["backend"] == "onnx" else "step_loop"
+        assert (f"{other}_word_latency_ms" in x) == one_call == ("one_call_invoke_ms" in x)
         if one_call:
-            assert set(x["step_loop_throughput_seq_per_s"]) == {"1", "8", "64", "256"}
+            assert set(x[f"{other}_throughput_seq_per_s"]) == {"1", "8", "64", "256"}
     for b in here:
         assert r["ratios"][f"one_call_over_raw_invoke@{b}"] > 0 and r["ratios"][f"step_loop_over_one_call@{b}"] > 0
     assert "keras_direct" not in r and "keras" in r["skipped"] and not r["failed"]
@@ -119,6 +121,20 @@ def test_bench_refuses_to_overwrite_and_bad_options(cli_run, digits_bundle, caps
     assert code == 2 and "--threads" in err
     code, _, err = s2s(capsys, "bench", tmp_path, "--out", tmp_path / "x")
     assert code == 2 and "not a bundle folder" in err
+
+
+def test_bench_of_any_bundle_prints_its_figures_not_goals(digits_bundle, capsys, tmp_path):
+    keras = ["--no-keras"] if HAS_TRAIN else []
+    code, out, _ = s2s(capsys, "bench", digits_bundle, "--quick", "--threads", "1", *keras, "--out", tmp_path / "b")
+    assert code == 0 and "target" not in out and "missed" not in out
+    assert "throughput batch 64 / batch 1" in out
+    results = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert results["targets"] == []
+    for row in results["results"][0]["runtime"]:  # the headline decodes as s2s run does by default
+        assert row["decode_path"] == ("step-loop" if row["backend"] == "onnx" else "one-call"), row
+        other = "one_call" if row["backend"] == "onnx" else "step_loop"
+        if row["variant"] != "int8" or row["backend"] != "onnx":
+            assert row[f"{other}_word_latency_ms"]["p50"] > 0, row
     code, _, err = s2s(capsys, "bench")
     assert code == 2 and "BUNDLE is missing" in err
     if not HAS_TRAIN:
@@ -301,6 +317,18 @@ def test_compare_merges_two_machines_into_one_table_and_chart(cli_run, capsys, t
     assert "**EMULATED**" in report.markdown(compare.load(b))
 
 
+def test_compare_tells_two_runs_of_one_machine_apart(cli_run, capsys, tmp_path):
+    for name in ("venv-tflite", "venv-onnx"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_bytes((cli_run / "results.json").read_bytes())
+    code, _, err = s2s(capsys, "bench", "--compare", tmp_path / "venv-tflite" / "results.json",
+                       tmp_path / "venv-onnx" / "results.json", "--out", tmp_path / "cmp")
+    assert code == 0, err
+    label = json.loads((cli_run / "results.json").read_text())["results"][0]["machine"]["label"]
+    merged = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert [m["label"] for m in merged["machines"]] == [f"{label} (venv-tflite)", f"{label} (venv-onnx)"]
+
+
 def test_compare_refuses_other_bundles_and_settings_in_one_line(cli_run, capsys, tmp_path):
     a = cli_run / "results.json"
 
@@ -346,9 +374,12 @@ def test_quick_bench_with_keras_writes_the_reference_report(fixture_dir, tmp_pat
     bundle, run = fixture_dir / "bundles" / "digits", fixture_dir / "runs" / "digits"
     s = runtime_bench.settings(quick=True, threads=("1",), **TINY, keras_predict_words=2, keras_direct_words=3)
     result = harness.bench(bundle, run_dir=run, settings=s)
-    summary = report.write([result], tmp_path, png=True)
+    summary = report.write([result], tmp_path, png=True, targets=True)
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["results"][0]["bundle"]["name"] == "digits" and summary["targets"]
+    assert "### Targets" in (tmp_path / "results.md").read_text()
+    assert not report.write([result], tmp_path / "user")["targets"]  # a user's bench: figures, no goals
+    assert "### Targets" not in (tmp_path / "user" / "results.md").read_text()
     contenders = {(r["backend"], r["variant"], r["threads"]) for r in result["runtime"]}
     assert ("litert", "fp32", 1) in contenders and ("onnx", "int8", 1) in contenders
     assert result["keras_predict_per_char"]["word_latency_ms"]["p50"] > 0

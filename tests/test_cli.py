@@ -30,6 +30,13 @@ def one_error_line(err: str) -> str:
                      "'verify', 'run', 'eval', 'info', 'bench') (s2s --help lists the options)"),
     (["run", "b", "--variant", "fp64"], "s2s run: error: argument --variant: invalid choice: 'fp64' (choose from "
                                         "'fp32', 'fp16', 'int8') (s2s run --help lists the options)"),
+    (["run", "b", "--varient", "int8"], "s2s run: error: unrecognized arguments: --varient int8; did you mean "
+                                        "--variant? (s2s run --help lists the options)"),
+    (["export", "r", "--out", "b", "--quantise", "int8"], "s2s export: error: unrecognized arguments: --quantise "
+                                                          "int8; did you mean --quantize? (s2s export --help lists "
+                                                          "the options)"),
+    (["info", "b", "--frobnicate"], "s2s info: error: unrecognized arguments: --frobnicate (s2s info --help lists "
+                                    "the options)"),
 ])
 def test_a_bad_option_is_one_line_without_the_usage(args, message):
     rc, out, err = s2s(*args)
@@ -75,6 +82,36 @@ def test_run_bad_bundle_and_options(digits_bundle, tmp_path):
     assert rc == 2 and "invalid choice: 'nope'" in err
 
 
+def test_what_was_given_instead_of_a_bundle_or_a_run_is_named(fixture_dir, tmp_path):
+    run, bundle = fixture_dir / "runs" / "digits", fixture_dir / "bundles" / "digits"
+    (tmp_path / "empty").mkdir()
+    hint = f"this is a training run folder, not a bundle: export it first, e.g. s2s export {run} --out bundles/digits"
+    for command in (["run"], ["info"], ["eval"], ["bench", "--quick"]):
+        extra = {"run": ["1"], "eval": [run / "test.tsv"]}.get(command[0], [])
+        for given, message in [(run, hint), (run / "test.tsv", "this is a file; a bundle is the folder s2s export "
+                                                                 "wrote"),
+                               (bundle / "manifest.json", f"this is the bundle's manifest; give the folder that "
+                                                          f"holds it: {bundle}"),
+                               (tmp_path / "empty", "not a bundle folder (no manifest.json)")]:
+            rc, _, err = s2s(command[0], given, *extra, *command[1:])
+            assert (rc, one_error_line(err)) == (2, f"s2s {command[0]}: error: {given}: {message}")
+
+
+@requires_train
+def test_export_of_a_bundle_says_it_is_one(digits_bundle, tmp_path):
+    rc, _, err = s2s("export", digits_bundle, "--out", tmp_path / "b")
+    assert (rc, one_error_line(err)) == (2, f"s2s export: error: {digits_bundle}: this is a bundle written by s2s "
+                                            "export, not a run folder; s2s export reads the run folder s2s train "
+                                            "wrote (s2s info BUNDLE names it)")
+
+
+def test_whitespace_around_an_input_is_named(digits_bundle):
+    rc, out, err = s2s("run", digits_bundle, " 7\t")
+    assert (rc, out, one_error_line(err)) == (2, "", "s2s run: error: argument 1: input has 2 symbol(s) the model "
+                                                     "never saw: ' ', U+0009; it is whitespace around the text, which "
+                                                     "the model's inputs never had: strip it")
+
+
 def test_run_stops_quietly_on_a_closed_pipe(digits_bundle):
     proc = subprocess.Popen(f"{sys.executable} -m seq2seq_edge.cli run {digits_bundle} --batch-size 1 "
                             f"| head -n 1", shell=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -115,3 +152,19 @@ def test_export_refuses_existing_bundle_and_legacy_models(fixture_dir, tmp_path)
     rc, _, err = s2s("export", tmp_path / "nothing", "--out", tmp_path / "b")
     assert rc == 2 and "no such run folder" in one_error_line(err)
     assert not (tmp_path / "b").exists()
+
+
+def test_train_without_the_train_extra_says_so_before_anything_else(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    from seq2seq_edge import cli
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "keras" else real(name, *a))
+    data = tmp_path / "pairs.tsv"
+    data.write_text("".join(f"{i}\tx{i}\n" for i in range(50)))
+    assert cli.main(["train", "--data", str(data), "--out", str(tmp_path / "run")]) == 2
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", "s2s train: error: this command needs keras, which is not installed: in a clone of "
+                              "seq2seq-edge, pip install '.[train]'\n")
+    assert not (tmp_path / "run").exists()

@@ -217,7 +217,7 @@ def test_decode_refuses_text_that_is_not_unicode(digits_bundle):
     for skip in (False, True):  # never dropped as an unknown symbol
         with pytest.raises(InputTextError, match=r"^not valid Unicode: lone surrogate U\+DCFF at column 1$"):
             decoder.decode("\udcff", skip_unknown=skip)
-    with pytest.raises(InputTextError, match=r"^item 1 \('1\\ud800'\): not valid Unicode: lone surrogate U\+D800 at "
+    with pytest.raises(InputTextError, match=r"^item 2 of 2 \('1\\ud800'\): not valid Unicode: lone surrogate U\+D800 at "
                                              r"column 2$"):  # decode_batch names the item
         decoder.decode_batch(["1", "1\ud800"])
     with pytest.raises(InputTextError, match=r"lone surrogate U\+DC80"):

@@ -10,7 +10,7 @@ import time
 import pytest
 
 import seq2seq_edge
-from conftest import resign
+from conftest import bytes_read, default_signals, resign
 from seq2seq_edge import backends
 from seq2seq_edge.errors import BundleError
 
@@ -73,14 +73,17 @@ def test_soak_memory_stays_flat(numbers_bundle):
 
 def test_ctrl_c_answers_every_line_read(digits_bundle):
     proc = subprocess.Popen([sys.executable, "-m", "seq2seq_edge.cli", "run", str(digits_bundle), "--batch-size", "3"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=default_signals)
     proc.stdin.write(b"1\n2\n3\n")
     proc.stdin.flush()
     # A full batch is answered at once: reading it proves the process is in its read loop.
     assert [proc.stdout.readline() for _ in range(3)] == [b"one\n", b"two\n", b"three\n"]
+    before = bytes_read(proc.pid)
     proc.stdin.write(b"4\n5\n")  # half a batch: read, then waiting for more input
     proc.stdin.flush()
-    time.sleep(1.5)
+    while bytes_read(proc.pid) < before + 4:  # the process has read both lines (an event, not a clock)
+        assert proc.poll() is None
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130

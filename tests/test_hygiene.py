@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import requires_train
+from conftest import default_signals, requires_train
 from seq2seq_edge.train import data, staging
 from seq2seq_edge.train.data import Pair
 
@@ -108,7 +108,8 @@ def test_a_signal_during_staging_removes_the_folder(tmp_path, sig):
     code = (f"import time, sys\nfrom seq2seq_edge.train.staging import staged_folder\n"
             f"with staged_folder({str(tmp_path / 'run')!r}) as f:\n"
             f"    (f / 'partial').write_text('x'); print('ready', flush=True); time.sleep(60)\n")
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_signals)
     assert proc.stdout.readline().strip() == "ready"
     proc.send_signal(sig)
     proc.wait(timeout=30)
@@ -120,7 +121,8 @@ def test_a_signal_during_staging_removes_the_folder(tmp_path, sig):
 def test_s2s_train_killed_by_sigterm_leaves_nothing(tmp_path):
     out = tmp_path / "runs" / "digits"
     proc = subprocess.Popen([sys.executable, "-m", "seq2seq_edge.cli", "train", "--task", "digits", "--out", str(out),
-                             "--epochs", "100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             "--epochs", "100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=default_signals)
     deadline = time.monotonic() + 120
     while not list((tmp_path / "runs").glob(".digits.*/history.csv")) and time.monotonic() < deadline:
         time.sleep(0.5)  # training has started: the staging folder exists and Keras logs epochs into it

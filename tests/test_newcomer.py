@@ -363,7 +363,7 @@ def test_info_shows_what_a_bundle_holds(digits_bundle):
     assert rc == 0 and err == "", err
     for expected in ("task:      digits", "input:     char tokens, vocabulary of 12", "at most 1 tokens",
                      "output:    char tokens, vocabulary of 17", "tflite fp32", "onnx   int8", "parity:    passed",
-                     "made with: ", "tested on: ", "tflite-runtime 2.14.0"):
+                     "made with: ", "gate ran on: ai-edge-litert ", ", onnxruntime ", "100 epochs"):
         assert expected in out, (expected, out)
     rc, out, _ = s2s("info", digits_bundle, "--json")
     info = json.loads(out)
@@ -415,11 +415,11 @@ def test_a_bundle_records_its_run_without_a_path_of_this_machine(tmp_path, monke
 # ---- Small API gaps ----------------------------------------------------------------------------------------------
 def test_decode_batch_names_the_item_that_failed(digits_bundle):
     decoder = seq2seq_edge.load(digits_bundle)
-    with pytest.raises(InputTextError, match=r"^item 2 \('z'\): input has 1 symbol\(s\) the model never saw: 'z'$"):
+    with pytest.raises(InputTextError, match=r"^item 3 of 4 \('z'\): input has 1 symbol\(s\) the model never saw: 'z'$"):
         decoder.decode_batch(["1", "2", "z", "4"])
-    with pytest.raises(TypeError, match=r"^item 1 \(int\): input must be str"):
+    with pytest.raises(TypeError, match=r"^item 2 of 2 \(int\): input must be str"):
         decoder.decode_batch(["1", 5])
-    with pytest.raises(InputTextError, match=r"^item 0 \('" + "9" * 40 + r"'\.\.\. \(41 characters\)\)"):
+    with pytest.raises(InputTextError, match=r"^item 1 of 1 \('" + "9" * 40 + r"'\.\.\. \(41 characters\)\)"):
         decoder.decode_batch(["9" * 41])
     with pytest.raises(InputTextError, match=r"^input has 1 symbol"):  # one input: nothing to name
         decoder.decode("z")

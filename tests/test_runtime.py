@@ -4,7 +4,10 @@ These tests need only numpy and one interpreter (they run in the runtime-only ve
 """
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -318,3 +321,15 @@ def test_attention_feeds_follow_each_row(attention_bundle, backend, variant):
     assert set(feeds) == {mf.PREV_TOKEN, mf.STATE_H, mf.STATE_C, mf.ENCODER_OUTPUTS, mf.ENCODER_MASK}
     assert feeds[mf.ENCODER_MASK].sum(axis=1).tolist() == [1, 3, 2, 3, 1, 2, 3]
     assert decoder.decode_batch(texts, batch_size=4) == [decoder.decode(t) for t in texts]
+
+
+def test_the_python_api_is_as_quiet_as_the_cli(numbers_bundle):
+    """A program that loads and decodes sees no library log line on its stderr, and keeps its own lines."""
+    code = ("import sys, seq2seq_edge\n"
+            f"for backend in {INSTALLED!r}:\n"
+            f"    d = seq2seq_edge.load({str(numbers_bundle)!r}, backend=backend)\n"
+            "    d.decode('12')\n"
+            "print('mine', file=sys.stderr)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"})
+    assert (proc.returncode, proc.stderr) == (0, "mine\n")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import default_signals
 from seq2seq_edge import InputTextError, load
 from seq2seq_edge.batch_files import decode_file, iter_decode_file, resume_point
 
@@ -109,7 +110,7 @@ def _start_and_wait_for_output(numbers_bundle, src, out):
     proc = subprocess.Popen([sys.executable, "-m", "seq2seq_edge.cli", "run", str(numbers_bundle), "--input",
                              str(src), "--output", str(out), "--workers", "2"], env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=default_signals)
     deadline = time.monotonic() + 60
     while not (out.exists() and out.stat().st_size > 20000) and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -127,7 +128,7 @@ def test_resume_after_the_process_is_killed(numbers_bundle, big_input, tmp_path)
     killed_at = out.read_bytes()
     assert 0 < killed_at.count(b"\n") < len(inputs), "the run was not stopped mid-file"
     # The workers notice their parent is gone and exit by themselves.
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60  # a safety net: the loop ends when the workers do
     while any(Path(f"/proc/{w}").exists() and b"zombie" not in Path(f"/proc/{w}/status").read_bytes().lower()
               for w in workers) and time.monotonic() < deadline:
         time.sleep(0.1)

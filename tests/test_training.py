@@ -71,3 +71,40 @@ def test_existing_run_is_not_overwritten(tmp_path):
     with pytest.raises(RunFolderError, match="already exists; pass --force"):
         trainer.train(trainer.task_defaults("digits", epochs=1), tmp_path / "run", quiet=True)
     assert (tmp_path / "run" / "keep.txt").read_text() == "mine"
+
+
+def test_early_stopping_ends_a_run_that_decodes_its_sample_perfectly(tmp_path):
+    """A run whose validation sample is decoded without an error for `patience` epochs stops, however slowly its
+    validation loss keeps creeping down; history.csv counts epochs from 1, as metrics.json does."""
+    from seq2seq_edge.train import trainer
+
+    cfg = trainer.task_defaults("digits", epochs=400, patience=3)
+    metrics = trainer.train(cfg, tmp_path / "run", quiet=True)
+    with open(tmp_path / "run" / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert metrics["epochs_run"] < 400 and len(rows) == metrics["epochs_run"]
+    assert [int(r["epoch"]) for r in rows] == list(range(1, len(rows) + 1))
+    scored = [float(r["val_sample_exact_match"]) for r in rows if r["val_sample_exact_match"] != "nan"]
+    assert scored[-3:] == [1.0, 1.0, 1.0]  # the sample is scored every few epochs at most (progress.SAMPLE_BUDGET)
+    assert metrics["exact_match"] == 1.0
+
+
+def test_min_improvement_is_checked(tmp_path):
+    from seq2seq_edge.errors import DataFileError
+    from seq2seq_edge.train import trainer
+
+    with pytest.raises(DataFileError, match=r"^--min-improvement must be from 0 to below 1, got 1.5$"):
+        trainer.task_defaults("digits", min_improvement=1.5)
+
+
+def test_time_budget_ends_training_on_time_and_says_so(tmp_path):
+    from seq2seq_edge.train import progress, trainer
+
+    assert [progress.parse_duration(t) for t in ("90s", "45m", "2h", "1h30m", "10")] == [90, 2700, 7200, 5400, 600]
+    with pytest.raises(ValueError, match=r"^not a duration: 'soon' \(say 90s, 45m, 2h or 1h30m\)$"):
+        progress.parse_duration("soon")
+    cfg = trainer.task_defaults("digits", epochs=100_000, time_budget_s=4.0, lr_schedule="plateau")
+    metrics = trainer.train(cfg, tmp_path / "run", quiet=True)
+    assert metrics["stopped_by_time_budget"] and metrics["epochs_run"] < 100_000
+    with pytest.raises(Exception, match=r"unknown --lr-schedule 'cosine'; choose one of constant, plateau"):
+        trainer.task_defaults("digits", lr_schedule="cosine")

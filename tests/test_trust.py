@@ -560,3 +560,42 @@ def test_a_probe_that_runs_out_of_time_refuses_the_file(digits_bundle, tmp_path,
                                           r"in a test process; it was not loaded here"):
         seq2seq_edge.load(digits_bundle)
     assert not (tmp_path / "cache" / "seq2seq-edge" / "verified.json").exists()
+
+
+# ---- outputs no honest model emits ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("one_call", [True, False])
+@pytest.mark.parametrize("ids, prob, pattern", [
+    ([5, text.PAD_ID, 6, text.END_ID], 0.9, r"the model chose the reserved id 0 at step 2 of item 1 \(only the end id "
+                                            r"2 may end an output\)"),
+    ([text.START_ID, text.END_ID], 0.9, r"the model chose the reserved id 1 at step 1 of item 1"),
+    ([5, text.END_ID], math.nan, r"the model gave a probability of nan \(not a probability in \[0, 1\]\)"),
+    ([5, text.END_ID], -0.5, r"the model gave a probability of -0.5 "),
+    ([5, text.END_ID], math.inf, r"the model gave a probability of inf "),
+])
+def test_reserved_ids_and_impossible_probabilities_are_errors_naming_the_model(numbers_bundle, one_call, ids, prob,
+                                                                                pattern):
+    """A crafted or broken model that emits the pad or start id inside an output, or a probability that is not one,
+    is refused with the model's name, through the one-call model and the step loop alike."""
+    import numpy as np
+
+    decoder = seq2seq_edge.load(numbers_bundle, backend=TFLITE_BACKEND or "onnx", one_call=True)
+    vocab = len(decoder.preprocessing.target_vocabulary)
+    if one_call:
+        model = decoder.greedy_model
+        out_ids = np.array([ids + [0] * (decoder.preprocessing.max_output_tokens + 1 - len(ids))], np.int32)
+        model.run = lambda feeds: {mf.OUTPUT_IDS: out_ids, mf.OUTPUT_PROBS: np.where(out_ids > 0, prob, 0).astype(
+            np.float32) if not math.isnan(prob) else np.full(out_ids.shape, prob, np.float32)}
+    else:
+        decoder = decoder.with_step_loop()
+        model, real, step = decoder.decoder_step, decoder.decoder_step.run, iter(ids)
+
+        def run(feeds):  # the chosen id with probability ``prob``, every other id below it
+            out = dict(real(feeds))
+            probs = np.full((1, vocab), -1.0 if prob < 0 else 0.0, np.float32)
+            probs[0, next(step)] = prob
+            out[mf.PROBS] = probs
+            return out
+        model.run = run
+    with pytest.raises(BundleError, match=pattern) as e:
+        decoder.decode("12")
+    assert str(e.value).startswith(str(model.label))

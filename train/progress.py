@@ -191,3 +191,77 @@ class TrainingProgress(keras.callbacks.Callback):
         print(message, file=self._out, flush=True)
         self.last_line = time.perf_counter()
         self.pending = ""
+
+
+class EarlyStopping(keras.callbacks.EarlyStopping):
+    """Early stopping on validation loss, restoring the best weights, where an epoch counts as better only if it
+    lowers the best loss by at least ``min_improvement`` of it (a loss creeping down by crumbs does not keep a run
+    going), and which also stops once the validation sample has been decoded without an error for ``patience``
+    evaluated epochs in a row (nothing left to gain on it)."""
+
+    def __init__(self, patience: int, min_improvement: float):
+        super().__init__(monitor="val_loss", mode="min", patience=patience, restore_best_weights=True)
+        self.min_improvement = min_improvement
+        self.perfect_epochs = 0
+        self.stopped_on_exact_match = False
+
+    def _is_improvement(self, monitor_value, reference_value):
+        if reference_value is None or not math.isfinite(reference_value):
+            return True
+        return monitor_value < reference_value * (1.0 - self.min_improvement)
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        sample = (logs or {}).get(SAMPLE_KEY)
+        if sample is None or math.isnan(sample):
+            return  # not evaluated this epoch: neither a perfect epoch nor a break in a run of them
+        self.perfect_epochs = self.perfect_epochs + 1 if sample >= 1.0 else 0
+        if self.perfect_epochs >= self.patience and not self.model.stop_training:
+            self.stopped_on_exact_match = True
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+
+class CSVLogger(keras.callbacks.CSVLogger):
+    """Keras' CSVLogger with epochs counted from 1, as the progress lines, metrics.json and s2s info count them."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch + 1, logs)
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stop before an epoch that would end past ``seconds`` of training (judged by the slowest epoch so far), so a
+    run on a CPU ends on time with the best weights early stopping kept; ``stopped`` says whether it did."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds = seconds
+        self.stopped = False
+
+    def on_train_begin(self, logs=None):
+        self.started = time.monotonic()
+        self.longest = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_started = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.monotonic()
+        self.longest = max(self.longest, now - self.epoch_started)
+        if now - self.started + self.longest > self.seconds:
+            self.stopped = True
+            self.model.stop_training = True
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in "90s", "45m", "2h", "1h30m" or a bare number of minutes; ValueError otherwise."""
+    import re
+
+    t = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", t):
+        return float(t) * 60
+    parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?:in)?)?(?:(\d+(?:\.\d+)?)s)?", t)
+    if not t or not parts or not any(parts.groups()):
+        raise ValueError(f"not a duration: {text!r} (say 90s, 45m, 2h or 1h30m)")
+    h, m, s = (float(g) if g else 0.0 for g in parts.groups())
+    return h * 3600 + m * 60 + s

@@ -92,6 +92,9 @@ class RunFolder:
         if not path.is_dir():
             raise RunFolderError(f"{path}: no such run folder")
         run = cls(path)
+        if (path / "manifest.json").is_file() and not run.model_file.is_file():
+            raise RunFolderError(f"{path}: this is a bundle written by s2s export, not a run folder; s2s export "
+                                 "reads the run folder s2s train wrote (s2s info BUNDLE names it)")
         if not run.model_file.is_file():
             legacy = [p.name for p in path.glob("*") if p.suffix.lower() in LEGACY_SUFFIXES]
             if legacy:

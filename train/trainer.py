@@ -57,6 +57,9 @@ class TrainConfig:
     learning_rate: float = 1e-2
     clipnorm: float | None = None
     patience: int = 0                 # early stopping on validation loss; 0 disables it
+    min_improvement: float = 0.001    # early stopping: an epoch must lower the best val loss by this share of it
+    time_budget_s: float | None = None  # stop before an epoch that would end past this much training time
+    lr_schedule: str = "constant"     # constant | plateau (halve the learning rate after 2 epochs without progress)
     validation_fraction: float = 0.1
     test_fraction: float = 0.1
     seed: int = 0
@@ -77,6 +80,9 @@ TASK_DEFAULTS = {
 
 
 DECODERS = ("seed", "attention")
+LR_SCHEDULES = ("constant", "plateau")
+#: --lr-schedule plateau: halve the learning rate after this many epochs without a better validation loss.
+PLATEAU_PATIENCE = 2
 
 
 def task_defaults(task: str, **overrides) -> TrainConfig:
@@ -89,12 +95,16 @@ def task_defaults(task: str, **overrides) -> TrainConfig:
         raise DataFileError(f"unknown decoder {cfg.decoder!r}; choose one of {', '.join(DECODERS)}")
     if cfg.bidirectional and cfg.decoder != "attention":
         raise DataFileError("--bidirectional needs --decoder attention (the seed decoder sees only the final state)")
-    for name in ("dropout", "recurrent_dropout", "label_smoothing"):
+    for name in ("dropout", "recurrent_dropout", "label_smoothing", "min_improvement"):
         value = getattr(cfg, name)
         if not 0.0 <= value < 1.0:
             raise DataFileError(f"--{name.replace('_', '-')} must be from 0 to below 1, got {value}")
     if not 0.0 <= cfg.weight_decay < 1.0:
         raise DataFileError(f"--weight-decay must be from 0 to below 1, got {cfg.weight_decay}")
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        raise DataFileError(f"unknown --lr-schedule {cfg.lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}")
+    if cfg.time_budget_s is not None and not cfg.time_budget_s > 0:
+        raise DataFileError(f"--time-budget must be positive, got {cfg.time_budget_s} s")
     if type(cfg.min_symbol_count) is not int or cfg.min_symbol_count < 1:
         raise DataFileError(f"--min-symbol-count must be an integer of at least 1, got {cfg.min_symbol_count}")
     return cfg
@@ -308,10 +318,15 @@ def fit(model, cfg: TrainConfig, prep: pp.Preprocessing, splits: data_mod.Splits
         log.warning("no validation pair uses only symbols of the training split: validating on the training split")
         validation = splits.train
     # The sample's score goes into the epoch's logs before CSVLogger writes them.
-    callbacks = [progress.ValidationSample(model, prep, validation), keras.callbacks.CSVLogger(str(history_file))]
+    callbacks = [progress.ValidationSample(model, prep, validation), progress.CSVLogger(str(history_file))]
     if cfg.patience:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
-                                                       restore_best_weights=True))
+        callbacks.append(progress.EarlyStopping(cfg.patience, cfg.min_improvement))
+    if cfg.lr_schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=PLATEAU_PATIENCE,
+                                                           min_lr=cfg.learning_rate / 64))
+    budget = progress.TimeBudget(cfg.time_budget_s) if cfg.time_budget_s else None
+    if budget:
+        callbacks.append(budget)
     if not quiet:
         callbacks.append(progress.TrainingProgress(cfg.epochs))
     started = time.perf_counter()
@@ -332,7 +347,7 @@ def fit(model, cfg: TrainConfig, prep: pp.Preprocessing, splits: data_mod.Splits
                                 batch_size=cfg.batch_size, epochs=cfg.epochs, shuffle=True, callbacks=callbacks,
                                 verbose=0).history
     return history, {"epochs_run": len(history["loss"]), "train_seconds": round(time.perf_counter() - started, 2),
-                     **generalisation(history)}
+                     "stopped_by_time_budget": bool(budget and budget.stopped), **generalisation(history)}
 
 
 def generalisation(history: dict) -> dict:

@@ -36,7 +36,7 @@ async function load(bundle, engine, variant, oneCall = 'auto') {
   try { return await cache.get(key); } catch (e) { cache.delete(key); throw e; }
 }
 
-/** Decode lines one at a time; each row: {input, output, tokenProbs, ms} or {input, error}. */
+/** Decode lines one at a time; each row: {input, output, tokens, tokenProbs, ms} or {input, error}. */
 async function decodeLines(bundle, engine, variant, lines, oneCall = 'auto') {
   const { decoder, loadMs } = await load(bundle, engine, variant, oneCall);
   const rows = [];
@@ -44,7 +44,8 @@ async function decodeLines(bundle, engine, variant, lines, oneCall = 'auto') {
     const t0 = performance.now();
     try {
       const r = await decoder.decodeResult(input);
-      rows.push({ input, output: r.text, tokenProbs: [...r.tokenProbs], finished: r.finished, ms: performance.now() - t0 });
+      rows.push({ input, output: r.text, tokens: [...r.tokens], tokenProbs: [...r.tokenProbs], finished: r.finished,
+        ms: performance.now() - t0 });
     } catch (e) {
       rows.push({ input, error: `${e.name}: ${e.message}` });
     }
@@ -52,24 +53,37 @@ async function decodeLines(bundle, engine, variant, lines, oneCall = 'auto') {
   return { rows, loadMs, engine: decoder.engine, variant, path: decoder.decodePath };
 }
 
+/** Each output token with its probability ("t 0.998"), the end marker as "end". */
+function labelledProbs(row) {
+  return row.tokenProbs.map((p, i) => {
+    const token = i < row.tokens.length ? row.tokens[i] : 'end';
+    return `${token === ' ' ? '␠' : token}\u00a0${p.toFixed(3)}`;
+  }).join('  ');
+}
+
 function show(result) {
   const body = $('results').tBodies[0];
   body.replaceChildren();
-  for (const row of result.rows) {
+  for (const row of result?.rows ?? []) {
     const tr = body.insertRow();
     tr.insertCell().textContent = row.input;
     tr.insertCell().textContent = row.error ?? row.output;
-    tr.insertCell().textContent = row.error ? '' : row.tokenProbs.map((p) => p.toFixed(3)).join(' ');
+    tr.insertCell().textContent = row.error ? '' : labelledProbs(row);
     tr.cells[2].className = 'probs';
     tr.insertCell().textContent = row.error ? '' : row.ms.toFixed(2);
   }
 }
 
+let latest = 0; // the newest request: an older one that ends later shows nothing
+
 async function run() {
+  const mine = ++latest;
+  document.body.dataset.state = 'busy';
   const lines = $('input').value.split('\n').map((l) => l.replace(/\r$/, '')).filter((l) => l.length);
   status('decoding...');
   try {
     const result = await decodeLines($('bundle').value, $('engine').value, $('variant').value, lines);
+    if (mine !== latest) return result;
     show(result);
     const ok = result.rows.filter((r) => !r.error);
     const mean = ok.reduce((s, r) => s + r.ms, 0) / Math.max(ok.length, 1);
@@ -77,15 +91,53 @@ async function run() {
     document.body.dataset.state = 'done';
     return result;
   } catch (e) {
+    if (mine !== latest) throw e;
+    show(null); // the previous results are not this request's: they go
     status(`${e.name}: ${e.message}`, true);
     document.body.dataset.state = 'error';
     throw e;
   }
 }
 
+const FORMAT = { onnx: 'onnx', tflite: 'tflite' };
+const manifests = new Map();
+
+async function manifestOf(bundle) {
+  if (!manifests.has(bundle)) manifests.set(bundle, fetch(`/bundles/${bundle}/manifest.json`).then((r) => r.json()));
+  return manifests.get(bundle);
+}
+
+/** The variant menu: the variants the bundle holds for the chosen engine's format (fp16 is TFLite only). */
+async function fillVariants() {
+  const m = await manifestOf($('bundle').value);
+  const format = FORMAT[$('engine').value];
+  const held = ['fp32', 'fp16', 'int8'].filter((v) => ['encoder', 'decoder_step'].every(
+    (role) => m.models.some((x) => x.role === role && x.format === format && x.variant === v)));
+  const before = $('variant').value;
+  $('variant').replaceChildren(...held.map((v) => new Option(v, v)));
+  $('variant').value = held.includes(before) ? before : held[0];
+}
+
+/** A few of the bundle's own test inputs (golden.json) as the example, unless the user has typed their own. */
+async function fillExample() {
+  if ($('input').dataset.edited) return;
+  const g = await fetch(`/bundles/${$('bundle').value}/golden.json`).then((r) => (r.ok ? r.json() : { items: [] }));
+  if (!$('input').dataset.edited) $('input').value = g.items.slice(0, 5).map((x) => x.input).join('\n');
+}
+
 const names = await (await fetch('/bundles/index.json')).json();
 for (const n of names) $('bundle').add(new Option(n, n));
 $('decode').addEventListener('click', () => { run().catch(() => {}); });
+$('input').addEventListener('input', () => { $('input').dataset.edited = '1'; });
+$('bundle').addEventListener('change', async () => { await fillVariants(); await fillExample(); run().catch(() => {}); });
+$('engine').addEventListener('change', () => { fillVariants().catch(() => {}); });
 window.demo = { load, decodeLines, run };
-status(`ready: ${names.length} bundles`);
-document.body.dataset.state = 'ready';
+if (names.length) {
+  await fillVariants();
+  await fillExample();
+  status(`${names.length} bundles; decoding the first one's examples...`);
+  await run().catch(() => {}); // useful on load: the examples decoded, or the error that stopped them
+} else {
+  status('no bundles: start the server with a folder that holds bundle folders', true);
+}
+document.body.dataset.state = document.body.dataset.state === 'error' ? 'error' : 'ready';

@@ -36,6 +36,7 @@ function checkIO(model, entry, where) {
 function checked(model, entry, where) {
   const declared = entry.outputs.map((t) => [t.name, t.shape]);
   return {
+    label: where,
     maxBatch: model.maxBatch,
     release: () => model.release?.(),
     async run(feeds) {

@@ -33,6 +33,29 @@ export class DecodeResult {
 
 const EMPTY = new DecodeResult('', [], [], true);
 
+/** A probability may exceed 1 by float32 rounding of a softmax, never by more (the Python runtime's PROB_SLACK). */
+const PROB_SLACK = 1e-5;
+
+/** Refuse what no honest model emits, as the Python runtime does: a reserved id other than the end marker (pad,
+ * start) among a row's tokens, or a chosen token's probability that is not finite or outside [0, 1]. A row's
+ * outputs after its end id are not looked at. */
+export function checkOutputs(ids, probs, where) {
+  ids.forEach((row, r) => {
+    const end = row.indexOf(END_ID) >= 0 ? row.indexOf(END_ID) : row.length;
+    for (let i = 0; i < end; i++) {
+      if (row[i] === PAD_ID || row[i] === START_ID) {
+        throw new BundleError(`the model chose the reserved id ${row[i]} at step ${i + 1} of item ${r + 1} (only the end id ${END_ID} may end an output)`, where);
+      }
+    }
+    for (let i = 0; i <= Math.min(end, row.length - 1); i++) {
+      const p = probs[r][i];
+      if (!Number.isFinite(p) || p < 0 || p > 1 + PROB_SLACK) {
+        throw new BundleError(`the model gave a probability of ${Number.isNaN(p) ? 'nan' : p === Infinity ? 'inf' : p === -Infinity ? '-inf' : p} (not a probability in [0, 1])`, where);
+      }
+    }
+  });
+}
+
 function preview(source, limit = 40) {
   if (typeof source !== 'string') return source === null ? 'null' : typeof source;
   const n = codePointLength(source);
@@ -84,17 +107,19 @@ export class Seq2SeqDecoder {
   async decodeBatch(sources, options = {}) { return (await this.decodeBatchResults(sources, options)).map((r) => r.text); }
 
   /** decodeBatch with a DecodeResult per input. An input that cannot be encoded throws before any decoding,
-   * naming its index and text. */
+   * naming its position (from 1) and text. */
   async decodeBatchResults(sources, { batchSize = 32, maxOutputLen, skipUnknown = false } = {}) {
     if (typeof sources === 'string' || !sources || typeof sources[Symbol.iterator] !== 'function') {
       throw new TypeError('decodeBatch takes an array of strings, not one string; use decode()');
     }
     const limit = this.#limit(maxOutputLen);
     this.#checkBatchSize(batchSize);
-    const encoded = [...sources].map((s, i) => {
+    const texts = [...sources];
+    const encoded = texts.map((s, i) => {
       try { return this.manifest.encodeInput(s, { skipUnknown }); } catch (e) {
-        if (e instanceof InputTextError) throw new InputTextError(`item ${i} (${preview(s)}): ${e.message}`);
-        if (e instanceof TypeError) throw new TypeError(`item ${i} (${preview(s)}): ${e.message}`);
+        // counted from 1, as the CLI counts lines
+        if (e instanceof InputTextError) throw new InputTextError(`item ${i + 1} of ${texts.length} (${preview(s)}): ${e.message}`);
+        if (e instanceof TypeError) throw new TypeError(`item ${i + 1} of ${texts.length} (${preview(s)}): ${e.message}`);
         throw e;
       }
     });
@@ -178,6 +203,7 @@ export class Seq2SeqDecoder {
         const base = r * vocab;
         for (let v = 0; v < vocab; v++) {
           const p = probs[base + v];
+          if (p !== p) { best = v; break; } // NaN: numpy's argmax takes the first NaN, and so does this loop
           if (p > bestP) { bestP = p; best = v; } // the first maximum, as numpy's argmax
         }
         chosen[r] = best;
@@ -216,6 +242,7 @@ export class Seq2SeqDecoder {
         probs[r].push(step.probs[r * vocab.size + step.chosen[r]]);
       }
     }
+    checkOutputs(ids, probs, this.step.label ?? 'decoder step');
     return this.#rows(ids, probs, limit);
   }
 
@@ -234,6 +261,7 @@ export class Seq2SeqDecoder {
       ids.push(row);
       probs.push(Array.from(allProbs.subarray(r * width, r * width + limit + 1)));
     }
+    checkOutputs(ids, probs, this.greedy.label ?? 'greedy model');
     return this.#rows(ids, probs, limit);
   }
 

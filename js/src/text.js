@@ -112,7 +112,10 @@ export class Vocabulary {
     }
     if (unknown.length && !skipUnknown) {
       const shown = unknown.slice(0, 10).map(describe).join(', ') + (unknown.length > 10 ? ' ...' : '');
-      throw new InputTextError(`input has ${unknown.length} symbol(s) the model never saw: ${shown}`);
+      const inner = text.replace(/^[ \t]+|[ \t]+$/g, '');
+      const hint = unknown.every((t) => (t === ' ' || t === '\t') && !inner.includes(t))
+        ? '; it is whitespace around the text, which the model\'s inputs never had: strip it' : '';
+      throw new InputTextError(`input has ${unknown.length} symbol(s) the model never saw: ${shown}${hint}`);
     }
     return ids;
   }

@@ -62,6 +62,17 @@ describe('the demo page in Chromium', { timeout: 170_000 }, () => {
     }
   }
 
+  test('the page is useful on load: the first bundle\'s own examples, decoded; variants the engine has', async () => {
+    const { page } = demo;
+    const first = [...BUNDLES].sort()[0];
+    const examples = golden(first).slice(0, 5);
+    assert.equal(await page.inputValue('#input'), examples.map((x) => x.input).join('\n'));
+    const rows = await page.$$eval('#results tbody tr', (trs) => trs.map((tr) => tr.cells[1].textContent));
+    assert.deepEqual(rows, examples.map((x) => x.output));
+    assert.equal(await page.inputValue('#engine'), 'onnx');
+    assert.deepEqual(await page.$$eval('#variant option', (os) => os.map((o) => o.value)), ['fp32', 'int8']);
+  });
+
   test('the page\'s own controls: pick a bundle and engine, type, decode, see outputs and probabilities', async () => {
     const { page } = demo;
     const items = golden('attention').slice(0, 6);
@@ -73,12 +84,31 @@ describe('the demo page in Chromium', { timeout: 170_000 }, () => {
     await page.waitForSelector('body[data-state=done]', { timeout: 60_000 });
     const rows = await page.$$eval('#results tbody tr', (trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent)));
     assert.deepEqual(rows.map((r) => r[1]), [...items.map((x) => x.output), "InputTextError: input has 1 symbol(s) the model never saw: 'a'"]);
-    for (const r of rows.slice(0, -1)) {
-      assert.match(r[2], /^(0\.\d{3}|1\.000)( (0\.\d{3}|1\.000))*$/);
+    for (const [i, r] of rows.slice(0, -1).entries()) { // each output word with its probability, then the end marker
+      const labels = r[2].split('  ').map((cell) => cell.split('\u00a0')[0]);
+      const words = items[i].output.split(' ').filter((w) => w);
+      assert.deepEqual(labels.slice(0, words.length), words);
+      assert.ok(labels.length === words.length || (labels.length === words.length + 1 && labels.at(-1) === 'end'));
+      assert.match(r[2], /^(\S+\u00a0(0\.\d{3}|1\.000))( {2}\S+\u00a0(0\.\d{3}|1\.000))*$/);
       assert.ok(Number(r[3]) >= 0);
     }
+    assert.deepEqual(await page.$$eval('#variant option', (os) => os.map((o) => o.value)), ['fp32', 'fp16', 'int8']);
     assert.match(await page.textContent('#status'), /^litert\.js fp32 \((one-call|step-loop)\): 6 of 7 decoded, \d+\.\d\d ms per word on average/);
     mkdirSync(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: path.join(ARTIFACTS, 'demo.png'), fullPage: true });
+  });
+
+  test('an error replaces the results it makes stale', async () => {
+    const { page } = demo;
+    assert.ok((await page.$$('#results tbody tr')).length > 0);
+    await page.selectOption('#engine', 'onnx');
+    await page.evaluate(() => { // a variant this bundle does not hold for ONNX (the menu never offers it)
+      document.getElementById('variant').add(new Option('fp16', 'fp16'));
+      document.getElementById('variant').value = 'fp16';
+    });
+    await page.click('#decode');
+    await page.waitForSelector('body[data-state=error]', { timeout: 60_000 });
+    assert.equal((await page.$$('#results tbody tr')).length, 0);
+    assert.match(await page.textContent('#status'), /fp16/);
   });
 });

@@ -101,7 +101,7 @@ describe('options and inputs', () => {
   test('unknown symbols are an error naming them; batches name the item', async () => {
     await assert.rejects(digits.decode('z'), { name: 'InputTextError', message: "input has 1 symbol(s) the model never saw: 'z'" });
     await assert.rejects(digits.decode('1\u0000é'), { message: "input has 2 symbol(s) the model never saw: U+0000, 'é'" });
-    await assert.rejects(digits.decodeBatch(['1', '2', 'z']), { name: 'InputTextError', message: "item 2 ('z'): input has 1 symbol(s) the model never saw: 'z'" });
+    await assert.rejects(digits.decodeBatch(['1', '2', 'z']), { name: 'InputTextError', message: "item 3 of 3 ('z'): input has 1 symbol(s) the model never saw: 'z'" });
     assert.equal(await digits.decode('z7', { skipUnknown: true }), 'seven');
   });
 
@@ -190,6 +190,39 @@ describe('tampered and bad bundles', () => {
     assert.equal(await decoder.decode('3'), 'three');
     await decoder.release();
   });
+
+  for (const oneCall of [true, false]) {
+    test(`reserved ids and impossible probabilities are errors naming the model (${oneCall ? 'one-call' : 'step loop'})`, async () => {
+      const cases = [
+        [[5, 0, 6, 2], 0.9, null, 'the model chose the reserved id 0 at step 2 of item 1 (only the end id 2 may end an output)'],
+        [[1, 2], 0.9, null, 'the model chose the reserved id 1 at step 1 of item 1 (only the end id 2 may end an output)'],
+        [[5, 2], NaN, null, 'the model gave a probability of nan (not a probability in [0, 1])'],
+        [[5, 2], -0.5, null, 'the model gave a probability of -0.5 (not a probability in [0, 1])'],
+      ];
+      for (const [ids, prob, , message] of cases) {
+        const d = await loadBundleFromDir(bundleDir('numbers'), { oneCall: oneCall ? true : false });
+        const model = oneCall ? d.greedy : d.step;
+        const real = model.run;
+        if (oneCall) {
+          const width = d.maxOutputLen + 1;
+          const row = [...ids, ...new Array(width - ids.length).fill(0)];
+          model.run = async () => ({ output_ids: { data: Int32Array.from(row), dims: [1, width] },
+            output_probs: { data: Float32Array.from(row.map((i) => (i > 0 ? prob : 0))), dims: [1, width] } });
+        } else {
+          let k = 0;
+          model.run = async (feeds) => {
+            const out = await real(feeds);
+            const probs = new Float32Array(out.probs.data.length).fill(prob < 0 ? -1 : 0);
+            probs[ids[k++]] = prob;
+            return { ...out, probs: { data: probs, dims: out.probs.dims } };
+          };
+        }
+        await assert.rejects(d.decode('12'), (e) => e instanceof BundleError && e.message.endsWith(message)
+          && e.message.includes(oneCall ? 'greedy.fp32.onnx' : 'decoder_step.fp32.onnx'));
+        await d.release();
+      }
+    });
+  }
 
   test('a variant the bundle lacks names the ones it has', async () => {
     await assert.rejects(loadBundleFromDir(bundleDir('digits'), { variant: 'fp16' }), { message: `${bundleDir('digits')}: the bundle has no onnx fp16 models (it holds onnx variants ["fp32","int8"])` });
