@@ -16,6 +16,7 @@ import json
 import math
 from pathlib import Path
 
+from seq2seq_edge import files
 from seq2seq_edge.errors import Seq2SeqEdgeError
 
 from . import report
@@ -31,15 +32,24 @@ COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 
 
 # ---- reading -----------------------------------------------------------------------------------------------------
+#: A results.json is a few hundred KB; a larger file is not one s2s bench wrote.
+MAX_RESULTS_BYTES = 64 * 2**20
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number JSON has")
+
+
 def load(path: str | Path) -> list[dict]:
     """The results in a results.json; Seq2SeqEdgeError (one line) for anything else."""
     path = Path(path)
+    raw = files.read_data_file(path, "results file", max_bytes=MAX_RESULTS_BYTES)
     try:
-        d = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise Seq2SeqEdgeError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        d = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError) as e:
         raise Seq2SeqEdgeError(f"{path}: not a JSON results file ({type(e).__name__}: {e})") from None
+    except RecursionError:
+        raise Seq2SeqEdgeError(f"{path}: not a JSON results file (nested too deeply)") from None
     if not isinstance(d, dict) or d.get("schema") != SCHEMA:
         raise Seq2SeqEdgeError(f"{path}: not a results.json of s2s bench (no \"schema\": \"{SCHEMA}\"); results "
                                "written before schema version 1 cannot be compared: measure again")
@@ -54,6 +64,7 @@ def load(path: str | Path) -> list[dict]:
                    if not isinstance(r, dict) or k not in r]
         if missing:
             raise Seq2SeqEdgeError(f"{path}: a result lacks {', '.join(missing)}")
+    _check_shapes(path, results)
     return results
 
 
@@ -99,11 +110,14 @@ def contender(row: dict) -> str:
 
 def _distinct_labels(entries: list[tuple[Path, dict]]) -> None:
     """Runs that share a label (two runs on one machine) are told apart by their results folder, then by the time
-    they were made: each result's ``machine.label`` is made unique in place."""
+    they were made, then by their place on the command line: each result's ``machine.label`` is made unique in
+    place."""
     def label(r):
         return r["machine"].get("label", "?")
 
-    for tell in (lambda p, r: p.resolve().parent.name, lambda p, r: str(r.get("created", "?"))):
+    positions = {id(r): i + 1 for i, (_, r) in enumerate(entries)}
+    for tell in (lambda p, r: p.resolve().parent.name, lambda p, r: str(r.get("created", "?")),
+                 lambda p, r: f"#{positions[id(r)]}"):
         counts: dict[str, int] = {}
         for _, r in entries:
             counts[label(r)] = counts.get(label(r), 0) + 1
@@ -117,6 +131,25 @@ def merge(paths: list[str | Path], allow_mismatch: bool = False) -> dict:
     if len(paths) < 2:
         raise Seq2SeqEdgeError("--compare needs at least two results.json files")
     entries = [(Path(p), r) for p in paths for r in load(p)]
+    return _merged(entries, allow_mismatch)
+
+
+def _check_shapes(path: Path, results: list[dict]) -> None:
+    """Put a file's results through the merge and the report with themselves, so a field of a wrong type or a
+    missing one (a file s2s bench did not write, or edited) is an error naming the file, not a traceback later."""
+    import copy
+
+    entries = [(path, copy.deepcopy(r)) for _ in range(2) for r in results]
+    try:
+        merged = _merged(entries, allow_mismatch=True)
+        markdown(merged)
+        svg_chart([(str(merged["bundle"]["name"]), [r for _, r in entries])])
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError, ZeroDivisionError) as e:
+        raise Seq2SeqEdgeError(f"{path}: not a results file s2s bench wrote ({type(e).__name__}: "
+                               f"{str(e)[:120]})") from None
+
+
+def _merged(entries: list[tuple[Path, dict]], allow_mismatch: bool) -> dict:
     ref_path, ref = entries[0]
     warnings = []
     for path, r in entries[1:]:

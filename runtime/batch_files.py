@@ -28,6 +28,7 @@ import multiprocessing
 import os
 import queue
 import signal
+import stat
 import sys
 import time
 from dataclasses import dataclass, field
@@ -50,6 +51,8 @@ FSYNC_SECONDS = 10.0
 #: How long the parent waits on the workers before checking that they are alive.
 POLL_SECONDS = 0.5
 _COUNT_CHUNK = 1 << 20
+#: --resume reads the output's last line back to check it; a line longer than this is not one s2s run wrote.
+MAX_RESUMED_LINE_BYTES = 64 << 20
 #: Lines per task handed to a worker (decoded --batch-size at a time): a task costs two queue passes and two
 #: pickles, about as much as decoding a few dozen short inputs, so tasks are larger than model batches. A task
 #: also ends at TASK_CHARS characters, which bounds memory: (tasks in flight) x TASK_CHARS.
@@ -420,16 +423,27 @@ class _Output:
             self.fd = sys.stdout.fileno()
             sys.stdout.flush()
         else:
-            flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC) | getattr(os, "O_CLOEXEC", 0)
+            # No link is followed and nothing but a regular file is written: O_NONBLOCK makes a FIFO without a
+            # reader fail at once instead of blocking, and fstat refuses whatever else the path turned out to be.
+            flags = (os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC) | getattr(os, "O_CLOEXEC", 0)
+                     | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
             try:
                 self.fd = os.open(path, flags, 0o644)
             except OSError as e:
                 raise Seq2SeqEdgeError(f"--output {path}: cannot write it ({e.strerror})") from None
+            mode = os.fstat(self.fd).st_mode
+            if not stat.S_ISREG(mode):
+                os.close(self.fd)
+                raise Seq2SeqEdgeError(f"--output {path}: not a regular file")
 
     def write(self, data: bytes) -> None:
         view = memoryview(data)
-        while view:
-            view = view[os.write(self.fd, view):]
+        try:
+            while view:
+                view = view[os.write(self.fd, view):]
+        except OSError as e:  # a full disk, a quota, an I/O error: every line before this chunk is whole
+            raise Seq2SeqEdgeError(f"--output {self.path}: cannot write ({e.strerror}); the lines already written "
+                                   "are complete, and --resume continues from them once there is room") from None
         if self.path != "-" and time.monotonic() - self.last_sync > FSYNC_SECONDS:
             os.fsync(self.fd)
             self.last_sync = time.monotonic()
@@ -440,10 +454,11 @@ class _Output:
             os.close(self.fd)
 
 
-def _rfind_newline(f, end: int) -> int:
-    """The offset of the last newline before ``end`` in the open file ``f``, or -1; read backwards in blocks."""
-    while end > 0:
-        start = max(0, end - 65536)
+def _rfind_newline(f, end: int, floor: int = 0) -> int:
+    """The offset of the last newline before ``end`` (and at or after ``floor``) in the open file ``f``, or -1;
+    read backwards in blocks."""
+    while end > floor:
+        start = max(floor, end - 65536)
         f.seek(start)
         i = f.read(end - start).rfind(b"\n")
         if i >= 0:
@@ -471,7 +486,11 @@ def resume_point(path: str) -> tuple[int, bytes | None]:
             remaining -= len(chunk)
         last = None
         if keep:
-            start = _rfind_newline(f, keep - 1) + 1
+            floor = max(0, keep - 1 - MAX_RESUMED_LINE_BYTES - 1)
+            start = _rfind_newline(f, keep - 1, floor) + 1
+            if keep - 1 - start > MAX_RESUMED_LINE_BYTES or (start == 0 and floor > 0):
+                raise Seq2SeqEdgeError(f"--resume: the last line of {path} is longer than {MAX_RESUMED_LINE_BYTES} "
+                                       "bytes: not a line s2s run wrote (--force starts over)")
             f.seek(start)
             last = f.read(keep - 1 - start)
     return lines, last
@@ -575,10 +594,14 @@ def _check_paths(input: str, output: str, *, resume: bool, force: bool) -> None:
         raise Seq2SeqEdgeError(f"--output {output} is the input file")
     if resume and force:
         raise Seq2SeqEdgeError("--resume continues the output and --force overwrites it: give one")
-    if os.path.exists(output) and not (resume or force):
-        raise Seq2SeqEdgeError(f"--output {output} exists: --resume continues it, --force overwrites it")
+    if os.path.islink(output):
+        raise Seq2SeqEdgeError(f"--output {output} is a symbolic link: give the path of the file itself")
     if os.path.isdir(output):
         raise Seq2SeqEdgeError(f"--output {output} is a folder")
+    if os.path.exists(output) and not os.path.isfile(output):
+        raise Seq2SeqEdgeError(f"--output {output} is not a regular file")
+    if os.path.exists(output) and not (resume or force):
+        raise Seq2SeqEdgeError(f"--output {output} exists: --resume continues it, --force overwrites it")
 
 
 def _check_resumed(items, skip: int, last: bytes | None, fmt: str, input: str, output: str) -> None:

@@ -71,6 +71,39 @@ def read_regular_file(path: Path, what: str, *, max_bytes: int, size: int | None
         os.close(fd)
 
 
+def read_data_file(path: str | Path, what: str, *, max_bytes: int) -> bytes:
+    """The bytes of a file the user named (a TSV of pairs, a results.json): links are followed, as a user expects,
+    but it must be a regular file (a FIFO, a device such as /dev/zero, a folder are refused before a byte is read)
+    of at most ``max_bytes``, and the read stops at the size it had when opened. DataFileError names the file."""
+    from .errors import DataFileError
+
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise DataFileError(f"{path}: no such file") from None
+    except OSError as e:
+        raise DataFileError(f"{path}: cannot read {what} ({e.strerror})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise DataFileError(f"{path}: {what} is {_kind(st.st_mode)}, not a regular file")
+        if st.st_size > max_bytes:
+            raise DataFileError(f"{path}: {what} is {st.st_size} bytes, more than the {max_bytes} allowed")
+        chunks, got = [], 0
+        while got < st.st_size:
+            chunk = os.read(fd, min(st.st_size - got, 1 << 24))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks)
+    except OSError as e:
+        raise DataFileError(f"{path}: cannot read {what} ({e.strerror})") from None
+    finally:
+        os.close(fd)
+
+
 def read_json_object(path: Path, what: str, *, max_bytes: int) -> dict[str, Any]:
     """A JSON object read with :func:`read_regular_file`; every failure is a BundleError naming the file."""
     raw = read_regular_file(path, what, max_bytes=max_bytes)

@@ -102,7 +102,12 @@ MAX_MODELS = 64
 MAX_OPS = 256
 
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-_SHA256 = re.compile(r"[0-9a-f]{64}")  # the TFLite signature both models expose
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def is_file_name(name: str) -> bool:
+    """Whether ``name`` is a file name a bundle may hold: a plain name, no folder, not hidden, at most 128 bytes."""
+    return isinstance(name, str) and _FILE_NAME.fullmatch(name) is not None
 
 
 

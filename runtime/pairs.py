@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import text
+from . import files, text
 from .errors import DataFileError
 
 
@@ -17,6 +17,10 @@ class Pair:
     origin: str = ""  # "file:line" for pairs read from a file, for error messages
 
 
+#: A TSV of pairs is read whole; past this size it is refused (CMUdict's 125k pairs are 3.5 MB).
+MAX_TSV_BYTES = 2**31
+
+
 def read_tsv(path: str | Path, *, skip_header: bool = False) -> list[Pair]:
     """Read ``input<TAB>target[<TAB>ignored...]`` lines (UTF-8).
 
@@ -25,14 +29,9 @@ def read_tsv(path: str | Path, *, skip_header: bool = False) -> list[Pair]:
     once. A line without a TAB, an empty input or target, or invalid UTF-8 raises DataFileError naming the line.
     """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataFileError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise DataFileError(f"{path}: is a directory, expected a TSV file") from None
-    except OSError as e:
-        raise DataFileError(f"{path}: cannot read ({e.strerror})") from None
+    if path.is_dir():
+        raise DataFileError(f"{path}: is a directory, expected a TSV file")
+    raw = files.read_data_file(path, "the TSV file", max_bytes=MAX_TSV_BYTES)
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     pairs: list[Pair] = []

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import files as files_mod
 from . import manifest as mf
 from .errors import BundleError, InputTextError
 from .loader import load
@@ -45,15 +46,29 @@ def _ray():
     return ray
 
 
+def _is_object_ref(value) -> bool:
+    """Whether ``value`` is a Ray object reference (without starting Ray, or needing it installed)."""
+    try:
+        import ray
+    except ImportError:
+        return False
+    return isinstance(value, ray.ObjectRef)
+
+
 def pack_bundle(bundle_dir: str | Path) -> dict[str, bytes]:
     """The files of a bundle as {name: bytes}: the manifest and the model files it names (checked when loaded)."""
     bundle_dir = Path(bundle_dir)
     manifest = mf.BundleManifest.load(bundle_dir)
     names = [mf.MANIFEST_FILE]
     names += sorted({m.path for m in manifest.models})
+    sizes = {m.path: m.size_bytes for m in manifest.models}
     files, total = {}, 0
-    for name in names:
-        data = (bundle_dir / name).read_bytes()
+    for name in names:  # the bundle's own bounded, no-follow reader: no link out, no FIFO, no /dev/zero
+        if name == mf.MANIFEST_FILE:
+            data = files_mod.read_regular_file(bundle_dir / name, "manifest", max_bytes=mf.MAX_MANIFEST_BYTES)
+        else:
+            data = files_mod.read_regular_file(bundle_dir / name, "model file", max_bytes=mf.MAX_MODEL_BYTES,
+                                               size=sizes[name])
         total += len(data)
         if total > MAX_SHIPPED_BYTES:
             raise BundleError(f"more than {MAX_SHIPPED_BYTES} bytes to ship: give a path on shared storage",
@@ -62,12 +77,33 @@ def pack_bundle(bundle_dir: str | Path) -> dict[str, bytes]:
     return files
 
 
+#: A shipped bundle holds the manifest and at most this many model files (the manifest's own cap).
+MAX_SHIPPED_FILES = mf.MAX_MODELS + 1
+
+
 def _unpack(files: dict[str, bytes]) -> Path:
-    folder = Path(tempfile.mkdtemp(prefix="s2s-bundle-"))  # 0700: this user's only
+    """Write ``pack_bundle``'s dict into a new private folder, after checking its names, count and size; nothing
+    is left behind when a check fails."""
+    if not isinstance(files, dict) or not 0 < len(files) <= MAX_SHIPPED_FILES:
+        raise BundleError(f"a shipped bundle is a dict of 1 to {MAX_SHIPPED_FILES} files, got "
+                          f"{type(files).__name__} of {len(files) if isinstance(files, dict) else '?'}")
+    total = 0
     for name, data in files.items():
-        if Path(name).name != name or name.startswith("."):  # only plain file names, nothing outside the folder
-            raise BundleError(f"shipped bundle file name {name!r} is not a plain file name")
-        (folder / name).write_bytes(data)
+        # only plain file names, nothing outside the folder, nothing hidden
+        if not isinstance(name, str) or not mf.is_file_name(name):
+            raise BundleError(f"shipped bundle file name {name!r:.80} is not a plain file name")
+        if not isinstance(data, (bytes, bytearray)):
+            raise BundleError(f"shipped bundle file {name!r} is {type(data).__name__}, not bytes")
+        total += len(data)
+    if total > MAX_SHIPPED_BYTES:
+        raise BundleError(f"a shipped bundle of {total} bytes, more than the {MAX_SHIPPED_BYTES} allowed")
+    folder = Path(tempfile.mkdtemp(prefix="s2s-bundle-"))  # 0700: this user's only
+    try:
+        for name, data in files.items():
+            (folder / name).write_bytes(data)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     return folder
 
 
@@ -87,10 +123,15 @@ class BundlePredictor:
             raise ValueError("give bundle (a path every node can read) or bundle_files (pack_bundle's), not both")
         self._tmp = None
         if bundle_files is not None:
-            if not isinstance(bundle_files, dict):  # an ObjectRef
+            if _is_object_ref(bundle_files):  # pack_bundle's dict put in Ray's object store
                 bundle_files = _ray().get(bundle_files)
             self._tmp = bundle = _unpack(bundle_files)
-        self.decoder = load(bundle, backend=backend, variant=variant, threads=threads)
+        try:
+            self.decoder = load(bundle, backend=backend, variant=variant, threads=threads)
+        except BaseException:
+            if self._tmp is not None:  # a bundle that does not load leaves no folder behind
+                shutil.rmtree(self._tmp, ignore_errors=True)
+            raise
         self.column = column
         self.batch_size = batch_size
         self.keep_going = keep_going

@@ -40,3 +40,44 @@ def loop_node() -> bytes:
     """NodeProto: a Loop with an empty body graph."""
     body = ld(6, ld(2, "body")) + ld(1, "body") + vi(20, 5)
     return ld(1, "") + ld(1, "") + ld(2, "loop_out") + ld(4, "Loop") + ld(5, body)
+
+
+def int64_tensor(name: str, value: int) -> bytes:
+    """TensorProto: a one-element int64 tensor (dims [1]) in int64_data."""
+    return vi(1, 1) + vi(2, 7) + ld(8, name) + vi(7, value)
+
+
+def with_main_graph_fields(model: bytes, graph_fields: bytes) -> bytes:
+    """The model with serialized GraphProto fields merged into its main graph."""
+    return model + ld(7, graph_fields)
+
+
+def redefined_in_main_graph(model: bytes, name: str, value: int, how: str) -> bytes:
+    """The model with ``name`` defined once more in its main graph: "dense" (GraphProto.initializer), "sparse"
+    (sparse_initializer: values named ``name``, one index) or "input" (a graph input of that name)."""
+    if how == "dense":
+        return with_main_graph_fields(model, ld(5, int64_tensor(name, value)))
+    if how == "sparse":
+        sparse = ld(1, int64_tensor(name, value)) + ld(2, int64_tensor(name + "_indices", 0)) + vi(3, 1)
+        return with_main_graph_fields(model, ld(15, sparse))
+    if how == "input":
+        return with_main_graph_fields(model, ld(11, ld(1, name)))
+    raise ValueError(how)
+
+
+def tflite_with_repeated_condition_input(content: bytes) -> bytes:
+    """A .tflite whose first WHILE's condition subgraph lists its first input tensor again in place of its last:
+    the interpreter binds that tensor to the last loop variable, not the one a proof reads by position."""
+    from seq2seq_edge.backends import tflite_wire as tw
+
+    buf = tw._Buffer(content)
+    model = buf.table(buf.indirect(0))
+    codes = [tw.BUILTIN_NAMES.get(max(c.scalar(0, "<b", 0), c.scalar(3, "<i", 0)), "?") for c in model.tables(1)]
+    tables = model.tables(2)
+    main = tw._Subgraph(tables[0], codes)
+    op = next(o for o in main.ops if o.name == "WHILE")
+    cond = tables[tw._while_subgraphs(op, len(tables))[0]]
+    start, length = buf.vector(cond._field(1), 4)  # SubGraph.inputs
+    first = content[start:start + 4]
+    last = start + 4 * (length - 1)
+    return content[:last] + first + content[last + 4:]

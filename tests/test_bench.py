@@ -436,3 +436,29 @@ def test_decoder_hooks_the_harness_and_the_gate_use(digits_bundle):
         assert tuple(vocab[chosen[row]] for chosen, _, _, _ in steps[:len(result.tokens)]) == result.tokens
         assert [float(probs[row, chosen[row]]) for chosen, probs, _, _ in steps[:len(result.token_probs)]] == \
             list(result.token_probs)
+
+
+@pytest.mark.parametrize("content, pattern", [
+    ("[" * 100_000 + "]" * 100_000, r"not a JSON results file \(nested too deeply\)"),
+    ('{"schema": "seq2seq-edge-bench", "schema_version": 1, "results": [{"bundle": 5, "settings": {}, "machine": {}, '
+     '"runtime": [], "floors_us": {}, "cold_start": {}}]}', r"not a results file s2s bench wrote \(TypeError"),
+    ('{"schema": "seq2seq-edge-bench", "schema_version": 1, "results": NaN}', r"NaN is not a number JSON has"),
+    ("{", r"not a JSON results file \(JSONDecodeError"),
+])
+def test_compare_reads_only_what_bench_wrote_in_one_line(cli_run, capsys, tmp_path, content, pattern):
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    code, out, err = s2s(capsys, "bench", "--compare", cli_run / "results.json", bad, "--out", tmp_path / "cmp")
+    assert code == 2 and not out and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert re.search(pattern, err), err
+
+
+@pytest.mark.parametrize("special", ["/dev/zero", "fifo"])
+def test_compare_and_eval_refuse_what_is_not_a_regular_file(cli_run, digits_bundle, capsys, tmp_path, special):
+    path = tmp_path / "fifo" if special == "fifo" else Path(special)
+    if special == "fifo":
+        os.mkfifo(path)
+    code, _, err = s2s(capsys, "bench", "--compare", cli_run / "results.json", path, "--out", tmp_path / "cmp")
+    assert code == 2 and re.search(r"results file is (a character device|a FIFO), not a regular file", err), err
+    code, _, err = s2s(capsys, "eval", digits_bundle, path)
+    assert code == 2 and re.search(r"the TSV file is (a character device|a FIFO), not a regular file", err), err

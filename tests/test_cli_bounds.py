@@ -223,3 +223,61 @@ def test_decode_refuses_text_that_is_not_unicode(digits_bundle):
     with pytest.raises(InputTextError, match=r"lone surrogate U\+DC80"):
         text.normalize("caf\udc80")
     assert decoder.decode("7") == "seven"
+
+
+# ---- --output: only a regular file, written whole lines at a time -------------------------------------------------
+def test_output_that_is_a_link_or_not_a_regular_file_is_refused(digits_bundle, tmp_path):
+    src = tmp_path / "in.txt"
+    src.write_text("1\n2\n")
+    target = tmp_path / "elsewhere.txt"
+    (tmp_path / "dangling.txt").symlink_to(target)
+    os.mkfifo(tmp_path / "fifo.txt")
+    for name, message in (("dangling.txt", "is a symbolic link: give the path of the file itself"),
+                          ("fifo.txt", "is not a regular file")):
+        for extra in ([], ["--resume"], ["--force"]):
+            out = tmp_path / name
+            rc, stdout, err, _ = run(digits_bundle, "--input", src, "--output", out, *extra, timeout=30)
+            assert (rc, stdout) == (2, b"")
+            assert_one_error(err, rf"s2s run: error: --output {re.escape(str(out))} {message}")
+    assert not target.exists()
+
+
+def test_a_full_disk_is_one_line_and_keeps_whole_lines(digits_bundle, tmp_path):
+    """A file-size limit stands in for a full disk: the write fails (EFBIG, as ENOSPC would) mid-run."""
+    src = tmp_path / "in.txt"
+    src.write_text("7\n" * 50_000)
+    out = tmp_path / "out.txt"
+
+    def small_files():
+        import signal
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, 64 << 10))
+
+    # no bytecode written under the limit: a .pyc cut short would break later imports
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "seq2seq_edge.cli", "run", str(digits_bundle), "--input", str(src),
+                           "--output", str(out)], capture_output=True, text=True, timeout=120, preexec_fn=small_files,
+                          env=env)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert_one_error(proc.stderr, rf"s2s run: error: --output {re.escape(str(out))}: cannot write \(File too large\); "
+                                  r"the lines already written are complete, and --resume continues from them once "
+                                  r"there is room")
+    assert set(out.read_bytes().split(b"\n")[:-1]) <= {b"seven"}
+
+
+def test_resume_refuses_a_last_line_no_run_wrote(digits_bundle, tmp_path):
+    from seq2seq_edge.batch_files import MAX_RESUMED_LINE_BYTES
+
+    src = tmp_path / "in.txt"
+    src.write_text("1\n2\n")
+    out = tmp_path / "out.txt"
+    with open(out, "wb") as f:  # sparse: a line longer than any output, without writing it
+        f.write(b"one\n")
+        f.seek(MAX_RESUMED_LINE_BYTES + 10)
+        f.write(b"\n")
+    rc, stdout, err, peak = run(digits_bundle, "--input", src, "--output", out, "--resume", timeout=60)
+    assert (rc, stdout) == (2, b"")
+    assert_one_error(err, rf"s2s run: error: --resume: the last line of {re.escape(str(out))} is longer than "
+                          rf"{MAX_RESUMED_LINE_BYTES} bytes: not a line s2s run wrote \(--force starts over\)")
+    assert peak < PEAK_RSS_LIMIT_MB

@@ -189,3 +189,33 @@ def test_greedy_ids_outside_the_vocabulary_are_a_bundle_error(digits_bundle, bad
     result = ok.decode_result("7")
     assert result.tokens == (real.preprocessing.target_vocabulary[3],) and result.finished
     assert result.token_probs == (0.5, 0.5)
+
+
+@pytest.mark.skipif(TFLITE_BACKEND is None, reason="needs a TFLite backend")
+def test_tflite_loop_whose_condition_lists_a_tensor_twice_is_refused(digits_bundle, tmp_path):
+    """The interpreter would compare another loop variable than the one the proof read: refused before it runs."""
+    import craft
+
+    bundle = copy_bundle(digits_bundle, tmp_path)
+    name = "greedy.fp32.tflite"
+    resign(bundle, name, craft.tflite_with_repeated_condition_input((bundle / name).read_bytes()))
+    proc = s2s("run", bundle, "1", "--backend", TFLITE_BACKEND, cache=tmp_path / "cache", timeout=60)
+    assert_refused(proc, r"greedy\.fp32\.tflite: not a valid TFLite model \(a WHILE loop whose condition's inputs "
+                         r"list a tensor twice")
+
+
+@pytest.mark.skipif(not backends.is_installed("onnx"), reason="needs onnxruntime")
+@pytest.mark.parametrize("how", ["dense", "sparse", "input"])
+def test_onnx_loop_bound_defined_twice_is_refused(digits_bundle, tmp_path, how):
+    """A second definition of the Loop's M (ONNX Runtime may take it instead of the one a proof reads)."""
+    import craft
+    from seq2seq_edge.backends import onnx_wire
+
+    bundle = copy_bundle(digits_bundle, tmp_path)
+    name = "encoder.fp32.onnx"
+    content = (bundle / name).read_bytes()
+    (_, m_name, _), = onnx_wire.summarize(content).loops
+    resign(bundle, name, craft.redefined_in_main_graph(content, m_name, 10**12, how))
+    proc = s2s("run", bundle, "1", "--backend", "onnx", cache=tmp_path / "cache", timeout=60)
+    assert_refused(proc, r"encoder\.fp32\.onnx: holds a Loop whose trip count M \('.+'\) is defined 2 times in the "
+                         r"main graph")

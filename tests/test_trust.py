@@ -599,3 +599,59 @@ def test_reserved_ids_and_impossible_probabilities_are_errors_naming_the_model(n
     with pytest.raises(BundleError, match=pattern) as e:
         decoder.decode("12")
     assert str(e.value).startswith(str(model.label))
+
+
+# ---- shipping a bundle to a cluster (ray_predictor.pack_bundle and its unpacking) ----------------------------------
+@pytest.mark.parametrize("kind, pattern", [
+    ("symlink", r"model file is a symbolic link"),
+    ("fifo", r"model file is a FIFO, not a regular file"),
+    ("bigger", r"model file is \d+ bytes, the manifest says \d+"),
+])
+def test_packing_a_bundle_reads_only_its_regular_files(digits_bundle, tmp_path, kind, pattern):
+    from seq2seq_edge.ray_predictor import pack_bundle
+
+    bundle = copy_bundle(digits_bundle, tmp_path)
+    target = bundle / "decoder_step.fp32.onnx"
+    target.unlink()
+    if kind == "symlink":
+        target.symlink_to("/etc/passwd")
+    elif kind == "fifo":
+        os.mkfifo(target)
+    else:
+        target.write_bytes(b"\0" * 10**6)
+    with pytest.raises(BundleError, match=pattern):
+        pack_bundle(bundle)
+
+
+@pytest.mark.parametrize("files, pattern", [
+    ({"": b"x"}, r"shipped bundle file name '' is not a plain file name"),
+    ({"a\0b": b"x"}, r"is not a plain file name"),
+    ({"../escape": b"x"}, r"is not a plain file name"),
+    ({".hidden": b"x"}, r"is not a plain file name"),
+    ({"m.onnx": "text"}, r"shipped bundle file 'm.onnx' is str, not bytes"),
+    ({f"f{i}": b"" for i in range(1000)}, r"a shipped bundle is a dict of 1 to \d+ files"),
+    ([], r"a shipped bundle is a dict of 1 to \d+ files, got list"),
+])
+def test_unpacking_a_shipped_bundle_checks_it_and_leaves_nothing_behind(tmp_path, monkeypatch, files, pattern):
+    import tempfile
+
+    from seq2seq_edge.ray_predictor import BundlePredictor
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with pytest.raises(BundleError, match=pattern):
+        BundlePredictor(bundle_files=files)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_shipped_bundle_that_does_not_load_leaves_nothing_behind(digits_bundle, tmp_path, monkeypatch):
+    import tempfile
+
+    from seq2seq_edge.ray_predictor import BundlePredictor, pack_bundle
+
+    files = pack_bundle(digits_bundle)
+    files["manifest.json"] = files["manifest.json"][:-10]  # cut short on the way: no backend can load it
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    with pytest.raises(BundleError, match="manifest is not valid JSON"):
+        BundlePredictor(bundle_files=files)
+    assert list((tmp_path / "tmp").iterdir()) == []

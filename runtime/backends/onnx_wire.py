@@ -78,11 +78,15 @@ class OnnxSummary:
     stray_subgraphs: int = 0
     #: Names the main graph's nodes output (a constant of that name is not a constant).
     main_outputs: set[str] = field(default_factory=set)
+    #: How many times each name is defined in the main graph as a dense or sparse initializer or a graph input
+    #: (ONNX Runtime takes one of several definitions; a proof must know which, so a bound needs exactly one).
+    main_definitions: dict[str, int] = field(default_factory=dict)
 
 
 # Field numbers from onnx.proto3.
 _MODEL_IR_VERSION, _MODEL_OPSET, _MODEL_GRAPH, _MODEL_TRAINING_INFO, _MODEL_FUNCTIONS = 1, 8, 7, 20, 25
-_GRAPH_NODE, _GRAPH_INITIALIZER, _GRAPH_SPARSE_INITIALIZER = 1, 5, 15
+_GRAPH_NODE, _GRAPH_INITIALIZER, _GRAPH_SPARSE_INITIALIZER, _GRAPH_INPUT = 1, 5, 15, 11
+_VALUE_INFO_NAME = 1
 _NODE_INPUT, _NODE_OUTPUT, _NODE_OP_TYPE, _NODE_ATTRIBUTE, _NODE_DOMAIN = 1, 2, 4, 5, 7
 _ATTR_T, _ATTR_G, _ATTR_TENSORS, _ATTR_GRAPHS, _ATTR_SPARSE_TENSOR, _ATTR_SPARSE_TENSORS = 5, 6, 10, 11, 22, 23
 _TENSOR_NAME, _TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION = 8, 13, 14
@@ -115,6 +119,8 @@ def _tensor(buf: bytes, out: OnnxSummary, main: bool = False) -> None:
             values.append(value if wire == 0 else _varint(bytes(value[:10]), 0)[0] if len(value) else None)
         elif number == _TENSOR_RAW_DATA and wire == 2 and len(value) <= 8:
             raw = bytes(value)
+    if main:
+        out.main_definitions[name] = out.main_definitions.get(name, 0) + 1
     if external:
         out.external_tensors.append(name or "<unnamed>")
     elif main and data_type in (_INT32, _INT64) and all(d == 1 for d in dims if isinstance(d, int)) \
@@ -127,10 +133,13 @@ def _tensor(buf: bytes, out: OnnxSummary, main: bool = False) -> None:
             out.main_constants[name] = v - (1 << 64) if v >= 1 << 63 else v
 
 
-def _sparse(buf: bytes, out: OnnxSummary) -> None:
+def _sparse(buf: bytes, out: OnnxSummary, main: bool = False) -> None:
     for number, wire, value in fields(buf):
         if number in (_SPARSE_VALUES, _SPARSE_INDICES) and wire == 2:
             _tensor(value, out)
+            if main and number == _SPARSE_VALUES:  # a sparse initializer is named by its values tensor
+                name = next((_text(v) for n, w, v in fields(value) if n == _TENSOR_NAME and w == 2), "")
+                out.main_definitions[name] = out.main_definitions.get(name, 0) + 1
 
 
 def _attribute(buf: bytes, out: OnnxSummary, depth: int) -> int:
@@ -182,7 +191,10 @@ def _graph(buf: bytes, out: OnnxSummary, depth: int = 0) -> None:
         if number == _GRAPH_INITIALIZER:
             _tensor(value, out, main=depth == 0)
         elif number == _GRAPH_SPARSE_INITIALIZER:
-            _sparse(value, out)
+            _sparse(value, out, main=depth == 0)
+        elif number == _GRAPH_INPUT and depth == 0:
+            name = next((_text(v) for n, w, v in fields(value) if n == _VALUE_INFO_NAME and w == 2), "")
+            out.main_definitions[name] = out.main_definitions.get(name, 0) + 1
         elif number == _GRAPH_NODE:
             _node(value, out, depth)
 
@@ -244,5 +256,9 @@ def loop_bounds(s: OnnxSummary) -> list[int]:
         if m_name not in s.main_constants or m_name in s.main_outputs:
             raise WireError("holds a Loop whose trip count M is not a constant of the main graph (the runtime "
                             "accepts only loops with a constant maximum trip count)")
+        if s.main_definitions.get(m_name, 0) != 1:
+            raise WireError(f"holds a Loop whose trip count M ({m_name[:60]!r}) is defined {s.main_definitions[m_name]} "
+                            "times in the main graph (initializers, sparse initializers, inputs): refused, as the "
+                            "bound cannot be known")
         bounds.append(max(0, s.main_constants[m_name]))
     return bounds

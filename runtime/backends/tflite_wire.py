@@ -236,6 +236,17 @@ def _prove_bound(main: _Subgraph, op: _Op, cond: _Subgraph, body: _Subgraph, buf
     if not (len(op.outputs) == n == len(cond.inputs) == len(body.inputs) == len(body.outputs)
             and len(cond.outputs) == 1):
         raise WireError("a WHILE operator whose condition and body do not match its inputs")
+    # The interpreter binds loop variables to these tensors by position: a tensor listed twice would take the value
+    # of whichever position is bound last, and the proof below would reason about another one.
+    for label, tensors in (("outputs", op.outputs), ("condition's inputs", cond.inputs),
+                           ("body's inputs", body.inputs), ("body's outputs", body.outputs)):
+        if len(set(tensors)) != len(tensors):
+            raise WireError(f"a WHILE loop whose {label} list a tensor twice (refused: the loop variables must be "
+                            "distinct tensors)")
+    for label, g in (("condition", cond), ("body", body)):
+        written = sorted(set(g.inputs) & set(g.producer))
+        if written:
+            raise WireError(f"an operator in a WHILE loop's {label} writes its input tensor {written[0]} (refused)")
     candidates = []  # (position of the counter among the loop variables, C)
     pending, seen = [cond.outputs[0]], set()
     while pending and len(seen) < 64:  # the exporter's conditions are one LOGICAL_AND deep
