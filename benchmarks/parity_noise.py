@@ -48,8 +48,8 @@ MODELS = {
     "cmu-attn-512": ("cmu2k", "CMUdict 2k words, attention, latent 512, 50 epochs",
                      ["--target-tokens", "space", "--decoder", "attention", "--latent", "512", "--epochs", "50",
                       *_DATA_ARGS]),
-    "pinyin-attn-bi-256-reg": ("pinyin5k", "pinyin 5k phrases (1,900+ input symbols), attention, bidirectional, "
-                               "latent 256, dropout 0.3, label smoothing 0.1, 50 epochs",
+    "pinyin-attn-bi-256-reg": ("pinyin5k", "pinyin 5k phrases, attention, bidirectional, latent 256, dropout 0.3, "
+                               "label smoothing 0.1, 50 epochs",
                                ["--target-tokens", "space", "--decoder", "attention", "--bidirectional", "--latent",
                                 "256", "--embedding-dim", "128", "--dropout", "0.3", "--label-smoothing", "0.1",
                                 "--epochs", "50", *_DATA_ARGS]),
@@ -90,36 +90,51 @@ def s2s(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
 
 
+def _current_rule(figures: dict) -> bool:
+    """Whether a gate report was made under the gate's current tolerances (else its "used" figures are stale)."""
+    from seq2seq_edge.export import parity
+
+    t = figures.get("tolerances", {})
+    return (t.get("fp32_atol"), t.get("fp32_probs_atol"), t.get("fp32_rtol")) == (
+        parity.FP32_ATOL, parity.FP32_PROBS_ATOL, parity.FP32_RTOL)
+
+
 def train_and_export(name: str, work: Path, reuse: bool) -> dict:
-    """Train and export one model; return the gate's figures (passed or not)."""
+    """Train and export one model (with ``reuse``, keep a trained run, and a bundle the current gate made); return
+    its row: the gate's figures, passed or not."""
     data, what, args = MODELS[name]
     run, bundle = work / "runs" / name, work / "bundles" / name
     tsv = data_file(data, work)
-    started = time.perf_counter()
     if not (reuse and (run / "metrics.json").is_file()):
         proc = s2s("train", *(["--data", str(tsv)] if tsv else []), *args, "--out", str(run), "--force", "--quiet")
         if proc.returncode != 0:
             raise SystemExit(f"s2s train failed for {name}:\n{proc.stderr[-3000:]}")
-    train_seconds = time.perf_counter() - started
-    proc = s2s("export", str(run), "--out", str(bundle), "--force", "--format", "tflite,onnx", "--quantize", "fp32",
-               "--quiet")
     refused = bundle.parent / f"{bundle.name}.parity-failed.json"
-    report = refused if proc.returncode != 0 and refused.is_file() else bundle / "parity.json"
-    if not report.is_file():
-        raise SystemExit(f"s2s export failed for {name} without a gate report:\n{proc.stderr[-3000:]}")
+    kept = next((r for r in (bundle / "parity.json", refused) if r.is_file()), None)
+    if reuse and kept and _current_rule(json.loads(kept.read_text(encoding="utf-8"))):
+        log.info("reusing %s (exported under the current gate)", kept)
+        report, error = kept, None
+    else:
+        proc = s2s("export", str(run), "--out", str(bundle), "--force", "--format", "tflite,onnx", "--quantize",
+                   "fp32", "--quiet")
+        report = refused if proc.returncode != 0 and refused.is_file() else bundle / "parity.json"
+        if not report.is_file():
+            raise SystemExit(f"s2s export failed for {name} without a gate report:\n{proc.stderr[-3000:]}")
+        error = proc.stderr.strip()[-600:] if proc.returncode else None
     figures = json.loads(report.read_text(encoding="utf-8"))
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
-    return {"model": name, "what": what, "arguments": args, "export_passed": proc.returncode == 0,
-            "export_error": proc.stderr.strip()[-600:] if proc.returncode else None,
-            "train_seconds": round(train_seconds, 1), "epochs_run": metrics.get("epochs_run"),
+    config = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    variants = figures["variants"] + figures.get("left_out", [])
+    return {"model": name, "what": what, "arguments": args, "export_passed": report.name == "parity.json",
+            "export_error": error, "train_seconds": metrics.get("train_seconds"), "epochs_run": metrics.get("epochs_run"),
+            "input_symbols": len(config["preprocessing"]["input"]["vocabulary"]) - 3,
             "keras_exact_match": figures["keras"]["exact_match"], "gate_inputs": figures["inputs"],
             "tolerances": figures["tolerances"],
             "formats": {v["format"]: {t: {k: v["stepwise"][t][k] for k in
                                          ("max_abs_diff", "max_rel_diff", "max_magnitude", "tolerance_used")}
                                      for t in TENSORS if t in v["stepwise"]}
-                        for v in figures["variants"] + figures.get("left_out", []) if v["variant"] == "fp32"},
-            "one_call_max_prob_diff": {v["format"]: v["one_call_max_prob_diff"]
-                                       for v in figures["variants"] + figures.get("left_out", [])
+                        for v in variants if v["variant"] == "fp32"},
+            "one_call_max_prob_diff": {v["format"]: v["one_call_max_prob_diff"] for v in variants
                                        if v["variant"] == "fp32" and v.get("one_call_max_prob_diff") is not None}}
 
 
@@ -143,9 +158,10 @@ def markdown(results: dict) -> str:
     lines += ["", f"Across all {len(results['rows'])} models: largest abs {worst['max_abs_diff']:.2e}, largest rel "
                   f"{worst['max_rel_diff']:.2e}, largest magnitude {worst['max_magnitude']:.3g}; the worst element "
                   f"used {worst['tolerance_used']:.1%} of its limit.",
-              "", "Models:", ""] + [f"- **{r['model']}**: {r['what']}; {r['epochs_run']} epochs, "
-                                    f"{r['train_seconds']:.0f} s of training (`s2s train "
-                                    f"{' '.join(r['arguments'])}`)" for r in results["rows"]]
+              "", "Models:", ""] + [f"- **{r['model']}**: {r['what']}; {r['input_symbols']} input symbols; "
+                                    f"{r['epochs_run']} epochs, {r['train_seconds']:.0f} s of training (`s2s train "
+                                    f"{' '.join(r['arguments'])}`); export "
+                                    f"{'passed' if r['export_passed'] else 'refused'}" for r in results["rows"]]
     return "\n".join(lines) + "\n"
 
 
@@ -154,7 +170,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", help="comma-separated model names; the others keep the last run's rows")
     p.add_argument("--work", type=Path, default=HERE / "models" / "parity_noise")
-    p.add_argument("--reuse", action="store_true", help="keep runs already trained in --work")
+    p.add_argument("--reuse", action="store_true",
+                   help="keep runs already trained in --work, and bundles the current gate exported")
     args = p.parse_args(argv)
     only = args.only.split(",") if args.only else list(MODELS)
     unknown = [n for n in only if n not in MODELS]
@@ -162,7 +179,8 @@ def main(argv=None) -> int:
         p.error(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODELS)}")
     args.work.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "parity_noise.json"
-    rows = {r["model"]: r for r in json.loads(out.read_text())["rows"]} if out.is_file() else {}
+    # with --only, the other models keep the last run's rows
+    rows = {r["model"]: r for r in json.loads(out.read_text())["rows"]} if args.only and out.is_file() else {}
     for name in only:
         rows[name] = train_and_export(name, args.work, args.reuse)
         _write(rows)

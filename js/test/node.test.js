@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFileSync, writeFileSync, truncateSync } from 'node:fs';
+import { mkdirSync, readFileSync, symlinkSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, test, before, after } from 'node:test';
 import {
@@ -137,6 +137,24 @@ describe('tampered and bad bundles', () => {
     bytes[bytes.length >> 1] ^= 0xff;
     writeFileSync(file, bytes);
     await assert.rejects(loadBundleFromDir(dir), { name: 'BundleError', message: `${file}: model file's sha256 does not match the manifest (modified or corrupted: copy the bundle again)` });
+  });
+
+  test('a link out of the bundle, a FIFO and a folder are refused before a byte is read', async () => {
+    for (const [make, message] of [
+      [(f) => symlinkSync('/etc/passwd', f), 'is a symbolic link; bundle files must be regular files inside the bundle folder'],
+      [(f) => execFileSync('mkfifo', [f]), 'is a FIFO, not a regular file'],
+      [(f) => mkdirSync(f), 'is a folder, not a regular file'],
+    ]) {
+      const dir = copyBundle('digits');
+      const file = path.join(dir, 'encoder.fp32.onnx');
+      unlinkSync(file);
+      make(file);
+      await assert.rejects(loadBundleFromDir(dir), { name: 'BundleError', message: `${file}: ${message}` });
+    }
+    const dir = copyBundle('digits');
+    unlinkSync(path.join(dir, 'manifest.json'));
+    symlinkSync('/etc/passwd', path.join(dir, 'manifest.json'));
+    await assert.rejects(loadBundleFromDir(dir), { message: `${path.join(dir, 'manifest.json')}: is a symbolic link; bundle files must be regular files inside the bundle folder` });
   });
 
   test('a truncated or missing file is refused by its size', async () => {
@@ -319,5 +337,37 @@ describe('the text policy is the Python runtime\'s', () => {
     run(p, false);
     p.input.unknown_token = '<s2s unk>';
     run(p, false);
+  });
+});
+
+describe('the TFLite batch-pinning pass is bounded by the file\'s size', () => {
+  /** A flatbuffer whose model lists one subgraph n times, which lists one tensor n times, whose shape has n
+   * dims: about 12·n bytes asking for n³ visits without a budget. */
+  function sharedTables(n) {
+    const bytes = new Uint8Array(128 + 12 * n);
+    const v = new DataView(bytes.buffer);
+    const u16 = (p, x) => v.setUint16(p, x, true);
+    const u32 = (p, x) => v.setUint32(p, x, true);
+    u32(0, 16);
+    [10, 8, 0, 0, 4].forEach((x, i) => u16(4 + 2 * i, x)); // the model's vtable: field 2 (subgraphs) at +4
+    v.setInt32(16, 12, true); u32(20, 24 - 20); // model table -> subgraphs vector at 24
+    const s0 = 28 + 4 * n;
+    u32(24, n); for (let i = 0; i < n; i++) u32(28 + 4 * i, s0 + 8 - (28 + 4 * i));
+    [6, 8, 4].forEach((x, i) => u16(s0 + 2 * i, x));
+    const s = s0 + 8; v.setInt32(s, 8, true); u32(s + 4, s + 8 - (s + 4)); // subgraph -> tensors vector
+    const t0 = s + 12 + 4 * n;
+    u32(s + 8, n); for (let i = 0; i < n; i++) u32(s + 12 + 4 * i, t0 + 8 - (s + 12 + 4 * i));
+    [6, 8, 4].forEach((x, i) => u16(t0 + 2 * i, x));
+    const t = t0 + 8; v.setInt32(t, 8, true); u32(t + 4, t + 8 - (t + 4)); // tensor -> shape vector
+    u32(t + 8, n); for (let i = 0; i < n; i++) v.setInt32(t + 12 + 4 * i, -1, true);
+    return bytes.subarray(0, t + 12 + 4 * n);
+  }
+
+  test('a small file of shared tables is refused at once, not worked on for hours', { timeout: 60_000 }, async () => {
+    const { pinBatchToOne } = await import('../src/engines/tflite-batch.js');
+    const single = sharedTables(1); // nothing shared: pinned
+    assert.equal(new DataView(pinBatchToOne(single, 'x').buffer).getInt32(single.byteLength - 4, true), 1);
+    assert.throws(() => pinBatchToOne(sharedTables(20_000), 'crafted.tflite'),
+      { name: 'BundleError', message: "crafted.tflite: not a well-formed TFLite file (tables are shared or nested beyond what the file's size allows)" });
   });
 });

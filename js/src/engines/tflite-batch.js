@@ -10,6 +10,15 @@ class Reader {
   constructor(bytes) {
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.size = bytes.byteLength;
+    // The work a well-formed file can ask for: each table and each vector item takes at least 4 bytes, so a file
+    // visits at most size / 4 of them. A crafted one whose vectors share tables and shapes (cubic work) runs out.
+    // (The Python runtime's reader holds the same budget: runtime/backends/tflite_wire.py.)
+    this.budget = this.size / 4 + 16;
+  }
+
+  spend(n) {
+    this.budget -= n;
+    if (this.budget < 0) throw new RangeError('tables are shared or nested beyond what the file\'s size allows');
   }
 
   check(pos, n) { if (pos < 0 || pos + n > this.size) throw new RangeError(`offset ${pos} outside the file`); }
@@ -33,6 +42,7 @@ class Reader {
     const start = f + this.u32(f);
     const length = this.u32(start);
     this.check(start + 4, length * 4);
+    this.spend(1 + length);
     return [start + 4, length];
   }
 
