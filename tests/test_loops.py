@@ -219,3 +219,37 @@ def test_onnx_loop_bound_defined_twice_is_refused(digits_bundle, tmp_path, how):
     proc = s2s("run", bundle, "1", "--backend", "onnx", cache=tmp_path / "cache", timeout=60)
     assert_refused(proc, r"encoder\.fp32\.onnx: holds a Loop whose trip count M \('.+'\) is defined 2 times in the "
                          r"main graph")
+
+
+def _encoder_with_allocation(manifest: mf.BundleManifest):
+    import tensorflow as tf
+
+    steps, latent = manifest.encoder_time_steps, manifest.latent_dim
+
+    @tf.function(input_signature=[tf.TensorSpec([None, steps], tf.int32, name=mf.INPUT_IDS)])
+    def serve(input_ids):
+        h = tf.zeros([tf.shape(input_ids)[0], latent]) + tf.cast(input_ids[:, :1], tf.float32)
+        h = h + tf.reduce_sum(tf.fill(tf.reshape(tf.reduce_max(input_ids) * (2**20), [1]), 0.0))
+        return {mf.STATE_H: h, mf.STATE_C: h}
+    return serve
+
+
+@needs_tflite_and_tf
+def test_tflite_allocation_sized_by_the_inputs_values_is_refused(digits_bundle, tmp_path):
+    bundle = copy_bundle(digits_bundle, tmp_path)
+    name = _replace_encoder(bundle, "tflite", _tflite(_encoder_with_allocation(mf.BundleManifest.load(bundle))))
+    proc = s2s("run", bundle, "7", "--backend", TFLITE_BACKEND, cache=tmp_path / "cache", timeout=60)
+    assert_refused(proc, rf"{name}: .*a FILL whose size is computed from tensor values, not from shapes and "
+                         r"constants \(it could allocate without bound; refused\)")
+
+
+@needs_onnx_and_tf2onnx
+def test_onnx_allocation_sized_by_the_inputs_values_is_refused(digits_bundle, tmp_path):
+    import tf2onnx
+
+    bundle = copy_bundle(digits_bundle, tmp_path)
+    fn = _encoder_with_allocation(mf.BundleManifest.load(bundle))
+    proto, _ = tf2onnx.convert.from_function(fn, input_signature=fn.input_signature, opset=17)
+    name = _replace_encoder(bundle, "onnx", proto.SerializeToString())
+    proc = s2s("run", bundle, "7", "--backend", "onnx", cache=tmp_path / "cache", timeout=60)
+    assert_refused(proc, rf"{name}: .*holds a (ConstantOfShape|Expand) whose size is computed from tensor values")

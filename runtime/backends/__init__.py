@@ -109,6 +109,7 @@ def inspect_model(fmt: str, content: bytes) -> tuple[set[str], list[int]]:
             bounds = onnx_wire.loop_bounds(s)
         except onnx_wire.WireError as e:
             problems.append(str(e))
+        problems += onnx_wire.value_sized_problems(s)
         foreign = sorted(f"{d}:{o}" for d, o in s.ops if d)
         if foreign:
             problems.append(f"uses operators outside the default ONNX domain: {foreign[:5]}")

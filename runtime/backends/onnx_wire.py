@@ -81,6 +81,12 @@ class OnnxSummary:
     #: How many times each name is defined in the main graph as a dense or sparse initializer or a graph input
     #: (ONNX Runtime takes one of several definitions; a proof must know which, so a bound needs exactly one).
     main_definitions: dict[str, int] = field(default_factory=dict)
+    #: Names of the main graph's dense initializers (any type and shape).
+    main_constants_any: set[str] = field(default_factory=set)
+    #: The main graph's nodes: (op type, inputs, outputs).
+    main_nodes: list[tuple[str, list[str], list[str]]] = field(default_factory=list)
+    #: Op types of the nodes inside subgraphs (loop bodies).
+    subgraph_ops: set[str] = field(default_factory=set)
 
 
 # Field numbers from onnx.proto3.
@@ -121,6 +127,7 @@ def _tensor(buf: bytes, out: OnnxSummary, main: bool = False) -> None:
             raw = bytes(value)
     if main:
         out.main_definitions[name] = out.main_definitions.get(name, 0) + 1
+        out.main_constants_any.add(name)
     if external:
         out.external_tensors.append(name or "<unnamed>")
     elif main and data_type in (_INT32, _INT64) and all(d == 1 for d in dims if isinstance(d, int)) \
@@ -160,7 +167,8 @@ def _attribute(buf: bytes, out: OnnxSummary, depth: int) -> int:
 
 
 def _node(buf: bytes, out: OnnxSummary, depth: int) -> None:
-    op_type, domain, first_input, graphs = "", "", None, 0
+    op_type, domain, graphs = "", "", 0
+    inputs, outputs = [], []
     for number, wire, value in fields(buf):
         if wire != 2:
             continue
@@ -168,14 +176,21 @@ def _node(buf: bytes, out: OnnxSummary, depth: int) -> None:
             op_type = _text(value)
         elif number == _NODE_DOMAIN:
             domain = _text(value)
-        elif number == _NODE_INPUT and first_input is None:
-            first_input = _text(value)
-        elif number == _NODE_OUTPUT and depth == 0:
-            out.main_outputs.add(_text(value))
+        elif number == _NODE_INPUT:
+            inputs.append(_text(value))
+        elif number == _NODE_OUTPUT:
+            outputs.append(_text(value))
+            if depth == 0:
+                out.main_outputs.add(outputs[-1])
         elif number == _NODE_ATTRIBUTE:
             graphs += _attribute(value, out, depth)
+    first_input = inputs[0] if inputs else None
     domain = domain if domain != "ai.onnx" else ""
     out.ops.add((domain, op_type))
+    if depth == 0:
+        out.main_nodes.append((op_type if not domain else f"{domain}:{op_type}", inputs, outputs))
+    else:
+        out.subgraph_ops.add(op_type if not domain else f"{domain}:{op_type}")
     if op_type == "Loop" and not domain:
         out.loops.append((depth, first_input or "", graphs))
     elif graphs:
@@ -262,3 +277,43 @@ def loop_bounds(s: OnnxSummary) -> list[int]:
                             "bound cannot be known")
         bounds.append(max(0, s.main_constants[m_name]))
     return bounds
+
+
+#: Operators whose output size is read from tensor values, and which inputs hold it: a crafted model could compute
+#: it from the input ids and allocate without bound. The exporter's Expands (zero states) take their size from the
+#: input's shape and constants only, in the main graph: that is all the runtime accepts.
+VALUE_SIZED = {"Expand": (1,), "ConstantOfShape": (0,), "Tile": (1,), "Range": (0, 1, 2), "Resize": (2, 3),
+               "Upsample": (1,), "Pad": (1,), "OneHot": (1,), "CenterCropPad": (1,)}
+#: Operators through which a size stays a function of shapes and constants.
+_SIZE_PASSTHROUGH = {"Cast", "Slice", "Concat", "Gather", "Unsqueeze", "Squeeze", "Reshape", "Identity"}
+
+
+def value_sized_problems(s: OnnxSummary) -> list[str]:
+    """Every value-sized operator that is inside a loop, or whose size is not made of shapes and constants."""
+    problems = [f"holds a {op} inside a loop (its size would be read from a loop variable; refused)"
+                for op in sorted(s.subgraph_ops & set(VALUE_SIZED))]
+    producer = {o: (op, ins) for op, ins, outs in s.main_nodes for o in outs}
+    memo: dict[str, bool] = {}
+
+    def derived(name: str, depth: int = 0) -> bool:
+        if name in memo:
+            return memo[name]
+        memo[name] = False  # a cycle proves nothing
+        if depth > 32:
+            return False
+        if name in producer:
+            op, ins = producer[name]
+            ok = op == "Shape" or op == "Constant" or (
+                op in _SIZE_PASSTHROUGH and all(derived(i, depth + 1) for i in ins if i))
+        else:  # a constant of the file, defined once; not a graph input (whose value the caller gives)
+            ok = name in s.main_constants_any and s.main_definitions.get(name, 0) == 1
+        memo[name] = ok
+        return ok
+
+    for op, ins, _ in s.main_nodes:
+        for i in VALUE_SIZED.get(op, ()):
+            if i < len(ins) and ins[i] and not derived(ins[i]):
+                problems.append(f"holds a {op} whose size is computed from tensor values, not from shapes and "
+                                "constants (it could allocate without bound; refused)")
+                break
+    return problems

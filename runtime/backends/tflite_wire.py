@@ -175,10 +175,54 @@ def summarize(content: bytes) -> TfliteSummary:
                 raise WireError("two loops share a condition or body subgraph")
             claimed |= {cond, body}
             out.loop_bounds.append(_prove_bound(graphs[0], op, graphs[cond], graphs[body], buffers))
+    _check_value_sized(graphs, buffers)
     if claimed != set(range(1, len(graphs))):
         raise WireError(f"has {out.subgraphs} subgraphs, of which {sorted(set(range(1, len(graphs))) - claimed)} are "
                         "not the condition or body of a loop in the main graph")
     return out
+
+
+#: Operators whose output size is read from a tensor's values, and which input holds it: a crafted model could
+#: compute it from the input ids (``reduce_max(ids) * 2**28``) and allocate without bound. The exporter's FILLs
+#: (zero states) take their size from the input's shape and constants only, in the main graph: that is all the
+#: runtime accepts. The other builtins a bundle may hold give outputs no larger than their inputs.
+VALUE_SIZED = {"FILL": 0}
+#: Operators through which a size stays a function of shapes and constants (a size's provenance may pass them).
+_SIZE_PASSTHROUGH = {"STRIDED_SLICE", "SLICE", "PACK", "CONCATENATION", "RESHAPE", "CAST", "GATHER", "SQUEEZE",
+                     "EXPAND_DIMS"}
+
+
+def _check_value_sized(graphs: list["_Subgraph"], buffers) -> None:
+    """WireError unless every value-sized operator is in the main graph with a size made of shapes and constants."""
+    for i, g in enumerate(graphs):
+        for op in g.ops:
+            if op.name not in VALUE_SIZED:
+                continue
+            if i:
+                raise WireError(f"a {op.name} inside a loop (its size would be read from a loop variable; refused)")
+            index = VALUE_SIZED[op.name]
+            if index >= len(op.inputs) or not _shape_derived(g, op.inputs[index], buffers, {}):
+                raise WireError(f"a {op.name} whose size is computed from tensor values, not from shapes and "
+                                "constants (it could allocate without bound; refused)")
+
+
+def _shape_derived(g: "_Subgraph", tensor: int, buffers, memo: dict, depth: int = 0) -> bool:
+    """Whether ``tensor``'s value is made only of SHAPE outputs and constants, through _SIZE_PASSTHROUGH ops."""
+    if tensor in memo:
+        return memo[tensor]
+    memo[tensor] = False  # a cycle proves nothing
+    producer = g.producer.get(tensor)
+    if depth > 32:
+        ok = False
+    elif producer is None:
+        ok = g.is_constant(tensor, buffers)
+    elif producer.name == "SHAPE":
+        ok = True
+    else:
+        ok = producer.name in _SIZE_PASSTHROUGH and all(
+            _shape_derived(g, t, buffers, memo, depth + 1) for t in producer.inputs if t >= 0)
+    memo[tensor] = ok
+    return ok
 
 
 class _Op:
@@ -200,6 +244,14 @@ class _Subgraph:
 
     def is_int32(self, tensor: int) -> bool:
         return 0 <= tensor < len(self.tensors) and self.tensors[tensor].scalar(1, "<b", 0) == _INT32
+
+    def is_constant(self, tensor: int, buffers: list[_Table]) -> bool:
+        """Whether ``tensor`` holds data of the file: not an input, not produced by an operator, not a variable."""
+        if not 0 <= tensor < len(self.tensors) or tensor in self.producer or tensor in self.inputs:
+            return False
+        t = self.tensors[tensor]
+        b = t.scalar(2, "<I", 0)  # Tensor.buffer
+        return not t.scalar(5, "<b", 0) and 0 < b < len(buffers)  # is_variable; a buffer of the file
 
     def constant_int(self, tensor: int, buffers: list[_Table]) -> int | None:
         """The value of an int32 scalar (or one-element) constant tensor, or None if it is not one."""
