@@ -100,21 +100,23 @@ def native_logs_caught():
         filtering = first and not _state["configured"] and _can_redirect() and not logging.getLogger(
             "seq2seq_edge").isEnabledFor(logging.DEBUG)
         _state["depth"] += 1
-    if filtering:
-        with _known_noise_dropped():
-            try:
+    try:
+        if filtering:
+            with _known_noise_dropped():
                 yield
-            finally:
-                with _lock:
-                    _state["depth"] -= 1
-        return
-    if not outer:
-        try:
+        elif outer:
+            with _caught_for_replay():
+                yield
+        else:
             yield
-        finally:
-            with _lock:
-                _state["depth"] -= 1
-        return
+    finally:
+        with _lock:
+            _state["depth"] -= 1
+
+
+@contextlib.contextmanager
+def _caught_for_replay():
+    """Descriptor 2 to a temporary file during the block; on an unexpected exception, its end is shown."""
     caught = tempfile.TemporaryFile()
     saved = os.dup(2)
     os.dup2(caught.fileno(), 2)
@@ -132,8 +134,6 @@ def native_logs_caught():
         if saved is not None:
             _restore(saved)
         caught.close()
-        with _lock:
-            _state["depth"] -= 1
 
 
 @contextlib.contextmanager
