@@ -187,7 +187,7 @@ def bundle_identity(bundle: Path, manifest: mf.BundleManifest) -> dict:
     return {"name": bundle.resolve().name, "path": str(bundle),
             "architecture": manifest.architecture,
             "latent_dim": manifest.latent_dim, "target_vocab": len(manifest.preprocessing.target_vocabulary),
-            "models_sha256": digest.hexdigest(), "golden_sha256": _sha256_file(bundle / "golden.json"),
+            "models_sha256": digest.hexdigest(), "golden_sha256": _sha256_file(bundle / mf.GOLDEN_FILE),
             "manifest_sha256": _sha256_file(bundle / mf.MANIFEST_FILE), "models": models}
 
 

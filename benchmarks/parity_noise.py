@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from seq2seq_edge import manifest as mf
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 SEED = 0
@@ -110,14 +112,14 @@ def train_and_export(name: str, work: Path, reuse: bool) -> dict:
         if proc.returncode != 0:
             raise SystemExit(f"s2s train failed for {name}:\n{proc.stderr[-3000:]}")
     refused = bundle.parent / f"{bundle.name}.parity-failed.json"
-    kept = next((r for r in (bundle / "parity.json", refused) if r.is_file()), None)
+    kept = next((r for r in (bundle / mf.PARITY_FILE, refused) if r.is_file()), None)
     if reuse and kept and _current_rule(json.loads(kept.read_text(encoding="utf-8"))):
         log.info("reusing %s (exported under the current gate)", kept)
         report, error = kept, None
     else:
         proc = s2s("export", str(run), "--out", str(bundle), "--force", "--format", "tflite,onnx", "--quantize",
                    "fp32", "--quiet")
-        report = refused if proc.returncode != 0 and refused.is_file() else bundle / "parity.json"
+        report = refused if proc.returncode != 0 and refused.is_file() else bundle / mf.PARITY_FILE
         if not report.is_file():
             raise SystemExit(f"s2s export failed for {name} without a gate report:\n{proc.stderr[-3000:]}")
         error = proc.stderr.strip()[-600:] if proc.returncode else None
@@ -125,7 +127,7 @@ def train_and_export(name: str, work: Path, reuse: bool) -> dict:
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
     config = json.loads((run / "config.json").read_text(encoding="utf-8"))
     variants = figures["variants"] + figures.get("left_out", [])
-    return {"model": name, "what": what, "arguments": args, "export_passed": report.name == "parity.json",
+    return {"model": name, "what": what, "arguments": args, "export_passed": report.name == mf.PARITY_FILE,
             "export_error": error, "train_seconds": metrics.get("train_seconds"), "epochs_run": metrics.get("epochs_run"),
             "input_symbols": len(config["preprocessing"]["input"]["vocabulary"]) - 3,
             "keras_exact_match": figures["keras"]["exact_match"], "gate_inputs": figures["inputs"],

@@ -30,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+from seq2seq_edge import manifest as mf
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RESULTS = HERE / "results"
@@ -93,7 +95,7 @@ def train_and_export(name: str, work: Path, train_args: list[str], reuse: bool =
         s2s("train", *train_args, "--out", str(run), "--force", "--quiet")
         seconds = time.perf_counter() - started
         args_file.write_text(json.dumps(train_args))
-    if not (reuse and (bundle / "manifest.json").is_file()):
+    if not (reuse and (bundle / mf.MANIFEST_FILE).is_file()):
         s2s("export", str(run), "--out", str(bundle), "--force", "--format", "tflite", "--quantize", "fp32,int8",
             "--quiet")
     return run, bundle, seconds

@@ -23,6 +23,8 @@ import sys
 import venv
 from pathlib import Path
 
+from seq2seq_edge import manifest as mf
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
@@ -52,7 +54,7 @@ def prepare_models(models_dir: Path, quick: bool) -> dict[str, tuple[Path, Path]
 
             (models_dir / "data").mkdir(parents=True, exist_ok=True)
             spec["data_file"] = str(cmudict_tsv(models_dir / "data")[0])
-        if not (bundle / "manifest.json").is_file():
+        if not (bundle / mf.MANIFEST_FILE).is_file():
             logging.info("training and exporting %s", tag)
             trainer.train(trainer.task_defaults(spec.pop("task"), **spec), run_dir, force=True, quiet=True)
             export_bundle(run_dir, bundle, force=True)

@@ -88,7 +88,7 @@ def resolve_threads(setting: str) -> int:
 
 
 def golden_inputs(bundle: Path) -> list[str]:
-    items = json.loads((Path(bundle) / "golden.json").read_text(encoding="utf-8"))["items"]
+    items = json.loads((Path(bundle) / mf.GOLDEN_FILE).read_text(encoding="utf-8"))["items"]
     return [i["input"] for i in items if i["input"]]
 
 

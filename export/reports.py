@@ -9,10 +9,7 @@ from seq2seq_edge import files
 
 from . import parity
 
-GOLDEN_FILE = "golden.json"
-PARITY_JSON = "parity.json"
-PARITY_MD = "parity.md"
-REPORT_MD = "report.md"
+GOLDEN_FILE, PARITY_JSON, PARITY_MD, REPORT_MD = mf.GOLDEN_FILE, mf.PARITY_FILE, mf.PARITY_MD, mf.REPORT_MD
 
 
 def write_reports(bundle: Path, manifest: mf.BundleManifest, gate: parity.GateResult) -> None:

@@ -13,7 +13,6 @@ from . import files
 from . import manifest as mf
 from .errors import BundleError
 
-PARITY_FILE = "parity.json"
 #: parity.json is a few KB per variant; a larger one is not one s2s export wrote.
 MAX_PARITY_BYTES = 4 * 2**20
 #: The training settings worth showing (the manifest's provenance.training holds them all).
@@ -78,7 +77,7 @@ def _number(v) -> float | None:
 
 def _parity(bundle_dir: Path) -> dict[str, Any] | None:
     """The gate's summary from parity.json, or None when the bundle has none."""
-    path = bundle_dir / PARITY_FILE
+    path = bundle_dir / mf.PARITY_FILE
     if not path.exists():
         return None
     d = files.read_json_object(path, "parity report", max_bytes=MAX_PARITY_BYTES)

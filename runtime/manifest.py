@@ -22,6 +22,12 @@ from .preprocessing import MAX_SEQUENCE_TOKENS, Preprocessing, is_count, short_r
 
 # ---- names, defined once --------------------------------------------------------------------------------------
 MANIFEST_FILE = "manifest.json"
+#: The bundle's files beside the manifest and the models, written by ``s2s export`` (export/reports.py): the
+#: parity gate's figures, as data and as a table; the test inputs with Keras' strings; the export report.
+PARITY_FILE = "parity.json"
+PARITY_MD = "parity.md"
+GOLDEN_FILE = "golden.json"
+REPORT_MD = "report.md"
 MANIFEST_FORMAT = "seq2seq-edge-bundle"
 MANIFEST_VERSION = 1
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from seq2seq_edge import files
+from seq2seq_edge import manifest as mf
 from seq2seq_edge import preprocessing as pp
 from seq2seq_edge.errors import BundleError, RunFolderError
 from seq2seq_edge.pairs import Pair
@@ -92,7 +93,7 @@ class RunFolder:
         if not path.is_dir():
             raise RunFolderError(f"{path}: no such run folder")
         run = cls(path)
-        if (path / "manifest.json").is_file() and not run.model_file.is_file():
+        if (path / mf.MANIFEST_FILE).is_file() and not run.model_file.is_file():
             raise RunFolderError(f"{path}: this is a bundle written by s2s export, not a run folder; s2s export "
                                  "reads the run folder s2s train wrote (s2s info BUNDLE names it)")
         if not run.model_file.is_file():
