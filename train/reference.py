@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -139,6 +140,110 @@ def _penalized(score: float, length: int, alpha: float) -> float:
     return score / (((5.0 + length) / 6.0) ** alpha) if alpha else score
 
 
+class _Live(NamedTuple):
+    """A live hypothesis of the reference beam search: its tokens, their probabilities, its log-probability score,
+    and the row of the step models' batch that holds its states."""
+    ids: tuple
+    probs: tuple
+    score: float
+    row: int
+
+
+class _Grown(NamedTuple):
+    """A live hypothesis grown by one token: its tokens, probabilities and score, its parent's row, the token."""
+    ids: tuple
+    probs: tuple
+    score: float
+    parent_row: int
+    token: int
+
+
+class _Ended(NamedTuple):
+    """A finished hypothesis (or, at the length limit, an unfinished one): its rank score (length-penalized), its
+    ids with the end id when finished (ties broken by them), and the hypothesis."""
+    rank: float
+    ids: tuple
+    hypothesis: "KerasBeamHypothesis"
+
+
+def _best_first(entry: _Ended):
+    return (-entry.rank, entry.ids)
+
+
+class _BeamRows:
+    """The reference search's book-keeping for one input: its live and ended hypotheses, and its close calls
+    (decision margins, each with the best rank score that hung on it)."""
+
+    def __init__(self, row: int, limit: int, alpha: float):
+        self.live = [_Live((), (), 0.0, row)]
+        self.ended: list[_Ended] = []
+        self.close_calls: list[tuple[float, float]] = []
+        self.limit, self.alpha = limit, alpha
+
+    def close_call(self, better: float, worse: float, at_stake: float = math.inf) -> None:
+        self.close_calls.append((better - worse, at_stake))
+
+    def bound(self, score: float, t: int) -> float:
+        """The best rank score a live hypothesis of t tokens and this score can end with."""
+        return max(_penalized(score, t, self.alpha), _penalized(score, self.limit + 1, self.alpha))
+
+    def end_here(self, h: _Live, pe: float, t: int) -> None:
+        hyp = KerasBeamHypothesis(h.ids, h.probs + (pe,), True, h.score + _log(pe))
+        self.ended.append(_Ended(_penalized(hyp.score, t + 1, self.alpha), h.ids + (text.END_ID,), hyp))
+
+    def last_step(self, hyps: list[_Live], p: np.ndarray, t: int) -> None:
+        """At the length limit each hypothesis ends as greedy decoding would end it."""
+        end = text.END_ID
+        for h, q in zip(hyps, p):
+            others = np.delete(q, end)
+            self.close_call(abs(_log(float(q[end])) - _log(float(others.max()))), 0.0,
+                            max(_penalized(h.score, t, self.alpha),
+                                _penalized(h.score + _log(float(q[end])), t + 1, self.alpha)))
+            if int(np.argmax(q)) == end:
+                self.end_here(h, float(q[end]), t)
+            else:
+                self.ended.append(_Ended(_penalized(h.score, t, self.alpha), h.ids,
+                                         KerasBeamHypothesis(h.ids, h.probs, False, h.score)))
+
+    def step(self, hyps: list[_Live], p: np.ndarray, t: int, beam_size: int, n_best: int) -> list[_Grown]:
+        """End every hypothesis here as one candidate, keep the beam's best ended ones, and return the beam's best
+        continuations, or none when no live hypothesis can still reach the ended ones."""
+        end = text.END_ID
+        for h, q in zip(hyps, p):
+            self.end_here(h, float(q[end]), t)
+        ranked = sorted(self.ended, key=_best_first)
+        if len(ranked) > beam_size and n_best == beam_size:
+            self.close_call(ranked[beam_size - 1].rank, ranked[beam_size].rank, ranked[beam_size - 1].rank)
+        self.ended = ranked[:beam_size]
+        values = np.array([h.score for h in hyps])[:, None] + np.log(np.fmax(p.astype(np.float64), 1e-45))
+        parent, token = np.indices(values.shape)
+        keep = token.ravel() != end
+        values, parent, token = values.ravel()[keep], parent.ravel()[keep], token.ravel()[keep]
+        order = np.lexsort((token, parent, -values))  # by score, then token sequence
+        if len(order) > beam_size:
+            kept = values[order[beam_size - 1]]
+            self.close_call(kept, values[order[beam_size]], self.bound(kept, t + 1))
+        grown = []
+        for j, tok in zip(parent[order[:beam_size]].tolist(), token[order[:beam_size]].tolist()):
+            h, pt = hyps[j], float(p[j, tok])
+            grown.append(_Grown(h.ids + (tok,), h.probs + (pt,), h.score + _log(pt), h.row, tok))
+        # Done when it holds beam_size ended hypotheses and no live one (which can only lose score) could end
+        # above the worst of them, at any length it may still reach.
+        if len(self.ended) >= beam_size and max(self.bound(g.score, t + 1) for g in grown) < self.ended[-1].rank:
+            return []
+        return grown
+
+    def best(self, n_best: int, margins: list[float] | None) -> list["KerasBeamHypothesis"]:
+        """The n best ended hypotheses; with ``margins``, this input's smallest margin that could change them."""
+        ranked = sorted(self.ended, key=_best_first)[:n_best + 1]
+        for a, b in zip(ranked, ranked[1:]):
+            self.close_call(a.rank, b.rank)
+        if margins is not None:
+            last = ranked[n_best - 1].rank if len(ranked) >= n_best else -math.inf
+            margins.append(min((gap for gap, at_stake in self.close_calls if at_stake >= last), default=math.inf))
+        return [entry.hypothesis for entry in ranked[:n_best]]
+
+
 def beam_search(keras: KerasDecoder, input_ids: np.ndarray, beam_size: int, n_best: int,
                 length_penalty: float = 0.0, margins: list[float] | None = None) -> list[list[KerasBeamHypothesis]]:
     """The n best outputs of each row of a padded int32 [batch, time] array, best first: beam search with the
@@ -151,93 +256,33 @@ def beam_search(keras: KerasDecoder, input_ids: np.ndarray, beam_size: int, n_be
     hangs on it could still reach the n best (an upper bound of its rank score at least the n-th best's), and
     neighbours in the final list up to n_best + 1. Exported models differ from Keras by about 1e-6 in score;
     a smaller margin than that is a numerical tie."""
-    limit, alpha, end = keras.max_output_tokens, length_penalty, text.END_ID
+    limit = keras.max_output_tokens
     encoded = keras.encode(input_ids)
     # Every step input the encoder provides (initial states; an attention decoder's outputs and mask), one row per
     # live hypothesis; after a step the recurrent ones are replaced and the others follow their hypothesis' row.
     rows = {t.name: encoded[t.name] for t in keras.step.inputs if t.name in encoded}
     fed_back = {input_name: output_name for output_name, input_name in mf.RECURRENT}
-    batch = len(input_ids)
-    # live[i]: (ids, probs, score, row) of input i's live hypotheses; ended[i]: (rank score, ids with the end id
-    # when finished, hypothesis) of its finished ones (and, at the limit, the unfinished ones).
-    live = [[((), (), 0.0, i)] for i in range(batch)]
-    ended: list[list] = [[] for _ in range(batch)]
-    close_calls: list[list[tuple[float, float]]] = [[] for _ in range(batch)]  # (gap, best rank score at stake)
-
-    def close_call(i, better, worse, at_stake=math.inf):
-        close_calls[i].append((better - worse, at_stake))
-
-    def bound(score, t):  # the best rank score a live hypothesis of t tokens and this score can end with
-        return max(_penalized(score, t, alpha), _penalized(score, limit + 1, alpha))
-
-    def best_first(entry):
-        return (-entry[0], entry[1])
-
-    def end_here(i, h, pe, t):
-        hyp = KerasBeamHypothesis(h[0], h[1] + (pe,), True, h[2] + _log(pe))
-        ended[i].append((_penalized(hyp.score, t + 1, alpha), h[0] + (end,), hyp))
-
-    prev = np.full(batch, text.START_ID, np.int32)
+    searches = [_BeamRows(i, limit, length_penalty) for i in range(len(input_ids))]
+    prev = np.full(len(input_ids), text.START_ID, np.int32)
     for t in range(limit + 1):
         out = keras._call(keras.step, {**rows, mf.PREV_TOKEN: prev})
-        probs = out[mf.PROBS]
         parents, tokens = [], []  # of the next live hypotheses, in the order they are made
-        for i in range(batch):
-            hyps = sorted(live[i], key=lambda h: h[0])  # token-sequence order
-            live[i] = []
+        for search in searches:
+            hyps = sorted(search.live, key=lambda h: h.ids)  # token-sequence order
+            search.live = []
             if not hyps:
                 continue
-            p = probs[[h[3] for h in hyps]]
-            if t == limit:  # each ends as greedy decoding would end it
-                for h, q in zip(hyps, p):
-                    others = np.delete(q, end)
-                    close_call(i, abs(_log(float(q[end])) - _log(float(others.max()))), 0.0,
-                               max(_penalized(h[2], t, alpha), _penalized(h[2] + _log(float(q[end])), t + 1, alpha)))
-                    if int(np.argmax(q)) == end:
-                        end_here(i, h, float(q[end]), t)
-                    else:
-                        ended[i].append((_penalized(h[2], t, alpha), h[0], KerasBeamHypothesis(h[0], h[1], False,
-                                                                                                h[2])))
+            p = out[mf.PROBS][[h.row for h in hyps]]
+            if t == limit:
+                search.last_step(hyps, p, t)
                 continue
-            for h, q in zip(hyps, p):
-                end_here(i, h, float(q[end]), t)
-            ranked = sorted(ended[i], key=best_first)
-            if len(ranked) > beam_size and n_best == beam_size:
-                close_call(i, ranked[beam_size - 1][0], ranked[beam_size][0], ranked[beam_size - 1][0])
-            ended[i] = ranked[:beam_size]
-            values = np.array([h[2] for h in hyps])[:, None] + np.log(np.fmax(p.astype(np.float64), 1e-45))
-            parent, token = np.indices(values.shape)
-            keep = token.ravel() != end
-            values, parent, token = values.ravel()[keep], parent.ravel()[keep], token.ravel()[keep]
-            order = np.lexsort((token, parent, -values))  # by score, then token sequence
-            if len(order) > beam_size:
-                kept = values[order[beam_size - 1]]
-                close_call(i, kept, values[order[beam_size]], bound(kept, t + 1))
-            order = order[:beam_size]
-            grown = []
-            for j, tok in zip(parent[order].tolist(), token[order].tolist()):
-                h, pt = hyps[j], float(p[j, tok])
-                grown.append((h[0] + (tok,), h[1] + (pt,), h[2] + _log(pt), h[3], tok))
-            # Done when it holds beam_size ended hypotheses and no live one (which can only lose score) could
-            # end above the worst of them, at any length it may still reach.
-            if len(ended[i]) >= beam_size and max(bound(g[2], t + 1) for g in grown) < ended[i][-1][0]:
-                continue
-            for g in grown:
-                live[i].append((g[0], g[1], g[2], len(parents)))
-                parents.append(g[3])
-                tokens.append(g[4])
+            for g in search.step(hyps, p, t, beam_size, n_best):
+                search.live.append(_Live(g.ids, g.probs, g.score, len(parents)))
+                parents.append(g.parent_row)
+                tokens.append(g.token)
         if not parents:
             break
         take = np.asarray(parents, np.intp)
         rows = {name: (out[fed_back[name]] if name in fed_back else value)[take] for name, value in rows.items()}
         prev = np.asarray(tokens, np.int32)
-    results = []
-    for i, e in enumerate(ended):
-        ranked = sorted(e, key=best_first)[:n_best + 1]
-        for a, b in zip(ranked, ranked[1:]):
-            close_call(i, a[0], b[0])
-        results.append([entry[2] for entry in ranked[:n_best]])
-        if margins is not None:
-            last = ranked[n_best - 1][0] if len(ranked) >= n_best else -math.inf
-            margins.append(min((gap for gap, at_stake in close_calls[i] if at_stake >= last), default=math.inf))
-    return results
+    return [search.best(n_best, margins) for search in searches]
