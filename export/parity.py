@@ -103,7 +103,7 @@ class StepwiseDiffs:
         t["max_magnitude"] = max(t["max_magnitude"], float(np.max(scale)))
         if float(used[at]) > t["tolerance_used"] or t["worst"] is None:
             t["tolerance_used"] = float(used[at])
-            row_scale = float(scale[at[:-1]][0]) if scale.ndim > 1 else float(scale[0])
+            row_scale = float(scale[at[:-1] + (0,)])  # scale keeps the unit axis, of length 1
             t["worst"] = {"input": sources[at[0]], "step": step, "position": int(at[1]) if len(at) == 3 else None,
                           "unit": int(at[-1]), "keras": float(ref[at]), "export": float(np.asarray(got)[at]),
                           "difference": float(diff[at]), "limit": float(fp32_limit(tensor, row_scale))}
@@ -114,16 +114,19 @@ class StepwiseDiffs:
 
     def worst(self) -> tuple[str, dict] | None:
         """The tensor and the element that used most of its limit."""
-        if not self.tensors:
-            return None
-        name = max(self.tensors, key=lambda k: self.tensors[k]["tolerance_used"])
-        return name, self.tensors[name]
+        return worst_tensor(self.tensors)
 
     def to_dict(self) -> dict:
         return {k: {**t, **{f: _finite_or_str(t[f]) for f in ("max_abs_diff", "max_rel_diff", "tolerance_used")},
                     "worst": None if t["worst"] is None else {
                         f: _finite_or_str(v) for f, v in t["worst"].items()}}
                 for k, t in self.tensors.items()}
+
+
+def worst_tensor(stepwise: dict) -> tuple[str, dict] | None:
+    """(tensor, figures) of the tensor that used most of its limit, in ``StepwiseDiffs`` figures or in their JSON
+    form (``to_dict``: non-finite figures as strings); None when nothing was compared."""
+    return max(stepwise.items(), key=lambda kv: float(kv[1]["tolerance_used"]), default=None)
 
 
 def _finite_or_str(v):
@@ -171,16 +174,17 @@ class KerasReference:
     @classmethod
     def decode(cls, keras: KerasDecoder, prep: pp.Preprocessing, pairs: list[Pair], time_steps: int,
                on_batch=None) -> "KerasReference":
-        """Keras' greedy decodes of ``pairs``. ``on_batch(input_ids, trace)`` sees each batch's full trace (every
-        step's inputs and outputs) as it is made; traces are not kept, so the gate's memory is one batch's."""
+        """Keras' greedy decodes of ``pairs``. ``on_batch(sources, input_ids, trace)`` sees each batch's inputs and
+        full trace (every step's inputs and outputs) as it is made; traces are not kept, so the gate's memory is one
+        batch's."""
         sources, references = [p.source for p in pairs], [p.target for p in pairs]
         batches = list(padded_batches([prep.encode_input(s) for s in sources], GATE_BATCH, time_steps))
         strings = []
         for ids in batches:
             trace = keras.trace(ids)
-            strings += [prep.decode_output(o) for o in trace.outputs]
             if on_batch is not None:
-                on_batch(ids, trace)
+                on_batch(sources[len(strings):len(strings) + len(ids)], ids, trace)
+            strings += [prep.decode_output(o) for o in trace.outputs]
         return cls(sources, references, batches, strings)
 
     @property
@@ -300,14 +304,10 @@ def check_parity(bundle_dir: Path, keras: KerasDecoder, manifest: mf.BundleManif
 
     fp32 = {fmt: gate_load(fmt, "fp32") for fmt in mf.FORMATS if "fp32" in manifest.variants(fmt)}
     diffs = {fmt: StepwiseDiffs() for fmt in fp32}
-    sources = [p.source for p in pairs]
-    done = [0]  # inputs compared so far: the batches come in order
 
-    def compare_steps(input_ids, trace):
-        batch_sources = sources[done[0]:done[0] + len(input_ids)]
-        done[0] += len(input_ids)
+    def compare_steps(sources, input_ids, trace):
         for fmt, decoder in fp32.items():
-            _stepwise_diffs(decoder, input_ids, trace, diffs[fmt], batch_sources)
+            _stepwise_diffs(decoder, input_ids, trace, diffs[fmt], sources)
 
     reference = KerasReference.decode(keras, manifest.preprocessing, pairs, manifest.encoder_time_steps,
                                       on_batch=compare_steps)
@@ -370,8 +370,8 @@ def _keras_failure(report: VariantReport, keras_exact_match: float) -> str:
             d = report.disagreements[0]
             return (f"string agreement {report.agreement:.2%} (required 100%): input {d['input']!r} gives "
                     f"{d['export']!r}, Keras {d['keras']!r}")
-        worst = max(report.stepwise.items(), key=lambda kv: _number(kv[1]["tolerance_used"]), default=None)
-        if worst is not None and _number(worst[1]["tolerance_used"]) > 1.0:
+        worst = worst_tensor(report.stepwise)
+        if worst is not None and float(worst[1]["tolerance_used"]) > 1.0:
             return describe_worst(worst[0], worst[1]["worst"])
     elif report.variant == "fp16":
         if report.agreement < FP16_MIN_AGREEMENT:
@@ -398,11 +398,6 @@ def _beam_failure(report: VariantReport) -> str:
                 f"{report.beam_inputs} inputs, {report.beam_near_ties} numerical tie(s) excused, the others "
                 f"differ (first: input {report.beam_disagreements[0]['input']!r})")
     return ""
-
-
-def _number(v) -> float:
-    """A figure of StepwiseDiffs.to_dict as a float (non-finite ones are written as strings)."""
-    return float(v)
 
 
 def _stepwise_diffs(decoder: Seq2SeqDecoder, input_ids: np.ndarray, trace: KerasTrace, diffs: StepwiseDiffs,

@@ -86,7 +86,7 @@ def parity_markdown(figures: dict) -> str:
 def _variant_row(v: dict, left_out: bool) -> str:
     diff = "n/a"
     if v.get("stepwise"):
-        tensor, t = max(v["stepwise"].items(), key=lambda kv: float(kv[1]["tolerance_used"]))
+        tensor, t = parity.worst_tensor(v["stepwise"])
         diff = f"{float(t['tolerance_used']):.1%} ({tensor})"
     beam = "n/a"
     if v.get("beam_agreement") is not None:

@@ -75,7 +75,7 @@ def check_outputs(ids: np.ndarray, probs: np.ndarray, where: str) -> None:
         row, step = (int(x) for x in np.argwhere(reserved)[0])
         raise BundleError(f"the model chose the reserved id {int(ids[row, step])} at step {step + 1} of item "
                           f"{row + 1} (only the end id {text.END_ID} may end an output)", where=where)
-    seen = probs[steps <= end] if probs.ndim == 2 else probs
+    seen = probs[steps <= end]
     bad = ~np.isfinite(seen) | (seen < 0) | (seen > 1 + PROB_SLACK)
     if bad.any():
         raise BundleError(f"the model gave a probability of {float(seen[bad][0])!r} (not a probability in "

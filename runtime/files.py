@@ -54,21 +54,26 @@ def read_regular_file(path: Path, what: str, *, max_bytes: int, size: int | None
         if st.st_size > max_bytes:
             raise BundleError(f"{what} is {st.st_size} bytes, more than the {max_bytes} bytes allowed",
                               where=where)
-        want = st.st_size
-        chunks, got = [], 0
-        while got < want:
-            chunk = os.read(fd, min(want - got, 1 << 24))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            got += len(chunk)
-        if got != want or os.read(fd, 1):
+        data = _read_up_to(fd, st.st_size)
+        if len(data) != st.st_size or os.read(fd, 1):
             raise BundleError(f"{what} changed size while it was read", where=where)
-        return b"".join(chunks)
+        return data
     except OSError as e:
         raise BundleError(f"cannot read {what} ({e.strerror})", where=where) from None
     finally:
         os.close(fd)
+
+
+def _read_up_to(fd: int, size: int) -> bytes:
+    """At most ``size`` bytes from ``fd``, fewer if the file ends first; read in bounded chunks."""
+    chunks, got = [], 0
+    while got < size:
+        chunk = os.read(fd, min(size - got, 1 << 24))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
 
 
 def read_data_file(path: str | Path, what: str, *, max_bytes: int) -> bytes:
@@ -90,14 +95,7 @@ def read_data_file(path: str | Path, what: str, *, max_bytes: int) -> bytes:
             raise DataFileError(f"{path}: {what} is {_kind(st.st_mode)}, not a regular file")
         if st.st_size > max_bytes:
             raise DataFileError(f"{path}: {what} is {st.st_size} bytes, more than the {max_bytes} allowed")
-        chunks, got = [], 0
-        while got < st.st_size:
-            chunk = os.read(fd, min(st.st_size - got, 1 << 24))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            got += len(chunk)
-        return b"".join(chunks)
+        return _read_up_to(fd, st.st_size)
     except OSError as e:
         raise DataFileError(f"{path}: cannot read {what} ({e.strerror})") from None
     finally:

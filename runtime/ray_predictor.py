@@ -90,7 +90,7 @@ def _unpack(files: dict[str, bytes]) -> Path:
     total = 0
     for name, data in files.items():
         # only plain file names, nothing outside the folder, nothing hidden
-        if not isinstance(name, str) or not mf.is_file_name(name):
+        if not mf.is_file_name(name):
             raise BundleError(f"shipped bundle file name {name!r:.80} is not a plain file name")
         if not isinstance(data, (bytes, bytearray)):
             raise BundleError(f"shipped bundle file {name!r} is {type(data).__name__}, not bytes")
