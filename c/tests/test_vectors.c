@@ -1,0 +1,243 @@
+/* The C runtime against the shared test vectors ($S2S_FIXTURES/vectors.json, written by tests/make_vectors.py
+ * from the Python runtime): every golden input decodes to the same text, tokens and `finished`, with per-token
+ * probabilities within 1e-4, batched and one by one, on every ONNX variant and decode path; every awkward text
+ * input gives the same ids or the same error message. Exits 1 on the first difference of each kind.
+ *
+ *   test_vectors [--quick]     (--quick: the digits bundle and the text cases only, for valgrind) */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "s2s.h"
+
+static int failures = 0, checks = 0;
+
+#define EXPECT(cond, ...)                  \
+  do {                                     \
+    checks++;                              \
+    if (!(cond)) {                         \
+      failures++;                          \
+      fprintf(stderr, "FAIL: " __VA_ARGS__); \
+      fputc('\n', stderr);                 \
+    }                                      \
+  } while (0)
+
+static char *slurp(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *s = malloc((size_t)n + 1);
+  if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
+    free(s);
+    s = NULL;
+  }
+  if (s) s[n] = '\0';
+  fclose(f);
+  *len = (size_t)n;
+  return s;
+}
+
+/* Per-token probabilities agree within `tol`: 1e-4 for fp32 (ONNX Runtime 1.29 here, Python's may be newer); for
+ * int8 the kernels ONNX Runtime picks depend on the CPU's instructions (valgrind's CPU: up to 0.033 apart),
+ * so 0.05 there. Texts, tokens and `finished` are compared exactly everywhere. */
+static void compare(const char *what, size_t i, const cJSON *want, const s2s_result *got, double tol) {
+  const char *text = cJSON_GetObjectItem(want, "text")->valuestring;
+  EXPECT(!strcmp(text, got->text), "%s item %zu: text '%s', Python '%s'", what, i + 1, got->text, text);
+  const cJSON *tokens = cJSON_GetObjectItem(want, "tokens"), *probs = cJSON_GetObjectItem(want, "token_probs");
+  EXPECT((size_t)cJSON_GetArraySize(tokens) == got->n_tokens, "%s item %zu: %zu tokens, Python %d", what, i + 1,
+         got->n_tokens, cJSON_GetArraySize(tokens));
+  for (size_t k = 0; k < got->n_tokens && k < (size_t)cJSON_GetArraySize(tokens); k++) {
+    EXPECT(!strcmp(cJSON_GetArrayItem(tokens, (int)k)->valuestring, got->tokens[k]), "%s item %zu token %zu", what,
+           i + 1, k + 1);
+  }
+  EXPECT((size_t)cJSON_GetArraySize(probs) == got->n_probs, "%s item %zu: %zu probabilities, Python %d", what, i + 1,
+         got->n_probs, cJSON_GetArraySize(probs));
+  double score = 0;
+  for (size_t k = 0; k < got->n_probs && k < (size_t)cJSON_GetArraySize(probs); k++) {
+    double p = cJSON_GetArrayItem(probs, (int)k)->valuedouble;
+    EXPECT(fabs(p - got->token_probs[k]) <= tol, "%s item %zu prob %zu: %g, Python %g", what, i + 1, k + 1,
+           (double)got->token_probs[k], p);
+    score += log(got->token_probs[k] > 1e-45 ? (double)got->token_probs[k] : 1e-45);
+  }
+  EXPECT(cJSON_IsTrue(cJSON_GetObjectItem(want, "finished")) == got->finished, "%s item %zu: finished", what, i + 1);
+  EXPECT(fabs(score - got->score) <= 1e-3 * (1 + fabs(score)), "%s item %zu: score %g, its probabilities' %g", what, i + 1,
+         got->score, score);
+}
+
+static void decode_vectors(const char *fixtures, const char *bundle, const cJSON *list) {
+  char dir[1024];
+  snprintf(dir, sizeof dir, "%s/bundles/%s", fixtures, bundle);
+  const cJSON *v;
+  cJSON_ArrayForEach(v, list) {
+    const char *variant = cJSON_GetObjectItem(v, "variant")->valuestring;
+    const char *path = cJSON_GetObjectItem(v, "decode_path")->valuestring;
+    s2s_load_options lo;
+    s2s_load_options_init(&lo);
+    lo.variant = variant;
+    lo.one_call = !strcmp(path, "one-call");
+    double tol = strcmp(variant, "int8") ? 1e-4 : 5e-2;
+    s2s_decoder *d;
+    s2s_error err;
+    if (s2s_load(dir, &lo, &d, &err) != S2S_OK) {
+      EXPECT(0, "%s %s %s: load: %s", bundle, variant, path, err.message);
+      continue;
+    }
+    EXPECT(!strcmp(s2s_decoder_decode_path(d), path), "%s: decode path %s", bundle, s2s_decoder_decode_path(d));
+    const cJSON *inputs = cJSON_GetObjectItem(v, "inputs");
+    size_t n = (size_t)cJSON_GetArraySize(inputs);
+    const char **texts = calloc(n, sizeof *texts);
+    s2s_result *out = calloc(n, sizeof *out);
+    for (size_t i = 0; i < n; i++) texts[i] = cJSON_GetArrayItem(inputs, (int)i)->valuestring;
+    s2s_decode_options o;
+    s2s_decode_options_init(&o);
+    o.batch_size = (size_t)cJSON_GetObjectItem(v, "batch_size")->valueint;
+    char what[256];
+    snprintf(what, sizeof what, "%s %s %s batch", bundle, variant, path);
+    if (s2s_decode_batch(d, texts, n, &o, out, &err) != S2S_OK) EXPECT(0, "%s: %s", what, err.message);
+    else {
+      for (size_t i = 0; i < n; i++) compare(what, i, cJSON_GetArrayItem(cJSON_GetObjectItem(v, "batch"), (int)i), &out[i], tol);
+    }
+    for (size_t i = 0; i < n; i++) s2s_result_clear(&out[i]);
+    snprintf(what, sizeof what, "%s %s %s single", bundle, variant, path);
+    for (size_t i = 0; i < n; i++) {
+      s2s_result one;
+      if (s2s_decode(d, texts[i], NULL, &one, &err) != S2S_OK) EXPECT(0, "%s item %zu: %s", what, i + 1, err.message);
+      else compare(what, i, cJSON_GetArrayItem(cJSON_GetObjectItem(v, "single"), (int)i), &one, tol);
+      s2s_result_clear(&one);
+    }
+    printf("%-44s %zu inputs\n", what, n);
+    free(texts);
+    free(out);
+    s2s_decoder_free(d);
+  }
+}
+
+/* A manifest for a text case: the numbers bundle's, with the case's preprocessing section. */
+static s2s_manifest *manifest_with(const cJSON *numbers, const cJSON *prep) {
+  cJSON *m = cJSON_Duplicate(numbers, 1);
+  cJSON_ReplaceItemInObject(m, "preprocessing", cJSON_Duplicate(prep, 1));
+  char *json = cJSON_PrintUnformatted(m);
+  s2s_manifest *out = NULL;
+  s2s_error err;
+  if (s2s_manifest_parse(json, strlen(json), "text-case manifest", &out, &err) != S2S_OK) {
+    EXPECT(0, "text-case manifest: %s", err.message);
+  }
+  free(json);
+  cJSON_Delete(m);
+  return out;
+}
+
+static void text_vectors(const cJSON *numbers, const cJSON *list) {
+  const cJSON *policy;
+  cJSON_ArrayForEach(policy, list) {
+    s2s_manifest *m = manifest_with(numbers, cJSON_GetObjectItem(policy, "preprocessing"));
+    if (!m) continue;
+    int skip = cJSON_IsTrue(cJSON_GetObjectItem(policy, "skip_unknown"));
+    const char *name = cJSON_GetObjectItem(policy, "name")->valuestring;
+    size_t cap = s2s_manifest_max_input_tokens(m), n_cases = 0;
+    int32_t *ids = malloc(cap * sizeof *ids);
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(policy, "cases")) {
+      const cJSON *input = cJSON_GetObjectItem(c, "input");
+      /* cJSON ends a string at an escaped NUL but keeps the bytes after it: utf8_bytes gives the length */
+      const char *text = input->valuestring;
+      size_t len = (size_t)cJSON_GetObjectItem(c, "utf8_bytes")->valueint;
+      size_t n_ids = 0;
+      s2s_error err;
+      s2s_status st = s2s_manifest_encode_input(m, text, len, skip, ids, &n_ids, &err);
+      n_cases++;
+      const cJSON *want_ids = cJSON_GetObjectItem(c, "ids"), *want_error = cJSON_GetObjectItem(c, "error");
+      if (want_error) {
+        EXPECT(st == S2S_ERR_INPUT && !strcmp(err.message, want_error->valuestring),
+               "%s, input %s: got %s, Python: %s", name, cJSON_PrintUnformatted(input),
+               st == S2S_OK ? "ids" : err.message, want_error->valuestring);
+        continue;
+      }
+      int same = st == S2S_OK && n_ids == (size_t)cJSON_GetArraySize(want_ids);
+      for (size_t k = 0; same && k < n_ids; k++) same = ids[k] == cJSON_GetArrayItem(want_ids, (int)k)->valueint;
+      EXPECT(same, "%s, input %s: %s", name, cJSON_PrintUnformatted(input), st == S2S_OK ? "other ids" : err.message);
+    }
+    printf("%-44s %zu inputs\n", name, n_cases);
+    free(ids);
+    s2s_manifest_free(m);
+  }
+}
+
+/* Failed loads give their one-line error and leave nothing allocated (valgrind runs this too). */
+static void load_errors(const char *fixtures) {
+  char dir[1024], want[1400];
+  s2s_decoder *d = NULL;
+  s2s_error err;
+  s2s_load_options lo;
+  s2s_load_options_init(&lo);
+  snprintf(dir, sizeof dir, "%s/bundles/no-such-bundle", fixtures);
+  snprintf(want, sizeof want, "%s: no such folder", dir);
+  EXPECT(s2s_load(dir, &lo, &d, &err) == S2S_ERR_BUNDLE && !strcmp(err.message, want) && !d, "missing folder: %s",
+         err.message);
+  snprintf(dir, sizeof dir, "%s/bundles/digits", fixtures);
+  lo.variant = "fp16";
+  EXPECT(s2s_load(dir, &lo, &d, &err) == S2S_ERR_OPTION && !d, "fp16 on ONNX: %s", err.message);
+  lo.variant = "int8";
+  lo.one_call = 1;
+  snprintf(want, sizeof want, "%s: the bundle has no one-call greedy model for onnx int8 (re-export it with a "
+           "seq2seq-edge that writes one, or load with one_call = 0)", dir);
+  EXPECT(s2s_load(dir, &lo, &d, &err) == S2S_ERR_BUNDLE && !strcmp(err.message, want) && !d, "int8 one-call: %s",
+         err.message);
+  lo.variant = "fp32";
+  lo.one_call = 0;
+  if (s2s_load(dir, &lo, &d, &err) != S2S_OK) {
+    EXPECT(0, "load %s: %s", dir, err.message);
+    return;
+  }
+  s2s_decode_options o;
+  s2s_decode_options_init(&o);
+  o.max_output_len = s2s_decoder_max_output_len(d) + 1;
+  s2s_result r;
+  EXPECT(s2s_decode(d, "1", &o, &r, &err) == S2S_ERR_OPTION, "max_output_len above the trained maximum");
+  const char *texts[3] = {"1", "x\xc3\xa9", "2"};
+  s2s_result out[3];
+  o.max_output_len = 0;
+  EXPECT(s2s_decode_batch(d, texts, 3, &o, out, &err) == S2S_ERR_INPUT &&
+             !strcmp(err.message, "item 2 of 3 ('x\xc3\xa9'): input has 2 symbol(s) the model never saw: 'x', '\xc3\xa9'"),
+         "a bad item in a batch: %s", err.message);
+  s2s_decoder_free(d);
+}
+
+int main(int argc, char **argv) {
+  int quick = argc > 1 && !strcmp(argv[1], "--quick");
+  const char *fixtures = getenv("S2S_FIXTURES");
+  if (!fixtures) {
+    fprintf(stderr, "set S2S_FIXTURES to the test fixtures folder (python tests/make_fixtures.py DIR, then "
+                    "python tests/make_vectors.py DIR)\n");
+    return 2;
+  }
+  char path[1024];
+  size_t len;
+  snprintf(path, sizeof path, "%s/vectors.json", fixtures);
+  char *text = slurp(path, &len);
+  cJSON *vectors = text ? cJSON_ParseWithLength(text, len) : NULL;
+  snprintf(path, sizeof path, "%s/bundles/numbers/manifest.json", fixtures);
+  char *numbers_text = slurp(path, &len);
+  cJSON *numbers = numbers_text ? cJSON_ParseWithLength(numbers_text, len) : NULL;
+  if (!vectors || !numbers) {
+    fprintf(stderr, "cannot read %s/vectors.json and bundles/numbers (python tests/make_vectors.py %s)\n", fixtures,
+            fixtures);
+    return 2;
+  }
+  const cJSON *decodes = cJSON_GetObjectItem(vectors, "decodes"), *bundle;
+  cJSON_ArrayForEach(bundle, decodes) {
+    if (!quick || !strcmp(bundle->string, "digits")) decode_vectors(fixtures, bundle->string, bundle);
+  }
+  text_vectors(numbers, cJSON_GetObjectItem(vectors, "text"));
+  load_errors(fixtures);
+  cJSON_Delete(vectors);
+  cJSON_Delete(numbers);
+  free(text);
+  free(numbers_text);
+  printf("%d checks, %d failed\n", checks, failures);
+  return failures ? 1 : 0;
+}

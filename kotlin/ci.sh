@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# CI of the Kotlin runtime: the JUnit tests against the shared test vectors, then the CLI jar decoding a few golden
+# inputs per bundle, compared with vectors.json (the Python runtime's outputs).
+#   S2S_FIXTURES=/path/to/fixtures bash kotlin/ci.sh
+set -euo pipefail
+cd "$(dirname "$0")"
+
+if [[ -z "${S2S_FIXTURES:-}" ]]; then
+  echo "kotlin/ci.sh: S2S_FIXTURES is not set (a folder with bundles/ and vectors.json)" >&2
+  exit 2
+fi
+if [[ ! -f "$S2S_FIXTURES/vectors.json" ]]; then
+  echo "kotlin/ci.sh: $S2S_FIXTURES/vectors.json is missing (python tests/make_vectors.py $S2S_FIXTURES)" >&2
+  exit 2
+fi
+export S2S_FIXTURES
+GOLDEN=${GOLDEN:-12}   # inputs per bundle and path piped through the CLI
+
+start=$SECONDS
+t=$SECONDS
+mvn -B -q test
+echo "kotlin tests: $((SECONDS - t)) s"
+
+t=$SECONDS
+mvn -B -q package -DskipTests
+jar=target/s2s-kotlin.jar
+[[ -f $jar ]] || { echo "kotlin/ci.sh: $jar was not built" >&2; exit 1; }
+echo "kotlin jar: $((SECONDS - t)) s ($(du -h "$jar" | cut -f1))"
+
+t=$SECONDS
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+checked=0
+for bundle in digits numbers attention; do
+  for path in one-call step-loop; do
+    # the first GOLDEN inputs of the fp32 vectors of this path, and the Python runtime's single-input texts
+    if ! python3 - "$S2S_FIXTURES/vectors.json" "$bundle" "$path" "$GOLDEN" "$work/in.txt" "$work/want.txt" <<'PY'
+import json, sys
+vectors, bundle, path, n, inp, want = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], sys.argv[6]
+found = [v for v in json.load(open(vectors, encoding="utf-8"))["decodes"][bundle]
+         if v["variant"] == "fp32" and v["decode_path"] == path]
+if not found:
+    sys.exit(3)
+v = found[0]
+with open(inp, "w", encoding="utf-8") as f:
+    f.write("".join(x + "\n" for x in v["inputs"][:n]))
+with open(want, "w", encoding="utf-8") as f:
+    f.write("".join(r["text"] + "\n" for r in v["single"][:n]))
+PY
+    then
+      echo "kotlin/ci.sh: no fp32 $path vectors for $bundle" >&2
+      exit 1
+    fi
+    flags=()
+    [[ $path == step-loop ]] && flags+=(--step-loop)
+    java -jar "$jar" "$S2S_FIXTURES/bundles/$bundle" "${flags[@]}" < "$work/in.txt" > "$work/got.txt"
+    if ! diff -u "$work/want.txt" "$work/got.txt" > "$work/diff.txt"; then
+      echo "kotlin/ci.sh: the CLI's outputs for $bundle ($path) differ from vectors.json:" >&2
+      head -40 "$work/diff.txt" >&2
+      exit 1
+    fi
+    checked=$((checked + $(wc -l < "$work/want.txt")))
+  done
+done
+# a bad line: one error line on stderr naming it, a non-zero status, no stack trace
+set +e
+printf '1\n\xe2\x82\xac\xe2\x82\xac\n' | java -jar "$jar" "$S2S_FIXTURES/bundles/digits" > /dev/null 2> "$work/err.txt"
+status=$?
+set -e
+if [[ $status -eq 0 ]] || [[ $(wc -l < "$work/err.txt") -ne 1 ]] || ! grep -q "line 2" "$work/err.txt" || grep -q "Exception" "$work/err.txt"; then
+  echo "kotlin/ci.sh: a bad input line should give one error line naming line 2 and a non-zero status; got status $status:" >&2
+  cat "$work/err.txt" >&2
+  exit 1
+fi
+echo "kotlin cli: $((SECONDS - t)) s ($checked golden outputs match vectors.json)"
+echo "kotlin total: $((SECONDS - start)) s"
