@@ -38,6 +38,10 @@ def fixture_dir(tmp_path_factory, pytestconfig) -> Path:
         say(f"\nbuilding the test fixtures in {out}: training and exporting three small models (one to a few "
             "minutes on 2 cores; S2S_FIXTURES=DIR keeps them for the next run)")
         make_fixtures.make(out, say=say)
+    if not (out / "vectors.json").is_file() and importlib.util.find_spec("onnxruntime") is not None:
+        import make_vectors  # fixtures made before the shared vectors existed
+
+        make_vectors.make(out)
     return out
 
 

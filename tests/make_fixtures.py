@@ -2,7 +2,8 @@
 
     python tests/make_fixtures.py OUT_DIR
 
-writes OUT_DIR/runs/{digits,numbers} and OUT_DIR/bundles/{digits,numbers}. ``digits`` is the seed task with its
+writes OUT_DIR/runs/{digits,numbers,attention}, OUT_DIR/bundles/{digits,numbers,attention} and
+OUT_DIR/vectors.json (tests/make_vectors.py: the test vectors the Python, JavaScript, C and Kotlin tests share). ``digits`` is the seed task with its
 defaults (9/9 exact); ``numbers`` is a small, quick model of 0-999 with word targets, whose inputs have mixed
 lengths (1-3 characters) and whose outputs need not be right: the tests compare against Keras' own strings.
 Everything is seeded, so the same command gives the same files.
@@ -51,6 +52,10 @@ def make(out_dir: Path, names=tuple(FIXTURES), say=_stderr) -> dict[str, Path]:
     if not extra.is_file():
         extra.parent.mkdir(parents=True, exist_ok=True)
         extra.write_bytes(per_channel_int8(out_dir / "runs" / "numbers"))
+    if set(names) == set(FIXTURES):  # the shared test vectors every runtime reads (tests/make_vectors.py)
+        import make_vectors
+
+        make_vectors.make(out_dir)
     return bundles
 
 

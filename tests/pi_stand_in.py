@@ -16,7 +16,10 @@ Raspberry Pi OS Bookworm 64-bit is Debian bookworm on arm64 with Python 3.11. Th
    [tflite] venv, as a device's user would, qemu emulating a Raspberry Pi 4's core (Cortex-A72); the results say
    machine.emulated = true (and EMULATED in the Markdown), and with --bench-out DIR they are copied out as
    DIR/<bundle>-on-<machine>.json and .md (about a minute);
-6. unmounts what it mounted and removes what it copied in, also when it fails.
+6. with --vectors FILE (the shared test vectors, tests/make_vectors.py): builds the C library (c/) inside the
+   root with its own gcc and CMake against ONNX Runtime's linux-aarch64 library, and runs its tests there: every
+   vector of the given bundles decoded as the Python runtime on x86-64 decoded it, and the command-line tests;
+7. unmounts what it mounted and removes what it copied in, also when it fails.
 
 Needs root, and on a non-arm64 host: qemu-user-static, binfmt-support and mmdebstrap (Debian packages).
 Exit status 0 when every string matches on both backends.
@@ -39,6 +42,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("S2S_PI_CACHE", "/var/cache/seq2seq-edge/pi-rootfs-bookworm-arm64"))
 PACKAGES = "python3,python3-venv,python3-pip,ca-certificates"
+#: What the C library builds with (Debian's; installed into a cached root that lacks them).
+C_PACKAGES = ("gcc", "make", "cmake", "pkg-config", "libcjson-dev", "libutf8proc-dev", "libssl-dev")
 WORK = "/opt/s2s-pi-check"  # inside the root file system
 EXTRAS = ("tflite", "onnx")
 HOST_CA = os.environ.get("PIP_CERT") or "/etc/ssl/certs/ca-certificates.crt"
@@ -103,7 +108,8 @@ def ensure_rootfs() -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     log("building an arm64 Debian bookworm root file system with mmdebstrap (a few minutes, once)")
     t = time.time()
-    run(["mmdebstrap", "--arch=arm64", "--variant=apt", f"--include={PACKAGES}", "bookworm", str(tmp)],
+    run(["mmdebstrap", "--arch=arm64", "--variant=apt", f"--include={PACKAGES},{','.join(C_PACKAGES)}", "bookworm",
+         str(tmp)],
         stdout=subprocess.DEVNULL)
     tmp.rename(CACHE)
     log(f"root file system ready in {time.time() - t:.0f} s")
@@ -206,12 +212,49 @@ def bench(root: Path, bundle: str, out: Path | None) -> int:
     return 0
 
 
+def c_library(root: Path, work: Path, vectors: Path) -> int:
+    """Build c/ inside the root and run its tests against the shared vectors; 1 if anything failed."""
+    t = time.time()
+    missing = chroot(root, "for p in " + " ".join(C_PACKAGES) + "; do dpkg -s $p >/dev/null 2>&1 || echo $p; done",
+                     capture=True).stdout.split()
+    if missing:
+        log(f"installing {' '.join(missing)} in the root file system (once)")
+        chroot(root, "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
+                     f"{' '.join(missing)} >/dev/null")
+    c_dir = REPO / "c"
+    run(["bash", str(c_dir / "fetch_onnxruntime.sh")], stdout=subprocess.DEVNULL)
+    shutil.copytree(c_dir, work / "c", ignore=shutil.ignore_patterns("build", "build-*", "linux-x64"))
+    shutil.copy(vectors, work / "vectors.json")
+    # Without /sys (see Mounted) ONNX Runtime's cpuinfo says on stderr that it cannot read the CPU lists, and
+    # something it runs asks for blkid: the CLI tests ignore exactly those lines here, nowhere else.
+    env = {"S2S_FIXTURES": WORK, "PYTHON": "python3",
+           "S2S_CLI_STDERR_NOISE": "^(Error in cpuinfo: |onnxruntime cpuid_info warning: |sh: 1: blkid: not found$)"}
+    try:
+        chroot(root, f"cd {WORK}/c && cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null "
+                     "&& cmake --build build -j2 >/dev/null", env=env, timeout=BENCH_TIMEOUT_S)
+        log(f"C library built inside with {chroot(root, 'gcc --version', capture=True).stdout.splitlines()[0]} "
+            f"in {time.time() - t:.0f} s")
+        out = chroot(root, f"cd {WORK}/c && build/test_vectors && bash tests/test_cli.sh build/s2s-run",
+                     env=env, capture=True, timeout=BENCH_TIMEOUT_S).stdout
+    except subprocess.CalledProcessError as e:
+        log(f"FAIL: the C library inside the emulated system:\n{e.stdout or ''}{e.stderr or ''}")
+        return 1
+    except subprocess.TimeoutExpired:
+        log("FAIL: the C library's tests timed out inside the emulated system")
+        return 1
+    lines = out.strip().splitlines()
+    log(f"C library on arm64: {lines[-2] if len(lines) > 1 else ''}; {lines[-1]} ({time.time() - t:.0f} s)")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("bundles", nargs="+", type=Path)
     p.add_argument("--bench-out", type=Path, metavar="DIR",
                    help="copy the emulated benchmark's results here, as <bundle>-on-<machine>.json and .md")
     p.add_argument("--no-bench", action="store_true", help="skip s2s bench inside the emulated system")
+    p.add_argument("--vectors", type=Path, metavar="FILE",
+                   help="the shared test vectors (tests/make_vectors.py): build and test the C library inside too")
     args = p.parse_args(argv)
     if os.geteuid() != 0:
         sys.exit("[pi] needs root (chroot and mounts)")
@@ -255,6 +298,8 @@ def main(argv=None) -> int:
                     f"{b['ms_per_word_p50']:.2f} ms/word (EMULATED on {platform.machine()} via qemu, "
                     f"not a Raspberry Pi's speed), {report['machine']}, Python {report['python']}, "
                     f"numpy {report['numpy']}")
+        if args.vectors:
+            failures += c_library(root, work, args.vectors)
         if not args.no_bench:
             failures += bench(root, inside[0], args.bench_out)
     log(f"{'PASSED' if not failures else 'FAILED'} in {time.time() - started:.0f} s")

@@ -290,6 +290,20 @@ static s2s_status choose_models(s2s_decoder *d, const char *source, const s2s_lo
   return S2S_OK;
 }
 
+static s2s_status start_onnxruntime(s2s_decoder *d, const char *source, s2s_error *err) {
+  const OrtApiBase *base = OrtGetApiBase();
+  d->ort = base ? base->GetApi(ORT_API_VERSION) : NULL;
+  if (!d->ort) {
+    return s2s_fail(err, S2S_ERR_ENGINE, "the ONNX Runtime library does not provide API version %d (this library "
+                    "was built against onnxruntime 1.%d: use that release or a newer one)", ORT_API_VERSION,
+                    ORT_API_VERSION);
+  }
+  OrtStatus *st = d->ort->CreateEnv(ORT_LOGGING_LEVEL_ERROR, "seq2seq-edge", &d->env);
+  if (!st) st = d->ort->CreateCpuMemoryInfo(OrtArenaAllocator, OrtMemTypeDefault, &d->cpu);
+  return st ? ort_failed(d->ort, st, err, source, "ONNX Runtime cannot start") : S2S_OK;
+}
+
+/* The manifest, then every model file's size and sha256, then ONNX Runtime and its sessions. */
 static s2s_status load(s2s_decoder *d, s2s_read_file_fn read_file, void *ctx, const char *source,
                        const s2s_load_options *o, chosen_models *c, s2s_error *err) {
   unsigned char *json = NULL;
@@ -310,6 +324,7 @@ static s2s_status load(s2s_decoder *d, s2s_read_file_fn read_file, void *ctx, co
   for (int i = 0; i < c->n && st == S2S_OK; i++) { /* every size and checksum before ONNX Runtime sees a byte */
     st = read_checked(read_file, ctx, source, &c->entries[i], &bytes[i], &sizes[i], err);
   }
+  if (st == S2S_OK) st = start_onnxruntime(d, source, err); /* only now: nothing above needs it */
   model *models[3] = {&d->encoder, &d->step, &d->greedy};
   for (int i = 0; i < c->n && st == S2S_OK; i++) {
     models[i]->entry = &c->entries[i];
@@ -340,18 +355,7 @@ s2s_status s2s_load_with_reader(s2s_read_file_fn read_file, void *ctx, const cha
   decoder_with_models *dm = calloc(1, sizeof *dm);
   if (!dm) return s2s_fail(err, S2S_ERR_MEMORY, "out of memory");
   s2s_decoder *d = &dm->d;
-  const OrtApiBase *base = OrtGetApiBase();
-  d->ort = base ? base->GetApi(ORT_API_VERSION) : NULL;
-  if (!d->ort) {
-    free(dm);
-    return s2s_fail(err, S2S_ERR_ENGINE, "the ONNX Runtime library does not provide API version %d (this library "
-                    "was built against onnxruntime 1.%d: use that release or a newer one)", ORT_API_VERSION,
-                    ORT_API_VERSION);
-  }
-  OrtStatus *st = d->ort->CreateEnv(ORT_LOGGING_LEVEL_ERROR, "seq2seq-edge", &d->env);
-  if (!st) st = d->ort->CreateCpuMemoryInfo(OrtArenaAllocator, OrtMemTypeDefault, &d->cpu);
-  s2s_status status = st ? ort_failed(d->ort, st, err, source ? source : "bundle", "ONNX Runtime cannot start")
-                         : load(d, read_file, ctx, source ? source : "bundle", &o, &dm->chosen, err);
+  s2s_status status = load(d, read_file, ctx, source ? source : "bundle", &o, &dm->chosen, err);
   if (status != S2S_OK) {
     s2s_decoder_free(d);
     return status;
@@ -378,7 +382,7 @@ void s2s_decoder_free(s2s_decoder *d) {
     if (models[i]->session) d->ort->ReleaseSession(models[i]->session);
   }
   if (d->cpu) d->ort->ReleaseMemoryInfo(d->cpu);
-  if (d->env) d->ort->ReleaseEnv(d->env);
+  if (d->env) d->ort->ReleaseEnv(d->env); /* d->ort is set whenever one of these is */
   s2s_manifest_free(d->manifest);
   free(d); /* d is the first member of decoder_with_models */
 }

@@ -19,8 +19,22 @@ export const golden = (name) => JSON.parse(readFileSync(path.join(bundleDir(name
 /** The Python interpreter with seq2seq_edge and its backends: $S2S_PYTHON, else the repository's .venv. */
 export const PYTHON = process.env.S2S_PYTHON || path.join(REPO, '.venv', 'bin', 'python');
 
-/** The Python runtime's outputs for a bundle's golden inputs: {batch: [...], single: [...]}. */
+/** The shared test vectors (tests/make_vectors.py): the Python runtime's ONNX decodes, also read by the Python, C
+ * and Kotlin tests. */
+export function vectors() {
+  const file = path.join(FIXTURES, 'vectors.json');
+  if (!existsSync(file)) throw new Error(`${file} is missing: python tests/make_vectors.py ${FIXTURES}`);
+  return JSON.parse(readFileSync(file, 'utf8'));
+}
+
+/** The Python runtime's outputs for a bundle's golden inputs: {batch: [...], single: [...]} (texts). ONNX: from the
+ * shared vectors (the step loop, as the Python runtime decodes ONNX by default); other backends: run it here. */
 export function pythonReference(name, backend, variant) {
+  if (backend === 'onnx') {
+    const v = vectors().decodes[name].find((x) => x.variant === variant && x.decode_path === 'step-loop');
+    if (!v) throw new Error(`vectors.json has no ${name} onnx ${variant} step-loop decodes`);
+    return { batch: v.batch.map((r) => r.text), single: v.single.map((r) => r.text) };
+  }
   return JSON.parse(execFileSync(PYTHON, [path.join(JS_DIR, 'test', 'python_reference.py'), bundleDir(name), backend, variant],
     { encoding: 'utf8', maxBuffer: 64 << 20, env: { ...process.env, XDG_CACHE_HOME: mkdtempSync(path.join(tmpdir(), 's2s-js-cache-')) } }));
 }

@@ -8,7 +8,7 @@ import { describe, test, before, after } from 'node:test';
 import {
   BundleError, InputTextError, OptionError, BundleManifest, loadBundleFromDir, manifestProblems,
 } from '../src/node.js';
-import { BUNDLES, JS_DIR, PYTHON, bundleDir, copyBundle, golden, pythonReference } from './helpers.js';
+import { BUNDLES, JS_DIR, PYTHON, bundleDir, copyBundle, golden, pythonReference, vectors } from './helpers.js';
 
 for (const name of BUNDLES) {
   for (const variant of ['fp32', 'int8']) {
@@ -321,6 +321,21 @@ describe('the text policy is the Python runtime\'s', () => {
     });
   };
   const base = () => JSON.parse(readFileSync(path.join(bundleDir('numbers'), 'manifest.json'), 'utf8')).preprocessing;
+
+  test('the shared text vectors (tests/make_vectors.py, also read by the C and Kotlin tests)', () => {
+    const numbers = JSON.parse(readFileSync(path.join(bundleDir('numbers'), 'manifest.json'), 'utf8'));
+    let n = 0;
+    for (const policy of vectors().text) {
+      const m = BundleManifest.fromObject({ ...numbers, preprocessing: policy.preprocessing });
+      for (const c of policy.cases) {
+        let got;
+        try { got = { ids: m.encodeInput(c.input, { skipUnknown: policy.skip_unknown }) }; } catch (e) { got = { error: e.message }; }
+        assert.deepEqual(got, 'error' in c ? { error: c.error } : { ids: c.ids }, `${policy.name}: ${JSON.stringify(c.input)}`);
+        n++;
+      }
+    }
+    assert.ok(n >= 100, `only ${n} text vectors`);
+  });
 
   test('char inputs (the numbers bundle, with é and an emoji added)', () => {
     const p = base();

@@ -1,0 +1,74 @@
+"""The Python runtime against the shared test vectors (FIXTURES/vectors.json, tests/make_vectors.py), the file the
+JavaScript, C and Kotlin tests read too. In the runtime-only venvs this is another install (numpy, one interpreter)
+agreeing with the one that wrote the file; on TFLite, the same texts from the other model format."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+import seq2seq_edge
+from seq2seq_edge.errors import InputTextError
+from seq2seq_edge.preprocessing import Preprocessing
+
+HAS_ONNX = importlib.util.find_spec("onnxruntime") is not None
+HAS_TFLITE = any(importlib.util.find_spec(m) is not None for m in ("tflite_runtime", "ai_edge_litert"))
+
+
+@pytest.fixture(scope="module")
+def vectors(fixture_dir):
+    path = fixture_dir / "vectors.json"
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: python tests/make_vectors.py {fixture_dir}")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _results(results):
+    return [(r.text, list(r.tokens), r.finished) for r in results]
+
+
+def _expected(items):
+    return [(r["text"], r["tokens"], r["finished"]) for r in items]
+
+
+@pytest.mark.skipif(not HAS_ONNX, reason="needs onnxruntime")
+@pytest.mark.parametrize("bundle", ["digits", "numbers", "attention"])
+def test_onnx_decodes_as_the_vectors_say(vectors, fixture_dir, bundle):
+    for v in vectors["decodes"][bundle]:
+        decoder = seq2seq_edge.load(fixture_dir / "bundles" / bundle, backend="onnx", variant=v["variant"],
+                                    one_call=v["decode_path"] == "one-call")
+        assert decoder.decode_path == v["decode_path"]
+        batch = decoder.decode_batch_results(v["inputs"], batch_size=v["batch_size"])
+        single = [decoder.decode_result(x) for x in v["inputs"]]
+        where = f"{bundle} {v['variant']} {v['decode_path']}"
+        assert _results(batch) == _expected(v["batch"]), where
+        assert _results(single) == _expected(v["single"]), where
+        for got, want in zip(batch + single, v["batch"] + v["single"]):
+            assert got.token_probs == pytest.approx(want["token_probs"], abs=1e-6), where
+
+
+@pytest.mark.skipif(not HAS_TFLITE, reason="needs tflite-runtime or ai-edge-litert")
+@pytest.mark.parametrize("bundle", ["digits", "numbers", "attention"])
+def test_tflite_fp32_gives_the_onnx_vectors_texts(vectors, fixture_dir, bundle):
+    backend = "litert" if importlib.util.find_spec("ai_edge_litert") else "tflite"
+    for v in vectors["decodes"][bundle]:
+        if v["variant"] != "fp32":
+            continue
+        decoder = seq2seq_edge.load(fixture_dir / "bundles" / bundle, backend=backend,
+                                    one_call=v["decode_path"] == "one-call")
+        assert decoder.decode_batch(v["inputs"], batch_size=v["batch_size"]) == [r["text"] for r in v["batch"]]
+
+
+def test_text_policy_answers_as_the_vectors_say(vectors):
+    for policy in vectors["text"]:
+        prep = Preprocessing.from_dict(policy["preprocessing"])
+        for case in policy["cases"]:
+            try:
+                got = {"ids": prep.encode_input(case["input"], skip_unknown=policy["skip_unknown"])}
+            except InputTextError as e:
+                got = {"error": str(e)}
+            want = {k: case[k] for k in ("ids", "error") if k in case}
+            assert got == want, f"{policy['name']}: {case['input']!r}"
+            assert case["utf8_bytes"] == len(case["input"].encode("utf-8"))
