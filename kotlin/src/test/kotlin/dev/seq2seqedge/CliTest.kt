@@ -17,7 +17,10 @@ class CliTest {
         val errThread = Thread { err.append(String(p.errorStream.readBytes(), Charsets.UTF_8)) }.also { it.start() }
         val outBytes = java.io.ByteArrayOutputStream()
         val outThread = Thread { p.inputStream.copyTo(outBytes) }.also { it.start() }
-        p.outputStream.use { it.write(stdin.toByteArray(Charsets.UTF_8)) }
+        try {
+            p.outputStream.use { it.write(stdin.toByteArray(Charsets.UTF_8)) }
+        } catch (e: java.io.IOException) { // the CLI stopped reading (a refused line): what it said is checked below
+        }
         assertTrue(p.waitFor(120, TimeUnit.SECONDS), "the CLI did not finish")
         errThread.join(); outThread.join()
         val text = String(outBytes.toByteArray(), Charsets.UTF_8)
@@ -52,6 +55,15 @@ class CliTest {
         assertEquals(1, lines.size, run.err)
         assertTrue(lines[0].startsWith("s2s-kotlin: line 3 ('\u00e9\u00e9zz'): input has "), lines[0])
         assertTrue(!run.err.contains("Exception") && !run.err.contains("\tat "), run.err)
+        // the lines before it are decoded and printed: nothing is lost
+        assertEquals(v.getJSONArray("single").objects().take(2).map { it.getString("text") }, run.out)
+    }
+
+    @Test
+    fun aLineLongerThanAnyInputIsRefusedUnread() {
+        val run = cli("1".repeat(200_000) + "\n", Fixtures.bundle("digits").toString())
+        assertEquals(1, run.status)
+        assertTrue(run.err.startsWith("s2s-kotlin: line 1: longer than "), run.err)
     }
 
     @Test
