@@ -24,10 +24,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 C_BENCH = REPO / "c" / "build" / "s2s-bench"
 KOTLIN_JAR = REPO / "kotlin" / "target" / "s2s-kotlin.jar"
+README_START = "<!-- native latency table: written by benchmarks/native.py --readme -->"
+README_END = "<!-- end of native latency table -->"
 JS_BENCH = r"""
 import { readFileSync } from 'node:fs';
 import { loadBundleFromDir } from './src/node.js';
-const [dir, wordsFile, path, rounds] = process.argv.slice(2);
+const [dir, wordsFile, path, rounds] = process.argv.slice(1); // node -e: no script path
 const words = readFileSync(wordsFile, 'utf8').split('\n').filter((w) => w);
 const t0 = performance.now();
 const d = await loadBundleFromDir(dir, { variant: 'fp32', threads: 1, oneCall: path === 'step-loop' ? false : 'auto' });
@@ -75,9 +77,10 @@ def runners(bundle: Path, words_file: Path, path: str, rounds: int) -> dict:
     words = words_file.read_text(encoding="utf-8").split("\n")
     words = [w for w in words if w]
     step = ["--step-loop"] if path == "step-loop" else []
+    one_call = ["--one-call"] if path == "one-call" else []  # the C library's default is the step loop
     found = {"python": lambda: python_row(bundle, words, path, rounds)}
     if C_BENCH.is_file():
-        found["c"] = lambda: _json_line([str(C_BENCH), str(bundle), str(words_file), *step, "--rounds", str(rounds)])
+        found["c"] = lambda: _json_line([str(C_BENCH), str(bundle), str(words_file), *one_call, "--rounds", str(rounds)])
     if KOTLIN_JAR.is_file():
         found["kotlin"] = lambda: _json_line(["java", "-cp", str(KOTLIN_JAR), "dev.seq2seqedge.BenchKt", str(bundle),
                                               str(words_file), *step, "--rounds", str(rounds)])
@@ -137,6 +140,7 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    p.add_argument("--readme", type=Path, help="also replace the native latency table in this README")
     args = p.parse_args(argv)
     from seq2seq_edge.bench import harness
 
@@ -146,6 +150,15 @@ def main(argv=None) -> int:
     (args.out / "native.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     (args.out / "native.md").write_text(markdown(result), encoding="utf-8")
     print(f"wrote {args.out / 'native.json'} and native.md")
+    if args.readme:
+        text = args.readme.read_text(encoding="utf-8")
+        start, end = README_START, README_END
+        if start not in text or end not in text:
+            sys.exit(f"{args.readme} has no {start} ... {end} block")
+        table = markdown(result).split("\n", 2)[2]  # without the title
+        head, rest = text.split(start, 1)
+        args.readme.write_text(head + start + "\n" + table + end + rest.split(end, 1)[1], encoding="utf-8")
+        print(f"updated {args.readme}")
     return 0
 
 

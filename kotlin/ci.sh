@@ -16,6 +16,9 @@ fi
 export S2S_FIXTURES
 GOLDEN=${GOLDEN:-12}   # inputs per bundle and path piped through the CLI
 
+# Debian's Maven prints colour resets even with -q -B; keep the log plain (pipefail keeps mvn's status)
+mvn() { command mvn "$@" 2>&1 | sed -u 's/\x1b\[[0-9;]*m//g'; }
+
 start=$SECONDS
 t=$SECONDS
 mvn -B -q test

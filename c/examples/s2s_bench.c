@@ -1,6 +1,6 @@
 /* s2s-bench: per-word latency of the C library, the protocol benchmarks/native.py runs for every runtime.
  *
- *   s2s-bench BUNDLE WORDS_FILE [--step-loop] [--variant int8] [--rounds N]
+ *   s2s-bench BUNDLE WORDS_FILE [--one-call] [--variant int8] [--rounds N]
  *
  * Loads the bundle once, decodes each line of WORDS_FILE alone (batch 1), one warm-up round then N timed rounds,
  * and prints one JSON object: the median and 90th percentile milliseconds per word, the load time, the path. */
@@ -24,14 +24,14 @@ static int cmp(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
   if (argc < 3) {
-    fprintf(stderr, "usage: s2s-bench BUNDLE WORDS_FILE [--step-loop] [--variant int8] [--rounds N]\n");
+    fprintf(stderr, "usage: s2s-bench BUNDLE WORDS_FILE [--one-call] [--variant int8] [--rounds N]\n");
     return 2;
   }
   s2s_load_options lo;
   s2s_load_options_init(&lo);
   int rounds = 5;
   for (int i = 3; i < argc; i++) {
-    if (!strcmp(argv[i], "--step-loop")) lo.one_call = 0;
+    if (!strcmp(argv[i], "--one-call")) lo.one_call = 1;
     else if (!strcmp(argv[i], "--variant") && i + 1 < argc) lo.variant = argv[++i];
     else if (!strcmp(argv[i], "--rounds") && i + 1 < argc) rounds = atoi(argv[++i]);
     else return fprintf(stderr, "s2s-bench: unknown argument '%s'\n", argv[i]), 2;

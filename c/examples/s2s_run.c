@@ -1,6 +1,6 @@
 /* s2s-run: decode the lines of standard input with a bundle, one output per line, like `s2s run BUNDLE`.
  *
- *   printf '3\n14\n' | s2s-run BUNDLE [--variant int8] [--step-loop] [--batch-size N] [--skip-unknown]
+ *   printf '3\n14\n' | s2s-run BUNDLE [--variant int8] [--one-call] [--batch-size N] [--skip-unknown]
  *
  * Lines are decoded in batches as they arrive (a batch is sent when it is full or standard input ends). A line
  * that cannot be encoded stops the run with one message naming it; the outputs of the lines before it are out. */
@@ -11,7 +11,7 @@
 #include "s2s.h"
 
 static int usage(void) {
-  fprintf(stderr, "usage: s2s-run BUNDLE [--variant fp32|int8] [--step-loop] [--batch-size N] [--skip-unknown]\n");
+  fprintf(stderr, "usage: s2s-run BUNDLE [--variant fp32|int8] [--one-call] [--batch-size N] [--skip-unknown]\n");
   return 2;
 }
 
@@ -71,7 +71,7 @@ int main(int argc, char **argv) {
   const char *bundle = NULL;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--variant") && i + 1 < argc) lo.variant = argv[++i];
-    else if (!strcmp(argv[i], "--step-loop")) lo.one_call = 0;
+    else if (!strcmp(argv[i], "--one-call")) lo.one_call = 1;
     else if (!strcmp(argv[i], "--skip-unknown")) o.skip_unknown = 1;
     else if (!strcmp(argv[i], "--batch-size") && i + 1 < argc) {
       char *end;

@@ -64,12 +64,11 @@ s2s_status s2s_manifest_encode_input(const s2s_manifest *m, const char *text, si
 
 /* ---- loading a bundle -------------------------------------------------------------------------------- */
 
-#define S2S_ONE_CALL_AUTO (-1)
-
 typedef struct {
   const char *variant; /* "fp32" (default) or "int8" */
-  int one_call;        /* S2S_ONE_CALL_AUTO (default): the one-call greedy model when the bundle has one for this
-                          variant; 1: require it; 0: the step loop */
+  int one_call;        /* 0 (default): the step loop; 1: the bundle's one-call greedy model (an error if it has
+                          none for this variant). On ONNX Runtime the step loop is the faster one from C (1.4-2.2x,
+                          benchmarks/results/native.md), as from Python */
   int threads;         /* ONNX Runtime intra-op threads; default 1 */
 } s2s_load_options;
 

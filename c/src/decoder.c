@@ -245,7 +245,7 @@ static void contract_order(s2s_decoder *d, const s2s_model_entry *e, s2s_model_e
 
 void s2s_load_options_init(s2s_load_options *o) {
   o->variant = "fp32";
-  o->one_call = S2S_ONE_CALL_AUTO;
+  o->one_call = 0;
   o->threads = 1;
 }
 
@@ -279,7 +279,7 @@ static s2s_status choose_models(s2s_decoder *d, const char *source, const s2s_lo
     return S2S_ERR_BUNDLE;
   }
   const s2s_model_entry *greedy = o->one_call ? manifest_find(d->manifest, "greedy", "onnx", o->variant) : NULL;
-  if (o->one_call == 1 && !greedy) {
+  if (o->one_call && !greedy) {
     return s2s_fail(err, S2S_ERR_BUNDLE, "%s: the bundle has no one-call greedy model for onnx %s (re-export it "
                     "with a seq2seq-edge that writes one, or load with one_call = 0)", source, o->variant);
   }
@@ -351,7 +351,7 @@ s2s_status s2s_load_with_reader(s2s_read_file_fn read_file, void *ctx, const cha
   if (options) o = *options;
   if (!o.variant) o.variant = "fp32";
   if (o.threads < 1 || o.threads > 256) return s2s_fail(err, S2S_ERR_OPTION, "threads must be 1..256, got %d", o.threads);
-  if (o.one_call < -1 || o.one_call > 1) return s2s_fail(err, S2S_ERR_OPTION, "one_call must be -1, 0 or 1");
+  if (o.one_call < 0 || o.one_call > 1) return s2s_fail(err, S2S_ERR_OPTION, "one_call must be 0 or 1");
   decoder_with_models *dm = calloc(1, sizeof *dm);
   if (!dm) return s2s_fail(err, S2S_ERR_MEMORY, "out of memory");
   s2s_decoder *d = &dm->d;

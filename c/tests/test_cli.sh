@@ -39,8 +39,8 @@ EOF
 }
 
 # -- golden outputs through the command line
-for spec in "digits fp32 one-call" "numbers fp32 step-loop --step-loop" "attention int8 step-loop --step-loop" \
-            "attention fp32 one-call"; do
+for spec in "digits fp32 one-call --one-call" "numbers fp32 step-loop" "attention int8 step-loop" \
+            "attention fp32 one-call --one-call"; do
   set -- $spec
   got=$(vector "$1" "$2" "$3" inputs | "$RUN" "$S2S_FIXTURES/bundles/$1" --variant "$2" ${4:-} --batch-size 1)
   check "golden outputs: $spec" "$(vector "$1" "$2" "$3" single)" "$got"
@@ -48,14 +48,14 @@ done
 
 # -- a line that cannot be encoded: the lines before it are decoded, then one message, exit 1
 digits="$S2S_FIXTURES/bundles/digits"
-first_two=$(vector digits fp32 one-call inputs | sed -n 1,2p)
+first_two=$(vector digits fp32 step-loop inputs | sed -n 1,2p)
 out=$(printf '%s\nz\n3\n' "$first_two" | "$RUN" "$digits" --batch-size 2 2>"$tmp/err"); rc=$?
 check "bad line: exit code" 1 "$rc"
-check "bad line: outputs before it" "$(vector digits fp32 one-call single | sed -n 1,2p)" "$out"
+check "bad line: outputs before it" "$(vector digits fp32 step-loop single | sed -n 1,2p)" "$out"
 check "bad line: message" "s2s-run: line 3: input has 1 symbol(s) the model never saw: 'z'" "$(errors)"
 out=$(printf '%s\n1\0\n' "$first_two" | "$RUN" "$digits" 2>"$tmp/err")
 check "NUL byte" "s2s-run: line 3: has a NUL byte" "$(errors)"
-check "NUL byte: outputs before it" "$(vector digits fp32 one-call single | sed -n 1,2p)" "$out"
+check "NUL byte: outputs before it" "$(vector digits fp32 step-loop single | sed -n 1,2p)" "$out"
 printf '3\xff\n' | "$RUN" "$digits" >/dev/null 2>"$tmp/err"
 check "not UTF-8" "s2s-run: line 1: not valid UTF-8: byte 0xFF at column 2" "$(errors)"
 printf '%02000d\n' 1 | "$RUN" "$digits" >/dev/null 2>"$tmp/err"
@@ -99,6 +99,7 @@ fresh; sed -i 's/"version": 1/"version": 1, "version": 1/' "$tmp/b/manifest.json
 refused "duplicate key" "s2s-run: $tmp/b/manifest.json: : the key 'version' appears twice" "$tmp/b"
 fresh; head -c 100 "$digits/manifest.json" >"$tmp/b/manifest.json"
 refused "manifest cut short" "s2s-run: $tmp/b/manifest.json: manifest is not valid JSON (at byte ..." "$tmp/b"
+refused "no one-call int8 model" "s2s-run: $digits: the bundle has no one-call greedy model for onnx int8 (re-export it with a seq2seq-edge that writes one, or load with one_call = 0)" "$digits" --variant int8 --one-call
 refused "no such variant" "s2s-run: variant must be fp32 or int8 (ONNX), got 'fp16'" "$digits" --variant fp16
 refused "not a bundle" "s2s-run: $tmp/none: no such folder" "$tmp/none"
 
