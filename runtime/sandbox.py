@@ -1,0 +1,290 @@
+"""An opt-in sandboxed decoder, for servers that decode bundles their users upload.
+
+The loader proves what it can from the bytes (operators, loop bounds, sizes read from values) and runs each new
+model file once in a limited test process (``probe.py``). What no proof reaches (an interpreter bug that a
+well-formed file triggers at a batch size the probe did not run, an allowed operator fed absurd constant shapes)
+is bounded here instead: the bundle is loaded and decoded in a child process that limits its own address space,
+CPU seconds and file writes, with no working directory, user site or inherited environment, and every call has a
+wall-clock timeout. A crash, a memory bomb or a runaway call ends that child with a one-line BundleError; the next
+call starts a fresh one. Replies are read bounded (their size follows from the inputs and the manifest).
+
+    with seq2seq_edge.sandbox.SandboxedDecoder("uploads/bundle", memory_mib=1024, timeout_s=10) as decoder:
+        decoder.decode_batch(["7", "42"])
+
+Its cost is one process and one JSON round trip per call (benchmarks/sandbox.py measures it per word). Linux and
+macOS (``resource`` limits); the parent never unpickles or evaluates anything the child sends.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from .decoder import DecodeResult
+from .errors import BundleError, InputTextError, Seq2SeqEdgeError
+
+log = logging.getLogger(__name__)
+
+#: Defaults: address space of the child (Python, numpy and an interpreter need about 0.5-1 GiB of it), CPU
+#: seconds over its life, wall-clock seconds per call (and for the start, which loads and checks the bundle).
+DEFAULT_MEMORY_MIB = 2048
+DEFAULT_CPU_SECONDS = 3600
+DEFAULT_TIMEOUT_S = 30.0
+#: Bytes a reply may take per input: each output token's string is at most 256 characters (4 bytes each in
+#: UTF-8, 6 in JSON escapes) plus its probability, per hypothesis.
+_REPLY_BYTES_PER_TOKEN = 256 * 6 + 64
+_KEPT_ENVIRONMENT = ("PATH", "LD_LIBRARY_PATH", "SYSTEMROOT", "XDG_CACHE_HOME", "HOME")
+_ERRORS = {"InputTextError": InputTextError, "BundleError": BundleError}
+
+
+class SandboxedDecoder:
+    """``seq2seq_edge.load``'s decoder, run in a limited child process; the same decode methods and results.
+
+    ``memory_mib``: the child's address space; ``cpu_seconds``: its CPU time over its life; ``timeout_s``: the
+    wall-clock limit of the start and of each call. Other keywords go to ``seq2seq_edge.load`` in the child.
+    """
+
+    def __init__(self, bundle_dir: str | Path, backend: str = "auto", variant: str = "fp32", threads: int = 1,
+                 one_call: bool | None = None, *, memory_mib: int = DEFAULT_MEMORY_MIB,
+                 cpu_seconds: int = DEFAULT_CPU_SECONDS, timeout_s: float = DEFAULT_TIMEOUT_S):
+        for name, value in (("memory_mib", memory_mib), ("cpu_seconds", cpu_seconds)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(timeout_s, (int, float)) or isinstance(timeout_s, bool) or not 0 < timeout_s < 86400:
+            raise ValueError(f"timeout_s must be a number of seconds between 0 and 86400, got {timeout_s!r}")
+        self.bundle_dir = str(Path(bundle_dir).resolve())
+        self._load_args = {"bundle_dir": self.bundle_dir, "backend": backend, "variant": variant,
+                           "threads": threads, "one_call": one_call}
+        self.memory_mib, self.cpu_seconds, self.timeout_s = memory_mib, cpu_seconds, float(timeout_s)
+        self._proc: subprocess.Popen | None = None
+        self._info: dict[str, Any] = {}
+        self._start()
+
+    # -- the decoder's API ---------------------------------------------------------------------------------------
+    @property
+    def decode_path(self) -> str:
+        return self._info["decode_path"]
+
+    @property
+    def max_output_len(self) -> int:
+        return self._info["max_output_len"]
+
+    @property
+    def backend(self) -> str:
+        return self._info["backend"]
+
+    def decode(self, source: str, **options) -> str:
+        return self.decode_result(source, **options).text
+
+    def decode_result(self, source: str, **options) -> DecodeResult:
+        if not isinstance(source, str):
+            raise TypeError(f"input must be str, not {type(source).__name__}")
+        return self._call([source], 1, options, single=True)[0]
+
+    def decode_batch(self, sources: Sequence[str], batch_size: int = 32, **options) -> list[str]:
+        return [r.text for r in self.decode_batch_results(sources, batch_size, **options)]
+
+    def decode_batch_results(self, sources: Sequence[str], batch_size: int = 32, **options) -> list[DecodeResult]:
+        if isinstance(sources, str):
+            raise TypeError("decode_batch takes a list of strings, not one string; use decode()")
+        sources = list(sources)
+        for i, s in enumerate(sources):
+            if not isinstance(s, str):
+                raise TypeError(f"item {i + 1} of {len(sources)}: input must be str, not {type(s).__name__}")
+        return self._call(sources, batch_size, options)
+
+    def close(self) -> None:
+        """Stop the child process."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            _stop(proc)
+
+    def __enter__(self) -> "SandboxedDecoder":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):  # pragma: no cover - best effort at interpreter exit
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        return (f"SandboxedDecoder({self.bundle_dir!r}, memory_mib={self.memory_mib}, timeout_s={self.timeout_s}, "
+                f"path={self._info.get('decode_path')!r})")
+
+    # -- the child -----------------------------------------------------------------------------------------------
+    def _start(self) -> None:
+        env = {k: os.environ[k] for k in _KEPT_ENVIRONMENT if k in os.environ}
+        env.update(LC_ALL="C.UTF-8", PYTHONIOENCODING="utf-8")
+        limits = json.dumps({"memory": self.memory_mib * 2**20, "cpu": self.cpu_seconds})
+        with tempfile.TemporaryDirectory(prefix="s2s-sandbox-") as empty:  # its cwd: removed once it started
+            self._proc = subprocess.Popen([sys.executable, "-I", "-m", "seq2seq_edge.sandbox", limits],
+                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                          cwd=empty, env=env)
+        self._info = self._request({"op": "load", **self._load_args}, 64 * 1024)
+
+    def _call(self, sources: list[str], batch_size: int, options: dict, single: bool = False) -> list[DecodeResult]:
+        if self._proc is None:
+            self._start()
+        beams = max(1, int(options.get("n_best") or 1)) if isinstance(options.get("n_best"), int) else 1
+        limit = self._info["max_output_len"] + 2
+        budget = 4096 + len(sources) * beams * limit * _REPLY_BYTES_PER_TOKEN
+        reply = self._request({"op": "decode", "inputs": sources, "batch_size": batch_size, "options": options,
+                               "single": single}, budget)
+        if not isinstance(reply, list) or len(reply) != len(sources):
+            self.close()
+            raise BundleError("the sandboxed decoder replied with something else than one result per input",
+                              where=self.bundle_dir)
+        return [_result(r, self.bundle_dir) for r in reply]
+
+    def _request(self, message: dict, max_reply: int) -> Any:
+        proc = self._proc
+        try:
+            proc.stdin.write(json.dumps(message, ensure_ascii=False).encode("utf-8") + b"\n")
+            proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass  # it died: its status says why, below
+        line, why = _read_line(proc, max_reply, self.timeout_s)
+        if line is None:
+            self._proc = None
+            raise BundleError(_death(proc, why, self), where=self.bundle_dir)
+        try:
+            reply = json.loads(line)
+        except (ValueError, RecursionError):
+            self.close()
+            raise BundleError("the sandboxed decoder replied with something that is not JSON",
+                              where=self.bundle_dir) from None
+        if isinstance(reply, dict) and "error" in reply:
+            err = reply["error"] if isinstance(reply["error"], dict) else {}
+            cls = {"TypeError": TypeError, "ValueError": ValueError, **_ERRORS}.get(err.get("type"), Seq2SeqEdgeError)
+            text = str(err.get("message", "the sandboxed decoder failed"))[:2000]
+            if message["op"] == "load":
+                self.close()
+            raise cls(text)
+        if not isinstance(reply, dict) or "ok" not in reply:
+            self.close()
+            raise BundleError("the sandboxed decoder replied with an unknown message", where=self.bundle_dir)
+        return reply["ok"]
+
+
+def _result(r: Any, where: str) -> DecodeResult:
+    try:
+        alternatives = tuple(_result(a, where) for a in r.get("alternatives", ())[:64])
+        result = DecodeResult(text=str(r["text"]), tokens=tuple(str(t) for t in r["tokens"]),
+                              token_probs=tuple(float(p) for p in r["token_probs"]), finished=bool(r["finished"]),
+                              alternatives=alternatives)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise BundleError("the sandboxed decoder replied with a malformed result", where=where) from None
+    return result
+
+
+def _read_line(proc: subprocess.Popen, max_bytes: int, timeout_s: float) -> tuple[bytes | None, str]:
+    """One reply line, read at most max_bytes and timeout_s; (None, why) when the child gave none."""
+    fd, chunks, got = proc.stdout.fileno(), [], 0
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None, "timeout"
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            continue
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return None, "exited"
+        newline = chunk.find(b"\n")
+        if newline >= 0:
+            chunks.append(chunk[:newline])
+            return b"".join(chunks), ""
+        chunks.append(chunk)
+        got += len(chunk)
+        if got > max_bytes:
+            return None, "too long"
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        try:
+            stream.close()
+        except OSError:
+            pass
+
+
+def _death(proc: subprocess.Popen, why: str, d: SandboxedDecoder) -> str:
+    """Stop the child and say, in one line, why it gave no reply."""
+    _stop(proc)
+    status = proc.returncode
+    if why == "timeout":
+        return f"the sandboxed decoder took longer than {d.timeout_s:g} s on one call and was stopped"
+    if why == "too long":
+        return "the sandboxed decoder's reply was longer than its inputs allow and it was stopped"
+    if status is not None and status < 0:
+        sig = -status
+        if sig == getattr(signal, "SIGXCPU", None):
+            return f"the sandboxed decoder ran out of its {d.cpu_seconds} CPU seconds"
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else f"signal {sig}"
+        return f"the sandboxed decoder crashed ({name}): the bundle is malformed or hostile"
+    err = (proc.stderr.read(4096) if proc.stderr and not proc.stderr.closed else b"") or b""
+    last = [line for line in err.decode("utf-8", "replace").splitlines() if line.strip()]
+    if last and "MemoryError" in last[-1] or status == 3:
+        return f"the sandboxed decoder ran out of its {d.memory_mib} MiB of memory"
+    return f"the sandboxed decoder exited with status {status}" + (f": {last[-1][:300]}" if last else "")
+
+
+# ---- the child's side ------------------------------------------------------------------------------------------
+def _serve(limits: dict) -> int:
+    """Limit this process, then answer one JSON line per request on stdin, one per reply on stdout."""
+    from . import probe
+
+    probe._limit_self(int(limits["memory"]), int(limits["cpu"]))
+    probe._add_to_cache = lambda new: None  # no file writes here: the probe's cache is only read
+    out = sys.stdout.buffer
+    decoder = None
+    for raw in sys.stdin.buffer:
+        reply = None
+        try:
+            request = json.loads(raw)
+            if request["op"] == "load":
+                from .loader import load
+
+                args = {k: request[k] for k in ("backend", "variant", "threads", "one_call")}
+                decoder = load(request["bundle_dir"], **args)
+                reply = {"ok": {"decode_path": decoder.decode_path, "max_output_len": decoder.max_output_len,
+                                "backend": decoder.backend}}
+            else:
+                results = ([decoder.decode_result(request["inputs"][0], **request["options"])] if request["single"]
+                           else decoder.decode_batch_results(request["inputs"], request["batch_size"],
+                                                             **request["options"]))
+                reply = {"ok": [_as_dict(r) for r in results]}
+        except MemoryError:
+            return 3
+        except (Seq2SeqEdgeError, TypeError, ValueError) as e:
+            kind = type(e).__name__ if type(e).__name__ in (*_ERRORS, "TypeError", "ValueError") else "BundleError"
+            reply = {"error": {"type": kind, "message": str(e)}}
+        out.write(json.dumps(reply, ensure_ascii=False).encode("utf-8") + b"\n")
+        out.flush()
+    return 0
+
+
+def _as_dict(r: DecodeResult) -> dict:
+    return {"text": r.text, "tokens": list(r.tokens), "token_probs": [float(p) for p in r.token_probs],
+            "finished": r.finished, "alternatives": [_as_dict(a) for a in r.alternatives]}
+
+
+if __name__ == "__main__":
+    sys.exit(_serve(json.loads(sys.argv[1])))
