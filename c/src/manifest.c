@@ -60,7 +60,8 @@ static cJSON *member(problems *p, const cJSON *obj, const char *path, const char
 static int64_t integer(problems *p, const cJSON *v, const char *path, int64_t lo, int64_t hi) {
   if (!v) return -1;
   double d = v->valuedouble;
-  if (!cJSON_IsNumber(v) || d != (double)(int64_t)d) {
+  /* range first: converting a double outside int64_t's range is undefined behaviour */
+  if (!cJSON_IsNumber(v) || !(d >= -9.0e18 && d <= 9.0e18) || d != (double)(int64_t)d) {
     problem(p, "%s: must be an integer", path);
     return -1;
   }
