@@ -117,7 +117,7 @@ def headline_ratios(result: dict) -> list[tuple[str, float]]:
     return rows
 
 
-def _f(x, digits=1):
+def fmt(x, digits=1):
     return "–" if x is None else f"{x:,.{digits}f}"
 
 
@@ -162,12 +162,12 @@ def one_call_lines(r: dict) -> list[str]:
         one, loop = path_latencies(x)
         floor, call = x["raw_invoke_ms"], x.get("one_call_invoke_ms")
         enc = x.get("encoder_us_by_length", {})
-        lines.append(f"| {x['backend']} {x['variant']} | {x['threads']} | {_f(one, 3)} | {_f(loop, 3)} | "
-                     f"{_f(loop / one if one and loop else None, 2)} | {_f(call, 3)} | {_f(floor, 3)} | "
-                     f"{_f(call / floor if call else None, 2)} | "
-                     + " | ".join(_f(enc.get(str(n))) for n in lengths) + " |")
+        lines.append(f"| {x['backend']} {x['variant']} | {x['threads']} | {fmt(one, 3)} | {fmt(loop, 3)} | "
+                     f"{fmt(loop / one if one and loop else None, 2)} | {fmt(call, 3)} | {fmt(floor, 3)} | "
+                     f"{fmt(call / floor if call else None, 2)} | "
+                     + " | ".join(fmt(enc.get(str(n))) for n in lengths) + " |")
     for name, p in r.get("peers", {}).items():
-        lines.append(f"| peer: {name} ({p['timed']}) | 1 | – | {_f(p['word_latency_ms']['p50'], 3)} | – | – | – | – |"
+        lines.append(f"| peer: {name} ({p['timed']}) | 1 | – | {fmt(p['word_latency_ms']['p50'], 3)} | – | – | – | – |"
                      + " – |" * len(lengths))
     sizes = r["settings"]["batch_sizes"]
     lines += ["", "| throughput, seq/s | path | " + " | ".join(f"b{bs}" for bs in sizes) + " |",
@@ -179,7 +179,7 @@ def one_call_lines(r: dict) -> list[str]:
                 paths.append((path, x[f"{key}_throughput_seq_per_s"]))
         for path, tp in paths:
             lines.append(f"| {x['backend']} {x['variant']} | {path} | "
-                         + " | ".join(_f(tp.get(str(bs)), 0) for bs in sizes) + " |")
+                         + " | ".join(fmt(tp.get(str(bs)), 0) for bs in sizes) + " |")
     return lines
 
 
@@ -210,22 +210,22 @@ def markdown(results: list[dict], targets: bool = False) -> str:
             k = r.get(name)
             if k:
                 w = k["word_latency_ms"]
-                lines.append(f"| {name.replace('_', ' ')} | – | {_f(k.get('encoder_us'))} | {_f(k.get('step_us'))} | – | "
-                             f"{_f(w['p50'], 3)} | {_f(w['p95'], 3)} | {_f(w['p99'], 3)} |{dashes}")
+                lines.append(f"| {name.replace('_', ' ')} | – | {fmt(k.get('encoder_us'))} | {fmt(k.get('step_us'))} | – | "
+                             f"{fmt(w['p50'], 3)} | {fmt(w['p95'], 3)} | {fmt(w['p99'], 3)} |{dashes}")
         for x in r["runtime"]:
             w, t = x["word_latency_ms"], x["throughput_seq_per_s"]
-            lines.append(f"| {x['backend']} {x['variant']} | {x['threads']} | {_f(x['encoder_us'])} | {_f(x['step_us'])} | "
-                         f"{_f(x['loop_step_us'])} | {_f(w['p50'], 3)} | {_f(w['p95'], 3)} | {_f(w['p99'], 3)} | "
-                         + " | ".join(_f(t.get(str(bs)), 0) for bs in r["settings"]["batch_sizes"]) + " |")
+            lines.append(f"| {x['backend']} {x['variant']} | {x['threads']} | {fmt(x['encoder_us'])} | {fmt(x['step_us'])} | "
+                         f"{fmt(x['loop_step_us'])} | {fmt(w['p50'], 3)} | {fmt(w['p95'], 3)} | {fmt(w['p99'], 3)} | "
+                         + " | ".join(fmt(t.get(str(bs)), 0) for bs in r["settings"]["batch_sizes"]) + " |")
         lines += one_call_lines(r)
         if r["floors_us"]:
             lines += ["", "Floor (a trivial model with the step's inputs and outputs, per call): " +
-                      ", ".join(f"{b_} {_f(v, 1)} µs" for b_, v in r["floors_us"].items()) + "."]
+                      ", ".join(f"{b_} {fmt(v, 1)} µs" for b_, v in r["floors_us"].items()) + "."]
         cold = r["cold_start"]
         if cold:
             lines += ["", "| cold start (fresh process: import, load, decode one input) | seconds | peak RSS MB |",
                       "|---|---|---|"]
-            lines += [f"| {k.replace('_', ' ')} | {_f(v['seconds'], 2)} | {_f(v['peak_rss_mb'])} |" for k, v in cold.items()]
+            lines += [f"| {k.replace('_', ' ')} | {fmt(v['seconds'], 2)} | {fmt(v['peak_rss_mb'])} |" for k, v in cold.items()]
         sizes = {p: x["size_bytes"] for p, x in b["models"].items()}
         lines += ["", "Model files (KB): " + ", ".join(f"{k} {sizes[k] / 1024:,.0f}" for k in sorted(sizes)) + "."]
         interpreters = sorted({x["interpreter"] for x in r["runtime"]})
@@ -242,7 +242,7 @@ def markdown(results: list[dict], targets: bool = False) -> str:
     rows = [row for r in results for row in target_rows(r)] if targets else []
     if rows:
         lines += ["### Targets (ratios from this run)", "", "| bundle | measure | measured | target | |", "|---|---|---|---|---|"]
-        lines += [f"| {row['bundle']} | {row['measure']} | {_f(row['value'], 2)} | {row['target']} | "
+        lines += [f"| {row['bundle']} | {row['measure']} | {fmt(row['value'], 2)} | {row['target']} | "
                   f"{'met' if row['met'] else 'missed'} |" for row in rows]
     return "\n".join(lines) + "\n"
 
@@ -280,7 +280,7 @@ def write(results: list[dict], out_dir: Path, readme: Path | None = None, png: b
     """Write results.json, results.md and chart.svg (and chart.png with ``png``) into ``out_dir``; with ``readme``,
     replace the table between the README's markers. ``targets``: also this project's goals for its reference
     bundles (benchmarks/run_all.py), met or missed; a user's own bundle is measured, not judged."""
-    from . import compare
+    from . import chart
     from .runtime_bench import SCHEMA, SCHEMA_VERSION
 
     out_dir = Path(out_dir)
@@ -290,7 +290,7 @@ def write(results: list[dict], out_dir: Path, readme: Path | None = None, png: b
     (out_dir / RESULTS_JSON).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     md = markdown(results, targets)
     (out_dir / RESULTS_MD).write_text(md, encoding="utf-8")
-    (out_dir / "chart.svg").write_text(compare.svg_chart([(r["bundle"]["name"], [r]) for r in results],
+    (out_dir / "chart.svg").write_text(chart.svg_chart([(r["bundle"]["name"], [r]) for r in results],
                                                          title="ms per word (p50)"), encoding="utf-8")
     if png:
         chart_png(results, out_dir / "chart.png")
