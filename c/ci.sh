@@ -15,6 +15,8 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 bash fetch_onnxruntime.sh
+# the CLI tests craft one model with the onnx package: the repository's training venv has it
+if [ -z "${PYTHON:-}" ] && [ -x ../.venv/bin/python ]; then export PYTHON="$PWD/../.venv/bin/python"; fi
 build=${S2S_C_BUILD:-build}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j2 -- --no-print-directory | grep -vE '^\[|^$' || true

@@ -36,6 +36,9 @@ s2s_status bundle_read_folder(void *ctx, const char *name, size_t max_bytes, uns
       return s2s_fail(err, S2S_ERR_BUNDLE, "%s/%s: is a symbolic link; a bundle's files must be regular files", dir,
                       name);
     }
+    if (open_errno == ENOENT && !strcmp(name, "manifest.json")) {
+      return s2s_fail(err, S2S_ERR_BUNDLE, "%s: no manifest.json: not a bundle folder (s2s export writes one)", dir);
+    }
     return s2s_fail(err, S2S_ERR_BUNDLE, "%s/%s: %s", dir, name,
                     open_errno == ENOENT ? "missing (the manifest names it; copy the whole bundle folder)"
                                          : strerror(open_errno));

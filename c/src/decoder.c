@@ -11,6 +11,8 @@
 
 #define PROB_SLACK 1e-5f /* a probability may exceed 1 by float32 rounding of a softmax, never by more */
 #define TINY 1e-45
+/* No file can be created under /proc/self: where ONNX Runtime is told external data lives. */
+#define NO_FILES_HERE "/proc/self/seq2seq-edge-no-external-data"
 
 typedef struct {
   OrtSession *session;
@@ -220,6 +222,9 @@ static s2s_status open_session(s2s_decoder *d, model *mdl, const unsigned char *
   if (!st) st = ort->SetIntraOpNumThreads(so, threads);
   if (!st) st = ort->SetInterOpNumThreads(so, 1);
   if (!st) st = ort->SetSessionGraphOptimizationLevel(so, ORT_ENABLE_ALL);
+  /* A model loaded from memory resolves external-data file names against this folder (otherwise against the
+   * working directory): one that cannot exist, so a model that refers to any file outside itself fails to load. */
+  if (!st) st = ort->AddSessionConfigEntry(so, "session.model_external_initializers_file_folder_path", NO_FILES_HERE);
   if (!st) st = ort->CreateSessionFromArray(d->env, data, len, so, &mdl->session);
   if (so) ort->ReleaseSessionOptions(so);
   if (st) {
@@ -298,7 +303,7 @@ static s2s_status start_onnxruntime(s2s_decoder *d, const char *source, s2s_erro
                     "was built against onnxruntime 1.%d: use that release or a newer one)", ORT_API_VERSION,
                     ORT_API_VERSION);
   }
-  OrtStatus *st = d->ort->CreateEnv(ORT_LOGGING_LEVEL_ERROR, "seq2seq-edge", &d->env);
+  OrtStatus *st = d->ort->CreateEnv(ORT_LOGGING_LEVEL_FATAL, "seq2seq-edge", &d->env); /* errors come back as our messages */
   if (!st) st = d->ort->CreateCpuMemoryInfo(OrtArenaAllocator, OrtMemTypeDefault, &d->cpu);
   return st ? ort_failed(d->ort, st, err, source, "ONNX Runtime cannot start") : S2S_OK;
 }

@@ -62,14 +62,15 @@ typedef struct {
   size_t *lens;
   int tokenization;
   int32_t unknown_id; /* -1: none */
-  size_t n_slots;     /* hash table of token -> id, open addressing */
-  int32_t *slots;
+  int32_t *sorted;    /* ids in the order of their tokens' bytes: lookup by binary search */
 } s2s_vocab;
 
 /* Build the lookup of a vocabulary whose tokens are set (n, tokens, lens); 0 on success, -1 on no memory. */
 int vocab_index(s2s_vocab *v);
-/* The id of a token, or -1. */
+/* The id of a token (the smallest, were it twice), or -1. O(log n). */
 int32_t vocab_find(const s2s_vocab *v, const char *s, size_t len);
+/* An id whose token an earlier id has too, or -1. */
+int32_t vocab_duplicate(const s2s_vocab *v);
 void vocab_free(s2s_vocab *v);
 
 /* ---- the manifest (manifest.c) ---- */

@@ -40,20 +40,71 @@ static void problem(problems *p, const char *fmt, ...) {
 
 const char *dtype_name(int dtype) { return dtype == 0 ? "int32" : "float32"; }
 
-/* An object's member, refusing a key given twice (JSON readers disagree on which one wins). */
+/* An object's member (keys given twice were refused before: see duplicate_keys). */
 static cJSON *member(problems *p, const cJSON *obj, const char *path, const char *key, int required) {
   cJSON *found = NULL;
-  for (cJSON *c = obj ? obj->child : NULL; c; c = c->next) {
-    if (c->string && strcmp(c->string, key) == 0) {
-      if (found) {
-        problem(p, "%s: the key '%s' appears twice", path, key);
-        return NULL;
-      }
-      found = c;
-    }
+  for (cJSON *c = obj ? obj->child : NULL; c && !found; c = c->next) {
+    if (c->string && strcmp(c->string, key) == 0) found = c;
   }
   if (!found && required) problem(p, "%s: '%s' is a required property", path, key);
   return found;
+}
+
+static int key_cmp(const void *a, const void *b) {
+  return strcmp((*(const cJSON *const *)a)->string, (*(const cJSON *const *)b)->string);
+}
+
+/* Refuse a key given twice in any object of the document (JSON readers disagree on which one wins). O(n log n). */
+static void duplicate_keys(problems *p, const cJSON *node, int depth) {
+  if (!node || p->n) return;
+  size_t n = 0;
+  for (const cJSON *c = node->child; c; c = c->next) n++;
+  if (cJSON_IsObject(node) && n > 1) {
+    const cJSON **keys = malloc(n * sizeof *keys);
+    if (!keys) {
+      problem(p, "out of memory");
+      return;
+    }
+    size_t k = 0;
+    for (const cJSON *c = node->child; c; c = c->next) keys[k++] = c;
+    qsort(keys, n, sizeof *keys, key_cmp);
+    for (size_t i = 1; i < n && !p->n; i++) {
+      if (!strcmp(keys[i - 1]->string, keys[i]->string)) {
+        s2s_buf shown = {0};
+        py_repr(&shown, keys[i]->string, strlen(keys[i]->string));
+        problem(p, "the key %s appears twice in one object%s", shown.data ? shown.data : "?",
+                depth ? "" : " (the manifest's top level)");
+        buf_free(&shown);
+      }
+    }
+    free(keys);
+  }
+  for (const cJSON *c = node->child; c && !p->n; c = c->next) duplicate_keys(p, c, depth + 1);
+}
+
+/* A "\u0000" escape outside another escape: cJSON would end the string there and the rest would go unseen. */
+static int escaped_nul(const char *json, size_t len) {
+  for (size_t i = 0; i + 1 < len; i++) {
+    if (json[i] != '\\') continue;
+    if (json[i + 1] == 'u' && i + 5 < len && !memcmp(json + i + 2, "0000", 4)) return 1;
+    i++; /* skip the escaped character, so "\\\\u0000" is a backslash and text */
+  }
+  return 0;
+}
+
+/* An optional object whose values are all strings (versions, runtimes_tested). */
+static void string_map(problems *p, const cJSON *v, const char *path) {
+  if (!v) return;
+  if (!cJSON_IsObject(v)) {
+    problem(p, "%s: must be an object", path);
+    return;
+  }
+  for (const cJSON *c = v->child; c; c = c->next) {
+    if (!cJSON_IsString(c)) {
+      problem(p, "%s/%s: must be a string", path, c->string);
+      return;
+    }
+  }
 }
 
 /* An integer in [lo, hi], or -1 with a problem. */
@@ -145,14 +196,12 @@ static void read_vocab(problems *p, const cJSON *side, const char *name, s2s_voc
     problem(p, "out of memory");
     return;
   }
-  int dupes = 0;
-  for (size_t id = 0; id < v->n; id++) {
-    if (vocab_find(v, v->tokens[id], v->lens[id]) != (int32_t)id && !dupes++) {
-      s2s_buf shown = {0};
-      py_repr(&shown, v->tokens[id], v->lens[id]);
-      problem(p, "%s.vocabulary has duplicate entries: %s", name, shown.data ? shown.data : "?");
-      buf_free(&shown);
-    }
+  int32_t dupe = vocab_duplicate(v);
+  if (dupe >= 0) {
+    s2s_buf shown = {0};
+    py_repr(&shown, v->tokens[dupe], v->lens[dupe]);
+    problem(p, "%s.vocabulary has duplicate entries: %s", name, shown.data ? shown.data : "?");
+    buf_free(&shown);
   }
 }
 
@@ -163,6 +212,22 @@ static void read_preprocessing(problems *p, const cJSON *prep, s2s_manifest *m) 
   }
   const char *norm = string(p, member(p, prep, "/preprocessing", "normalization", 1), "/preprocessing/normalization");
   if (norm && strcmp(norm, "NFC") != 0) problem(p, "/preprocessing/normalization: must be 'NFC'");
+  const cJSON *special = member(p, prep, "/preprocessing", "special_tokens", 0);
+  if (special) {
+    if (!cJSON_IsObject(special)) problem(p, "/preprocessing/special_tokens: must be an object");
+    static const char *const names[S2S_N_SPECIAL] = {"pad", "start", "end"};
+    for (int i = 0; special && cJSON_IsObject(special) && i < S2S_N_SPECIAL; i++) {
+      const cJSON *t = member(p, special, "/preprocessing/special_tokens", names[i], 0);
+      if (!t) continue;
+      const cJSON *id = member(p, t, "/preprocessing/special_tokens", "id", 1);
+      const cJSON *text = member(p, t, "/preprocessing/special_tokens", "text", 1);
+      if ((id && !(cJSON_IsNumber(id) && id->valuedouble == i)) ||
+          (text && !(cJSON_IsString(text) && !strcmp(text->valuestring, SPECIAL[i])))) {
+        problem(p, "/preprocessing/special_tokens/%s: must be {\"id\": %d, \"text\": \"%s\"}", names[i], i,
+                SPECIAL[i]);
+      }
+    }
+  }
   const cJSON *in = member(p, prep, "/preprocessing", "input", 1);
   const cJSON *target = member(p, prep, "/preprocessing", "target", 1);
   read_vocab(p, in, "input", &m->input, &m->max_input_tokens);
@@ -174,7 +239,7 @@ static void read_preprocessing(problems *p, const cJSON *prep, s2s_manifest *m) 
   m->target.unknown_id = -1;
   const cJSON *unk = in ? member(p, in, "/preprocessing/input", "unknown_token", 0) : NULL;
   const char *u = string(p, unk, "/preprocessing/input/unknown_token");
-  if (u && m->input.slots) {
+  if (u && m->input.sorted) {
     int32_t id = vocab_find(&m->input, u, strlen(u));
     if (id < 0) {
       s2s_buf shown = {0};
@@ -256,6 +321,23 @@ static void format_specs(s2s_buf *out, const s2s_spec *specs, int n) {
     buf_puts(out, "]");
   }
   buf_puts(out, "]");
+}
+
+/* The same tensors, compared field by field (never through their printed form, which a name could forge). */
+static int same_specs(const s2s_spec *a, int na, const s2s_spec *b, int nb) {
+  if (na != nb) return 0;
+  s2s_spec x[S2S_MAX_SPECS], y[S2S_MAX_SPECS];
+  memcpy(x, a, (size_t)na * sizeof *a);
+  memcpy(y, b, (size_t)nb * sizeof *b);
+  qsort(x, (size_t)na, sizeof *x, spec_cmp);
+  qsort(y, (size_t)nb, sizeof *y, spec_cmp);
+  for (int i = 0; i < na; i++) {
+    if (strcmp(x[i].name, y[i].name) || x[i].dtype != y[i].dtype || x[i].rank != y[i].rank) return 0;
+    for (int k = 0; k < x[i].rank; k++) {
+      if (x[i].shape[k] != y[i].shape[k]) return 0;
+    }
+  }
+  return 1;
 }
 
 static void spec(s2s_spec *s, const char *name, int dtype, int rank, int64_t d0, int64_t d1, int64_t d2) {
@@ -343,8 +425,25 @@ static void read_model_entry(problems *p, const cJSON *e, int i, s2s_manifest *m
   read_specs(p, member(p, e, at, "inputs", 1), sub, x->inputs, &x->n_inputs);
   snprintf(sub, sizeof sub, "%s/outputs", at);
   read_specs(p, member(p, e, at, "outputs", 1), sub, x->outputs, &x->n_outputs);
+  snprintf(sub, sizeof sub, "%s/opset", at);
+  integer(p, member(p, e, at, "opset", 0), sub, 1, 10000);
+  snprintf(sub, sizeof sub, "%s/ir_version", at);
+  integer(p, member(p, e, at, "ir_version", 0), sub, 1, 10000);
+  string(p, member(p, e, at, "signature", 0), at);
+  const cJSON *ops = member(p, e, at, "ops", 0);
+  if (ops) {
+    int ok = cJSON_IsArray(ops) && cJSON_GetArraySize(ops) <= 256;
+    for (const cJSON *o = ok ? ops->child : NULL; o && ok; o = o->next) {
+      ok = cJSON_IsString(o) && o->valuestring[0] && strlen(o->valuestring) <= 64;
+    }
+    if (!ok) problem(p, "%s/ops: must be an array of at most 256 operator names (1 to 64 characters)", at);
+  }
   if (!role || !format || !variant || !path || !sha) return;
+  if (!role[0]) problem(p, "%s/role: must not be empty", at);
   if (strcmp(format, "onnx") && strcmp(format, "tflite")) problem(p, "%s/format: must be one of tflite, onnx", at);
+  else if (strcmp(variant, "fp32") && strcmp(variant, "int8") && (strcmp(variant, "fp16") || !strcmp(format, "onnx"))) {
+    problem(p, "%s/variant: must be one of %s", at, strcmp(format, "onnx") ? "fp32, fp16, int8" : "fp32, int8");
+  }
   if (!plain_name(path)) problem(p, "%s/path: must be a plain file name ([A-Za-z0-9][A-Za-z0-9._-]{0,127})", at);
   size_t hex = 0;
   while (sha[hex] && ((sha[hex] >= '0' && sha[hex] <= '9') || (sha[hex] >= 'a' && sha[hex] <= 'f'))) hex++;
@@ -372,10 +471,13 @@ static void check_contract(problems *p, s2s_manifest *m) {
     int n_in, n_out;
     if (!manifest_expected_io(m, x->role, in, &n_in, out, &n_out)) continue; /* a role this runtime does not use */
     for (int kind = 0; kind < 2; kind++) {
+      const s2s_spec *have = kind ? x->outputs : x->inputs;
+      int n_have = kind ? x->n_outputs : x->n_inputs;
+      if (same_specs(have, n_have, kind ? out : in, kind ? n_out : n_in)) continue;
       s2s_buf got = {0}, want = {0};
-      format_specs(&got, kind ? x->outputs : x->inputs, kind ? x->n_outputs : x->n_inputs);
+      format_specs(&got, have, n_have);
       format_specs(&want, kind ? out : in, kind ? n_out : n_in);
-      if (got.data && want.data && strcmp(got.data, want.data) != 0) {
+      if (got.data && want.data) {
         problem(p, "models[%zu] ('%s'): %s %s contradict the contract %s", i, x->path, kind ? "outputs" : "inputs",
                 got.data, want.data);
       }
@@ -399,6 +501,10 @@ static void read_manifest(problems *p, const cJSON *d, s2s_manifest *m) {
     }
     problem(p, "/version: must be 1");
   }
+  string_map(p, member(p, d, "", "versions", 0), "/versions");
+  string_map(p, member(p, d, "", "runtimes_tested", 0), "/runtimes_tested");
+  const cJSON *provenance = member(p, d, "", "provenance", 0);
+  if (provenance && !cJSON_IsObject(provenance)) problem(p, "/provenance: must be an object");
   read_preprocessing(p, member(p, d, "", "preprocessing", 1), m);
   read_model_section(p, member(p, d, "", "model", 1), m);
   if (p->n) return; /* the relations below need every field */
@@ -433,6 +539,12 @@ s2s_status s2s_manifest_parse(const char *json, size_t len, const char *where, s
                     S2S_MAX_MANIFEST_BYTES);
   }
   if (utf8_invalid_at(json, len) < len) return s2s_fail(err, S2S_ERR_BUNDLE, "%s: manifest is not valid UTF-8", where);
+  if (len >= 3 && !memcmp(json, "\xEF\xBB\xBF", 3)) {
+    return s2s_fail(err, S2S_ERR_BUNDLE, "%s: manifest starts with a byte order mark (JSON has none)", where);
+  }
+  if (memchr(json, '\0', len) || escaped_nul(json, len)) {
+    return s2s_fail(err, S2S_ERR_BUNDLE, "%s: manifest has a NUL character; no field of a bundle may hold one", where);
+  }
   const char *end = NULL;
   cJSON *d = cJSON_ParseWithLengthOpts(json, len, &end, 0);
   if (!d) {
@@ -446,7 +558,10 @@ s2s_status s2s_manifest_parse(const char *json, size_t len, const char *where, s
   else if (end != json + len) problem(&p, "manifest is not valid JSON (text after the object at byte %zu)",
                                       (size_t)(end - json));
   else if (!cJSON_IsObject(d)) problem(&p, "manifest must be a JSON object");
-  else read_manifest(&p, d, m);
+  else {
+    duplicate_keys(&p, d, 0);
+    if (!p.n) read_manifest(&p, d, m);
+  }
   cJSON_Delete(d);
   if (p.n || p.list.failed) {
     s2s_status st = p.list.failed ? s2s_fail(err, S2S_ERR_MEMORY, "out of memory")

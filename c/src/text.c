@@ -101,32 +101,49 @@ void describe_symbol(s2s_buf *out, const char *s, size_t len) {
   else py_repr(out, s, len);
 }
 
-/* ---- vocabulary lookup ---- */
-static uint64_t fnv1a(const char *s, size_t len) {
-  uint64_t h = 1469598103934665603ULL;
-  for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
-  return h;
+/* ---- vocabulary lookup: ids sorted by their token's bytes, binary search (no hash an input can flood) ---- */
+static int bytes_cmp(const char *a, size_t la, const char *b, size_t lb) {
+  int c = memcmp(a, b, la < lb ? la : lb);
+  return c ? c : (la > lb) - (la < lb);
+}
+
+static const s2s_vocab *sorting; /* qsort has no context argument in C11 */
+
+static int id_cmp(const void *x, const void *y) {
+  int32_t a = *(const int32_t *)x, b = *(const int32_t *)y;
+  int c = bytes_cmp(sorting->tokens[a], sorting->lens[a], sorting->tokens[b], sorting->lens[b]);
+  return c ? c : (a > b) - (a < b);
 }
 
 int vocab_index(s2s_vocab *v) {
-  size_t slots = 16;
-  while (slots < v->n * 2) slots *= 2;
-  v->slots = malloc(slots * sizeof *v->slots);
-  if (!v->slots) return -1;
-  v->n_slots = slots;
-  for (size_t i = 0; i < slots; i++) v->slots[i] = -1;
-  for (size_t id = 0; id < v->n; id++) {
-    size_t at = (size_t)fnv1a(v->tokens[id], v->lens[id]) & (slots - 1);
-    while (v->slots[at] >= 0) at = (at + 1) & (slots - 1);
-    v->slots[at] = (int32_t)id;
-  }
+  v->sorted = malloc((v->n ? v->n : 1) * sizeof *v->sorted);
+  if (!v->sorted) return -1;
+  for (size_t i = 0; i < v->n; i++) v->sorted[i] = (int32_t)i;
+  sorting = v;
+  qsort(v->sorted, v->n, sizeof *v->sorted, id_cmp);
+  sorting = NULL;
   return 0;
 }
 
+int32_t vocab_duplicate(const s2s_vocab *v) {
+  for (size_t i = 1; i < v->n; i++) {
+    int32_t a = v->sorted[i - 1], b = v->sorted[i];
+    if (!bytes_cmp(v->tokens[a], v->lens[a], v->tokens[b], v->lens[b])) return b;
+  }
+  return -1;
+}
+
 int32_t vocab_find(const s2s_vocab *v, const char *s, size_t len) {
-  size_t at = (size_t)fnv1a(s, len) & (v->n_slots - 1);
-  for (int32_t id; (id = v->slots[at]) >= 0; at = (at + 1) & (v->n_slots - 1)) {
-    if (v->lens[id] == len && memcmp(v->tokens[id], s, len) == 0) return id;
+  size_t lo = 0, hi = v->n;
+  while (lo < hi) { /* the first id whose token is >= s; equal tokens: the smallest id first */
+    size_t mid = lo + (hi - lo) / 2;
+    int32_t id = v->sorted[mid];
+    if (bytes_cmp(v->tokens[id], v->lens[id], s, len) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  if (lo < v->n) {
+    int32_t id = v->sorted[lo];
+    if (!bytes_cmp(v->tokens[id], v->lens[id], s, len)) return id;
   }
   return -1;
 }
@@ -135,7 +152,7 @@ void vocab_free(s2s_vocab *v) {
   for (size_t i = 0; i < v->n; i++) free(v->tokens[i]);
   free(v->tokens);
   free(v->lens);
-  free(v->slots);
+  free(v->sorted);
   memset(v, 0, sizeof *v);
 }
 
@@ -194,39 +211,67 @@ static s2s_status unknown_error(const char *text, size_t len, const span *unknow
   return st;
 }
 
+typedef struct {
+  span tok;
+  size_t at; /* order of appearance */
+} unknown_symbol;
+
+static int unknown_cmp(const void *x, const void *y) {
+  const unknown_symbol *a = x, *b = y;
+  int c = bytes_cmp(a->tok.s, a->tok.len, b->tok.s, b->tok.len);
+  return c ? c : (a->at > b->at) - (a->at < b->at);
+}
+
+static int appearance_cmp(const void *x, const void *y) {
+  const unknown_symbol *a = x, *b = y;
+  return (a->at > b->at) - (a->at < b->at);
+}
+
+/* The distinct symbols of list[0..n) in order of first appearance, in place; returns how many. O(n log n). */
+static size_t distinct_in_order(unknown_symbol *list, size_t n) {
+  qsort(list, n, sizeof *list, unknown_cmp);
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!k || bytes_cmp(list[k - 1].tok.s, list[k - 1].tok.len, list[i].tok.s, list[i].tok.len)) list[k++] = list[i];
+  }
+  qsort(list, k, sizeof *list, appearance_cmp);
+  return k;
+}
+
 static s2s_status encode_normalized(const s2s_manifest *m, const char *text, size_t len, int skip_unknown,
                                     int32_t *ids, size_t *n_ids, s2s_error *err) {
   const s2s_vocab *v = &m->input;
-  span *unknown = NULL, tok;
-  size_t n_unknown = 0, cap_unknown = 0, count = 0, pos = 0;
+  unknown_symbol *unknown = NULL;
+  span tok;
+  size_t n_unknown = 0, count = 0, pos = 0;
   while (next_token(text, len, &pos, v->tokenization, &tok)) {
     int32_t id = vocab_find(v, tok.s, tok.len);
-    if (id < 0 || id < S2S_N_SPECIAL) {
-      if (v->unknown_id >= 0) id = v->unknown_id;
-      else {
-        size_t k = 0;
-        while (k < n_unknown && !(unknown[k].len == tok.len && memcmp(unknown[k].s, tok.s, tok.len) == 0)) k++;
-        if (k == n_unknown) {
-          if (n_unknown == cap_unknown) {
-            cap_unknown = cap_unknown ? cap_unknown * 2 : 16;
-            span *grown = realloc(unknown, cap_unknown * sizeof *unknown);
-            if (!grown) {
-              free(unknown);
-              return s2s_fail(err, S2S_ERR_MEMORY, "out of memory");
-            }
-            unknown = grown;
-          }
-          unknown[n_unknown++] = tok;
+    if (id < S2S_N_SPECIAL) { /* not in the vocabulary, or a reserved token */
+      if (v->unknown_id < 0) {
+        if (!unknown && !(unknown = malloc((len + 1) * sizeof *unknown))) { /* at most one per byte */
+          return s2s_fail(err, S2S_ERR_MEMORY, "out of memory");
         }
+        unknown[n_unknown].tok = tok;
+        unknown[n_unknown].at = n_unknown;
+        n_unknown++;
         continue;
       }
+      id = v->unknown_id;
     }
     if (count < m->max_input_tokens) ids[count] = id;
     count++;
   }
   s2s_status st = S2S_OK;
-  if (n_unknown && !skip_unknown) st = unknown_error(text, len, unknown, n_unknown, err);
-  else if (count > m->max_input_tokens) {
+  if (n_unknown && !skip_unknown) {
+    n_unknown = distinct_in_order(unknown, n_unknown);
+    span *shown = malloc(n_unknown * sizeof *shown);
+    if (!shown) st = s2s_fail(err, S2S_ERR_MEMORY, "out of memory");
+    else {
+      for (size_t i = 0; i < n_unknown; i++) shown[i] = unknown[i].tok;
+      st = unknown_error(text, len, shown, n_unknown, err);
+      free(shown);
+    }
+  } else if (count > m->max_input_tokens) {
     st = s2s_fail(err, S2S_ERR_INPUT, "input is %zu tokens long; the model takes at most %zu", count,
                   m->max_input_tokens);
   }

@@ -4,7 +4,7 @@
 # each, without hanging on a FIFO or reading through a link.
 #   bash c/tests/test_cli.sh PATH/TO/s2s-run
 set -uo pipefail
-RUN=${1:?usage: test_cli.sh PATH/TO/s2s-run}
+RUN=$(realpath "${1:?usage: test_cli.sh PATH/TO/s2s-run}")
 : "${S2S_FIXTURES:?set S2S_FIXTURES to the test fixtures folder}"
 PY=${PYTHON:-python3}
 # Lines ONNX Runtime itself prints on stderr where the machine hides its CPU (the Pi stand-in, which has no /sys):
@@ -46,11 +46,20 @@ for spec in "digits fp32 one-call --one-call" "numbers fp32 step-loop" "attentio
   check "golden outputs: $spec" "$(vector "$1" "$2" "$3" single)" "$got"
 done
 
+# -- a caller that writes one line and waits gets its answer (the next line has not come yet; 20 s guard only)
+coproc RUNNER { "$RUN" "$S2S_FIXTURES/bundles/digits" 2>/dev/null; }
+printf '%s\n' "$(vector digits fp32 step-loop inputs | sed -n 1p)" >&"${RUNNER[1]}"
+answer=""
+read -t 20 -r answer <&"${RUNNER[0]}"
+check "answers a line while the input is still open" "$(vector digits fp32 step-loop single | sed -n 1p)" "$answer"
+exec {RUNNER[1]}>&-
+wait "$RUNNER_PID"
+
 # -- a line that cannot be encoded: the lines before it are decoded, then one message, exit 1
 digits="$S2S_FIXTURES/bundles/digits"
 first_two=$(vector digits fp32 step-loop inputs | sed -n 1,2p)
 out=$(printf '%s\nz\n3\n' "$first_two" | "$RUN" "$digits" --batch-size 2 2>"$tmp/err"); rc=$?
-check "bad line: exit code" 1 "$rc"
+check "bad line: exit code" 2 "$rc"
 check "bad line: outputs before it" "$(vector digits fp32 step-loop single | sed -n 1,2p)" "$out"
 check "bad line: message" "s2s-run: line 3: input has 1 symbol(s) the model never saw: 'z'" "$(errors)"
 out=$(printf '%s\n1\0\n' "$first_two" | "$RUN" "$digits" 2>"$tmp/err")
@@ -68,7 +77,7 @@ refused() { # NAME EXPECTED-MESSAGE BUNDLE [ARGS...]; a message ending in "..." 
   local name=$1 want=$2 dir=$3
   shift 3
   timeout 20 "$RUN" "$dir" "$@" </dev/null >/dev/null 2>"$tmp/err"
-  check "$name: exit code" 1 "$?"
+  check "$name: exit code" 2 "$?"
   check "$name: one line" 1 "$(errors | wc -l)"
   if [ "${want: -3}" = "..." ]; then check_prefix "$name" "${want:0:-3}" "$(errors)"
   else check "$name" "$want" "$(errors)"; fi
@@ -96,12 +105,52 @@ fresh; latent=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['m
 edit_manifest "m['models'][0]['outputs'][0]['shape'] = [-1, 7]"
 refused "contract" "s2s-run: $tmp/b/manifest.json: models[0] ('$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['models'][0]['path'])" "$digits/manifest.json")'): outputs [state_c:float32[-1, $latent], state_h:float32[-1, 7]] contradict the contract [state_c:float32[-1, $latent], state_h:float32[-1, $latent]]" "$tmp/b"
 fresh; sed -i 's/"version": 1/"version": 1, "version": 1/' "$tmp/b/manifest.json"
-refused "duplicate key" "s2s-run: $tmp/b/manifest.json: : the key 'version' appears twice" "$tmp/b"
+refused "duplicate key" "s2s-run: $tmp/b/manifest.json: the key 'version' appears twice in one object (the manifest's top level)" "$tmp/b"
 fresh; head -c 100 "$digits/manifest.json" >"$tmp/b/manifest.json"
 refused "manifest cut short" "s2s-run: $tmp/b/manifest.json: manifest is not valid JSON (at byte ..." "$tmp/b"
+fresh; sed -i 's/"path": "encoder.fp32.onnx"/"path": "encoder.fp32.onnx\\u0000\/..\/x"/' "$tmp/b/manifest.json"
+refused "NUL inside a path" "s2s-run: $tmp/b/manifest.json: manifest has a NUL character; no field of a bundle may hold one" "$tmp/b"
+fresh; printf '\xef\xbb\xbf' | cat - "$digits/manifest.json" >"$tmp/b/manifest.json"
+refused "byte order mark" "s2s-run: $tmp/b/manifest.json: manifest starts with a byte order mark (JSON has none)" "$tmp/b"
+fresh; edit_manifest "m['models'][0]['ops'] = [1, 2]"
+refused "ops that are not names" "s2s-run: $tmp/b/manifest.json: /models/0/ops: must be an array of at most 256 operator names (1 to 64 characters)" "$tmp/b"
+fresh; edit_manifest "m['provenance'] = {'a': {'b': 1, 'b': 2}}"
+sed -i 's/{"b": 2}/{"b": 1, "b": 2}/' "$tmp/b/manifest.json"
+refused "a key twice, deep inside" "s2s-run: $tmp/b/manifest.json: the key 'b' appears twice in one object" "$tmp/b"
+# a model whose weights are external data named "secret.bin": ONNX Runtime must not read it from the working
+# directory (the file is there, with the right bytes); needs the onnx package (CI's .venv)
+if "$PY" -c 'import onnx' 2>/dev/null; then
+  fresh
+  "$PY" - "$tmp/b" <<'EOF2'
+import hashlib, json, sys, onnx
+b = sys.argv[1]
+m = onnx.load(f"{b}/decoder_step.fp32.onnx")
+t = max(m.graph.initializer, key=lambda t: len(t.raw_data))
+open("secret.bin", "wb").write(t.raw_data)
+t.data_location = onnx.TensorProto.EXTERNAL
+for k, v in (("location", "secret.bin"), ("offset", "0"), ("length", str(len(t.raw_data)))):
+    e = t.external_data.add(); e.key, e.value = k, v
+t.ClearField("raw_data")
+data = m.SerializeToString()
+open(f"{b}/decoder_step.fp32.onnx", "wb").write(data)
+man = json.load(open(f"{b}/manifest.json"))
+for e in man["models"]:
+    if e["path"] == "decoder_step.fp32.onnx":
+        e["size_bytes"], e["sha256"] = len(data), hashlib.sha256(data).hexdigest()
+json.dump(man, open(f"{b}/manifest.json", "w"))
+EOF2
+  mv secret.bin "$tmp/secret.bin"
+  cd "$tmp"  # not a subshell: the counters must see this check
+  refused "external data in the working directory" "s2s-run: $tmp/b/decoder_step.fp32.onnx: ONNX Runtime cannot load this model: External data path validation failed..." "$tmp/b"
+  cd - >/dev/null
+else
+  echo "s2s-run: external-data case not run ($PY has no onnx package)"
+fi
 refused "no one-call int8 model" "s2s-run: $digits: the bundle has no one-call greedy model for onnx int8 (re-export it with a seq2seq-edge that writes one, or load with one_call = 0)" "$digits" --variant int8 --one-call
 refused "no such variant" "s2s-run: variant must be fp32 or int8 (ONNX), got 'fp16'" "$digits" --variant fp16
 refused "not a bundle" "s2s-run: $tmp/none: no such folder" "$tmp/none"
+mkdir "$tmp/empty"
+refused "a folder without a manifest" "s2s-run: $tmp/empty: no manifest.json: not a bundle folder (s2s export writes one)" "$tmp/empty"
 
 echo "s2s-run: $checks checks, $fails failed"
 [ "$fails" -eq 0 ]

@@ -93,15 +93,37 @@ private fun checkIO(model: EngineSession, entry: ModelEntry, where: String) {
     if (problems.isNotEmpty()) throw BundleError(problems, where)
 }
 
-/** Wrap a model so that every run's outputs must have the shapes the contract gives them at that batch. */
-private class Checked(private val model: ModelRunner, entry: ModelEntry, private val where: String) : ModelRunner {
+/** Wrap a model so that a failed run names the model file (an EngineError "<bundle>/<file>: ONNX Runtime failed to
+ * run the model: ..."; never an engine's own exception), and every run's outputs must have the shapes the contract
+ * gives them at that batch. */
+private class Checked(private val model: ModelRunner, entry: ModelEntry, private val where: String, private val engineName: String) : ModelRunner {
     private val declared = entry.outputs.map { it.name to it.shape }
     private val dtypes = entry.outputs.associate { it.name to it.dtype }
     override val maxBatch get() = model.maxBatch
     override val label get() = where
 
-    override fun run(feeds: Map<String, Tensor>): Map<String, Tensor> {
-        val out = model.run(feeds)
+    override fun run(feeds: Map<String, Tensor>): Map<String, Tensor> =
+        checked(feeds, runOrFail(feeds) { problem, cause -> throw EngineError("$where: $problem", cause) })
+
+    /** The run at load: a model that cannot run is a bad bundle (BundleError naming the file). */
+    fun testRun(feeds: Map<String, Tensor>): Map<String, Tensor> =
+        checked(feeds, runOrFail(feeds) { problem, cause ->
+            throw BundleError("the model failed a test run on $engineName: $problem", where).also { it.initCause(cause) }
+        })
+
+    private inline fun runOrFail(feeds: Map<String, Tensor>, fail: (String, Throwable) -> Nothing): Map<String, Tensor> = try {
+        model.run(feeds)
+    } catch (e: BundleError) {
+        throw if (e.where == null) BundleError(e.problems, where).also { it.initCause(e) } else e
+    } catch (e: EngineError) { // the engine's own message (ONNX Runtime's), to which the file's name is added
+        fail(e.message ?: e.toString(), e)
+    } catch (e: Seq2SeqEdgeError) {
+        throw e
+    } catch (e: Exception) { // whatever a custom engine throws
+        fail("$engineName failed to run the model: ${ortMessage(e)}", e)
+    }
+
+    private fun checked(feeds: Map<String, Tensor>, out: Map<String, Tensor>): Map<String, Tensor> {
         val batch = feeds.values.first().dims[0]
         for ((name, shape) in declared) {
             val want = shape.map { if (it == -1) batch else it }
@@ -172,14 +194,13 @@ fun loadBundle(reader: BundleReader, engine: Engine, variant: String = "fp32", s
     try {
         chosen.forEachIndexed { i, entry ->
             val model = try { engine.createSession(contents[i], entry) } catch (e: Seq2SeqEdgeError) { throw e } catch (e: Exception) {
-                throw BundleError("${engine.name} cannot load this model: ${e.message ?: e}", where(entry.path))
+                // an external-data reference lands here too: ONNX Runtime may read no file but the model's bytes
+                throw BundleError("${engine.name} cannot load this model: ${ortMessage(e)}", where(entry.path)).also { it.initCause(e) }
             }
-            val wrapped = Checked(model, entry, where(entry.path))
+            val wrapped = Checked(model, entry, where(entry.path), engine.name)
             models.add(wrapped)
             checkIO(model, entry, where(entry.path))
-            try { wrapped.run(zeroFeeds(entry)) } catch (e: BundleError) { throw e } catch (e: Exception) {
-                throw BundleError("the model failed a test run on ${engine.name}: ${e.message ?: e}", where(entry.path))
-            }
+            wrapped.testRun(zeroFeeds(entry))
         }
     } catch (e: Throwable) {
         models.forEach { runCatching { it.close() } }

@@ -254,7 +254,7 @@ class Seq2SeqDecoder @JvmOverloads constructor(
         val probs = ArrayList<DoubleArray>()
         for (r in 0 until batch) {
             val row = allIds.copyOfRange(r * width, r * width + limit + 1)
-            if (row.any { it < 0 || it >= vocabSize }) throw BundleError("the greedy model returned ids outside the target vocabulary", "greedy model")
+            if (row.any { it < 0 || it >= vocabSize }) throw BundleError("the greedy model returned ids outside the target vocabulary", greedy.label ?: "greedy model")
             ids.add(row)
             probs.add(DoubleArray(limit + 1) { allProbs[r * width + it].toDouble() })
         }

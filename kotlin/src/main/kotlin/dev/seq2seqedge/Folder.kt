@@ -84,10 +84,11 @@ private fun checkBundleDir(dir: Path) {
  * Load a bundle folder on ONNX Runtime.
  * @param variant "fp32" (default) or "int8"
  * @param oneCall null (auto): the one-call greedy model when the bundle has one; true: require it; false: step loop
- * @param threads intra-op threads per session
+ * @param threads intra-op threads per session, 1 to 256 (OptionError otherwise)
  */
 @JvmOverloads
 fun loadBundle(dir: Path, variant: String = "fp32", oneCall: Boolean? = null, threads: Int = 1, engine: Engine? = null): Seq2SeqDecoder {
+    if (threads < 1 || threads > MAX_THREADS) throw OptionError("threads must be between 1 and $MAX_THREADS, got $threads")
     checkBundleDir(dir)
     return loadBundle(folderReader(dir), engine ?: OnnxRuntimeEngine(threads), variant, dir.toString(), oneCall)
 }

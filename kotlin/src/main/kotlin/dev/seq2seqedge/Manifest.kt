@@ -74,8 +74,18 @@ fun expectedIO(role: String, latent: Int, steps: Int, targetVocab: Int, encoderO
             TensorSpec(Names.NEXT_STATE_C, "float32", state)))
 }
 
-/** Specs sorted by name, as "[name:dtype[d, d], ...]" (the messages of every runtime). */
+/** Specs sorted by name, as "[name:dtype[d, d], ...]" (the messages of every runtime). For messages only: two
+ * different lists can format alike (a name may hold ", " and ":"), so compare them with [sameSpecs]. */
 fun formatSpecs(specs: List<TensorSpec>): String = specs.sortedBy { it.name }.joinToString(", ", "[", "]")
+
+/** Whether `got` declares exactly the tensors of `want`, in any order: the same names (each once, each exactly a
+ * name of `want`), each with the same dtype and shape. */
+fun sameSpecs(got: List<TensorSpec>, want: List<TensorSpec>): Boolean {
+    if (got.size != want.size) return false
+    val byName = want.associateBy { it.name }
+    val seen = HashSet<String>()
+    return got.all { g -> seen.add(g.name) && byName[g.name] == g }
+}
 
 private val SCHEMA: SchemaChecker by lazy {
     val stream = BundleManifest::class.java.getResourceAsStream("manifest.schema.json")
@@ -136,8 +146,8 @@ fun manifestProblems(d: Any?): List<String> {
         if (!seen.add(key)) problems.add("$where: a second $key model")
         val want = contract[e.getString("role")] ?: continue // a role this runtime does not use: ignored, not refused
         for ((kind, wanted) in listOf("inputs" to want.inputs, "outputs" to want.outputs)) {
-            val got = formatSpecs(specs(e.getJSONArray(kind)))
-            if (got != formatSpecs(wanted)) problems.add("$where: $kind $got contradict the contract ${formatSpecs(wanted)}")
+            val got = specs(e.getJSONArray(kind))
+            if (!sameSpecs(got, wanted)) problems.add("$where: $kind ${formatSpecs(got)} contradict the contract ${formatSpecs(wanted)}")
         }
     }
     return problems

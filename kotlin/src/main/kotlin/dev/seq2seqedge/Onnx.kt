@@ -32,29 +32,49 @@ private fun specsOf(infos: Map<String, NodeInfo>): List<TensorSpec> = infos.valu
     else TensorSpec(node.name, "not a tensor", emptyList())
 }
 
-/** An Engine on ai.onnxruntime. `threads`: intra-op threads of each session. */
+/** The most intra-op threads a session may be given (the CLI bounds them by the machine's cores). */
+const val MAX_THREADS = 256
+
+/** ONNX Runtime resolves a model's external-data references (an initializer stored "in secret.bin") against this
+ * folder. It cannot exist (nothing can be created under /proc/self), so a bundle's model can never make ONNX Runtime
+ * read a file of the machine: any external-data reference fails at load. Bundle models hold all their weights. */
+const val NO_EXTERNAL_DATA_FOLDER = "/proc/self/seq2seq-edge-no-external-data"
+
+/** An OrtException's own message, without the Java binding's "Error code - ORT_FAIL - message: " head, on one line. */
+internal fun ortMessage(e: Throwable): String {
+    val m = e.message ?: return e.toString()
+    return m.replaceFirst(Regex("^Error code - [A-Z_]+ - message: ?"), "").trim().replace(Regex("\\s*[\\r\\n]+\\s*"), " ")
+}
+
+/** An Engine on ai.onnxruntime. `threads`: intra-op threads of each session, 1 to 256. ONNX Runtime logs only
+ * fatal errors: a failure is one of this package's errors, whose message carries ONNX Runtime's. */
 class OnnxRuntimeEngine @JvmOverloads constructor(
     private val threads: Int = 1,
     override val name: String = "onnxruntime-java",
 ) : Engine {
     override val format = "onnx"
+
+    init {
+        if (threads < 1 || threads > MAX_THREADS) throw OptionError("threads must be between 1 and $MAX_THREADS, got $threads")
+    }
+
     private val env: OrtEnvironment = try {
-        OrtEnvironment.getEnvironment(OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR, "seq2seq-edge")
+        OrtEnvironment.getEnvironment(OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL, "seq2seq-edge")
     } catch (e: Throwable) {
         throw EngineError("ONNX Runtime cannot start here (${e.message ?: e}); on the JVM add com.microsoft.onnxruntime:onnxruntime, " +
             "on Android com.microsoft.onnxruntime:onnxruntime-android", e)
     }
 
-    init { if (threads < 1) throw OptionError("threads must be at least 1, got $threads") }
-
     override fun createSession(bytes: ByteArray, entry: ModelEntry): EngineSession {
         val options = OrtSession.SessionOptions()
         val session = try {
+            options.setSessionLogLevel(OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL)
             options.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.ALL_OPT)
             options.setIntraOpNumThreads(threads)
             options.setInterOpNumThreads(1)
+            options.addConfigEntry("session.model_external_initializers_file_folder_path", NO_EXTERNAL_DATA_FOLDER)
             env.createSession(bytes, options)
-        } catch (e: OrtException) {
+        } catch (e: Throwable) {
             options.close()
             throw e
         }
@@ -71,7 +91,17 @@ private class OnnxSession(
     override val inputs: List<TensorSpec> = specsOf(session.inputInfo)
     override val outputs: List<TensorSpec> = specsOf(session.outputInfo)
 
-    override fun run(feeds: Map<String, Tensor>): Map<String, Tensor> {
+    /** A failure of ONNX Runtime (OrtException) or of reading its outputs is an EngineError; the loader's wrapper
+     * names the model file in front of it. */
+    override fun run(feeds: Map<String, Tensor>): Map<String, Tensor> = try {
+        runOrThrow(feeds)
+    } catch (e: Seq2SeqEdgeError) {
+        throw e
+    } catch (e: Exception) {
+        throw EngineError("ONNX Runtime failed to run the model: ${ortMessage(e)}", e)
+    }
+
+    private fun runOrThrow(feeds: Map<String, Tensor>): Map<String, Tensor> {
         val created = ArrayList<OnnxTensor>()
         try {
             val ortFeeds = LinkedHashMap<String, OnnxTensor>()
