@@ -130,6 +130,37 @@ describe('tampered and bad bundles', () => {
     return dir;
   };
 
+  test('a model whose weights are external data is refused, not read from the working directory', async () => {
+    // the decoder step's largest initializer moved to "secret.bin", which is in the working directory with the
+    // right bytes: onnxruntime-node must not read it (it would decode as before)
+    const dir = copyBundle('digits');
+    const cwd = process.cwd();
+    process.chdir(dir);
+    try {
+      execFileSync(PYTHON, ['-c', `
+import hashlib, json, onnx
+m = onnx.load("decoder_step.fp32.onnx")
+t = max(m.graph.initializer, key=lambda t: len(t.raw_data))
+open("secret.bin", "wb").write(t.raw_data)
+t.data_location = onnx.TensorProto.EXTERNAL
+for k, v in (("location", "secret.bin"), ("offset", "0"), ("length", str(len(t.raw_data)))):
+    e = t.external_data.add(); e.key, e.value = k, v
+t.ClearField("raw_data")
+data = m.SerializeToString()
+open("decoder_step.fp32.onnx", "wb").write(data)
+man = json.load(open("manifest.json"))
+for e in man["models"]:
+    if e["path"] == "decoder_step.fp32.onnx":
+        e["size_bytes"], e["sha256"] = len(data), hashlib.sha256(data).hexdigest()
+json.dump(man, open("manifest.json", "w"))
+`]);
+      await assert.rejects(loadBundleFromDir(dir, { oneCall: false }), (e) => e instanceof BundleError
+        && e.message.startsWith(`${path.join(dir, 'decoder_step.fp32.onnx')}: onnxruntime-node cannot load this model: External data path validation failed`));
+    } finally {
+      process.chdir(cwd);
+    }
+  });
+
   test('a flipped byte fails the sha256 check before any engine sees the file', async () => {
     const dir = copyBundle('digits');
     const file = path.join(dir, 'decoder_step.fp32.onnx');
