@@ -65,15 +65,18 @@ PY
     checked=$((checked + $(wc -l < "$work/want.txt")))
   done
 done
-# a bad line: one error line on stderr naming it, a non-zero status, no stack trace
-set +e
-printf '1\n\xe2\x82\xac\xe2\x82\xac\n' | java -jar "$jar" "$S2S_FIXTURES/bundles/digits" > /dev/null 2> "$work/err.txt"
-status=$?
-set -e
-if [[ $status -eq 0 ]] || [[ $(wc -l < "$work/err.txt") -ne 1 ]] || ! grep -q "line 2" "$work/err.txt" || grep -q "Exception" "$work/err.txt"; then
-  echo "kotlin/ci.sh: a bad input line should give one error line naming line 2 and a non-zero status; got status $status:" >&2
-  cat "$work/err.txt" >&2
-  exit 1
-fi
+# a bad line (symbols the model never saw, then bytes that are not UTF-8): one error line on stderr naming it,
+# status 2 (as the Python runtime's `s2s run`), no stack trace
+for bad in '\xe2\x82\xac\xe2\x82\xac' '4\xff5'; do
+  set +e
+  printf "1\n$bad\n7\n" | java -jar "$jar" "$S2S_FIXTURES/bundles/digits" > /dev/null 2> "$work/err.txt"
+  status=$?
+  set -e
+  if [[ $status -ne 2 ]] || [[ $(wc -l < "$work/err.txt") -ne 1 ]] || ! grep -q "line 2" "$work/err.txt" || grep -q "Exception" "$work/err.txt"; then
+    echo "kotlin/ci.sh: a bad input line should give one error line naming line 2 and status 2; got status $status:" >&2
+    cat "$work/err.txt" >&2
+    exit 1
+  fi
+done
 echo "kotlin cli: $((SECONDS - t)) s ($checked golden outputs match vectors.json)"
 echo "kotlin total: $((SECONDS - start)) s"

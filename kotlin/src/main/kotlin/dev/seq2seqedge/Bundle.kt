@@ -108,7 +108,7 @@ private class Checked(private val model: ModelRunner, entry: ModelEntry, private
     /** The run at load: a model that cannot run is a bad bundle (BundleError naming the file). */
     fun testRun(feeds: Map<String, Tensor>): Map<String, Tensor> =
         checked(feeds, runOrFail(feeds) { problem, cause ->
-            throw BundleError("the model failed a test run on $engineName: $problem", where).also { it.initCause(cause) }
+            throw BundleError("the model failed a test run: $problem", where).also { it.initCause(cause) }
         })
 
     private inline fun runOrFail(feeds: Map<String, Tensor>, fail: (String, Throwable) -> Nothing): Map<String, Tensor> = try {
@@ -116,7 +116,7 @@ private class Checked(private val model: ModelRunner, entry: ModelEntry, private
     } catch (e: BundleError) {
         throw if (e.where == null) BundleError(e.problems, where).also { it.initCause(e) } else e
     } catch (e: EngineError) { // the engine's own message (ONNX Runtime's), to which the file's name is added
-        fail(e.message ?: e.toString(), e)
+        fail(e.message ?: e.toString(), e.cause ?: e)
     } catch (e: Seq2SeqEdgeError) {
         throw e
     } catch (e: Exception) { // whatever a custom engine throws

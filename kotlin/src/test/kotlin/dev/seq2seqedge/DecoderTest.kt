@@ -22,6 +22,9 @@ class DecoderTest {
         val shapeOf: ((String, Int) -> IntArray)? = null,
         /** record each encoder call's batch */
         val encoderBatches: MutableList<Int>? = null,
+        /** throw this from a run of the model of this role (at a batch of 2: after the load's test run) */
+        val failing: Pair<String, Exception>? = null,
+        val failAtBatch: Int = 2,
     ) : Engine {
         override val name = "fake"
         override val format = "onnx"
@@ -31,6 +34,7 @@ class DecoderTest {
             override val outputs = entry.outputs
             override fun run(feeds: Map<String, Tensor>): Map<String, Tensor> {
                 val batch = feeds.values.first().dims[0]
+                if (failing != null && failing.first == entry.role && batch == failAtBatch) throw failing.second
                 return when (entry.role) {
                     ENCODER -> {
                         encoderBatches?.add(batch)
@@ -139,7 +143,8 @@ class DecoderTest {
         assertEquals("one-call", good.decodePath)
         assertEquals(manifest.targetVocab.tokens[9], good.decode("1"))
         val outside = load(Fake({ _, _ -> onehot(END_ID) }, { _ -> Pair(IntArray(w) { vocab }, FloatArray(w) { 0.8f }) }), oneCall = true)
-        assertThrows<BundleError> { outside.decode("1") }
+        assertEquals("fake/greedy.fp32.onnx: the greedy model returned ids outside the target vocabulary",
+            assertThrows<BundleError> { outside.decode("1") }.message)
         val start = load(Fake({ _, _ -> onehot(END_ID) }, { _ -> Pair(IntArray(w) { START_ID }, FloatArray(w) { 0.8f }) }), oneCall = true)
         assertTrue(assertThrows<BundleError> { start.decode("1") }.message!!.startsWith("fake/greedy.fp32.onnx: the model chose the reserved id 1 at step 1"))
     }
@@ -175,5 +180,30 @@ class DecoderTest {
         assertEquals(listOf(want[0], "", want[1]), d.decodeBatch(listOf("1", "", "2"), batchSize = 32))
         assertEquals(listOf(2), batches) // the empty input is not sent
         assertEquals(want.reversed(), d.decodeIds(inputs.reversed().map { manifest.encodeInput(it) }, batchSize = 3).map { it.text })
+    }
+
+    @Test
+    fun aRunThatFailsNamesTheModelFile() {
+        // whatever an engine throws from a run (ONNX Runtime's OrtException, a bug) comes out as an EngineError
+        // naming the file, never as the engine's own exception
+        for ((role, file) in listOf(ENCODER to "encoder.fp32.onnx", DECODER_STEP to "decoder_step.fp32.onnx")) {
+            val d = load(Fake({ _, _ -> onehot(END_ID) }, failing = role to IllegalStateException("boom\nsecond line")))
+            assertEquals("", d.decode("1"))
+            val e = assertThrows<EngineError> { d.decodeBatch(listOf("1", "2")) }
+            assertEquals("fake/$file: fake failed to run the model: boom second line", e.message)
+            assertTrue(e.cause is IllegalStateException)
+        }
+        val ort = load(Fake({ _, _ -> onehot(END_ID) }, failing = DECODER_STEP to ai.onnxruntime.OrtException("no")))
+        assertEquals("fake/decoder_step.fp32.onnx: fake failed to run the model: no",
+            assertThrows<EngineError> { ort.decodeBatch(listOf("1", "2")) }.message)
+        // an engine's own BundleError without a file gets the file; an EngineError gets it in front
+        val bundle = load(Fake({ _, _ -> onehot(END_ID) }, failing = DECODER_STEP to BundleError("output 'probs' is int8")))
+        assertEquals("fake/decoder_step.fp32.onnx: output 'probs' is int8", assertThrows<BundleError> { bundle.decodeBatch(listOf("1", "2")) }.message)
+        val engine = load(Fake({ _, _ -> onehot(END_ID) }, failing = DECODER_STEP to EngineError("ONNX Runtime failed to run the model: x")))
+        assertEquals("fake/decoder_step.fp32.onnx: ONNX Runtime failed to run the model: x",
+            assertThrows<EngineError> { engine.decodeBatch(listOf("1", "2")) }.message)
+        // at load, the test run's failure is a bad bundle
+        val e = assertThrows<BundleError> { load(Fake({ _, _ -> onehot(END_ID) }, failing = ENCODER to RuntimeException("bad"), failAtBatch = 1)) }
+        assertEquals("fake/encoder.fp32.onnx: the model failed a test run: fake failed to run the model: bad", e.message)
     }
 }

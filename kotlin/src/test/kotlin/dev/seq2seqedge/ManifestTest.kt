@@ -142,4 +142,34 @@ class ManifestTest {
         assertEquals("input has 1 symbol(s) the model never saw: ' '", assertThrows<InputTextError> { m.encodeInput("1 1") }.message)
         assertEquals(JSONArray().put(4).toString(), JSONArray(m.encodeInput("1").toList()).toString())
     }
+
+    @Test
+    fun theContractIsComparedNameByNameNotAsText() {
+        // a name holding ", " and ":" formats like two tensors: refused all the same
+        val forged = "next_state_c:float32[-1, 24], next_state_h"
+        val d = numbers()
+        val step = d.getJSONArray("models").objects().first { it.getString("role") == DECODER_STEP }
+        val outputs = step.getJSONArray("outputs")
+        val probs = outputs.objects().first { it.getString("name") == Names.PROBS }
+        step.put("outputs", JSONArray().put(probs).put(JSONObject().put("name", forged).put("dtype", "float32").put("shape", JSONArray(listOf(-1, 24)))))
+        val msg = problems(d)
+        assertTrue(msg.contains("('${step.getString("path")}'): outputs ") && msg.contains(" contradict the contract [next_state_c:float32[-1, 24], "), msg)
+        // a name twice, in place of another
+        val d2 = numbers()
+        val step2 = d2.getJSONArray("models").objects().first { it.getString("role") == DECODER_STEP }
+        val outs2 = step2.getJSONArray("outputs").objects()
+        val h = outs2.first { it.getString("name") == Names.NEXT_STATE_H }
+        step2.put("outputs", JSONArray(outs2.map { if (it.getString("name") == Names.NEXT_STATE_C) JSONObject(h.toString()) else it }))
+        assertTrue(problems(d2).contains("contradict the contract"))
+        // sameSpecs itself
+        val want = listOf(TensorSpec("a", "int32", listOf(-1)), TensorSpec("b", "float32", listOf(-1, 2)))
+        assertTrue(sameSpecs(want.reversed(), want))
+        assertTrue(!sameSpecs(listOf(want[0], want[0]), want))
+        assertTrue(!sameSpecs(listOf(want[0]), want))
+        assertTrue(!sameSpecs(listOf(want[0], want[1].copy(shape = listOf(-1, 3))), want))
+        assertTrue(!sameSpecs(listOf(want[0], want[1].copy(dtype = "int32")), want))
+        val lookalike = listOf(TensorSpec("a:int32[-1], b", "float32", listOf(-1, 2)))
+        assertEquals(formatSpecs(want), formatSpecs(lookalike)) // why the text is not compared
+        assertTrue(!sameSpecs(lookalike, want))
+    }
 }

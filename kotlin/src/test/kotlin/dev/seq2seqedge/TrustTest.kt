@@ -237,4 +237,46 @@ class TrustTest {
         val e2 = assertThrows<BundleError> { loadBundle(BundleReader { n, m -> if (n == MANIFEST_FILE) missing else throw java.io.FileNotFoundException(n) }, OnnxRuntimeEngine(), source = "assets/digits/") }
         assertEquals("assets/digits/encoder.fp32.onnx: file listed in the manifest is missing: copy the bundle again", e2.message)
     }
+
+    @Test
+    fun threadsAreBounded() {
+        val dir = copy()
+        for (bad in listOf(0, -1, MAX_THREADS + 1, 100000)) {
+            assertEquals("threads must be between 1 and $MAX_THREADS, got $bad", assertThrows<OptionError> { loadBundle(dir, threads = bad) }.message)
+            assertThrows<OptionError> { OnnxRuntimeEngine(bad) }
+        }
+    }
+
+    @Test
+    fun aModelWithExternalDataIsRefusedAtLoad() {
+        // the model's weights "in secret.bin": next to the model, in the working folder, or at an absolute path,
+        // ONNX Runtime must read none of them
+        for (location in listOf("secret.bin", "../secret.bin", tmp.resolve("secret.bin").toString())) {
+            val dir = tmp.resolve("b" + location.hashCode()).also { Files.createDirectory(it) }
+            digitsWithStep(dir, externalRow = location)
+            Files.write(dir.resolve("secret.bin"), floatBytes(probsRow(17)))
+            Files.write(tmp.resolve("secret.bin"), floatBytes(probsRow(17)))
+            val e = refused(dir, oneCall = false)
+            assertTrue(e.message!!.startsWith("$dir/decoder_step.fp32.onnx: onnxruntime-java cannot load this model: "), e.message)
+            assertTrue(!e.message!!.contains("\n"), e.message)
+        }
+    }
+
+    @Test
+    fun aModelFailingAtRunTimeIsAnEngineErrorNamingTheFile() {
+        val dir = digitsWithStep(tmp, failAfterStart = true)
+        loadBundle(dir, oneCall = false).use { d -> // the load's test run (prev_token 0) passes
+            val e = assertThrows<EngineError> { d.decode(Fixtures.decodes("digits")[0].getJSONArray("inputs").getString(0)) }
+            assertTrue(e.message!!.startsWith("$dir/decoder_step.fp32.onnx: ONNX Runtime failed to run the model: "), e.message)
+            assertTrue(!e.message!!.contains("Error code -") && !e.message!!.contains("\n"), e.message)
+            assertTrue(e.cause is ai.onnxruntime.OrtException)
+        }
+        // the hand-written model without the failing Gather decodes: the test above fails for the right reason
+        val ok = tmp.resolve("ok").also { Files.createDirectory(it) }
+        loadBundle(digitsWithStep(ok), oneCall = false).use { d ->
+            val input = Fixtures.decodes("digits")[0].getJSONArray("inputs").getString(0)
+            val vocab = d.manifest.targetVocab
+            assertEquals(detokenize(List(d.maxOutputLen) { vocab.tokens[3] }, vocab.tokenization), d.decode(input))
+        }
+    }
 }
