@@ -3,8 +3,9 @@
     python benchmarks/sandbox.py BUNDLE [BUNDLE ...] [--rounds 5] [--out benchmarks/results]
 
 For each bundle and backend: the golden inputs decoded one per call (batch 1) and all in one call (batch 32), in
-process and sandboxed, interleaved round by round; the per-word median of each, their difference and ratio; and
-the sandbox's start (a child process that imports the runtime and loads the bundle). Writes sandbox.json and .md.
+process and sandboxed, interleaved round by round after a warm-up of each; the per-word median of each, their
+difference and ratio; and the sandbox's start (a child process that imports the runtime and loads the bundle).
+Writes sandbox.json and sandbox.md.
 """
 
 from __future__ import annotations
@@ -19,17 +20,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _per_word(decode_one, decode_many, words: list[str], rounds: int) -> dict:
-    single, batched = [], []
-    for _ in range(rounds):
-        for w in words:
-            t = time.perf_counter()
-            decode_one(w)
-            single.append((time.perf_counter() - t) * 1000)
+def _round(decoder, words: list[str], times: dict) -> None:
+    """One round: each word alone, then all words in one call of 32-row batches; per-word milliseconds."""
+    for w in words:
         t = time.perf_counter()
-        decode_many(words)
-        batched.append((time.perf_counter() - t) * 1000 / len(words))
-    return {"batch1_ms_per_word": statistics.median(single), "batch32_ms_per_word": statistics.median(batched)}
+        decoder.decode(w)
+        times["batch1_ms_per_word"].append((time.perf_counter() - t) * 1000)
+    t = time.perf_counter()
+    decoder.decode_batch(words, batch_size=32)
+    times["batch32_ms_per_word"].append((time.perf_counter() - t) * 1000 / len(words))
 
 
 def measure(bundle: Path, backend: str, rounds: int) -> dict:
@@ -44,8 +43,13 @@ def measure(bundle: Path, backend: str, rounds: int) -> dict:
     try:
         for d in (direct, boxed):  # warm-up
             d.decode_batch(words, batch_size=32)
-        a = _per_word(direct.decode, lambda ws: direct.decode_batch(ws, batch_size=32), words, rounds)
-        b = _per_word(boxed.decode, lambda ws: boxed.decode_batch(ws, batch_size=32), words, rounds)
+        a = {"batch1_ms_per_word": [], "batch32_ms_per_word": []}
+        b = {"batch1_ms_per_word": [], "batch32_ms_per_word": []}
+        for _ in range(rounds):  # interleaved: a busy moment lands on both
+            _round(direct, words, a)
+            _round(boxed, words, b)
+        a = {k: statistics.median(v) for k, v in a.items()}
+        b = {k: statistics.median(v) for k, v in b.items()}
     finally:
         boxed.close()
     row = {"bundle": bundle.name, "backend": direct.backend, "decode_path": direct.decode_path, "words": len(words),

@@ -19,7 +19,10 @@ bash fetch_onnxruntime.sh
 if [ -z "${PYTHON:-}" ] && [ -x ../.venv/bin/python ]; then export PYTHON="$PWD/../.venv/bin/python"; fi
 build=${S2S_C_BUILD:-build}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" -j2 -- --no-print-directory | grep -vE '^\[|^$' || true
+log=$(mktemp)
+cmake --build "$build" -j2 >"$log" 2>&1 || { cat "$log"; rm -f "$log"; exit 1; }  # a failed build stops CI
+grep -E 'warning|error' "$log" || true
+rm -f "$log"
 echo "c build: $(( $(date +%s) - t0 )) s"
 t1=$(date +%s)
 "$build/test_vectors"

@@ -50,6 +50,14 @@ class DecodeResult:
             total += beam.log_prob(p)
         return total
 
+    def to_dict(self) -> dict:
+        """The result as JSON-ready data: text, tokens, token_probs, finished and (when any) alternatives."""
+        d = {"text": self.text, "tokens": list(self.tokens), "token_probs": [float(p) for p in self.token_probs],
+             "finished": self.finished}
+        if self.alternatives:
+            d["alternatives"] = [a.to_dict() for a in self.alternatives]
+        return d
+
     def __repr__(self) -> str:
         probs = ", ".join(f"{p:.4g}" for p in self.token_probs) + ("," if len(self.token_probs) == 1 else "")
         more = f", alternatives={len(self.alternatives)}" if self.alternatives else ""

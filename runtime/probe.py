@@ -183,7 +183,13 @@ def _locked(path: Path):
         os.close(fd)
 
 
+#: False in a process that must write no file (the sandboxed decoder's child): probed files are not remembered.
+CACHE_WRITES = True
+
+
 def _add_to_cache(new: dict) -> None:
+    if not CACHE_WRITES:
+        return
     path = cache_file()
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -200,7 +206,7 @@ def _add_to_cache(new: dict) -> None:
 
 
 # ---- the child -----------------------------------------------------------------------------------------------------
-def _limit_self(memory: int, cpu_seconds: int) -> None:
+def limit_self(memory: int, cpu_seconds: int) -> None:
     """Lower this process's limits (never above what it inherited): address space, CPU time, no file writes, no
     core dump."""
     import resource
@@ -231,7 +237,7 @@ def _main(argv: list[str]) -> int:
     zeros. Exit 0, or 2 with the error on stderr; "start I" lines say which model it was on."""
     backend, modes, sizes = argv[0], argv[1].split(","), [int(x) for x in argv[2].split(",")]
     threads, memory, cpu = int(argv[3]), int(argv[4]), int(argv[5])
-    _limit_self(memory, cpu)
+    limit_self(memory, cpu)
     try:
         from . import backends
 

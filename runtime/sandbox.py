@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -39,9 +40,9 @@ log = logging.getLogger(__name__)
 DEFAULT_MEMORY_MIB = 2048
 DEFAULT_CPU_SECONDS = 3600
 DEFAULT_TIMEOUT_S = 30.0
-#: Bytes a reply may take per input: each output token's string is at most 256 characters (4 bytes each in
-#: UTF-8, 6 in JSON escapes) plus its probability, per hypothesis.
-_REPLY_BYTES_PER_TOKEN = 256 * 6 + 64
+#: Bytes of one reply's JSON beyond its token strings: brackets, keys and a probability per token.
+_REPLY_OVERHEAD_PER_TOKEN = 64
+_STDERR_TAIL = 4096
 _KEPT_ENVIRONMENT = ("PATH", "LD_LIBRARY_PATH", "SYSTEMROOT", "XDG_CACHE_HOME", "HOME")
 _ERRORS = {"InputTextError": InputTextError, "BundleError": BundleError}
 
@@ -66,8 +67,11 @@ class SandboxedDecoder:
                            "threads": threads, "one_call": one_call}
         self.memory_mib, self.cpu_seconds, self.timeout_s = memory_mib, cpu_seconds, float(timeout_s)
         self._proc: subprocess.Popen | None = None
+        self._stderr = None
         self._info: dict[str, Any] = {}
-        self._start()
+        self._lock = threading.Lock()  # one request at a time on the child's pipes
+        with self._lock:
+            self._start()
 
     # -- the decoder's API ---------------------------------------------------------------------------------------
     @property
@@ -107,6 +111,9 @@ class SandboxedDecoder:
         proc, self._proc = self._proc, None
         if proc is not None:
             _stop(proc)
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
 
     def __enter__(self) -> "SandboxedDecoder":
         return self
@@ -129,20 +136,25 @@ class SandboxedDecoder:
         env = {k: os.environ[k] for k in _KEPT_ENVIRONMENT if k in os.environ}
         env.update(LC_ALL="C.UTF-8", PYTHONIOENCODING="utf-8")
         limits = json.dumps({"memory": self.memory_mib * 2**20, "cpu": self.cpu_seconds})
+        # stderr to an unnamed file (a pipe nobody reads would fill and block the child); its tail says why it died
+        self._stderr = tempfile.TemporaryFile(prefix="s2s-sandbox-stderr-")
         with tempfile.TemporaryDirectory(prefix="s2s-sandbox-") as empty:  # its cwd: removed once it started
             self._proc = subprocess.Popen([sys.executable, "-I", "-m", "seq2seq_edge.sandbox", limits],
-                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
                                           cwd=empty, env=env)
         self._info = self._request({"op": "load", **self._load_args}, 64 * 1024)
 
     def _call(self, sources: list[str], batch_size: int, options: dict, single: bool = False) -> list[DecodeResult]:
-        if self._proc is None:
-            self._start()
-        beams = max(1, int(options.get("n_best") or 1)) if isinstance(options.get("n_best"), int) else 1
-        limit = self._info["max_output_len"] + 2
-        budget = 4096 + len(sources) * beams * limit * _REPLY_BYTES_PER_TOKEN
-        reply = self._request({"op": "decode", "inputs": sources, "batch_size": batch_size, "options": options,
-                               "single": single}, budget)
+        with self._lock:
+            if self._proc is None:
+                self._start()
+            n_best = options.get("n_best", 1)
+            hypotheses = n_best if isinstance(n_best, int) and 1 <= n_best <= 64 else 1
+            # each token's string appears twice (tokens and text), at most as long as the longest in JSON
+            per_token = 2 * self._info["longest_token_json"] + _REPLY_OVERHEAD_PER_TOKEN
+            budget = 4096 + len(sources) * hypotheses * (self._info["max_output_len"] + 2) * per_token
+            reply = self._request({"op": "decode", "inputs": sources, "batch_size": batch_size, "options": options,
+                                   "single": single}, budget)
         if not isinstance(reply, list) or len(reply) != len(sources):
             self.close()
             raise BundleError("the sandboxed decoder replied with something else than one result per input",
@@ -159,7 +171,9 @@ class SandboxedDecoder:
         line, why = _read_line(proc, max_reply, self.timeout_s)
         if line is None:
             self._proc = None
-            raise BundleError(_death(proc, why, self), where=self.bundle_dir)
+            message = _death(proc, why, self)
+            self.close()
+            raise BundleError(message, where=self.bundle_dir)
         try:
             reply = json.loads(line)
         except (ValueError, RecursionError):
@@ -218,7 +232,7 @@ def _stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.kill()
     proc.wait()
-    for stream in (proc.stdin, proc.stdout, proc.stderr):
+    for stream in (proc.stdin, proc.stdout):
         try:
             stream.close()
         except OSError:
@@ -239,7 +253,11 @@ def _death(proc: subprocess.Popen, why: str, d: SandboxedDecoder) -> str:
             return f"the sandboxed decoder ran out of its {d.cpu_seconds} CPU seconds"
         name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else f"signal {sig}"
         return f"the sandboxed decoder crashed ({name}): the bundle is malformed or hostile"
-    err = (proc.stderr.read(4096) if proc.stderr and not proc.stderr.closed else b"") or b""
+    err = b""
+    if d._stderr is not None:  # the tail of what it wrote on stderr
+        size = d._stderr.seek(0, os.SEEK_END)
+        d._stderr.seek(max(0, size - _STDERR_TAIL))
+        err = d._stderr.read(_STDERR_TAIL)
     last = [line for line in err.decode("utf-8", "replace").splitlines() if line.strip()]
     if last and "MemoryError" in last[-1] or status == 3:
         return f"the sandboxed decoder ran out of its {d.memory_mib} MiB of memory"
@@ -251,8 +269,8 @@ def _serve(limits: dict) -> int:
     """Limit this process, then answer one JSON line per request on stdin, one per reply on stdout."""
     from . import probe
 
-    probe._limit_self(int(limits["memory"]), int(limits["cpu"]))
-    probe._add_to_cache = lambda new: None  # no file writes here: the probe's cache is only read
+    probe.limit_self(int(limits["memory"]), int(limits["cpu"]))
+    probe.CACHE_WRITES = False  # no file writes here: the probe's cache is only read
     out = sys.stdout.buffer
     decoder = None
     for raw in sys.stdin.buffer:
@@ -264,13 +282,15 @@ def _serve(limits: dict) -> int:
 
                 args = {k: request[k] for k in ("backend", "variant", "threads", "one_call")}
                 decoder = load(request["bundle_dir"], **args)
+                longest = max(len(json.dumps(t, ensure_ascii=False).encode("utf-8"))
+                              for t in decoder.preprocessing.target_vocabulary)
                 reply = {"ok": {"decode_path": decoder.decode_path, "max_output_len": decoder.max_output_len,
-                                "backend": decoder.backend}}
+                                "backend": decoder.backend, "longest_token_json": longest}}
             else:
                 results = ([decoder.decode_result(request["inputs"][0], **request["options"])] if request["single"]
                            else decoder.decode_batch_results(request["inputs"], request["batch_size"],
                                                              **request["options"]))
-                reply = {"ok": [_as_dict(r) for r in results]}
+                reply = {"ok": [r.to_dict() for r in results]}
         except MemoryError:
             return 3
         except (Seq2SeqEdgeError, TypeError, ValueError) as e:
@@ -279,11 +299,6 @@ def _serve(limits: dict) -> int:
         out.write(json.dumps(reply, ensure_ascii=False).encode("utf-8") + b"\n")
         out.flush()
     return 0
-
-
-def _as_dict(r: DecodeResult) -> dict:
-    return {"text": r.text, "tokens": list(r.tokens), "token_probs": [float(p) for p in r.token_probs],
-            "finished": r.finished, "alternatives": [_as_dict(a) for a in r.alternatives]}
 
 
 if __name__ == "__main__":

@@ -13,6 +13,10 @@ JavaScript tests keep those).
 
 The Python, JavaScript, C (``c/``) and Kotlin (``kotlin/``) tests read this file; a difference in any runtime
 fails CI. Everything here is computed by the Python runtime from the fixtures; nothing is typed by hand.
+
+    python tests/make_vectors.py --lines VECTORS BUNDLE VARIANT DECODE_PATH inputs|batch|single
+
+prints one vector's inputs or result texts, one per line (no third-party import: the CLI tests use it).
 """
 
 from __future__ import annotations
@@ -56,11 +60,6 @@ def text_policies(numbers_manifest: dict) -> list[dict]:
     ]
 
 
-def _result(r) -> dict:
-    return {"text": r.text, "tokens": list(r.tokens), "token_probs": [float(p) for p in r.token_probs],
-            "finished": r.finished}
-
-
 def decode_vectors(bundle: Path) -> list[dict]:
     import seq2seq_edge
     from seq2seq_edge import manifest as mf
@@ -77,8 +76,8 @@ def decode_vectors(bundle: Path) -> list[dict]:
             out.append({
                 "format": "onnx", "variant": variant, "decode_path": decoder.decode_path, "batch_size": BATCH_SIZE,
                 "inputs": inputs,
-                "batch": [_result(r) for r in decoder.decode_batch_results(inputs, batch_size=BATCH_SIZE)],
-                "single": [_result(decoder.decode_result(x)) for x in inputs],
+                "batch": [r.to_dict() for r in decoder.decode_batch_results(inputs, batch_size=BATCH_SIZE)],
+                "single": [decoder.decode_result(x).to_dict() for x in inputs],
             })
     return out
 
@@ -116,7 +115,20 @@ def make(fixtures: Path) -> Path:
     return path
 
 
+def lines(vectors: Path, bundle: str, variant: str, decode_path: str, field: str) -> list[str]:
+    """One decode vector's ``inputs``, or the texts of its ``batch`` or ``single`` results: what the C and Kotlin
+    command-line tests pipe through their CLIs and compare with."""
+    for v in json.loads(Path(vectors).read_text(encoding="utf-8"))["decodes"][bundle]:
+        if v["variant"] == variant and v["decode_path"] == decode_path:
+            return v["inputs"] if field == "inputs" else [r["text"] for r in v[field]]
+    sys.exit(f"{vectors}: no {bundle} {variant} {decode_path} decodes")
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python tests/make_vectors.py FIXTURES")
-    print(make(Path(sys.argv[1])))
+    if len(sys.argv) == 7 and sys.argv[1] == "--lines":
+        print("\n".join(lines(Path(sys.argv[2]), *sys.argv[3:])))
+    elif len(sys.argv) == 2:
+        print(make(Path(sys.argv[1])))
+    else:
+        sys.exit("usage: python tests/make_vectors.py FIXTURES\n"
+                 "       python tests/make_vectors.py --lines VECTORS BUNDLE VARIANT DECODE_PATH inputs|batch|single")

@@ -16,9 +16,10 @@ Raspberry Pi OS Bookworm 64-bit is Debian bookworm on arm64 with Python 3.11. Th
    [tflite] venv, as a device's user would, qemu emulating a Raspberry Pi 4's core (Cortex-A72); the results say
    machine.emulated = true (and EMULATED in the Markdown), and with --bench-out DIR they are copied out as
    DIR/<bundle>-on-<machine>.json and .md (about a minute);
-6. with --vectors FILE (the shared test vectors, tests/make_vectors.py): builds the C library (c/) inside the
-   root with its own gcc and CMake against ONNX Runtime's linux-aarch64 library, and runs its tests there: every
-   vector of the given bundles decoded as the Python runtime on x86-64 decoded it, and the command-line tests;
+6. with --vectors FILE (the shared test vectors, tests/make_vectors.py; give the digits, numbers and attention
+   bundles it was made from): builds the C library (c/) inside the root with its own gcc and CMake against ONNX
+   Runtime's linux-aarch64 library, and runs its tests there: every vector decoded as the Python runtime on
+   x86-64 decoded it, and the command-line tests;
 7. unmounts what it mounted and removes what it copied in, also when it fails.
 
 Needs root, and on a non-arm64 host: qemu-user-static, binfmt-support and mmdebstrap (Debian packages).
@@ -225,6 +226,8 @@ def c_library(root: Path, work: Path, vectors: Path) -> int:
     run(["bash", str(c_dir / "fetch_onnxruntime.sh")], stdout=subprocess.DEVNULL)
     shutil.copytree(c_dir, work / "c", ignore=shutil.ignore_patterns("build", "build-*", "linux-x64"))
     shutil.copy(vectors, work / "vectors.json")
+    (work / "tests").mkdir(exist_ok=True)
+    shutil.copy(REPO / "tests" / "make_vectors.py", work / "tests" / "make_vectors.py")  # the CLI tests' --lines
     # Without /sys (see Mounted) ONNX Runtime's cpuinfo says on stderr that it cannot read the CPU lists, and
     # something it runs asks for blkid: the CLI tests ignore exactly those lines here, nowhere else.
     env = {"S2S_FIXTURES": WORK, "PYTHON": "python3",
@@ -299,6 +302,9 @@ def main(argv=None) -> int:
                     f"not a Raspberry Pi's speed), {report['machine']}, Python {report['python']}, "
                     f"numpy {report['numpy']}")
         if args.vectors:
+            names = {b.name for b in args.bundles}
+            if not {"digits", "numbers", "attention"} <= names:
+                sys.exit("[pi] --vectors needs the digits, numbers and attention bundles it was made from")
             failures += c_library(root, work, args.vectors)
         if not args.no_bench:
             failures += bench(root, inside[0], args.bench_out)

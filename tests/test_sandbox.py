@@ -32,6 +32,24 @@ def test_results_equal_load_in_process(numbers_bundle, inputs):
         assert beam == direct.decode_result(inputs[2], beam_size=3, n_best=2) and len(beam.alternatives) == 1
 
 
+def test_long_outputs_with_every_hypothesis_fit_the_reply_budget(tmp_path, numbers_bundle, inputs):
+    # the longest target tokens (256 characters: 4-byte UTF-8, or U+0001, 6 bytes in JSON) at full length, n-best
+    import json
+    import shutil
+
+    bundle = tmp_path / "long-tokens"
+    shutil.copytree(numbers_bundle, bundle)
+    m = json.loads((bundle / "manifest.json").read_text())
+    vocab = m["preprocessing"]["target"]["vocabulary"]
+    m["preprocessing"]["target"]["vocabulary"] = vocab[:3] + [
+        (chr(0x1F600 + i % 64) if i % 2 else "\x01") * 255 + chr(0x4E00 + i) for i in range(3, len(vocab))]
+    (bundle / "manifest.json").write_text(json.dumps(m))
+    direct = seq2seq_edge.load(bundle)
+    with SandboxedDecoder(bundle) as boxed:
+        options = dict(beam_size=4, n_best=4)
+        assert boxed.decode_batch_results(inputs[:8], **options) == direct.decode_batch_results(inputs[:8], **options)
+
+
 def test_user_errors_come_back_as_they_are_raised_in_process(numbers_bundle):
     direct = seq2seq_edge.load(numbers_bundle)
     with SandboxedDecoder(numbers_bundle) as boxed:

@@ -4,8 +4,8 @@
  *
  * Lines are decoded in batches of up to N as they arrive: a batch goes out when it is full, when standard input
  * pauses (a caller that writes one line and waits gets its answer) or when it ends. A line that cannot be encoded
- * stops the run with one message naming it, after the outputs of the lines before it; exit status 2 for every
- * user error (a bad argument, bundle or line), as `s2s run`. */
+ * stops the run with one message naming it, after the outputs of the lines before it. Exit status 2 for a user
+ * error (a bad argument, bundle or line), as `s2s run`; 1 when ONNX Runtime fails or memory runs out. */
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -26,7 +26,7 @@ static int usage(void) {
 typedef struct {
   char buf[1 << 16];
   size_t start, end;
-  int eof;
+  int eof, error; /* error: the errno of a failed read */
 } line_reader;
 
 enum { LINE_OK, LINE_EOF, LINE_TOO_LONG, LINE_NUL, LINE_ERROR };
@@ -46,6 +46,7 @@ static int next_byte(line_reader *r) {
     while (n < 0 && errno == EINTR);
     if (n <= 0) {
       r->eof = 1;
+      r->error = n < 0 ? errno : 0;
       return n < 0 ? -2 : EOF;
     }
     r->start = 0;
@@ -94,7 +95,7 @@ static int flush(s2s_decoder *d, char **lines, size_t n, size_t first_line, cons
   for (size_t i = 0; i < n; i++) s2s_result_clear(&out[i]);
   free(out);
   fflush(stdout);
-  return st == S2S_OK ? 0 : st == S2S_ERR_MEMORY ? 1 : USER_ERROR;
+  return st == S2S_OK ? 0 : st == S2S_ERR_MEMORY || st == S2S_ERR_ENGINE ? 1 : USER_ERROR;
 }
 
 static int parse_args(int argc, char **argv, const char **bundle, s2s_load_options *lo, s2s_decode_options *o) {
@@ -128,7 +129,7 @@ int main(int argc, char **argv) {
   s2s_error err;
   if (s2s_load(bundle, &lo, &d, &err) != S2S_OK) {
     fprintf(stderr, "s2s-run: %s\n", err.message);
-    return err.code == S2S_ERR_MEMORY ? 1 : USER_ERROR;
+    return err.code == S2S_ERR_MEMORY || err.code == S2S_ERR_ENGINE ? 1 : USER_ERROR;
   }
   /* a line longer than any input the model takes is refused without holding it whole */
   size_t max_line = s2s_manifest_max_input_chars(s2s_decoder_manifest(d)) * 4 + 2;
@@ -154,7 +155,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "s2s-run: line %zu: longer than %zu bytes; the model takes at most %zu tokens\n", line_no,
                 max_line, s2s_manifest_max_input_tokens(s2s_decoder_manifest(d)));
       } else if (status == LINE_NUL) fprintf(stderr, "s2s-run: line %zu: has a NUL byte\n", line_no);
-      else fprintf(stderr, "s2s-run: cannot read standard input: %s\n", strerror(errno));
+      else fprintf(stderr, "s2s-run: cannot read standard input: %s\n", strerror(in->error));
       rc = USER_ERROR;
       break;
     }

@@ -44,8 +44,8 @@ const char *s2s_status_name(s2s_status code);
 
 typedef struct s2s_manifest s2s_manifest;
 
-/* Parse and check manifest.json's bytes (at most 16 MiB); `where` names it in messages. Every problem found is
- * listed in the message ("WHERE: 2 problems: a; b"). */
+/* Parse and check manifest.json's bytes (at most 16 MiB); `where` names it in messages. The problems found are
+ * listed in the message ("WHERE: 2 problems: a; b"), up to 12. */
 s2s_status s2s_manifest_parse(const char *json, size_t len, const char *where, s2s_manifest **out, s2s_error *err);
 void s2s_manifest_free(s2s_manifest *m);
 
@@ -67,8 +67,8 @@ s2s_status s2s_manifest_encode_input(const s2s_manifest *m, const char *text, si
 typedef struct {
   const char *variant; /* "fp32" (default) or "int8" */
   int one_call;        /* 0 (default): the step loop; 1: the bundle's one-call greedy model (an error if it has
-                          none for this variant). On ONNX Runtime the step loop is the faster one from C (1.4-2.2x,
-                          benchmarks/results/native.md), as from Python */
+                          none for this variant). From C the step loop is the faster on ONNX Runtime, as from
+                          Python (benchmarks/results/native.md) */
   int threads;         /* ONNX Runtime intra-op threads; default 1 */
 } s2s_load_options;
 

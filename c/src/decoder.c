@@ -12,7 +12,7 @@
 #define PROB_SLACK 1e-5f /* a probability may exceed 1 by float32 rounding of a softmax, never by more */
 #define TINY 1e-45
 /* No file can be created under /proc/self: where ONNX Runtime is told external data lives. */
-#define NO_FILES_HERE "/proc/self/seq2seq-edge-no-external-data"
+#define NO_EXTERNAL_DATA_FOLDER "/proc/self/seq2seq-edge-no-external-data"
 
 typedef struct {
   OrtSession *session;
@@ -80,6 +80,7 @@ static s2s_status check_io(s2s_decoder *d, model *mdl, int outputs, s2s_error *e
     if (!st) st = outputs ? ort->SessionGetOutputTypeInfo(mdl->session, i, &info)
                           : ort->SessionGetInputTypeInfo(mdl->session, i, &info);
     if (st) {
+      if (name) alloc->Free(alloc, name);
       status = ort_failed(ort, st, err, mdl->label, "reading the model's inputs and outputs");
       break;
     }
@@ -224,7 +225,7 @@ static s2s_status open_session(s2s_decoder *d, model *mdl, const unsigned char *
   if (!st) st = ort->SetSessionGraphOptimizationLevel(so, ORT_ENABLE_ALL);
   /* A model loaded from memory resolves external-data file names against this folder (otherwise against the
    * working directory): one that cannot exist, so a model that refers to any file outside itself fails to load. */
-  if (!st) st = ort->AddSessionConfigEntry(so, "session.model_external_initializers_file_folder_path", NO_FILES_HERE);
+  if (!st) st = ort->AddSessionConfigEntry(so, "session.model_external_initializers_file_folder_path", NO_EXTERNAL_DATA_FOLDER);
   if (!st) st = ort->CreateSessionFromArray(d->env, data, len, so, &mdl->session);
   if (so) ort->ReleaseSessionOptions(so);
   if (st) {

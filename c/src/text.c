@@ -107,21 +107,29 @@ static int bytes_cmp(const char *a, size_t la, const char *b, size_t lb) {
   return c ? c : (la > lb) - (la < lb);
 }
 
-static const s2s_vocab *sorting; /* qsort has no context argument in C11 */
+typedef struct {
+  const char *s;
+  size_t len;
+  int32_t id;
+} token_ref;
 
-static int id_cmp(const void *x, const void *y) {
-  int32_t a = *(const int32_t *)x, b = *(const int32_t *)y;
-  int c = bytes_cmp(sorting->tokens[a], sorting->lens[a], sorting->tokens[b], sorting->lens[b]);
-  return c ? c : (a > b) - (a < b);
+static int ref_cmp(const void *x, const void *y) {
+  const token_ref *a = x, *b = y;
+  int c = bytes_cmp(a->s, a->len, b->s, b->len);
+  return c ? c : (a->id > b->id) - (a->id < b->id);
 }
 
-int vocab_index(s2s_vocab *v) {
+int vocab_index(s2s_vocab *v) { /* no shared state: loads may run in parallel threads */
+  token_ref *refs = malloc((v->n ? v->n : 1) * sizeof *refs);
   v->sorted = malloc((v->n ? v->n : 1) * sizeof *v->sorted);
-  if (!v->sorted) return -1;
-  for (size_t i = 0; i < v->n; i++) v->sorted[i] = (int32_t)i;
-  sorting = v;
-  qsort(v->sorted, v->n, sizeof *v->sorted, id_cmp);
-  sorting = NULL;
+  if (!refs || !v->sorted) {
+    free(refs);
+    return -1;
+  }
+  for (size_t i = 0; i < v->n; i++) refs[i] = (token_ref){v->tokens[i], v->lens[i], (int32_t)i};
+  qsort(refs, v->n, sizeof *refs, ref_cmp);
+  for (size_t i = 0; i < v->n; i++) v->sorted[i] = refs[i].id;
+  free(refs);
   return 0;
 }
 

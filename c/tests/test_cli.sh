@@ -28,14 +28,9 @@ check() { # NAME EXPECTED ACTUAL
   fi
 }
 
+MAKE_VECTORS="$(dirname "$(realpath "$0")")/../../tests/make_vectors.py"
 vector() { # BUNDLE VARIANT PATH FIELD -> one line per golden input ("inputs" or "single" texts)
-  "$PY" - "$S2S_FIXTURES/vectors.json" "$@" <<'EOF'
-import json, sys
-path, bundle, variant, decode_path, field = sys.argv[1:]
-for v in json.load(open(path, encoding="utf-8"))["decodes"][bundle]:
-    if v["variant"] == variant and v["decode_path"] == decode_path:
-        print("\n".join(v["inputs"] if field == "inputs" else [r["text"] for r in v[field]]))
-EOF
+  "$PY" "$MAKE_VECTORS" --lines "$S2S_FIXTURES/vectors.json" "$@"
 }
 
 # -- golden outputs through the command line

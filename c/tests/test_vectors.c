@@ -1,7 +1,7 @@
 /* The C runtime against the shared test vectors ($S2S_FIXTURES/vectors.json, written by tests/make_vectors.py
  * from the Python runtime): every golden input decodes to the same text, tokens and `finished`, with per-token
- * probabilities within 1e-4, batched and one by one, on every ONNX variant and decode path; every awkward text
- * input gives the same ids or the same error message. Exits 1 on the first difference of each kind.
+ * probabilities within 1e-4 (fp32; 0.05 int8), batched and one by one, on every ONNX variant and decode path; every
+ * awkward text input gives the same ids or the same error message. Reports every difference; exits 1 if any.
  *
  *   test_vectors [--quick]     (--quick: the digits bundle and the text cases only, for valgrind) */
 #include <cjson/cJSON.h>
@@ -229,6 +229,12 @@ int main(int argc, char **argv) {
     return 2;
   }
   const cJSON *decodes = cJSON_GetObjectItem(vectors, "decodes"), *bundle;
+  static const char *const expected[] = {"digits", "numbers", "attention"};
+  for (int i = 0; i < 3; i++) { /* a vectors file without them must not pass with nothing decoded */
+    EXPECT(cJSON_GetArraySize(cJSON_GetObjectItem(decodes, expected[i])) > 0, "vectors.json has no %s decodes",
+           expected[i]);
+  }
+  EXPECT(cJSON_GetArraySize(cJSON_GetObjectItem(vectors, "text")) > 0, "vectors.json has no text cases");
   cJSON_ArrayForEach(bundle, decodes) {
     if (!quick || !strcmp(bundle->string, "digits")) decode_vectors(fixtures, bundle->string, bundle);
   }

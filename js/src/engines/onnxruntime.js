@@ -3,7 +3,7 @@
 // browser set ort.env.wasm.numThreads before the first session instead.
 const DTYPES = { int32: 'int32', float32: 'float32' };
 /** No file can be created under /proc/self (the C and Kotlin libraries use the same folder). */
-export const NO_FILES_HERE = '/proc/self/seq2seq-edge-no-external-data';
+export const NO_EXTERNAL_DATA_FOLDER = '/proc/self/seq2seq-edge-no-external-data';
 
 function typeName(t) { return t === 'float' ? 'float32' : t; }
 
@@ -16,7 +16,7 @@ export function onnxRuntimeEngine(ort, { name = 'onnxruntime', threads = 1, exec
       // A model made from bytes resolves external-data file names against this folder (else the working
       // directory, in node): one that cannot exist, so a model that refers to any file outside itself fails to load.
       const options = { graphOptimizationLevel: 'all',
-        extra: { session: { model_external_initializers_file_folder_path: NO_FILES_HERE } } };
+        extra: { session: { model_external_initializers_file_folder_path: NO_EXTERNAL_DATA_FOLDER } } };
       if (threads) { options.intraOpNumThreads = threads; options.interOpNumThreads = 1; }
       if (executionProviders) options.executionProviders = executionProviders;
       const session = await ort.InferenceSession.create(bytes, options);

@@ -89,7 +89,9 @@ private fun utf8Line(bytes: ByteArray, lineNo: Long): String {
     val r = decoder.decode(input, out, true).let { if (it.isError) it else decoder.flush(out) }
     if (r.isError) {
         val at = input.position()
-        throw BadLine("line $lineNo: not valid UTF-8 (byte 0x${"%02x".format(bytes[at].toInt() and 0xff)} at column ${at + 1})")
+        // as the C library words it: the column counts characters (code points) before the byte, from 1
+        val column = (0 until at).count { (bytes[it].toInt() and 0xC0) != 0x80 } + 1
+        throw BadLine("line $lineNo: not valid UTF-8: byte 0x${"%02X".format(bytes[at].toInt() and 0xff)} at column $column")
     }
     out.flip()
     return out.toString()

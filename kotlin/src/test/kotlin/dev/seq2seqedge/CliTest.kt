@@ -104,13 +104,13 @@ class CliTest {
         val bytes = "${inputs[0]}\n".toByteArray() + byteArrayOf('4'.code.toByte(), 0xff.toByte(), '\n'.code.toByte()) + "${inputs[1]}\n".toByteArray()
         val run = cli(bytes, null, Fixtures.bundle("digits").toString())
         assertEquals(2, run.status)
-        assertEquals("s2s-kotlin: line 2: not valid UTF-8 (byte 0xff at column 2)\n", run.err)
+        assertEquals("s2s-kotlin: line 2: not valid UTF-8: byte 0xFF at column 2\n", run.err)
         assertEquals(digitsTexts().take(1), run.out)
         // a lone continuation byte, a truncated sequence, an encoded surrogate: each refused on its own line
         for (bad in listOf(byteArrayOf(0x80.toByte()), byteArrayOf(0xe2.toByte(), 0x82.toByte()), byteArrayOf(0xed.toByte(), 0xa0.toByte(), 0x80.toByte()))) {
             val r = cli("${inputs[0]}\n${inputs[1]}\n".toByteArray() + bad + "\n".toByteArray(), null, Fixtures.bundle("digits").toString())
             assertEquals(2, r.status)
-            assertTrue(r.err.startsWith("s2s-kotlin: line 3: not valid UTF-8 (byte 0x") && r.err.count { it == '\n' } == 1, r.err)
+            assertTrue(r.err.startsWith("s2s-kotlin: line 3: not valid UTF-8: byte 0x") && r.err.count { it == '\n' } == 1, r.err)
             assertEquals(digitsTexts().take(2), r.out)
         }
     }
