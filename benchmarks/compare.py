@@ -189,20 +189,10 @@ def _cell(rows: dict, key: str, fn) -> str:
         return "–"
 
 
-def markdown(merged: dict) -> str:
-    f = report.fmt
-    ms = merged["machines"]
-    keys = [m["key"] for m in ms]
-    b = merged["bundle"]
-    lines = [f"## Benchmark comparison: {b['name']}", "",
-             f"Bundle {b['name']}: model files sha256 `{_short(b['models_sha256'])}`, golden inputs "
-             f"`{_short(b['golden_sha256'])}`. {report.settings_line(merged['settings'], threads=False)} Contenders: backend, "
-             "variant and, other than 1, the interpreter's threads (×max: every core of that machine).", ""]
-    if merged["mismatches"]:
-        lines += ["**Forced comparison** (--allow-mismatch): " + "; ".join(merged["mismatches"]) +
-                  ". Figures in different columns did not time the same thing.", ""]
-    lines += ["| | machine | CPU | cores | ISA flags | OS | Python | interpreters | measured |",
-              "|---|---|---|---|---|---|---|---|---|"]
+def _machines_table(ms: list[dict]) -> list[str]:
+    """The machines compared, one row each, then each one's emulation note and failures."""
+    lines = ["| | machine | CPU | cores | ISA flags | OS | Python | interpreters | measured |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for m in ms:
         x = m["machine"]
         label = html.escape(m["label"]) + (" **EMULATED**" if x.get("emulated") else "")
@@ -214,6 +204,23 @@ def markdown(merged: dict) -> str:
             lines += ["", f"{m['key']}: " + report.emulated_note(m["machine"])]
         if m["failed"]:
             lines += ["", f"{m['key']} **failed**: " + "; ".join(report.failure_text(x) for x in m["failed"]) + "."]
+    return lines
+
+
+def markdown(merged: dict) -> str:
+    """compare.md: the machines, then per contender and machine the latency, step, floor, throughput and cold start."""
+    f = report.fmt
+    ms = merged["machines"]
+    keys = [m["key"] for m in ms]
+    b = merged["bundle"]
+    lines = [f"## Benchmark comparison: {b['name']}", "",
+             f"Bundle {b['name']}: model files sha256 `{_short(b['models_sha256'])}`, golden inputs "
+             f"`{_short(b['golden_sha256'])}`. {report.settings_line(merged['settings'], threads=False)} Contenders: backend, "
+             "variant and, other than 1, the interpreter's threads (×max: every core of that machine).", ""]
+    if merged["mismatches"]:
+        lines += ["**Forced comparison** (--allow-mismatch): " + "; ".join(merged["mismatches"]) +
+                  ". Figures in different columns did not time the same thing.", ""]
+    lines += _machines_table(ms)
     by = {(r["machine"], r["contender"]): r for r in merged["rows"]}
     table = {c: {k: by.get((k, c)) for k in keys} for c in merged["contenders"]}
     header = "| contender | " + " | ".join(keys) + " |"

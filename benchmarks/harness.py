@@ -299,6 +299,29 @@ def backends_here(manifest: mf.BundleManifest, only=None) -> tuple[list[str], di
     return here, skipped
 
 
+def _measure_others(result: dict, keras_run, keras: bool, peers, words: list[str], s: dict, progress) -> None:
+    """The contenders outside the runtime: the Keras models (with TensorFlow and a run folder) and the peers."""
+    if keras_run:
+        progress("Keras contenders")
+        result.update(keras_contenders(keras_run, words, s))
+        progress("cold start Keras")
+        result["cold_start"]["keras"] = _cold([sys.executable, "-c", COLD_KERAS, str(keras_run), words[0]],
+                                              s["cold_start_repeats"])
+    else:
+        result["skipped"]["keras"] = ("TensorFlow is not installed" if not tensorflow_installed() else
+                                      "left out (--no-keras)" if not keras else "no run folder (--run)")
+    result["peers"] = {}
+    for name in peers:
+        if not peer_mod.available(name):
+            result["skipped"][name] = f"not installed (pip install {name})"
+            continue
+        progress(f"peer {name}")
+        try:
+            result["peers"][name] = peer_mod.measure(name, words, s)
+        except ValueError as e:
+            result["skipped"][name] = str(e)
+
+
 def bench(bundle: str | Path, *, run_dir: str | Path | None = None, quick: bool = False,
           tflite_python: str | None = None, venvs: dict[str, str] | None = None, threads=None,
           label: str | None = None, only_backends=None, variants=None, settings: dict | None = None,
@@ -354,25 +377,7 @@ def bench(bundle: str | Path, *, run_dir: str | Path | None = None, quick: bool 
             result["cold_start"].update(cold_start(bundle, backend, python, words[0], s["cold_start_repeats"]))
         except Seq2SeqEdgeError as e:
             _failed(result, backend, "cold start", None, str(e))
-    if keras_run:
-        progress("Keras contenders")
-        result.update(keras_contenders(keras_run, words, s))
-        progress("cold start Keras")
-        result["cold_start"]["keras"] = _cold([sys.executable, "-c", COLD_KERAS, str(keras_run), words[0]],
-                                              s["cold_start_repeats"])
-    else:
-        result["skipped"]["keras"] = ("TensorFlow is not installed" if not tensorflow_installed() else
-                                      "left out (--no-keras)" if not keras else "no run folder (--run)")
-    result["peers"] = {}
-    for name in peers:
-        if not peer_mod.available(name):
-            result["skipped"][name] = f"not installed (pip install {name})"
-            continue
-        progress(f"peer {name}")
-        try:
-            result["peers"][name] = peer_mod.measure(name, words, s)
-        except ValueError as e:
-            result["skipped"][name] = str(e)
+    _measure_others(result, keras_run, keras, peers, words, s, progress)
     result["venv_mb"] = {name: _du_mb(Path(p)) for name, p in (venvs or {}).items() if Path(p).is_dir()}
     result["ratios"] = ratios(result)
     return result
@@ -458,24 +463,29 @@ def measure_backend(result: dict, bundle: Path, backend: str, python: str, s: di
             proc.wait()
             err.seek(0)
             stderr = err.read()
-        code = proc.returncode
-        if stderr.strip():
-            log.debug("%s", stderr.rstrip())
-        last = next((ln.strip() for ln in reversed(stderr.splitlines()) if ln.strip()), "no output")
-        if not hello and code == runtime_bench.EXIT_UNAVAILABLE:
-            raise BackendUnavailableError(last.removeprefix("runtime_bench: error: "))
-        if not hello:
-            raise Seq2SeqEdgeError(f"the {backend} measurement in {python} could not start (exit status {code}: "
-                                   f"{last}); that python needs this version of seq2seq-edge with the {backend} extra")
-        if current is not None or (code != 0 and todo):
-            if code < 0:
-                name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else f"signal {-code}"
-                why = f"the interpreter's process crashed ({name})"
-            else:
-                why = f"the measuring process stopped (exit status {code}: {last})"
-            if current is None:  # died between items: count it against the next one
-                current = todo.pop(0)
-            _failed(result, backend, *current, why)
+        _child_ended(result, backend, python, proc.returncode, stderr, hello, current, todo)
+
+
+def _child_ended(result: dict, backend: str, python: str, code: int, stderr: str, hello: bool, current, todo: list):
+    """After a measuring child exits: an error if it never started, else the item it died on (or, if it died
+    between items, the next one) recorded as failed, so a new child goes on with the rest."""
+    if stderr.strip():
+        log.debug("%s", stderr.rstrip())
+    last = next((ln.strip() for ln in reversed(stderr.splitlines()) if ln.strip()), "no output")
+    if not hello and code == runtime_bench.EXIT_UNAVAILABLE:
+        raise BackendUnavailableError(last.removeprefix("runtime_bench: error: "))
+    if not hello:
+        raise Seq2SeqEdgeError(f"the {backend} measurement in {python} could not start (exit status {code}: "
+                               f"{last}); that python needs this version of seq2seq-edge with the {backend} extra")
+    if current is not None or (code != 0 and todo):
+        if code < 0:
+            name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else f"signal {-code}"
+            why = f"the interpreter's process crashed ({name})"
+        else:
+            why = f"the measuring process stopped (exit status {code}: {last})"
+        if current is None:  # died between items: count it against the next one
+            current = todo.pop(0)
+        _failed(result, backend, *current, why)
 
 
 def _pick(result: dict, backend: str, variant: str, threads: int = 1) -> dict | None:

@@ -21,11 +21,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from seq2seq_edge.bench import report
+
 REPO = Path(__file__).resolve().parent.parent
 C_BENCH = REPO / "c" / "build" / "s2s-bench"
 KOTLIN_JAR = REPO / "kotlin" / "target" / "s2s-kotlin.jar"
-README_START = "<!-- native latency table: written by benchmarks/native.py --readme -->"
-README_END = "<!-- end of native latency table -->"
+TABLE_START = "<!-- native latency table: written by benchmarks/native.py -->"
+TABLE_END = "<!-- end of native latency table -->"
 JS_BENCH = r"""
 import { readFileSync } from 'node:fs';
 import { loadBundleFromDir } from './src/node.js';
@@ -140,7 +142,7 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
-    p.add_argument("--readme", type=Path, help="also replace the native latency table in this README")
+    p.add_argument("--no-docs", action="store_true", help="do not rewrite the table in docs/embedding.md")
     args = p.parse_args(argv)
     from seq2seq_edge.bench import harness
 
@@ -150,15 +152,9 @@ def main(argv=None) -> int:
     (args.out / "native.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     (args.out / "native.md").write_text(markdown(result), encoding="utf-8")
     print(f"wrote {args.out / 'native.json'} and native.md")
-    if args.readme:
-        text = args.readme.read_text(encoding="utf-8")
-        start, end = README_START, README_END
-        if start not in text or end not in text:
-            sys.exit(f"{args.readme} has no {start} ... {end} block")
+    if not args.no_docs:
         table = markdown(result).split("\n", 2)[2]  # without the title
-        head, rest = text.split(start, 1)
-        args.readme.write_text(head + start + "\n" + table + end + rest.split(end, 1)[1], encoding="utf-8")
-        print(f"updated {args.readme}")
+        report.replace_marked_block(report.DOCS / "embedding.md", TABLE_START, TABLE_END, table)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Writes the harness's results: JSON with every figure, a Markdown report, a chart, and the README table.
+"""Writes the harness's results: JSON with every figure, a Markdown report, a chart, and the table in docs/benchmarks.md.
 
 ``results.json`` (schema ``seq2seq-edge-bench``, version 1; ``compare.py`` reads it)::
 
@@ -52,8 +52,10 @@ from pathlib import Path
 
 log = logging.getLogger("seq2seq_edge.bench")
 
-README_START = "<!-- benchmark table: written by benchmarks/run_all.py -->"
-README_END = "<!-- end of benchmark table -->"
+TABLE_START = "<!-- benchmark table: written by benchmarks/run_all.py -->"
+TABLE_END = "<!-- end of benchmark table -->"
+#: The folder of the pages whose marked tables the harnesses rewrite (benchmarks.md, quality.md, embedding.md).
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 RESULTS_JSON, RESULTS_MD = "results.json", "results.md"
 #: Backend suffixes of the ratios, and how the report names them.
 INTERPRETERS = (("", ""), ("@tflite", " [tflite-runtime]"), ("@litert", " [LiteRT]"), ("@onnx", " [ONNX Runtime]"))
@@ -275,10 +277,21 @@ def chart_png(results: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def write(results: list[dict], out_dir: Path, readme: Path | None = None, png: bool = False,
+def replace_marked_block(page: Path, start: str, end: str, body: str) -> None:
+    """Replace the text between the ``start`` and ``end`` marker lines of ``page`` with ``body``: how the harnesses
+    put their tables in the docs, so nobody types a figure. A page without both markers is an error."""
+    text = page.read_text(encoding="utf-8")
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+    if not pattern.search(text):
+        raise SystemExit(f"{page} has no {start} ... {end} block")
+    page.write_text(pattern.sub(lambda _: f"{start}\n{body}{end}", text), encoding="utf-8")
+    log.info("updated %s", page)
+
+
+def write(results: list[dict], out_dir: Path, page: Path | None = None, png: bool = False,
           targets: bool = False) -> dict:
-    """Write results.json, results.md and chart.svg (and chart.png with ``png``) into ``out_dir``; with ``readme``,
-    replace the table between the README's markers. ``targets``: also this project's goals for its reference
+    """Write results.json, results.md and chart.svg (and chart.png with ``png``) into ``out_dir``; with ``page``,
+    replace the benchmark table between its markers (docs/benchmarks.md). ``targets``: also this project's goals for its reference
     bundles (benchmarks/run_all.py), met or missed; a user's own bundle is measured, not judged."""
     from . import chart
     from .runtime_bench import SCHEMA, SCHEMA_VERSION
@@ -294,10 +307,6 @@ def write(results: list[dict], out_dir: Path, readme: Path | None = None, png: b
                                                          title="ms per word (p50)"), encoding="utf-8")
     if png:
         chart_png(results, out_dir / "chart.png")
-    if readme is not None and readme.is_file():
-        text = readme.read_text(encoding="utf-8")
-        block = f"{README_START}\n{md}{README_END}"
-        pattern = re.compile(re.escape(README_START) + ".*?" + re.escape(README_END), re.S)
-        if pattern.search(text):
-            readme.write_text(pattern.sub(lambda _: block, text), encoding="utf-8")
+    if page is not None:
+        replace_marked_block(page, TABLE_START, TABLE_END, md)
     return summary

@@ -1,4 +1,4 @@
-"""Reproduce the README's benchmark table from a fresh clone (needs the [train] extra):
+"""Reproduce the benchmark table of docs/benchmarks.md from a fresh clone (needs the [train] extra):
 
     python benchmarks/run_all.py            # full: trains the two reference models, then measures
     python benchmarks/run_all.py --quick    # the harness end to end on small models; figures are rough
@@ -11,7 +11,7 @@
    benchmarks/.venvs/onnx: onnxruntime) unless they exist;
 3. runs the harness on both bundles and writes benchmarks/results/{results.json, results.md, chart.svg,
    chart.png}
-   and the table in README.md.
+   and the table in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     p.add_argument("--models", type=Path, default=HERE / "models")
     p.add_argument("--venvs", type=Path, default=HERE / ".venvs")
     p.add_argument("--out", type=Path, default=HERE / "results")
-    p.add_argument("--no-readme", action="store_true", help="do not rewrite the README's table")
+    p.add_argument("--no-docs", action="store_true", help="do not rewrite the table in docs/benchmarks.md")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from . import harness, report
@@ -93,8 +93,8 @@ def main(argv=None) -> int:
     venvs = {"runtime tflite": args.venvs / "tflite", "runtime onnx": args.venvs / "onnx", "training": Path(sys.prefix)}
     results = [harness.bench(bundle, run_dir=run_dir, quick=args.quick, tflite_python=str(tflite_python),
                              venvs=venvs, peers=PEERS.get(name, ())) for name, (run_dir, bundle) in models.items()]
-    readme = None if args.no_readme or args.quick else REPO / "README.md"
-    summary = report.write(results, args.out, readme, png=True, targets=True)
+    page = None if args.no_docs or args.quick else report.DOCS / "benchmarks.md"
+    summary = report.write(results, args.out, page, png=True, targets=True)
     for row in summary["targets"]:
         print(f"{row['bundle']:10} {row['measure']:55} {row['value']:>12.2f}  {row['target']:>8}  "
               f"{'met' if row['met'] else 'MISSED'}")

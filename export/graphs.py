@@ -121,136 +121,145 @@ def build_modules(weights: Seq2SeqWeights, max_input_tokens: int, max_output_tok
     """
     import tensorflow as tf
 
-    latent = weights.latent_dim
-    vocab_size = weights.target_vocab_size
-    steps_out = max_output_tokens + 1  # the step loop's bound: max_output_tokens tokens, then the end marker
+    g = _Graphs(weights, max_input_tokens, max_output_tokens)
+    ids_spec = tf.TensorSpec([None, max_input_tokens], tf.int32, name=mf.INPUT_IDS)
+    state_specs = [tf.TensorSpec([None], tf.int32, name=mf.PREV_TOKEN),
+                   tf.TensorSpec([None, weights.latent_dim], tf.float32, name=mf.STATE_H),
+                   tf.TensorSpec([None, weights.latent_dim], tf.float32, name=mf.STATE_C)]
+    if weights.attention:
+        state_specs += [tf.TensorSpec([None, max_input_tokens, weights.encoder_output_dim], tf.float32,
+                                      name=mf.ENCODER_OUTPUTS),
+                        tf.TensorSpec([None, max_input_tokens], tf.float32, name=mf.ENCODER_MASK)]
 
+    def decoder_step(prev_token, state_h, state_c):
+        probs, h, c = g.step(prev_token, state_h, state_c)
+        return {mf.PROBS: probs, mf.NEXT_STATE_H: h, mf.NEXT_STATE_C: c}
+
+    def attention_decoder_step(prev_token, state_h, state_c, encoder_outputs, encoder_mask):
+        probs, h, c = g.step(prev_token, state_h, state_c, encoder_outputs, encoder_mask)
+        return {mf.PROBS: probs, mf.NEXT_STATE_H: h, mf.NEXT_STATE_C: c}
+
+    step_fn = attention_decoder_step if weights.attention else decoder_step
+    return {mf.ENCODER: _served(mf.ENCODER, g.encode, [ids_spec]),
+            mf.DECODER_STEP: _served(mf.DECODER_STEP, step_fn, state_specs),
+            mf.GREEDY: _served(mf.GREEDY, g.greedy, [ids_spec])}
+
+
+def _served(name: str, fn, signature):
+    """A ``tf.Module`` named ``name`` whose ``serve`` is ``fn`` traced with ``signature`` (what the converters take)."""
+    import tensorflow as tf
+
+    module = tf.Module(name=name)
+    module.serve = tf.function(fn, input_signature=signature)
+    return module
+
+
+class _Graphs:
+    """The TensorFlow functions the modules serve: the LSTM cell, the encoder, one decoder step and the greedy
+    loop, over ``weights`` as constants."""
+
+    def __init__(self, weights: Seq2SeqWeights, max_input_tokens: int, max_output_tokens: int):
+        self.w = weights
+        self.max_input_tokens = max_input_tokens
+        self.steps_out = max_output_tokens + 1  # the step loop's bound: max_output_tokens tokens, then the end
+
+    @staticmethod
     def cell(gates, h, c):
+        import tensorflow as tf
+
         i, f, g, o = tf.split(gates, 4, axis=-1)
         c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
         return tf.sigmoid(o) * tf.tanh(c), c
 
-    def run_lstm(table, recurrent_kernel, input_ids, keep, length, reverse):
+    def run_lstm(self, table, recurrent_kernel, input_ids, keep, length, reverse):
         """One LSTM direction over positions 0..length-1 (reversed: length-1..0) in a bounded loop; a padded
         step keeps the state (Keras masking). Returns the final (h, c) and the outputs [batch, T, units] (the
         state after each position; zero past ``length``)."""
+        import tensorflow as tf
+
         gates_all = tf.gather(tf.constant(table), input_ids)  # [batch, T, 4 * units], one gather for all steps
         units = recurrent_kernel.shape[0]
         batch = tf.shape(input_ids)[0]
         zero = tf.zeros(tf.stack([batch, units]))
-        positions = tf.constant(np.eye(max_input_tokens, dtype=np.float32))  # row t: one-hot position t
+        positions = tf.constant(np.eye(self.max_input_tokens, dtype=np.float32))  # row t: one-hot position t
 
         def body(t, h, c, outputs):
             pos = length - 1 - t if reverse else t
             gates = tf.gather(gates_all, pos, axis=1) + tf.matmul(h, tf.constant(recurrent_kernel))
-            h2, c2 = cell(gates, h, c)
+            h2, c2 = self.cell(gates, h, c)
             k = tf.gather(keep, pos, axis=1)  # [batch, 1]
             h, c = tf.where(k, h2, h), tf.where(k, c2, c)
             outputs = outputs + tf.gather(positions, pos)[None, :, None] * h[:, None, :]
             return t + 1, h, c, outputs
 
-        outputs = tf.zeros(tf.stack([batch, max_input_tokens, units]))
+        outputs = tf.zeros(tf.stack([batch, self.max_input_tokens, units]))
         _, h, c, outputs = tf.while_loop(lambda t, *_: t < length, body, (tf.constant(0), zero, zero, outputs),
-                                         maximum_iterations=max_input_tokens)
+                                         maximum_iterations=self.max_input_tokens)
         return h, c, outputs
 
-    def encode(input_ids):
+    def encode(self, input_ids):
         """The encoder's outputs as a dict of the manifest's names."""
+        import tensorflow as tf
+
+        w = self.w
         keep = tf.not_equal(input_ids, text.PAD_ID)[:, :, None]  # padding keeps the state (Keras masking)
         length = tf.reduce_max(tf.reduce_sum(tf.cast(keep[:, :, 0], tf.int32), axis=1))
-        h, c, outputs = run_lstm(weights.encoder_table, weights.encoder_recurrent, input_ids, keep, length, False)
-        if not weights.attention:
+        h, c, outputs = self.run_lstm(w.encoder_table, w.encoder_recurrent, input_ids, keep, length, False)
+        if not w.attention:
             return {mf.STATE_H: h, mf.STATE_C: c}
-        if weights.encoder_backward_table is not None:
-            h_b, c_b, outputs_b = run_lstm(weights.encoder_backward_table, weights.encoder_backward_recurrent,
-                                           input_ids, keep, length, True)
+        if w.encoder_backward_table is not None:
+            h_b, c_b, outputs_b = self.run_lstm(w.encoder_backward_table, w.encoder_backward_recurrent,
+                                                input_ids, keep, length, True)
             h, c, outputs = tf.concat([h, h_b], -1), tf.concat([c, c_b], -1), tf.concat([outputs, outputs_b], -1)
         return {mf.STATE_H: h, mf.STATE_C: c, mf.ENCODER_OUTPUTS: outputs,
                 mf.ENCODER_MASK: tf.cast(keep[:, :, 0], tf.float32)}
 
-    def step(prev_token, state_h, state_c, encoder_outputs=None, encoder_mask=None):
+    def step(self, prev_token, state_h, state_c, encoder_outputs=None, encoder_mask=None):
         """One decoder step: (probs, h, c)."""
-        gates = (tf.gather(tf.constant(weights.decoder_table), prev_token)
-                 + tf.matmul(state_h, tf.constant(weights.decoder_recurrent)))
-        h, c = cell(gates, state_h, state_c)
+        import tensorflow as tf
+
+        w = self.w
+        gates = (tf.gather(tf.constant(w.decoder_table), prev_token)
+                 + tf.matmul(state_h, tf.constant(w.decoder_recurrent)))
+        h, c = self.cell(gates, state_h, state_c)
         out = h
-        if weights.attention:
-            query = tf.matmul(h, tf.constant(weights.attention_query))                     # [batch, E]
+        if w.attention:
+            query = tf.matmul(h, tf.constant(w.attention_query))                           # [batch, E]
             scores = tf.matmul(encoder_outputs, query[:, :, None])[:, :, 0]                 # [batch, T]
             # Keras' attention: padding at -1e9 before the softmax, so its weight is exactly 0.
             scores = scores - 1e9 * (1.0 - encoder_mask)
             weights_t = tf.nn.softmax(scores)
             context = tf.matmul(weights_t[:, None, :], encoder_outputs)[:, 0, :]           # [batch, E]
-            out = tf.tanh(tf.matmul(tf.concat([context, h], -1), tf.constant(weights.attention_combine_kernel))
-                          + tf.constant(weights.attention_combine_bias))
-        probs = tf.nn.softmax(tf.matmul(out, tf.constant(weights.dense_kernel)) + tf.constant(weights.dense_bias))
+            out = tf.tanh(tf.matmul(tf.concat([context, h], -1), tf.constant(w.attention_combine_kernel))
+                          + tf.constant(w.attention_combine_bias))
+        probs = tf.nn.softmax(tf.matmul(out, tf.constant(w.dense_kernel)) + tf.constant(w.dense_bias))
         return probs, h, c
 
-    ids_spec = tf.TensorSpec([None, max_input_tokens], tf.int32, name=mf.INPUT_IDS)
+    def greedy(self, input_ids):
+        """The encoder, then greedy steps until every row has chosen the end id (at most ``steps_out``)."""
+        import tensorflow as tf
 
-    class Encoder(tf.Module):
-        def __init__(self):
-            super().__init__(name=mf.ENCODER)
+        encoded = self.encode(input_ids)
+        attended = (encoded.get(mf.ENCODER_OUTPUTS), encoded.get(mf.ENCODER_MASK))
+        batch = tf.shape(input_ids)[0]
+        steps_out = self.steps_out
+        slots = tf.constant(np.eye(steps_out, dtype=np.float32))  # row t: one-hot output slot t
+        int_slots = tf.constant(np.eye(steps_out, dtype=np.int32))
 
-        @tf.function(input_signature=[ids_spec])
-        def serve(self, input_ids):
-            return encode(input_ids)
+        def body(t, prev, h, c, ended, ids, probs_out):
+            probs, h, c = self.step(prev, h, c, *attended)
+            chosen = tf.cast(tf.argmax(probs, axis=1), tf.int32)
+            chosen_prob = tf.reduce_max(probs, axis=1)
+            live = tf.logical_not(ended)
+            ids = ids + tf.gather(int_slots, t)[None, :] * tf.where(live, chosen, 0)[:, None]
+            probs_out = probs_out + tf.gather(slots, t)[None, :] * tf.where(live, chosen_prob, 0.0)[:, None]
+            ended = tf.logical_or(ended, tf.equal(chosen, text.END_ID))
+            return t + 1, chosen, h, c, ended, ids, probs_out
 
-    state_specs = [tf.TensorSpec([None], tf.int32, name=mf.PREV_TOKEN),
-                   tf.TensorSpec([None, latent], tf.float32, name=mf.STATE_H),
-                   tf.TensorSpec([None, latent], tf.float32, name=mf.STATE_C)]
-
-    class DecoderStep(tf.Module):
-        def __init__(self):
-            super().__init__(name=mf.DECODER_STEP)
-
-        @tf.function(input_signature=state_specs)
-        def serve(self, prev_token, state_h, state_c):
-            probs, h, c = step(prev_token, state_h, state_c)
-            return {mf.PROBS: probs, mf.NEXT_STATE_H: h, mf.NEXT_STATE_C: c}
-
-    class AttentionDecoderStep(tf.Module):
-        def __init__(self):
-            super().__init__(name=mf.DECODER_STEP)
-
-        width = weights.encoder_output_dim
-
-        @tf.function(input_signature=state_specs + [
-            tf.TensorSpec([None, max_input_tokens, width], tf.float32, name=mf.ENCODER_OUTPUTS),
-            tf.TensorSpec([None, max_input_tokens], tf.float32, name=mf.ENCODER_MASK)])
-        def serve(self, prev_token, state_h, state_c, encoder_outputs, encoder_mask):
-            probs, h, c = step(prev_token, state_h, state_c, encoder_outputs, encoder_mask)
-            return {mf.PROBS: probs, mf.NEXT_STATE_H: h, mf.NEXT_STATE_C: c}
-
-    class Greedy(tf.Module):
-        def __init__(self):
-            super().__init__(name=mf.GREEDY)
-
-        @tf.function(input_signature=[ids_spec])
-        def serve(self, input_ids):
-            encoded = encode(input_ids)
-            attended = (encoded.get(mf.ENCODER_OUTPUTS), encoded.get(mf.ENCODER_MASK))
-            batch = tf.shape(input_ids)[0]
-            slots = tf.constant(np.eye(steps_out, dtype=np.float32))  # row t: one-hot output slot t
-            int_slots = tf.constant(np.eye(steps_out, dtype=np.int32))
-
-            def body(t, prev, h, c, ended, ids, probs_out):
-                probs, h, c = step(prev, h, c, *attended)
-                chosen = tf.cast(tf.argmax(probs, axis=1), tf.int32)
-                chosen_prob = tf.reduce_max(probs, axis=1)
-                live = tf.logical_not(ended)
-                ids = ids + tf.gather(int_slots, t)[None, :] * tf.where(live, chosen, 0)[:, None]
-                probs_out = probs_out + tf.gather(slots, t)[None, :] * tf.where(live, chosen_prob, 0.0)[:, None]
-                ended = tf.logical_or(ended, tf.equal(chosen, text.END_ID))
-                return t + 1, chosen, h, c, ended, ids, probs_out
-
-            start = (tf.constant(0), tf.fill(tf.stack([batch]), text.START_ID), encoded[mf.STATE_H],
-                     encoded[mf.STATE_C], tf.zeros(tf.stack([batch]), tf.bool),
-                     tf.zeros(tf.stack([batch, steps_out]), tf.int32), tf.zeros(tf.stack([batch, steps_out])))
-            _, _, _, _, _, ids, probs_out = tf.while_loop(
-                lambda t, _p, _h, _c, ended, *_: tf.logical_not(tf.reduce_all(ended)), body, start,
-                maximum_iterations=steps_out)
-            return {mf.OUTPUT_IDS: ids, mf.OUTPUT_PROBS: probs_out}
-
-    step_module = AttentionDecoderStep() if weights.attention else DecoderStep()
-    return {mf.ENCODER: Encoder(), mf.DECODER_STEP: step_module, mf.GREEDY: Greedy()}
+        start = (tf.constant(0), tf.fill(tf.stack([batch]), text.START_ID), encoded[mf.STATE_H],
+                 encoded[mf.STATE_C], tf.zeros(tf.stack([batch]), tf.bool),
+                 tf.zeros(tf.stack([batch, steps_out]), tf.int32), tf.zeros(tf.stack([batch, steps_out])))
+        _, _, _, _, _, ids, probs_out = tf.while_loop(
+            lambda t, _p, _h, _c, ended, *_: tf.logical_not(tf.reduce_all(ended)), body, start,
+            maximum_iterations=steps_out)
+        return {mf.OUTPUT_IDS: ids, mf.OUTPUT_PROBS: probs_out}

@@ -22,19 +22,19 @@ One input line gives exactly one output line, in order, so the output's line cou
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-import multiprocessing
 import os
-import queue
-import signal
 import stat
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterator
 
+from . import lines, workers as workers_mod
+from .answer import DecodeOptions, answer, record
 from .errors import InputTextError, Seq2SeqEdgeError
 
 log = logging.getLogger(__name__)
@@ -42,14 +42,9 @@ log = logging.getLogger(__name__)
 #: Output formats by extension; every other --output extension is refused (an input may have any name: its
 #: lines are decoded whole unless it ends in .tsv or .jsonl).
 OUTPUT_FORMATS = {".txt": "txt", ".tsv": "tsv", ".jsonl": "jsonl"}
-#: Batches given to the workers and not yet written, per worker: enough to keep each busy while the parent
-#: writes, few enough that memory stays a few batches' worth.
-IN_FLIGHT_PER_WORKER = 2
 #: The output is fsync'd this often (and at the end): a power cut loses at most this much work, which --resume
 #: redoes. A killed process loses nothing that was written: the lines are in the kernel already.
 FSYNC_SECONDS = 10.0
-#: How long the parent waits on the workers before checking that they are alive.
-POLL_SECONDS = 0.5
 _COUNT_CHUNK = 1 << 20
 #: --resume reads the output's last line back to check it; a line longer than this is not one s2s run wrote.
 MAX_RESUMED_LINE_BYTES = 64 << 20
@@ -60,22 +55,7 @@ TASK_LINES = 1024
 TASK_CHARS = 1 << 20
 
 
-@dataclass(frozen=True)
-class DecodeOptions:
-    """How each input is decoded: the ``load`` and ``decode_ids`` arguments, the same in every worker."""
-
-    backend: str = "auto"
-    variant: str = "fp32"
-    threads: int = 1
-    batch_size: int = 32
-    max_output_len: int | None = None
-    skip_unknown: bool = False
-    beam_size: int | None = None
-    n_best: int = 1
-    length_penalty: float = 0.0
-    keep_going: bool = False
-    #: ``load``'s one_call: the bundle's one-call greedy model (True), the step loop (False), or its choice (None).
-    one_call: bool | None = None
+__all__ = ["DecodeOptions", "FileSummary", "decode_file", "iter_decode_file", "resume_point"]
 
 
 @dataclass
@@ -121,34 +101,6 @@ def output_format(path: str, json_flag: bool) -> str:
     return fmt
 
 
-def _lines(path: str, limit: int):
-    """(where, text | InputTextError) of each line of ``path`` ("-": standard input), read as ``s2s run`` reads
-    standard input (chunks, the line limit applied before a line is buffered), named FILE:N; and the pause
-    marker before a read of a pipe that would block."""
-    from .run import _PAUSE, _stdin_lines
-
-    if path == "-":
-        yield from _stdin_lines(sys.stdin.fileno(), limit)
-        return
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except OSError as e:
-        raise Seq2SeqEdgeError(f"--input {path}: cannot read it ({e.strerror})") from None
-    try:
-        for item in _stdin_lines(fd, limit):
-            if item is _PAUSE:
-                yield item
-                continue
-            where, t = item
-            lineno = where.split(":", 1)[1]
-            where = f"{path}:{lineno}"
-            if isinstance(t, InputTextError):
-                t = InputTextError(where + str(t)[len(f"stdin:{lineno}"):])
-            yield where, t
-    finally:
-        os.close(fd)
-
-
 def _field(where: str, text: str | InputTextError, kind: str):
     """The input of one line: the line (txt), its first column (tsv) or its object's "input" (jsonl)."""
     if isinstance(text, InputTextError) or kind == "txt":
@@ -169,7 +121,7 @@ def read_inputs(path: str, limit: int, *, skip: int = 0, pauses: bool = False):
     the pause marker where a pipe would block."""
     kind = input_kind(path)
     n = 0
-    for item in _lines(path, limit):
+    for item in lines.file_lines(path, limit):
         if not isinstance(item, tuple):
             if pauses:
                 yield item
@@ -212,204 +164,37 @@ def _escape_tsv(s: str) -> str:
     return s.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
-def _record(t: str, r, decoder, opts: DecodeOptions, batch_items: int, ms: float) -> dict:
-    """The ``s2s run --json`` object of one answered input (``run.result_record``)."""
-    from .run import result_record
-
-    return result_record(t, r, decoder, beam_size=opts.beam_size, n_best=opts.n_best, batch_items=batch_items,
-                         ms=ms)
-
-
-def _decode_chunk(decoder, items: list, opts: DecodeOptions, fmt: str | None) -> _Chunk:
-    """Encode and decode one batch of (where, text | InputTextError) and format it as ``fmt`` lines (None: keep
-    the DecodeResults, or InputTextErrors, for the iterator)."""
-    errors: dict[int, str] = {}
-    encoded: list[tuple[int, list[int]]] = []
-    stop_at = len(items)
-    for i, (where, t) in enumerate(items):
-        if isinstance(t, InputTextError):
-            errors[i] = str(t)
-        else:
-            try:
-                encoded.append((i, decoder.preprocessing.encode_input(t, skip_unknown=opts.skip_unknown)))
-            except InputTextError as e:
-                errors[i] = f"{where}: {e}"
-        if i in errors and not opts.keep_going:
-            stop_at = i
-            break
-    results, timing = {}, {}  # timing: each input's (inputs decoded with it, ms per input)
-    for b in range(0, len(encoded), opts.batch_size):
-        part = encoded[b:b + opts.batch_size]
-        started = time.perf_counter()
-        decoded = decoder.decode_ids([ids for _, ids in part], opts.batch_size, max_output_len=opts.max_output_len,
-                                     beam_size=opts.beam_size, n_best=opts.n_best,
-                                     length_penalty=opts.length_penalty)
-        # The inputs of a batch are decoded together: the batch's time shared out, as s2s run --json gives it.
-        ms = (time.perf_counter() - started) * 1000 / len(part)
-        for (i, _), r in zip(part, decoded):
-            results[i], timing[i] = r, (len(part), ms)
-    chunk = _Chunk(count=stop_at, errors=sorted(errors.items()) if opts.keep_going else [],
-                   stop=None if stop_at == len(items) else errors[stop_at])
+def decode_chunk(decoder, items: list, *, opts: DecodeOptions, fmt: str | None) -> _Chunk:
+    """Answer one batch of (where, text | InputTextError) and format it as ``fmt`` lines (None: keep the
+    DecodeResults, or InputTextErrors, for the iterator). A worker's task (``workers.in_order``)."""
+    done = answer(decoder, items, opts)
+    chunk = _Chunk(count=len(done.answers), errors=[(i, a.error) for i, a in enumerate(done.answers) if a.error],
+                   stop=done.stop)
     if fmt is None:
-        chunk.results = [(t, results[i] if i in results else InputTextError(errors[i]))
-                         for i, (_, t) in enumerate(items[:stop_at])]
+        chunk.results = [(a.text, a.result if a.error is None else InputTextError(a.error)) for a in done.answers]
         return chunk
-    lines = []
-    for i, (_, t) in enumerate(items[:stop_at]):
-        text = t if isinstance(t, str) else None
-        if i in errors:
-            if fmt == "jsonl":
-                lines.append(json.dumps({"input": text, "error": errors[i]}, ensure_ascii=False))
-            else:
-                lines.append(_escape_tsv(text or "") + "\t" if fmt == "tsv" else "")
-            continue
-        r = results[i]
+    out = []
+    for a in done.answers:
         if fmt == "jsonl":
-            lines.append(json.dumps(_record(t, r, decoder, opts, *timing[i]), ensure_ascii=False))
+            out.append(json.dumps(record(a, decoder, opts), ensure_ascii=False))
+        elif a.error is not None:
+            out.append(_escape_tsv(a.text or "") + "\t" if fmt == "tsv" else "")
         else:
-            outputs = "\t".join(h.text.replace("\n", " ").replace("\t", " ") for h in (r, *r.alternatives))
-            lines.append(_escape_tsv(t) + "\t" + outputs if fmt == "tsv" else outputs)
-    chunk.data = "".join(line + "\n" for line in lines).encode("utf-8", "backslashreplace")
+            outputs = "\t".join(h.text.replace("\n", " ").replace("\t", " ") for h in (a.result, *a.result.alternatives))
+            out.append(_escape_tsv(a.text) + "\t" + outputs if fmt == "tsv" else outputs)
+    chunk.data = "".join(line + "\n" for line in out).encode("utf-8", "backslashreplace")
     return chunk
 
 
-def _worker(bundle: str, opts: DecodeOptions, fmt: str | None, tasks, results, parent: int,
-            quiet_native: bool) -> None:
-    """A worker process: load the bundle once, then decode batches until told to stop or the parent is gone."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
-    _die_with_parent()
-    from . import quiet
-    from .loader import load
-
-    if quiet_native:  # as the s2s command that started us: the interpreters' C++ lines off stderr
-        quiet.configure(False)
-
-    try:
-        decoder = load(bundle, **_load_kwargs(opts))
-    except Exception as e:  # noqa: BLE001 - reported to the parent as one line
-        results.put(("failed", f"{type(e).__name__}: {e}"))
-        return
-    results.put(("ready", os.getpid()))
-    while True:
-        try:
-            task = tasks.get(timeout=1.0)
-        except queue.Empty:
-            if os.getppid() != parent:  # the parent was killed: nobody will read our results, and a normal
-                os._exit(0)  # exit would wait for the result queue's feeder to write into a pipe nobody drains
-            continue
-        if task is None:
-            return
-        index, items = task
-        results.put((index, _decode_chunk(decoder, items, opts, fmt)))
-
-
-def _load_kwargs(opts: DecodeOptions) -> dict:
-    kwargs = {"backend": opts.backend, "variant": opts.variant, "threads": opts.threads}
-    if opts.one_call is not None:
-        kwargs["one_call"] = opts.one_call
-    return kwargs
-
-
-def _die_with_parent() -> None:
-    """On Linux, ask the kernel to kill this process when its parent dies (a SIGKILLed parent runs no cleanup).
-    Elsewhere the worker's poll of its parent id does it within a second, except when the parent died in the middle
-    of writing a task: the worker then waits for the rest of it, since it holds the pipe's write end too."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-class _Workers:
-    """``n`` worker processes, fed batches through a bounded queue; ``map`` yields their chunks in input order
-    with at most ``IN_FLIGHT_PER_WORKER * n`` batches given out and not yet yielded."""
-
-    def __init__(self, bundle: str, opts: DecodeOptions, fmt: str | None, n: int):
-        ctx = multiprocessing.get_context("spawn")  # no interpreter or thread state copied from this process
-        self.limit = IN_FLIGHT_PER_WORKER * n
-        self.tasks = ctx.Queue(maxsize=self.limit)
-        self.results = ctx.Queue()
-        from . import quiet
-
-        self.procs = [ctx.Process(target=_worker, args=(str(bundle), opts, fmt, self.tasks, self.results,
-                                                         os.getpid(), quiet.active()),
-                                  daemon=True, name=f"s2s-worker-{i + 1}")
-                      for i in range(n)]
-        for p in self.procs:
-            p.start()
-        for _ in self.procs:
-            message = self._get()
-            if message[0] == "failed":
-                raise Seq2SeqEdgeError(f"a worker could not load the bundle: {message[1]}")
-
-    def _get(self):
-        while True:
-            try:
-                return self.results.get(timeout=POLL_SECONDS)
-            except queue.Empty:
-                dead = [p for p in self.procs if p.exitcode is not None]
-                if dead:
-                    raise Seq2SeqEdgeError(f"worker {dead[0].name} died (exit code {dead[0].exitcode}); the lines "
-                                           "written so far are complete: --resume continues") from None
-
-    def map(self, batches: Iterable[list]) -> Iterator[_Chunk]:
-        sent = written = 0
-        done: dict[int, _Chunk] = {}
-        source = iter(batches)
-        exhausted = False
-        while True:
-            while not exhausted and sent - written < self.limit:
-                batch = next(source, None)
-                if batch is None:
-                    exhausted = True
-                else:
-                    self.tasks.put((sent, batch))
-                    sent += 1
-            if written == sent:
-                return
-            index, chunk = self._get()
-            done[index] = chunk
-            while written in done:
-                yield done.pop(written)
-                written += 1
-
-    def close(self, *, wait: bool) -> None:
-        if wait:
-            for _ in self.procs:
-                self.tasks.put(None)
-            for p in self.procs:
-                p.join(timeout=10)
-        for p in self.procs:
-            if p.is_alive():
-                p.kill()
-                p.join()
-        self.tasks.cancel_join_thread()
-        self.results.cancel_join_thread()
-
-
-def _chunks(bundle, opts: DecodeOptions, fmt: str | None, batches: Iterable[list], workers: int,
-            decoder=None) -> Iterator[_Chunk]:
-    """Decoded chunks of ``batches``, in order: in this process (``workers`` 1) or in worker processes."""
-    if workers == 1:
-        if decoder is None:
-            from .loader import load
-
-            decoder = load(bundle, **_load_kwargs(opts))
-        for batch in batches:
-            yield _decode_chunk(decoder, batch, opts, fmt)
-        return
-    pool = _Workers(bundle, opts, fmt, workers)
-    finished = False
-    try:
-        yield from pool.map(batches)
-        finished = True
-    finally:
-        pool.close(wait=finished)
+def _chunks(source, opts: DecodeOptions, fmt: str | None, batches, workers: int) -> Iterator[_Chunk]:
+    """Decoded chunks of ``batches`` in order; ``source`` a bundle path or a loaded decoder (used as it is when
+    ``workers`` is 1; worker processes load its bundle)."""
+    decoder = None if isinstance(source, (str, os.PathLike)) else source
+    bundle = source if decoder is None else decoder.bundle_dir
+    if bundle is None and workers > 1:
+        raise Seq2SeqEdgeError("worker processes load the bundle from its folder: give a decoder made by load()")
+    handle = functools.partial(decode_chunk, opts=opts, fmt=fmt)
+    return workers_mod.in_order(bundle, opts.load_kwargs(), handle, batches, workers, decoder=decoder)
 
 
 # -- writing and resuming ------------------------------------------------------------------------------------
@@ -512,16 +297,16 @@ def _input_of(line: bytes, fmt: str) -> str | None:
 
 
 # -- the API --------------------------------------------------------------------------------------------------
-def iter_decode_file(bundle, input: str, *, workers: int = 1, skip: int = 0, max_line_bytes: int | None = None,
+def iter_decode_file(source, input: str, *, workers: int = 1, skip: int = 0, max_line_bytes: int | None = None,
                      options: DecodeOptions | None = None, **kwargs) -> Iterator[tuple[str, object]]:
     """(input text, DecodeResult) of each input of the file ``input`` ("-": standard input), in order, decoded by
-    ``workers`` processes, after the first ``skip`` inputs. An input that cannot be decoded raises
-    InputTextError naming FILE:LINE, or with ``keep_going=True`` comes as (text, InputTextError).
-    ``kwargs``: the fields of DecodeOptions (backend, variant, threads, batch_size, beam_size, ...)."""
+    ``workers`` processes, after the first ``skip`` inputs. ``source``: a bundle folder or a decoder from
+    ``load``. An input that cannot be decoded raises InputTextError naming FILE:LINE, or with ``keep_going=True``
+    comes as (text, InputTextError). ``kwargs``: the fields of DecodeOptions (backend, variant, batch_size, ...)."""
     opts = options or DecodeOptions(**kwargs)
-    limit = max_line_bytes or _line_limit(bundle)
+    limit = max_line_bytes or _line_limit(source)
     batches = _batches(read_inputs(input, limit, skip=skip), max(TASK_LINES, opts.batch_size))
-    chunks = _chunks(bundle, opts, None, batches, workers)
+    chunks = _chunks(source, opts, None, batches, workers)
     try:
         for chunk in chunks:
             yield from chunk.results
@@ -531,18 +316,19 @@ def iter_decode_file(bundle, input: str, *, workers: int = 1, skip: int = 0, max
         chunks.close()
 
 
-def decode_file(bundle, input: str, output: str, *, workers: int = 1, resume: bool = False, force: bool = False,
+def decode_file(source, input: str, output: str, *, workers: int = 1, resume: bool = False, force: bool = False,
                 json: bool = False, progress: bool | None = None, options: DecodeOptions | None = None,
                 on_error=None, **kwargs) -> FileSummary:
     """Decode every input of ``input`` into ``output`` (format by extension; "-" for standard input / output),
-    with ``workers`` processes, in order; see the module's docstring. ``resume`` continues an output a stopped
-    run left; ``force`` overwrites an existing one. ``progress``: a bar on standard error (None: if it is a
-    terminal). ``on_error(message)`` is called for each input that failed (``keep_going``).
+    with ``workers`` processes, in order; see the module's docstring. ``source``: a bundle folder or a decoder
+    from ``load`` (used as it is with one worker). ``resume`` continues an output a stopped run left; ``force``
+    overwrites an existing one. ``progress``: a bar on standard error (None: if it is a terminal).
+    ``on_error(message)`` is called for each input that failed (``keep_going``).
     Raises InputTextError at the first bad input unless ``keep_going``: every line before it is written."""
     opts = options or DecodeOptions(**kwargs)
     fmt = output_format(output, json)
     _check_paths(input, output, resume=resume, force=force)
-    limit = _line_limit(bundle)
+    limit = _line_limit(source)
     skip, last = 0, None
     if resume and os.path.exists(output):
         skip, last = resume_point(output)
@@ -552,7 +338,7 @@ def decode_file(bundle, input: str, output: str, *, workers: int = 1, resume: bo
         _check_resumed(items, skip, last, fmt, input, output)
     out = _Output(output, append=resume)
     bar = _progress_bar(input, skip, progress)
-    chunks = _chunks(bundle, opts, fmt, _batches(items, max(TASK_LINES, opts.batch_size)), workers)
+    chunks = _chunks(source, opts, fmt, _batches(items, max(TASK_LINES, opts.batch_size)), workers)
     try:
         for chunk in chunks:
             out.write(chunk.data)
@@ -575,11 +361,13 @@ def decode_file(bundle, input: str, output: str, *, workers: int = 1, resume: bo
     return summary
 
 
-def _line_limit(bundle) -> int:
-    from . import manifest as mf
-    from .run import max_line_bytes
+def _line_limit(source) -> int:
+    """The longest input line of a bundle folder or a loaded decoder (``lines.max_line_bytes``)."""
+    if isinstance(source, (str, os.PathLike)):
+        from . import manifest as mf
 
-    return max_line_bytes(mf.BundleManifest.load(Path(bundle)).preprocessing)
+        return lines.max_line_bytes(mf.BundleManifest.load(Path(source)).preprocessing)
+    return lines.max_line_bytes(source.preprocessing)
 
 
 def _check_paths(input: str, output: str, *, resume: bool, force: bool) -> None:
@@ -654,31 +442,24 @@ def check_file_options(args) -> bool:
 
 def run_files(args) -> int:
     """``s2s run BUNDLE --input FILE [--output FILE] [--workers N] [--resume]``."""
-    from .loader import load
-    from .run import EXIT_SOME_FAILED, check_options
+    from dataclasses import replace
 
-    check_options(args)
-    one_call = getattr(args, "one_call", None)
-    decoder = load(args.bundle, backend=args.backend, variant=args.variant, threads=args.threads,
-                   **({"one_call": one_call} if one_call is not None else {}))  # a bad bundle is an error now
-    if args.max_output_len is not None and not 1 <= args.max_output_len <= decoder.max_output_len:
-        raise Seq2SeqEdgeError(f"--max-output-len must be between 1 and the trained maximum "
-                               f"{decoder.max_output_len}, got {args.max_output_len}")
-    workers = args.workers or os.cpu_count() or 1
-    opts = DecodeOptions(backend=decoder.backend, variant=args.variant, threads=args.threads,
-                         batch_size=args.batch_size, max_output_len=args.max_output_len,
-                         skip_unknown=args.skip_unknown, beam_size=args.beam, n_best=args.n_best,
-                         length_penalty=args.length_penalty, keep_going=args.keep_going, one_call=one_call)
-    del decoder  # the workers load their own
+    from .loader import load
+    from .run import EXIT_SOME_FAILED
+
+    opts = DecodeOptions.from_args(args).check()
+    decoder = load(args.bundle, **opts.load_kwargs())  # a bad bundle is an error now; one worker decodes with it
+    opts.check_for(decoder)
+    opts = replace(opts, backend=decoder.backend)  # worker processes load the backend this one chose
     output = args.output or "-"
 
     def report(message: str) -> None:
         print(f"s2s run: error: {message}", file=sys.stderr, flush=True)
 
     try:
-        summary = decode_file(args.bundle, args.input, output, workers=workers, resume=args.resume,
-                              force=args.force, json=args.json, progress=None if not args.quiet else False,
-                              options=opts, on_error=report)
+        summary = decode_file(decoder, args.input, output, workers=args.workers or os.cpu_count() or 1,
+                              resume=args.resume, force=args.force, json=args.json,
+                              progress=None if not args.quiet else False, options=opts, on_error=report)
     except BrokenPipeError:  # `| head`: stop quietly, as s2s run does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

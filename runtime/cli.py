@@ -56,7 +56,13 @@ def _add_train(sub) -> None:
     p.add_argument("--out", metavar="DIR", help="run folder to write (default: runs/<task>)")
     p.add_argument("--force", action="store_true", help="overwrite an existing run folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar or progress lines; only the result")
-    g = p.add_argument_group("data options")
+    _add_train_data_options(p.add_argument_group("data options"))
+    _add_train_model_options(p.add_argument_group("model and optimisation (defaults depend on the task; see "
+                                                  "docs/cli.md)"))
+    p.set_defaults(func=_cmd_train)
+
+
+def _add_train_data_options(g) -> None:
     g.add_argument("--lang", default="en", help="numbers task: num2words language code (en, de, fr, ...)")
     g.add_argument("--max", dest="max_number", type=int, default=9999, help="numbers task: largest integer")
     g.add_argument("--skip-header", action="store_true", help="--data: the first non-blank line is a header")
@@ -68,8 +74,11 @@ def _add_train(sub) -> None:
                    help="share of the inputs held out for validation (numbers and --data)")
     g.add_argument("--test-fraction", type=float, default=0.1,
                    help="share of the inputs held out for the test split (numbers and --data)")
-    m = p.add_argument_group("model and optimisation (defaults depend on the task; see the README)")
-    m.add_argument("--latent", dest="latent_dim", type=int, help="LSTM units (digits: 32, otherwise 256)")
+
+
+def _add_train_model_options(m) -> None:
+    m.add_argument("--latent", dest="latent_dim", type=int,
+                   help="LSTM units, per direction (digits: 32, numbers: 256, --data: 128)")
     m.add_argument("--embedding-dim", type=int, help="0 = one-hot inputs as in the seed; N = learned embedding "
                                                      "(default: one-hot up to 512 tokens, else 256)")
     m.add_argument("--epochs", type=int, help="passes over the training split, at most (digits: 100, numbers: 40, "
@@ -86,23 +95,25 @@ def _add_train(sub) -> None:
                         "the best weights so far: the best model that fits your time")
     m.add_argument("--lr-schedule", choices=["constant", "plateau"],
                    help="plateau: halve the learning rate after 2 epochs without a better validation loss "
-                        "(default: constant)")
+                        "(--data: plateau; the tasks: constant)")
     m.add_argument("--min-improvement", type=float, metavar="F",
                    help="early stopping: an epoch is better only if it lowers the best validation loss by at least "
                         "this share of it (default: 0.001)")
     m.add_argument("--decoder", choices=["seed", "attention"],
                    help="seed: the tutorial's decoder (sees the encoder's final state); attention: also attends "
-                        "over every input position (Luong) (default: seed)")
-    m.add_argument("--bidirectional", action="store_true", default=None,
-                   help="with --decoder attention: a bidirectional encoder")
-    m.add_argument("--dropout", type=float, help="dropout on the LSTMs' inputs while training (default: 0)")
+                        "over every input position (Luong) (--data: attention; the tasks: seed)")
+    m.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None,
+                   help="with --decoder attention: a bidirectional encoder (--data: on, unless --decoder seed)")
+    m.add_argument("--dropout", type=float,
+                   help="dropout on the LSTMs' inputs while training (--data: 0.2; the tasks: 0)")
     m.add_argument("--recurrent-dropout", type=float, metavar="P",
                    help="dropout on the LSTMs' recurrent state while training (default: 0)")
     m.add_argument("--min-symbol-count", type=int, metavar="N",
                    help="input symbols seen fewer than N times in the training split are replaced by an unknown "
                         "token, which any unseen input symbol then maps to at run time (default: 1, none)")
     m.add_argument("--label-smoothing", type=float, metavar="E",
-                   help="share of each target token's probability spread over the target vocabulary (default: 0)")
+                   help="share of each target token's probability spread over the target vocabulary "
+                        "(--data: 0.1; the tasks: 0)")
     m.add_argument("--weight-decay", type=float, metavar="W",
                    help="decoupled weight decay: AdamW instead of Adam (default: 0)")
     m.add_argument("--length-buckets", action=argparse.BooleanOptionalAction, default=None,
@@ -112,8 +123,7 @@ def _add_train(sub) -> None:
     m.add_argument("--distribute", choices=["mirrored", "multiworker"],
                    help="data-parallel training with tf.distribute: mirrored (this machine's devices) or "
                         "multiworker (the machines in TF_CONFIG; worker 0 writes the run folder); --batch-size "
-                        "is per replica (see the README's \"At scale\")")
-    p.set_defaults(func=_cmd_train)
+                        "is per replica (see docs/scale.md)")
 
 
 def _require_train_extra() -> None:
@@ -250,7 +260,7 @@ def _cmd_verify(args) -> int:
 
 def _add_run(sub) -> None:
     from .beam import MAX_BEAM_SIZE, MAX_LENGTH_PENALTY
-    from .run import MAX_BATCH_SIZE
+    from .answer import MAX_BATCH_SIZE
 
     p = sub.add_parser(
         "run", help="decode texts with a bundle (no TensorFlow needed)",
@@ -290,7 +300,7 @@ def _add_run(sub) -> None:
                    help="an input that cannot be decoded gets its error (on stderr; on stdout an empty line, or "
                         "with --json an object with an error field) and the others are answered; exit status 1 "
                         "if any failed (without it: stop at the first, exit status 2)")
-    f = p.add_argument_group("files (see the README's \"At scale\")")
+    f = p.add_argument_group("files (see docs/scale.md)")
     f.add_argument("--input", metavar="FILE", help="decode the lines of FILE (- for standard input), in worker "
                    "processes: .jsonl: each object's \"input\"; .tsv: the first column; otherwise the whole line")
     f.add_argument("--output", metavar="FILE", help="write to FILE (default: standard output): .txt outputs, .tsv "
@@ -313,7 +323,7 @@ def _cmd_run(args) -> int:
 
 
 def _add_eval(sub) -> None:
-    from .run import MAX_BATCH_SIZE
+    from .answer import MAX_BATCH_SIZE
 
     p = sub.add_parser(
         "eval", help="score a bundle on a TSV of pairs (no TensorFlow needed)",
@@ -339,18 +349,16 @@ def _cmd_eval(args) -> int:
     import json
     from pathlib import Path
 
+    from .answer import DecodeOptions
     from .evaluate import evaluate, format_text, read_pairs
     from .loader import load
-    from .run import MAX_BATCH_SIZE
 
-    if not 1 <= args.batch_size <= MAX_BATCH_SIZE:
-        raise Seq2SeqEdgeError(f"--batch-size must be between 1 and {MAX_BATCH_SIZE}, got {args.batch_size}")
-    if args.beam < 1:
-        raise Seq2SeqEdgeError(f"--beam must be at least 1, got {args.beam}")
+    opts = DecodeOptions(backend=args.backend, variant=args.variant, batch_size=args.batch_size,
+                         beam_size=args.beam).check()
     if args.max_errors < 0:
         raise Seq2SeqEdgeError(f"--max-errors must be 0 or more, got {args.max_errors}")
     pairs = read_pairs(args.file, skip_header=args.skip_header)
-    decoder = load(args.bundle, backend=args.backend, variant=args.variant)
+    decoder = load(args.bundle, **opts.load_kwargs())
     result = evaluate(decoder, pairs, batch_size=args.batch_size, beam_size=args.beam, max_errors=args.max_errors)
     if args.json:
         out = json.dumps({"bundle": str(Path(args.bundle)), "file": str(Path(args.file)), **result},

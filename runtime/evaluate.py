@@ -7,12 +7,12 @@ the reason, and the run goes on.
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Sequence
 
 from . import metrics
-from .errors import InputTextError, Seq2SeqEdgeError
+from .answer import DecodeOptions, answer
+from .errors import Seq2SeqEdgeError
 from .pairs import read_tsv
 
 
@@ -21,37 +21,17 @@ def read_pairs(path: str | Path, *, skip_header: bool = False) -> list[tuple[str
     return [(p.source, p.target) for p in read_tsv(path, skip_header=skip_header)]
 
 
-def supports_beam(decoder) -> bool:
-    """Whether ``decoder.decode_batch_results`` takes ``beam_size``."""
-    return "beam_size" in inspect.signature(decoder.decode_batch_results).parameters
-
-
 def evaluate(decoder, pairs: Sequence[tuple[str, str]], *, batch_size: int = 32, beam_size: int = 1,
              max_errors: int = metrics.MAX_ERRORS) -> dict:
     """Decode each distinct input of ``pairs`` once (greedy, or beam search for ``beam_size`` > 1) and score the
     outputs with :func:`metrics.score`. Adds the backend, the variant and the decoding to the scores."""
     if beam_size < 1:
         raise Seq2SeqEdgeError(f"beam size must be at least 1, got {beam_size}")
-    if beam_size > 1 and not supports_beam(decoder):
-        raise Seq2SeqEdgeError("beam search is not available in this version of the runtime; use greedy (--beam 1)")
+    opts = DecodeOptions(batch_size=batch_size, beam_size=beam_size if beam_size > 1 else None, keep_going=True)
+    done = answer(decoder, [(s, s) for s in dict.fromkeys(s for s, _ in pairs)], opts)
+    reasons = {a.text: a.reason for a in done.failed}
+    outputs = {a.text: a.result.text for a in done.answers if a.error is None}
     prep = decoder.preprocessing
-    reasons: dict[str, str] = {}
-    decodable = []
-    for source in dict.fromkeys(s for s, _ in pairs):
-        try:
-            prep.encode_input(source)
-        except InputTextError as e:
-            reasons[source] = str(e)
-        else:
-            decodable.append(source)
-    options = {"beam_size": beam_size} if beam_size > 1 else {}
-    try:
-        results = decoder.decode_batch_results(decodable, batch_size, **options) if decodable else []
-    except ValueError as e:
-        if not options:
-            raise
-        raise Seq2SeqEdgeError(f"beam search: {e}") from None
-    outputs = {s: r.text for s, r in zip(decodable, results)}
     scores = metrics.score(((s, t, outputs.get(s)) for s, t in pairs), prep.target_tokenization,
                            input_tokenization=prep.input_tokenization, max_errors=max_errors, reasons=reasons)
     return {"backend": decoder.backend, "variant": decoder.variant,

@@ -139,7 +139,7 @@ def _choose_backend(manifest: mf.BundleManifest, backend: str, variant: str) -> 
                                   + "; ".join(tried))
 
 
-#: Formats whose greedy model decodes by default (``load(one_call=None)``). Measured (README, "Speed"): TFLite's
+#: Formats whose greedy model decodes by default (``load(one_call=None)``). Measured (docs/benchmarks.md): TFLite's
 #: WHILE runs a decode faster than the Python loop around the step model; ONNX Runtime's Loop, on the CMUdict
 #: model, slower (its per-iteration cost is above the Python loop's per-step cost), so ONNX asks for one_call=True.
 ONE_CALL_BY_DEFAULT = ("tflite",)
@@ -179,6 +179,40 @@ def _quiet_interpreter(module) -> None:
             pass
 
 
+def _greedy_entry(manifest, fmt: str, variant: str, one_call: bool | None, bundle_dir: Path):
+    """The one-call greedy model's manifest entry that ``load(one_call=...)`` decodes with, or None."""
+    if one_call is not None and not isinstance(one_call, bool):
+        raise ValueError(f"one_call must be None, True or False, got {one_call!r}")
+    required = one_call is True
+    if one_call is None:  # measured: ONNX Runtime's Loop costs more per iteration than the Python loop's call
+        one_call = fmt in ONE_CALL_BY_DEFAULT
+    greedy = manifest.find(mf.GREEDY, fmt, variant) if one_call else None
+    if required and greedy is None:
+        raise BundleError(f"the bundle has no one-call greedy {fmt} {variant} model (bundles hold one for "
+                          f"{[m.variant for m in manifest.models if m.role == mf.GREEDY and m.format == fmt]}); "
+                          "decode with the step loop (one_call=False, s2s run --step-loop) or re-export the bundle",
+                          where=str(bundle_dir))
+    return greedy
+
+
+def _open_checked(backend: str, content: bytes, threads: int, entry, path: str, manifest) -> CheckedModel:
+    """Open one checked model file in its interpreter, check its real inputs and outputs, and run it once."""
+    try:
+        # TFLite says "Created TensorFlow Lite XNNPACK delegate for CPU." with no switch to turn it off.
+        with quiet.native_logs_caught():
+            model = backends.open_model(backend, content, threads)
+    except BundleError as e:
+        tested = ", ".join(f"{k} {v}"[:60] for k, v in list(manifest.runtimes_tested.items())[:4])
+        problems = [p + (f"; the bundle was tested with {tested}" if "version" in p and tested else "")
+                    for p in e.problems]
+        raise BundleError(problems, where=path) from None
+    model.label = path
+    check_model_io(model, entry, path)
+    model = CheckedModel(model, entry)
+    _smoke_test(model, path)
+    return model
+
+
 def load(bundle_dir: str | Path, backend: str = "auto", variant: str = "fp32", threads: int = 1,
          one_call: bool | None = None) -> Seq2SeqDecoder:
     """Load a bundle written by ``s2s export`` and return a decoder.
@@ -192,7 +226,7 @@ def load(bundle_dir: str | Path, backend: str = "auto", variant: str = "fp32", t
     A bundle is untrusted data: the manifest, each file's kind, size and sha256, and each model's operators are
     checked before any interpreter sees it; a model file new to this machine is first loaded in a limited child
     process (``probe``); then each model's real inputs and outputs are checked, and its output shapes at every
-    run. See the README's "Trust model".
+    run. See docs/trust.md.
     """
     bundle_dir = Path(bundle_dir)
     check_bundle_folder(bundle_dir)
@@ -207,42 +241,18 @@ def load(bundle_dir: str | Path, backend: str = "auto", variant: str = "fp32", t
     if not all(entries):
         raise BundleError(f"the bundle has no {fmt} {variant} models (it holds {fmt} variants "
                           f"{manifest.variants(fmt)})", where=str(bundle_dir))
-    if one_call is not None and not isinstance(one_call, bool):
-        raise ValueError(f"one_call must be None, True or False, got {one_call!r}")
-    required = one_call is True
-    if one_call is None:  # measured: ONNX Runtime's Loop costs more per iteration than the Python loop's call
-        one_call = fmt in ONE_CALL_BY_DEFAULT
-    greedy = manifest.find(mf.GREEDY, fmt, variant) if one_call else None
-    if required and greedy is None:
-        raise BundleError(f"the bundle has no one-call greedy {fmt} {variant} model (bundles hold one for "
-                          f"{[m.variant for m in manifest.models if m.role == mf.GREEDY and m.format == fmt]}); "
-                          "decode with the step loop (one_call=False, s2s run --step-loop) or re-export the bundle",
-                          where=str(bundle_dir))
+    greedy = _greedy_entry(manifest, fmt, variant, one_call, bundle_dir)
     if greedy is not None:
         entries.append(greedy)
     contents = [read_model_file(bundle_dir, e) for e in entries]  # all checksums before any interpreter
     labels = [str(bundle_dir / e.path) for e in entries]
     for content, entry, label in zip(contents, entries, labels):
         check_model_ops(content, entry, label, manifest.loop_limit(entry.role))
-    # XNNPACK for every model, loops included: measured faster at every length and batch (README, "Speed").
+    # XNNPACK for every model, loops included: measured faster at every length and batch (docs/benchmarks.md).
     probe.probe(backend, [(label, content, e.sha256, True) for label, content, e in zip(labels, contents, entries)],
                 threads)
-    models = []
-    for entry, content, path in zip(entries, contents, labels):
-        try:
-            # TFLite says "Created TensorFlow Lite XNNPACK delegate for CPU." with no switch to turn it off.
-            with quiet.native_logs_caught():
-                model = backends.open_model(backend, content, threads)
-        except BundleError as e:
-            tested = ", ".join(f"{k} {v}"[:60] for k, v in list(manifest.runtimes_tested.items())[:4])
-            problems = [p + (f"; the bundle was tested with {tested}" if "version" in p and tested else "")
-                        for p in e.problems]
-            raise BundleError(problems, where=path) from None
-        model.label = path
-        check_model_io(model, entry, path)
-        model = CheckedModel(model, entry)
-        _smoke_test(model, path)
-        models.append(model)
+    models = [_open_checked(backend, content, threads, entry, path, manifest)
+              for entry, content, path in zip(entries, contents, labels)]
     log.debug("loaded %s (%s %s on %s)", bundle_dir, fmt, variant, backend)
     return Seq2SeqDecoder(manifest, models[0], models[1], backend=backend, variant=variant, bundle_dir=bundle_dir,
                           greedy=models[2] if greedy is not None else None)

@@ -96,7 +96,7 @@ ALLOWED_OPS = {
 
 # ---- bounds on what a bundle may declare ------------------------------------------------------------------------
 # A bundle is untrusted data. These are far above any model this toolkit trains, and low enough that a crafted
-# manifest cannot make the runtime read, parse or allocate without bound (each is documented in the README).
+# manifest cannot make the runtime read, parse or allocate without bound (each is documented in docs/trust.md).
 #: manifest.json is read only up to this size (a 262k-token vocabulary is about 4 MB).
 MAX_MANIFEST_BYTES = 16 * 2**20
 #: A model file larger than this is refused before it is read (TFLite flatbuffers stop at 2 GiB).
@@ -310,6 +310,26 @@ class BundleManifest:
         return [v for v in VARIANTS.get(fmt, ()) if self.find(ENCODER, fmt, v) and self.find(DECODER_STEP, fmt, v)]
 
 
+def _model_section_problems(model: Any) -> list[str]:
+    """The problems of the manifest's ``model`` object (its sizes and architecture)."""
+    if not isinstance(model, dict):
+        return ["missing key 'model'"]
+    problems = []
+    architecture = model.get("architecture", SEED_ARCHITECTURE)
+    checks = [("latent_dim", MAX_LATENT_DIM), ("encoder_time_steps", MAX_SEQUENCE_TOKENS)]
+    if architecture == ATTENTION_ARCHITECTURE:
+        checks.append(("encoder_output_dim", MAX_LATENT_DIM))
+    elif "encoder_output_dim" in model:
+        problems.append(f"model.encoder_output_dim belongs to {ATTENTION_ARCHITECTURE!r} bundles only")
+    for key, limit in checks:
+        if not is_count(model.get(key), limit):
+            problems.append(f"model.{key} must be an integer from 1 to {limit}, got {short_repr(model.get(key))}")
+    if not isinstance(architecture, str) or architecture not in ARCHITECTURES:
+        problems.append(f"model.architecture must be one of {list(ARCHITECTURES)}, got {short_repr(architecture)}"
+                        "; a newer seq2seq-edge may read it")
+    return problems
+
+
 def validate_manifest_dict(d: Any) -> list[str]:
     """Every problem of a manifest dict (empty list when valid). Never raises, whatever ``d`` holds."""
     if not isinstance(d, dict):
@@ -325,26 +345,13 @@ def validate_manifest_dict(d: Any) -> list[str]:
     prep = d.get("preprocessing")
     problems += validate_preprocessing_dict(prep) if "preprocessing" in d else ["missing key 'preprocessing'"]
     model = d.get("model")
+    problems += _model_section_problems(model)
     latent = steps = attention_dim = None
     attention = False
-    if not isinstance(model, dict):
-        problems.append("missing key 'model'")
-    else:
+    if isinstance(model, dict):
         latent, steps = model.get("latent_dim"), model.get("encoder_time_steps")
-        architecture = model.get("architecture", SEED_ARCHITECTURE)
-        attention = architecture == ATTENTION_ARCHITECTURE
-        checks = [("latent_dim", MAX_LATENT_DIM), ("encoder_time_steps", MAX_SEQUENCE_TOKENS)]
-        if attention:
-            checks.append(("encoder_output_dim", MAX_LATENT_DIM))
-            attention_dim = model.get("encoder_output_dim")
-        elif "encoder_output_dim" in model:
-            problems.append(f"model.encoder_output_dim belongs to {ATTENTION_ARCHITECTURE!r} bundles only")
-        for key, limit in checks:
-            if not is_count(model.get(key), limit):
-                problems.append(f"model.{key} must be an integer from 1 to {limit}, got {short_repr(model.get(key))}")
-        if not isinstance(architecture, str) or architecture not in ARCHITECTURES:
-            problems.append(f"model.architecture must be one of {list(ARCHITECTURES)}, got {short_repr(architecture)}"
-                            "; a newer seq2seq-edge may read it")
+        attention = model.get("architecture", SEED_ARCHITECTURE) == ATTENTION_ARCHITECTURE
+        attention_dim = model.get("encoder_output_dim") if attention else None
     for key in ("versions", "runtimes_tested"):
         v = d.get(key, {})
         if not isinstance(v, dict) or not all(isinstance(x, str) for x in v.values()):

@@ -1,7 +1,7 @@
 """Quality measures of decoded strings: one scoring for ``s2s train`` (``metrics.json``), ``s2s eval`` and the
 parity gate. Numpy only, so it works in a runtime-only install.
 
-Definitions (the README's "s2s eval" gives them to users):
+Definitions (docs/cli.md, "s2s eval", gives them to users):
 
 * exact match: the output equals the reference.
 * CER (character error rate): Levenshtein distance over characters / reference characters, summed over inputs.

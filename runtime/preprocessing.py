@@ -12,7 +12,7 @@ import numpy as np
 from . import text
 from .errors import BundleError, InputTextError
 
-# Bounds on what a manifest may declare (see manifest.py for the others; each is documented in the README).
+# Bounds on what a manifest may declare (see manifest.py for the others; each is documented in docs/trust.md).
 #: Tokens per vocabulary side, and characters per token.
 MAX_VOCABULARY = 262_144
 MAX_TOKEN_CHARS = 256

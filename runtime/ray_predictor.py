@@ -26,6 +26,7 @@ import numpy as np
 
 from . import files as files_mod
 from . import manifest as mf
+from .answer import DecodeOptions, answer
 from .errors import BundleError, InputTextError
 from .loader import load
 
@@ -121,46 +122,38 @@ class BundlePredictor:
                  n_best: int = 1, length_penalty: float = 0.0, keep_going: bool = True):
         if (bundle is None) == (bundle_files is None):
             raise ValueError("give bundle (a path every node can read) or bundle_files (pack_bundle's), not both")
+        self.column = column
+        self.options = DecodeOptions(backend=backend, variant=variant, threads=threads, batch_size=batch_size,
+                                     max_output_len=max_output_len, skip_unknown=skip_unknown, beam_size=beam_size,
+                                     n_best=n_best, length_penalty=length_penalty, keep_going=keep_going)
         self._tmp = None
         if bundle_files is not None:
             if _is_object_ref(bundle_files):  # pack_bundle's dict put in Ray's object store
                 bundle_files = _ray().get(bundle_files)
             self._tmp = bundle = _unpack(bundle_files)
         try:
-            self.decoder = load(bundle, backend=backend, variant=variant, threads=threads)
+            self.decoder = load(bundle, **self.options.load_kwargs())
         except BaseException:
             if self._tmp is not None:  # a bundle that does not load leaves no folder behind
                 shutil.rmtree(self._tmp, ignore_errors=True)
             raise
-        self.column = column
-        self.batch_size = batch_size
-        self.keep_going = keep_going
-        self.skip_unknown = skip_unknown
-        self.options = dict(max_output_len=max_output_len, beam_size=beam_size, n_best=n_best,
-                            length_penalty=length_penalty)
         log.debug("BundlePredictor in process %d: %r", os.getpid(), self.decoder)
 
     def __call__(self, batch: dict) -> dict:
         texts = batch[self.column]
         n = len(texts)
-        outputs = np.empty(n, dtype=object)
-        errors = np.empty(n, dtype=object)
+        outputs = np.full(n, "", dtype=object)
+        errors = np.full(n, None, dtype=object)
         scores = np.full(n, np.nan, dtype=np.float64)
         finished = np.zeros(n, dtype=bool)
-        encoded, rows = [], []
-        for i, t in enumerate(texts):
-            outputs[i], errors[i] = "", None
-            try:
-                if not isinstance(t, str):
-                    raise InputTextError(f"input must be a string, not {type(t).__name__}")
-                encoded.append(self.decoder.preprocessing.encode_input(t, skip_unknown=self.skip_unknown))
-                rows.append(i)
-            except InputTextError as e:
-                if not self.keep_going:
-                    raise InputTextError(f"{self.column} {t!r}: {e}") from None
-                errors[i] = str(e)
-        for i, r in zip(rows, self.decoder.decode_ids(encoded, self.batch_size, **self.options) if encoded else []):
-            outputs[i], scores[i], finished[i] = r.text, r.score, r.finished
+        done = answer(self.decoder, [(f"{self.column} {t!r}", t) for t in texts], self.options)
+        if done.stop is not None:
+            raise InputTextError(done.stop)
+        for i, a in enumerate(done.answers):
+            if a.error is not None:
+                errors[i] = a.reason
+            else:
+                outputs[i], scores[i], finished[i] = a.result.text, a.result.score, a.result.finished
         return {**batch, "output": outputs, "score": scores, "finished": finished, "error": errors}
 
     def __del__(self):

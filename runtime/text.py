@@ -1,7 +1,7 @@
 """Text preprocessing shared by training and the runtime: normalization, tokenization and vocabularies.
 
 The same code runs when a model is trained and when it is decoded, so that both see identical token ids.
-Policy (documented in the README):
+Policy (documented in docs/cli.md, "Text policy"):
 
 * Unicode text is normalized to NFC on both sides, in training and at run time. Text that is not valid Unicode
   (a lone surrogate, e.g. bytes that were not UTF-8 decoded with ``surrogateescape``) is refused there.

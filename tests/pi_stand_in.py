@@ -6,7 +6,7 @@ Raspberry Pi OS Bookworm 64-bit is Debian bookworm on arm64 with Python 3.11. Th
 
 1. builds an arm64 bookworm root file system with mmdebstrap (qemu-user-static runs its binaries), or reuses
    the one it cached in $S2S_PI_CACHE (default /var/cache/seq2seq-edge/pi-rootfs-bookworm-arm64);
-2. inside it, as the README's Raspberry Pi section says, creates one venv with `pip install
+2. inside it, as docs/raspberry-pi.md says, creates one venv with `pip install
    './seq2seq_edge-0.1.0-py3-none-any.whl[tflite]'` (the wheel `pip wheel --no-deps` builds from this tree; pip
    fetches numpy<2 and the tflite-runtime 2.14 aarch64 wheel) and one with `...whl[onnx]'`; no TensorFlow;
 3. decodes every golden input of each BUNDLE with each venv, through the one-call greedy model (where the bundle

@@ -21,7 +21,7 @@ import pytest
 import seq2seq_edge
 from seq2seq_edge import backends, text
 from seq2seq_edge.errors import InputTextError
-from seq2seq_edge.run import MAX_BATCH_SIZE
+from seq2seq_edge.answer import MAX_BATCH_SIZE
 
 #: A normal run peaks near 210 MB of address space (onnxruntime; LiteRT 175 MB): leave ample headroom.
 ADDRESS_SPACE_LIMIT = 1024 * 2**20

@@ -73,7 +73,7 @@ def test_multiworker_without_tf_config_is_one_line(tmp_path):
     lines = [line for line in err.splitlines() if line.startswith("s2s ")]
     assert proc.returncode == 2 and "Traceback" not in err
     assert lines == ['s2s train: error: --distribute multiworker needs TF_CONFIG: {"cluster": {"worker": '
-                     '["host:port", ...]}, "task": {"type": "worker", "index": N}} (see the README\'s "At scale")']
+                     '["host:port", ...]}, "task": {"type": "worker", "index": N}} (see docs/scale.md)']
     assert not (tmp_path / "r").exists()
 
 

@@ -197,7 +197,7 @@ def test_eval_user_errors_are_one_line(digits_bundle, digits_tsv, tmp_path):
     bad.write_text("1\tone\n2 two\n")
     rc, _, err = s2s("eval", digits_bundle, bad)
     assert rc == 2 and one_error_line(err).endswith("bad.tsv:2: no TAB between input and target")
-    for flag, value, message in (("--beam", 0, "--beam must be at least 1"),
+    for flag, value, message in (("--beam", 0, "--beam must be between 1 and 64, got 0"),
                                  ("--batch-size", 0, "--batch-size must be between 1 and"),
                                  ("--max-errors", -1, "--max-errors must be 0 or more")):
         rc, _, err = s2s("eval", digits_bundle, digits_tsv, flag, value)

@@ -256,7 +256,8 @@ def test_a_model_with_large_cell_states_exports(tmp_path):
     tsv = tmp_path / "long.tsv"
     tsv.write_text("".join(f"{''.join(rng.choice('ab') for _ in range(rng.randint(30, 40)))}\t{n}\n"
                            for n in range(300)), encoding="utf-8")
-    cfg = trainer.task_defaults("data", data_file=str(tsv), latent_dim=16, epochs=1, batch_size=64, patience=0)
+    cfg = trainer.task_defaults("data", data_file=str(tsv), latent_dim=16, epochs=1, batch_size=64, patience=0,
+                                decoder="seed")
     trainer.train(cfg, tmp_path / "run", quiet=True)
     model_file = tmp_path / "run" / "model.keras"
     model = keras.saving.load_model(model_file, compile=False)

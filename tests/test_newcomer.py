@@ -32,6 +32,8 @@ from seq2seq_edge.errors import InputTextError
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
+#: The README and the pages it links to: their commands are held to the same checks.
+DOC_PAGES = [README, *sorted((REPO / "docs").glob("*.md"))]
 #: Lines that are not ours: the libraries' logs that issue 14 keeps off the default output.
 NOISE = re.compile(r"oneDNN|DT_BOOL|absl|XNNPACK|NodeDef|^[IWE]\d{4} |MLIR|SavedModel|pre-processing before "
                    r"quantization|onnxruntime:|Traceback", re.M)
@@ -58,8 +60,9 @@ def clean_clone(dest: Path) -> Path:
 
 
 def readme_commands() -> list[str]:
-    """Every command line of the README's bash blocks, comments stripped, `&&` chains split."""
-    blocks = re.findall(r"```bash\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    """Every command line of the bash blocks of the README and docs/, comments stripped, `&&` chains split."""
+    blocks = [block for page in DOC_PAGES
+              for block in re.findall(r"```bash\n(.*?)```", page.read_text(encoding="utf-8"), re.S)]
     commands = []
     for block in blocks:
         for line in block.splitlines():

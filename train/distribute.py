@@ -122,13 +122,7 @@ class Distribution:
 
         strategy = self.strategy
         n = len(y)
-        # One iterator for the whole run (a distributed iterator is slow to make): repeated, reshuffled per pass.
-        data = (tf.data.Dataset.from_tensor_slices((x, y, w))
-                .shuffle(n, seed=seed, reshuffle_each_iteration=True)
-                .batch(batch_size).repeat())
-        options = tf.data.Options()
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-        batches = iter(strategy.experimental_distribute_dataset(data.with_options(options)))
+        batches = _distributed_batches(strategy, x, y, w, batch_size, seed)
         steps = math.ceil(n / batch_size)
         loss_fn = keras.losses.SparseCategoricalCrossentropy(reduction=None)
 
@@ -179,35 +173,56 @@ class Distribution:
         def val_step(xb, yb, wb):
             return sums(xb, yb, wb, False)
 
-        history: dict[str, list] = {}
-        cbs = keras.callbacks.CallbackList(callbacks, model=model, epochs=epochs, steps=steps, verbose=0)
-        model.stop_training = False
-        cbs.on_train_begin()
-        for epoch in range(epochs):
-            cbs.on_epoch_begin(epoch)
-            totals = [float(v) for v in train_epoch(batches)]
-            log.debug("epoch %d: %d target tokens of %d padded positions in %d steps", epoch + 1, totals[2],
-                      totals[3], steps)
-            cbs.on_train_batch_end(steps - 1, {"loss": totals[0] / max(totals[3], 1.0)})  # once, at the end
-            vt = [0.0, 0.0, 0.0, 0.0]
-            for batch in val:
-                vt = [t + float(v) for t, v in zip(vt, val_step(*batch))]
-            logs = {"accuracy": totals[1] / max(totals[2], 1.0), "loss": totals[0] / max(totals[3], 1.0),
-                    "val_accuracy": vt[1] / max(vt[2], 1.0), "val_loss": vt[0] / max(vt[3], 1.0)}
-            cbs.on_epoch_end(epoch, logs)
-            for k, v in logs.items():
-                history.setdefault(k, []).append(v)
-            if model.stop_training:
-                break
-        cbs.on_train_end()
-        return history
+        return _run_epochs(model, keras.callbacks.CallbackList(callbacks, model=model, epochs=epochs, steps=steps,
+                                                               verbose=0),
+                           epochs, steps, lambda: train_epoch(batches),
+                           lambda: (val_step(*batch) for batch in val))
+
+
+def _distributed_batches(strategy, x, y, w, batch_size: int, seed: int):
+    """One iterator over global batches for the whole run (a distributed iterator is slow to make): repeated,
+    reshuffled each pass from ``seed``, sharded by data across the workers."""
+    import tensorflow as tf
+
+    data = (tf.data.Dataset.from_tensor_slices((x, y, w))
+            .shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
+            .batch(batch_size).repeat())
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return iter(strategy.experimental_distribute_dataset(data.with_options(options)))
+
+
+def _run_epochs(model, cbs, epochs: int, steps: int, train_epoch, val_sums) -> dict:
+    """The epoch loop of ``fit``: each epoch's summed loss/accuracy/weight/size from ``train_epoch()`` and the
+    validation batches' from ``val_sums()``, turned into the logs Keras' callbacks and history expect."""
+    history: dict[str, list] = {}
+    model.stop_training = False
+    cbs.on_train_begin()
+    for epoch in range(epochs):
+        cbs.on_epoch_begin(epoch)
+        totals = [float(v) for v in train_epoch()]
+        log.debug("epoch %d: %d target tokens of %d padded positions in %d steps", epoch + 1, totals[2],
+                  totals[3], steps)
+        cbs.on_train_batch_end(steps - 1, {"loss": totals[0] / max(totals[3], 1.0)})  # once, at the end
+        vt = [0.0, 0.0, 0.0, 0.0]
+        for sums in val_sums():
+            vt = [t + float(v) for t, v in zip(vt, sums)]
+        logs = {"accuracy": totals[1] / max(totals[2], 1.0), "loss": totals[0] / max(totals[3], 1.0),
+                "val_accuracy": vt[1] / max(vt[2], 1.0), "val_loss": vt[0] / max(vt[3], 1.0)}
+        cbs.on_epoch_end(epoch, logs)
+        for k, v in logs.items():
+            history.setdefault(k, []).append(v)
+        if model.stop_training:
+            break
+    cbs.on_train_end()
+    return history
 
 
 def _tf_config() -> dict:
     raw = os.environ.get("TF_CONFIG")
     if not raw:
         raise RunFolderError("--distribute multiworker needs TF_CONFIG: {\"cluster\": {\"worker\": [\"host:port\", "
-                             "...]}, \"task\": {\"type\": \"worker\", \"index\": N}} (see the README's \"At scale\")")
+                             "...]}, \"task\": {\"type\": \"worker\", \"index\": N}} (see docs/scale.md)")
     try:
         config = json.loads(raw)
         task = config["task"]

@@ -3,7 +3,7 @@
 Every exported model is compared with this, so it is an oracle of its own: its loop is written here, with Keras
 models and nothing of the runtime's loop (the parity gate would prove little if Keras were driven through the
 code it checks). It shares only the plumbing: tokenization (``Preprocessing``), batching and padding
-(``padded_batches``) and the special ids (``text``). The greedy rule is the bundle contract's (README): the
+(``padded_batches``) and the special ids (``text``). The greedy rule is the bundle contract's (docs/bundle.md): the
 encoder once on the whole batch, then the step model once per output position on the whole batch, with a
 finished mask.
 """
