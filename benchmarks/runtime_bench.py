@@ -159,7 +159,7 @@ def measure(bundle: str | Path, backend: str, variant: str, threads: str, s: dic
     decoder = seq2seq_edge.load(bundle, backend=backend, variant=variant, threads=n_threads)
     one_call = None
     if has_greedy:
-        one_call = decoder if decoder.greedy_model is not None else seq2seq_edge.load(
+        one_call = decoder if decoder.internals.greedy_model is not None else seq2seq_edge.load(
             bundle, backend=backend, variant=variant, threads=n_threads, one_call=True)
     words = golden_inputs(bundle)
     sample = cycle(words, s["word_sample"])
@@ -177,7 +177,8 @@ def measure(bundle: str | Path, backend: str, variant: str, threads: str, s: dic
         **invoke_floor(one_call or decoder, sample, s["word_warmup"]),
     }
     if one_call is not None:  # the same models, greedy decodes by the other path, for the ratios
-        other, key = (one_call.with_step_loop(), "step_loop") if decoder is one_call else (one_call, "one_call")
+        other, key = ((one_call.internals.with_step_loop(), "step_loop") if decoder is one_call
+                      else (one_call, "one_call"))
         row[f"{key}_word_latency_ms"] = word_latency(other, sample, s["word_warmup"])[0]
         row[f"{key}_throughput_seq_per_s"] = throughput(other, words, s)
     return row
@@ -186,8 +187,8 @@ def measure(bundle: str | Path, backend: str, variant: str, threads: str, s: dic
 def first_step_feeds(decoder: Seq2SeqDecoder, input_ids: np.ndarray) -> dict:
     """The encoder's outputs that the step takes (its state; an attention step's encoder outputs and mask), and
     the start token: the first step's inputs."""
-    encoded = decoder.encoder.run({mf.INPUT_IDS: input_ids})
-    feeds = {t.name: encoded[t.name] for t in decoder.decoder_step.inputs if t.name in encoded}
+    encoded = decoder.internals.encoder.run({mf.INPUT_IDS: input_ids})
+    feeds = {t.name: encoded[t.name] for t in decoder.internals.decoder_step.inputs if t.name in encoded}
     feeds[mf.PREV_TOKEN] = np.full(input_ids.shape[0], text.START_ID, np.int32)
     return feeds
 
@@ -197,8 +198,8 @@ def model_times(decoder: Seq2SeqDecoder, word: str, s: dict) -> dict:
     input_ids = pp.pad_batch([decoder.preprocessing.encode_input(word)], decoder.manifest.encoder_time_steps)
     feeds = first_step_feeds(decoder, input_ids)
     n, warm = s["model_call_repeats"], s["model_call_warmup"]
-    return {"encoder_us": _median_us(lambda: decoder.encoder.run({mf.INPUT_IDS: input_ids}), n, warm),
-            "step_us": _median_us(lambda: decoder.decoder_step.run(feeds), n, warm)}
+    return {"encoder_us": _median_us(lambda: decoder.internals.encoder.run({mf.INPUT_IDS: input_ids}), n, warm),
+            "step_us": _median_us(lambda: decoder.internals.decoder_step.run(feeds), n, warm)}
 
 
 #: Input lengths (tokens) at which the encoder is timed, up to the bundle's maximum (always included).
@@ -213,7 +214,7 @@ def encoder_by_length(decoder: Seq2SeqDecoder, s: dict) -> dict:
     out = {}
     for n in sorted({n for n in ENCODER_LENGTHS if n < t_max} | {t_max}):
         ids = pp.pad_batch([[symbol] * n], t_max)
-        out[str(n)] = _median_us(lambda: decoder.encoder.run({mf.INPUT_IDS: ids}), s["model_call_repeats"],
+        out[str(n)] = _median_us(lambda: decoder.internals.encoder.run({mf.INPUT_IDS: ids}), s["model_call_repeats"],
                                  s["model_call_warmup"])
     return out
 
@@ -224,14 +225,14 @@ def invoke_floor(decoder: Seq2SeqDecoder, sample: list[str], warmup: int) -> dic
     back (the floor of any step loop); with a one-call greedy model, ``one_call_invoke_ms``, its one call on the
     same word. The two are timed word by word in turn, so they see the same machine."""
     prep, t_max = decoder.preprocessing, decoder.manifest.encoder_time_steps
-    step_loop = decoder.with_step_loop()
+    step_loop = decoder.internals.with_step_loop()
     plans = []
     for word in sample:
         ids = pp.pad_batch([prep.encode_input(word)], t_max)
         steps = len(step_loop.decode_ids([prep.encode_input(word)])[0].token_probs)
         plans.append((ids, first_step_feeds(decoder, ids), steps))
-    encoder, step = decoder.encoder.run, decoder.decoder_step.run
-    greedy = decoder.greedy_model.run if decoder.greedy_model is not None else None
+    encoder, step = decoder.internals.encoder.run, decoder.internals.decoder_step.run
+    greedy = decoder.internals.greedy_model.run if decoder.internals.greedy_model is not None else None
     warm = cycle(plans, warmup)
     raw, one_call = [], []
     for i, (ids, feeds, steps) in enumerate(warm + plans):
@@ -264,7 +265,7 @@ def loop_per_step(decoder: Seq2SeqDecoder, sample: list[str]) -> dict:
     The loop is ``decode_ids`` on already-tokenized inputs, one at a time (what remains of decode() once the
     text is turned into ids), in a decoder built around the same models with their run() timed.
     """
-    encoder, step = _Timed(decoder.encoder), _Timed(decoder.decoder_step)
+    encoder, step = _Timed(decoder.internals.encoder), _Timed(decoder.internals.decoder_step)
     timed = Seq2SeqDecoder(decoder.manifest, encoder, step, backend=decoder.backend, variant=decoder.variant)
     encoded = [[decoder.preprocessing.encode_input(w)] for w in sample]
     t = time.perf_counter_ns()

@@ -327,14 +327,14 @@ def check_variant(decoder: Seq2SeqDecoder, fmt: str, variant: str, keras: KerasR
                   beams: KerasBeams | None = None, diffs: StepwiseDiffs | None = None) -> VariantReport:
     """One variant's figures: its strings against Keras' and the references, with ``diffs`` (fp32: the stepwise
     differences, from ``_stepwise_diffs``) and, for fp32, beam search against ``beams``."""
-    step_loop = decoder.with_step_loop()
+    step_loop = decoder.internals.with_step_loop()
     results = step_loop.decode_batch_results(keras.sources, batch_size=GATE_BATCH)
     got = [r.text for r in results]
     report = VariantReport(fmt, variant, decoder.backend, metrics.exact_match(got, keras.strings),
                            metrics.exact_match(got, keras.references),
                            metrics.character_error_rate(got, keras.references),
                            diffs.max_abs_diff if diffs else {}, diffs.to_dict() if diffs else {})
-    if decoder.greedy_model is not None:
+    if decoder.internals.greedy_model is not None:
         _one_call_figures(report, decoder, keras.sources, results)
     if variant == "fp32" and beams is not None:
         _beam_figures(report, decoder, keras.sources, beams)
@@ -409,7 +409,7 @@ def _stepwise_diffs(decoder: Seq2SeqDecoder, input_ids: np.ndarray, trace: Keras
     the exported graphs themselves; free-running decodes (compared as strings) would add the drift of float32
     rounding through the recurrence. So the models are run directly here, not through the decode loop.
     """
-    encoded = decoder.encoder.run({mf.INPUT_IDS: input_ids})
+    encoded = decoder.internals.encoder.run({mf.INPUT_IDS: input_ids})
     h, c = trace.encoded[mf.STATE_H], trace.encoded[mf.STATE_C]
     diffs.note(mf.STATE_H, h, encoded[mf.STATE_H], sources, None)
     diffs.note(mf.STATE_C, c, encoded[mf.STATE_C], sources, None)
@@ -420,7 +420,7 @@ def _stepwise_diffs(decoder: Seq2SeqDecoder, input_ids: np.ndarray, trace: Keras
         diffs.note(mf.ENCODER_OUTPUTS, attended[mf.ENCODER_OUTPUTS] * mask[:, :, None],
                    encoded[mf.ENCODER_OUTPUTS] * mask[:, :, None], sources, None)
     for step, ref in enumerate(trace.steps):
-        out = decoder.decoder_step.run({mf.PREV_TOKEN: ref[mf.PREV_TOKEN], mf.STATE_H: h, mf.STATE_C: c,
+        out = decoder.internals.decoder_step.run({mf.PREV_TOKEN: ref[mf.PREV_TOKEN], mf.STATE_H: h, mf.STATE_C: c,
                                         **attended})
         diffs.note(mf.PROBS, ref[mf.PROBS], out[mf.PROBS], sources, step)
         diffs.note(mf.STATE_H, ref[mf.NEXT_STATE_H], out[mf.NEXT_STATE_H], sources, step)

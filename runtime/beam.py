@@ -2,7 +2,7 @@
 
 ``Seq2SeqDecoder`` calls ``search`` when ``beam_size`` > 1 (``beam_size=1`` is the greedy loop itself). Written
 against the bundle contract's names only, so it works for any step model: the first step's inputs come from
-``Seq2SeqDecoder.first_feeds`` (the encoder's outputs the step takes, and ``prev_token``); after each step only
+``DecoderInternals.first_feeds`` (the encoder's outputs the step takes, and ``prev_token``); after each step only
 the inputs named by ``manifest.RECURRENT`` and ``prev_token`` change, and every other input (constant per input
 text, such as an attention decoder's encoder outputs and mask) is carried along, row by row, with its beam.
 
@@ -160,7 +160,7 @@ def _top(flat: np.ndarray, k: int) -> np.ndarray:
 
 def search(feeds: dict[str, np.ndarray], step: Callable[[dict], dict], limit: int, beam_size: int, n_best: int,
            length_penalty: float = 0.0) -> list[list[Hypothesis]]:
-    """Beam search from the first step's ``feeds`` (one row per input, ``Seq2SeqDecoder.first_feeds``) with
+    """Beam search from the first step's ``feeds`` (one row per input, ``DecoderInternals.first_feeds``) with
     ``step`` (the step model's ``run``). Returns, per input, up to ``n_best`` hypotheses, best first."""
     batch = len(feeds[mf.PREV_TOKEN])
     if batch * beam_size > max(MAX_BEAM_ROWS, beam_size):

@@ -97,7 +97,7 @@ class Seq2SeqDecoder:
     dicts keyed by the manifest's input and output names (the backend adapters). ``load`` builds this class;
     a caller may also build one around wrapped models (the benchmark times each ``run``). ``greedy``: the bundle's
     one-call greedy model (``run({input_ids})`` -> {output_ids, output_probs}), which then decodes every greedy
-    call but ``stream`` and ``steps``; its results are those of the step loop (the export's parity gate checks it).
+    call but ``stream`` and ``internals.steps``; its results are those of the step loop (the export's parity gate checks it).
 
     Thread-safe: ``decode`` and friends may be called from many threads at once.
 
@@ -129,24 +129,10 @@ class Seq2SeqDecoder:
                 f"output={prep.target_tokenization} up to {prep.max_output_tokens} tokens)")
 
     @property
-    def encoder(self):
-        """The encoder model: ``run({input_ids})`` -> {state_h, state_c}."""
-        return self._encoder
-
-    @property
-    def decoder_step(self):
-        """The decoder-step model: ``run({prev_token, state_h, state_c})`` -> {probs, next_state_h, next_state_c}."""
-        return self._step
-
-    @property
-    def greedy_model(self):
-        """The one-call greedy model, or None when greedy decodes run the step loop."""
-        return self._greedy
-
-    def with_step_loop(self) -> "Seq2SeqDecoder":
-        """This decoder without its one-call greedy model: the same loaded models, greedy decodes by the step loop."""
-        return Seq2SeqDecoder(self.manifest, self._encoder, self._step, backend=self.backend, variant=self.variant,
-                              bundle_dir=self.bundle_dir)
+    def internals(self) -> "DecoderInternals":
+        """The loaded models and the bare step loop, for the export's parity gate, the benchmarks and traces;
+        not needed to decode (see ``DecoderInternals``)."""
+        return DecoderInternals(self)
 
     @property
     def decode_path(self) -> str:
@@ -234,19 +220,6 @@ class Seq2SeqDecoder:
                 return
             yield (separator if emitted else "") + vocab[tokens[0]]
 
-    def steps(self, input_ids: np.ndarray, *, max_output_len: int | None = None
-              ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-        """The greedy loop itself, one step at a time, for callers that observe a decode (traces, timing); it
-        runs the step model even when the bundle has a one-call greedy model.
-
-        ``input_ids``: an int32 [batch, encoder_time_steps] array, right-padded with the pad id (see
-        ``padded_batches``). Yields, for each step, (the chosen ids [batch], the step's probabilities
-        [batch, vocab], the next state_h and state_c [batch, latent]). Runs at most ``max_output_len + 1`` steps
-        and stops once every row has chosen the end id; rows that ended keep being computed, so the batch shape
-        never changes (``decode_ids`` applies the finished mask).
-        """
-        return self._steps(input_ids, self._limit(max_output_len))
-
     # -- the loop ---------------------------------------------------------------------------------------------
     def _limit(self, max_output_len: int | None) -> int:
         if max_output_len is None:
@@ -263,11 +236,7 @@ class Seq2SeqDecoder:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         return self._limit(max_output_len)
 
-    def first_feeds(self, input_ids: np.ndarray) -> dict[str, np.ndarray]:
-        """Run the encoder on ``input_ids`` (int32 [batch, encoder_time_steps]) and return the first decoder
-        step's inputs: ``prev_token`` = the start id, and every encoder output that the step takes by the same name
-        (its initial ``state_h`` and ``state_c``). After each step, ``manifest.RECURRENT`` says which outputs
-        become the next step's inputs; the others stay as they are."""
+    def _first_feeds(self, input_ids: np.ndarray) -> dict[str, np.ndarray]:
         encoded = self._encoder.run({mf.INPUT_IDS: input_ids})
         feeds = {name: encoded[name] for name in self._step_inputs if name in encoded}
         feeds[mf.PREV_TOKEN] = np.full(input_ids.shape[0], text.START_ID, np.int32)
@@ -275,7 +244,7 @@ class Seq2SeqDecoder:
 
     def _steps(self, input_ids: np.ndarray, limit: int) -> Iterator[tuple[np.ndarray, ...]]:
         # The hot loop (see ``steps``): nothing here that a decode without an observer does not need.
-        feeds = self.first_feeds(input_ids)
+        feeds = self._first_feeds(input_ids)
         batch = input_ids.shape[0]
         ended = np.zeros(batch, bool)
         run_step = self._step.run
@@ -357,7 +326,7 @@ class Seq2SeqDecoder:
 
     def _beam_results(self, input_ids: np.ndarray, limit: int, beam_size: int, n_best: int,
                       length_penalty: float) -> list[DecodeResult]:
-        found = beam.search(self.first_feeds(input_ids), self._step.run, limit, beam_size, n_best, length_penalty)
+        found = beam.search(self._first_feeds(input_ids), self._step.run, limit, beam_size, n_best, length_penalty)
         results = []
         for hypotheses in found:
             best, *others = [self._result(h) for h in hypotheses]
@@ -373,6 +342,56 @@ class Seq2SeqDecoder:
 
 #: An input without tokens decodes to this, without running the models.
 _EMPTY = DecodeResult("", (), (), True)
+
+
+class DecoderInternals:
+    """What a ``Seq2SeqDecoder`` is made of, for code that checks or times it rather than decodes with it (the
+    export's parity gate, ``s2s bench``, traces). ``decoder.internals`` gives it."""
+
+    def __init__(self, decoder: Seq2SeqDecoder):
+        self._d = decoder
+
+    @property
+    def encoder(self):
+        """The encoder model: ``run({input_ids})`` -> {state_h, state_c} (and, with attention, its outputs and mask)."""
+        return self._d._encoder
+
+    @property
+    def decoder_step(self):
+        """The decoder-step model: ``run({prev_token, state_h, state_c, ...})`` -> {probs, next_state_h,
+        next_state_c}."""
+        return self._d._step
+
+    @property
+    def greedy_model(self):
+        """The one-call greedy model, or None when greedy decodes run the step loop."""
+        return self._d._greedy
+
+    def with_step_loop(self) -> Seq2SeqDecoder:
+        """The decoder without its one-call greedy model: the same loaded models, greedy decodes by the step loop."""
+        d = self._d
+        return Seq2SeqDecoder(d.manifest, d._encoder, d._step, backend=d.backend, variant=d.variant,
+                              bundle_dir=d.bundle_dir)
+
+    def first_feeds(self, input_ids: np.ndarray) -> dict[str, np.ndarray]:
+        """Run the encoder on ``input_ids`` (int32 [batch, encoder_time_steps]) and return the first decoder
+        step's inputs: ``prev_token`` = the start id, and every encoder output that the step takes by the same name
+        (its initial ``state_h`` and ``state_c``). After each step, ``manifest.RECURRENT`` says which outputs
+        become the next step's inputs; the others stay as they are."""
+        return self._d._first_feeds(input_ids)
+
+    def steps(self, input_ids: np.ndarray, *, max_output_len: int | None = None
+              ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """The greedy loop itself, one step at a time; it runs the step model even when the bundle has a one-call
+        greedy model.
+
+        ``input_ids``: an int32 [batch, encoder_time_steps] array, right-padded with the pad id (see
+        ``padded_batches``). Yields, for each step, (the chosen ids [batch], the step's probabilities
+        [batch, vocab], the next state_h and state_c [batch, latent]). Runs at most ``max_output_len + 1`` steps
+        and stops once every row has chosen the end id; rows that ended keep being computed, so the batch shape
+        never changes (``decode_ids`` applies the finished mask).
+        """
+        return self._d._steps(input_ids, self._d._limit(max_output_len))
 
 
 def _preview(source, limit: int = 40) -> str:

@@ -13,6 +13,11 @@ class DataFileError(Seq2SeqEdgeError, ValueError):
     """A training data file that cannot be read: missing, empty, malformed or not UTF-8."""
 
 
+class TrainOptionError(Seq2SeqEdgeError, ValueError):
+    """A training option out of its bounds, or two that contradict each other (``--bidirectional`` without
+    ``--decoder attention``, ``--dropout 1``, ``--data`` missing, ...)."""
+
+
 class BundleError(Seq2SeqEdgeError):
     """A bundle or manifest that is missing, malformed, tampered with or contradicts its model files."""
 

@@ -44,9 +44,9 @@ class Preprocessing:
     unknown_token: str | None = None
 
     def __post_init__(self):
-        object.__setattr__(self, "input_vocab", text.Vocabulary(self.input_vocabulary, self.input_tokenization,
+        object.__setattr__(self, "input_codec", text.Vocabulary(self.input_vocabulary, self.input_tokenization,
                                                                 self.unknown_token))
-        object.__setattr__(self, "target_vocab", text.Vocabulary(self.target_vocabulary, self.target_tokenization))
+        object.__setattr__(self, "target_codec", text.Vocabulary(self.target_vocabulary, self.target_tokenization))
 
     @property
     def special_tokens(self) -> dict[str, dict[str, Any]]:
@@ -101,14 +101,14 @@ class Preprocessing:
         if len(source) > self.max_input_chars:
             raise InputTextError(
                 f"input is {len(source)} characters long; the model takes at most {self.max_input_tokens} tokens")
-        ids = self.input_vocab.encode(text.normalize(source), skip_unknown=skip_unknown)
+        ids = self.input_codec.encode(text.normalize(source), skip_unknown=skip_unknown)
         if len(ids) > self.max_input_tokens:
             raise InputTextError(
                 f"input is {len(ids)} tokens long; the model takes at most {self.max_input_tokens}")
         return ids
 
     def decode_output(self, ids: Sequence[int]) -> str:
-        return self.target_vocab.decode(ids)
+        return self.target_codec.decode(ids)
 
 
 def pad_batch(sequences: Sequence[Sequence[int]], length: int | None = None) -> np.ndarray:

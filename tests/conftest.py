@@ -3,9 +3,7 @@
 Set S2S_FIXTURES=DIR to reuse (or, in a runtime-only venv without TensorFlow, to provide) the fixture folder.
 """
 
-import hashlib
 import importlib.util
-import json
 import os
 import signal
 import sys
@@ -72,17 +70,6 @@ def numbers_bundle(fixture_dir) -> Path:
 @pytest.fixture(scope="session")
 def attention_bundle(fixture_dir) -> Path:
     return fixture_dir / "bundles" / "attention"
-
-
-def resign(bundle: Path, name: str, content: bytes) -> None:
-    """Write ``content`` as the bundle's file ``name`` and make the manifest's size and sha256 match it, so only
-    checks past the checksum can notice the change."""
-    (bundle / name).write_bytes(content)
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    for m in manifest["models"]:
-        if m["path"] == name:
-            m["sha256"], m["size_bytes"] = hashlib.sha256(content).hexdigest(), len(content)
-    (bundle / "manifest.json").write_text(json.dumps(manifest))
 
 
 def default_signals() -> None:

@@ -65,7 +65,7 @@ for path in bundles:
     inputs = [i["input"] for i in items]
     # both paths: the one-call greedy model (when the bundle has one) and the step loop
     got = decoder.decode_batch(inputs, batch_size=64)
-    by_steps = decoder.with_step_loop().decode_batch(inputs, batch_size=64)
+    by_steps = decoder.internals.with_step_loop().decode_batch(inputs, batch_size=64)
     wrong = [(decoder.decode_path, i["input"], i["output"], g) for i, g in zip(items, got) if g != i["output"]]
     wrong += [("step-loop", i["input"], i["output"], g) for i, g in zip(items, by_steps) if g != i["output"]]
     times = []

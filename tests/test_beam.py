@@ -18,7 +18,7 @@ from seq2seq_edge import manifest as mf
 from seq2seq_edge.decoder import Seq2SeqDecoder, padded_batches
 
 from conftest import requires_train
-from test_cli import one_error_line, s2s
+from support import one_error_line, s2s
 
 INSTALLED = [b for b in backends.AUTO_ORDER if backends.is_installed(b)]
 FP32 = [(b, "fp32") for b in INSTALLED]

@@ -17,7 +17,7 @@ TINY = dict(model_call_repeats=5, word_sample=6, word_warmup=1, throughput_batch
             cold_start_repeats=1)
 
 
-def s2s(capsys, *args):
+def s2s_in_process(capsys, *args):
     from seq2seq_edge import cli
 
     code = cli.main([str(a) for a in args])
@@ -115,17 +115,17 @@ def test_bench_cli_writes_json_markdown_and_chart_in_a_folder_named_after_bundle
 
 
 def test_bench_refuses_to_overwrite_and_bad_options(cli_run, digits_bundle, capsys, tmp_path):
-    code, _, err = s2s(capsys, "bench", digits_bundle, "--out", cli_run)
+    code, _, err = s2s_in_process(capsys, "bench", digits_bundle, "--out", cli_run)
     assert code == 2 and "exists; --force overwrites it" in err
-    code, _, err = s2s(capsys, "bench", digits_bundle, "--threads", "1,zero", "--out", tmp_path / "x")
+    code, _, err = s2s_in_process(capsys, "bench", digits_bundle, "--threads", "1,zero", "--out", tmp_path / "x")
     assert code == 2 and "--threads" in err
-    code, _, err = s2s(capsys, "bench", tmp_path, "--out", tmp_path / "x")
+    code, _, err = s2s_in_process(capsys, "bench", tmp_path, "--out", tmp_path / "x")
     assert code == 2 and "not a bundle folder" in err
 
 
 def test_bench_of_any_bundle_prints_its_figures_not_goals(digits_bundle, capsys, tmp_path):
     keras = ["--no-keras"] if HAS_TRAIN else []
-    code, out, _ = s2s(capsys, "bench", digits_bundle, "--quick", "--threads", "1", *keras, "--out", tmp_path / "b")
+    code, out, _ = s2s_in_process(capsys, "bench", digits_bundle, "--quick", "--threads", "1", *keras, "--out", tmp_path / "b")
     assert code == 0 and "target" not in out and "missed" not in out
     assert "throughput batch 64 / batch 1" in out
     results = json.loads((tmp_path / "b" / "results.json").read_text())
@@ -135,10 +135,10 @@ def test_bench_of_any_bundle_prints_its_figures_not_goals(digits_bundle, capsys,
         other = "one_call" if row["backend"] == "onnx" else "step_loop"
         if row["variant"] != "int8" or row["backend"] != "onnx":
             assert row[f"{other}_word_latency_ms"]["p50"] > 0, row
-    code, _, err = s2s(capsys, "bench")
+    code, _, err = s2s_in_process(capsys, "bench")
     assert code == 2 and "BUNDLE is missing" in err
     if not HAS_TRAIN:
-        code, _, err = s2s(capsys, "bench", digits_bundle, "--run", tmp_path, "--out", tmp_path / "x")
+        code, _, err = s2s_in_process(capsys, "bench", digits_bundle, "--run", tmp_path, "--out", tmp_path / "x")
         assert code == 2 and "need TensorFlow" in err
 
 
@@ -301,7 +301,7 @@ def _other_machine(r):
 def test_compare_merges_two_machines_into_one_table_and_chart(cli_run, capsys, tmp_path):
     a = cli_run / "results.json"
     b = _variant_of(a, tmp_path / "pi.json", _other_machine)
-    code, out, err = s2s(capsys, "bench", "--compare", a, b, "--out", tmp_path / "cmp")
+    code, out, err = s2s_in_process(capsys, "bench", "--compare", a, b, "--out", tmp_path / "cmp")
     assert code == 0, err
     md = (tmp_path / "cmp" / "compare.md").read_text()
     assert out.startswith(md) and "Raspberry Pi 5 (test) **EMULATED**" in md and "qemu-user (test)" in md
@@ -321,7 +321,7 @@ def test_compare_tells_two_runs_of_one_machine_apart(cli_run, capsys, tmp_path):
     for name in ("venv-tflite", "venv-onnx"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "results.json").write_bytes((cli_run / "results.json").read_bytes())
-    code, _, err = s2s(capsys, "bench", "--compare", tmp_path / "venv-tflite" / "results.json",
+    code, _, err = s2s_in_process(capsys, "bench", "--compare", tmp_path / "venv-tflite" / "results.json",
                        tmp_path / "venv-onnx" / "results.json", "--out", tmp_path / "cmp")
     assert code == 0, err
     label = json.loads((cli_run / "results.json").read_text())["results"][0]["machine"]["label"]
@@ -337,32 +337,32 @@ def test_compare_refuses_other_bundles_and_settings_in_one_line(cli_run, capsys,
         r["bundle"]["models"]["decoder_step.fp32.tflite"]["sha256"] = "0" * 64
 
     b = _variant_of(a, tmp_path / "other-bundle.json", other_bundle)
-    code, out, err = s2s(capsys, "bench", "--compare", a, b, "--out", tmp_path / "cmp")
+    code, out, err = s2s_in_process(capsys, "bench", "--compare", a, b, "--out", tmp_path / "cmp")
     assert code == 2 and not out and len(err.strip().splitlines()) == 1
     assert "different bundles" in err and "decoder_step.fp32.tflite" in err and "--allow-mismatch" in err
     assert not (tmp_path / "cmp").exists()
-    code, out, err = s2s(capsys, "bench", "--compare", a, b, "--out", tmp_path / "cmp", "--allow-mismatch")
+    code, out, err = s2s_in_process(capsys, "bench", "--compare", a, b, "--out", tmp_path / "cmp", "--allow-mismatch")
     assert code == 0 and "warning" in err and "Forced comparison" in (tmp_path / "cmp" / "compare.md").read_text()
 
     c = _variant_of(a, tmp_path / "full.json", lambda r: r["settings"].update(mode="full", word_sample=500))
-    code, _, err = s2s(capsys, "bench", "--compare", a, c, "--out", tmp_path / "cmp2")
+    code, _, err = s2s_in_process(capsys, "bench", "--compare", a, c, "--out", tmp_path / "cmp2")
     assert code == 2 and "different settings (mode quick vs full, word_sample 50 vs 500)" in err
     # the thread list only chooses contenders: rows are matched by their own setting
     d = _variant_of(a, tmp_path / "threads.json", lambda r: r["settings"].update(threads=["1", "max"]))
-    assert s2s(capsys, "bench", "--compare", a, d, "--out", tmp_path / "cmp3")[0] == 0
+    assert s2s_in_process(capsys, "bench", "--compare", a, d, "--out", tmp_path / "cmp3")[0] == 0
 
     bad = tmp_path / "bad.json"
     for content, why in (("{}", "not a results.json of s2s bench"), ("[", "not a JSON results file")):
         bad.write_text(content)
-        code, _, err = s2s(capsys, "bench", "--compare", a, bad, "--out", tmp_path / "cmp4")
+        code, _, err = s2s_in_process(capsys, "bench", "--compare", a, bad, "--out", tmp_path / "cmp4")
         assert code == 2 and why in err and len(err.strip().splitlines()) == 1
     newer = _variant_of(a, tmp_path / "v2.json", lambda r: None)
     data = json.loads(newer.read_text())
     data["schema_version"] = 2
     newer.write_text(json.dumps(data))
-    code, _, err = s2s(capsys, "bench", "--compare", a, newer, "--out", tmp_path / "cmp5")
+    code, _, err = s2s_in_process(capsys, "bench", "--compare", a, newer, "--out", tmp_path / "cmp5")
     assert code == 2 and "schema version 2" in err
-    code, _, err = s2s(capsys, "bench", "--compare", a, "--out", tmp_path / "cmp6")
+    code, _, err = s2s_in_process(capsys, "bench", "--compare", a, "--out", tmp_path / "cmp6")
     assert code == 2 and "at least two" in err
 
 
@@ -425,11 +425,11 @@ def test_decoder_hooks_the_harness_and_the_gate_use(digits_bundle):
             calls.append(feeds)
             return self.model.run(feeds)
 
-    wrapped = Seq2SeqDecoder(decoder.manifest, Counted(decoder.encoder), Counted(decoder.decoder_step),
-                             backend=decoder.backend, variant=decoder.variant)
+    wrapped = Seq2SeqDecoder(decoder.manifest, Counted(decoder.internals.encoder),
+                             Counted(decoder.internals.decoder_step), backend=decoder.backend, variant=decoder.variant)
     assert wrapped.decode_ids(ids + [[]]) == expected + [decoder.decode_result("")] and calls
     (batch,) = padded_batches(ids, 32, decoder.manifest.encoder_time_steps)
-    steps = list(decoder.steps(batch))
+    steps = list(decoder.internals.steps(batch))
     assert len(steps) == len(calls) - 1  # the encoder, then one step model call per observed step
     vocab = decoder.preprocessing.target_vocabulary
     for row, result in enumerate(expected):
@@ -448,7 +448,7 @@ def test_decoder_hooks_the_harness_and_the_gate_use(digits_bundle):
 def test_compare_reads_only_what_bench_wrote_in_one_line(cli_run, capsys, tmp_path, content, pattern):
     bad = tmp_path / "bad.json"
     bad.write_text(content)
-    code, out, err = s2s(capsys, "bench", "--compare", cli_run / "results.json", bad, "--out", tmp_path / "cmp")
+    code, out, err = s2s_in_process(capsys, "bench", "--compare", cli_run / "results.json", bad, "--out", tmp_path / "cmp")
     assert code == 2 and not out and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert re.search(pattern, err), err
 
@@ -458,7 +458,7 @@ def test_compare_and_eval_refuse_what_is_not_a_regular_file(cli_run, digits_bund
     path = tmp_path / "fifo" if special == "fifo" else Path(special)
     if special == "fifo":
         os.mkfifo(path)
-    code, _, err = s2s(capsys, "bench", "--compare", cli_run / "results.json", path, "--out", tmp_path / "cmp")
+    code, _, err = s2s_in_process(capsys, "bench", "--compare", cli_run / "results.json", path, "--out", tmp_path / "cmp")
     assert code == 2 and re.search(r"results file is (a character device|a FIFO), not a regular file", err), err
-    code, _, err = s2s(capsys, "eval", digits_bundle, path)
+    code, _, err = s2s_in_process(capsys, "eval", digits_bundle, path)
     assert code == 2 and re.search(r"the TSV file is (a character device|a FIFO), not a regular file", err), err

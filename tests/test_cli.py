@@ -1,26 +1,16 @@
 """The s2s command as a user runs it: outputs, exit statuses, one-line errors and no tracebacks."""
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
 from conftest import requires_train
+from support import one_error_line, s2s
 
 
-def s2s(*args, stdin: bytes | None = None, cwd=None):
-    proc = subprocess.run([sys.executable, "-m", "seq2seq_edge.cli", *map(str, args)], input=stdin,
-                          capture_output=True, cwd=cwd, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
 
-
-def one_error_line(err: str) -> str:
-    lines = [l for l in err.splitlines() if l.startswith("s2s ")]
-    assert "Traceback" not in err
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 @pytest.mark.parametrize("args, message", [

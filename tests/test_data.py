@@ -1,9 +1,14 @@
+import importlib.util
+
 import pytest
 
 from seq2seq_edge import pairs
-from seq2seq_edge.errors import DataFileError
+from seq2seq_edge.errors import DataFileError, TrainOptionError
 from seq2seq_edge.train import data
 
+#: The numbers task's words come from num2words, part of the [train] extra.
+needs_num2words = pytest.mark.skipif(importlib.util.find_spec("num2words") is None,
+                                     reason="needs num2words (pip install '.[train]')")
 
 def test_digits_are_exactly_the_seed_pairs():
     assert [(p.source, p.target) for p in data.digits_pairs()] == [
@@ -11,16 +16,18 @@ def test_digits_are_exactly_the_seed_pairs():
         ("6", "six"), ("7", "seven"), ("8", "eight"), ("9", "nine")]
 
 
+@needs_num2words
 def test_numbers_in_several_languages():
     en = data.numbers_pairs("en", 1234)
     assert len(en) == 1235 and en[21].target == "twenty-one"
     assert en[1234].target == "one thousand, two hundred and thirty-four"
     assert data.numbers_pairs("de", 21)[21].target == "einundzwanzig"
     assert data.numbers_pairs("fr", 80)[80].target == "quatre-vingts"
-    with pytest.raises(DataFileError, match="num2words has no language 'xx'"):
+    with pytest.raises(TrainOptionError, match="num2words has no language 'xx'"):
         data.numbers_pairs("xx")
 
 
+@needs_num2words
 def test_split_is_deterministic_disjoint_and_keeps_small_sets_whole():
     pairs = data.numbers_pairs("en", 999)
     a = data.split_pairs(pairs, seed=3)

@@ -2,7 +2,6 @@
 
 import inspect
 import json
-import os
 import re
 import subprocess
 import sys
@@ -11,19 +10,7 @@ import pytest
 
 from conftest import requires_train
 from seq2seq_edge import metrics
-from test_imports import HEAVY
-
-
-def s2s(*args):
-    proc = subprocess.run([sys.executable, "-m", "seq2seq_edge.cli", *map(str, args)], capture_output=True,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
-
-
-def one_error_line(err: str) -> str:
-    lines = [l for l in err.splitlines() if l.startswith("s2s ")]
-    assert "Traceback" not in err and len(lines) == 1, err
-    return lines[0]
+from support import HEAVY, one_error_line, s2s
 
 
 # -- the scoring functions ------------------------------------------------------------------------------------

@@ -6,7 +6,8 @@ import shutil
 
 import pytest
 
-from conftest import requires_train, resign
+from conftest import requires_train
+from support import resign
 from seq2seq_edge import manifest as mf
 
 pytestmark = requires_train

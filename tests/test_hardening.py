@@ -5,12 +5,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 import seq2seq_edge
-from conftest import bytes_read, default_signals, resign
+from conftest import bytes_read, default_signals
+from support import resign
 from seq2seq_edge import backends
 from seq2seq_edge.errors import BundleError
 

@@ -149,12 +149,12 @@ def test_dropout_trains_and_exports_at_parity(tmp_path):
 
 
 def test_dropout_out_of_range_is_refused():
-    from seq2seq_edge.errors import DataFileError
+    from seq2seq_edge.errors import TrainOptionError
     from seq2seq_edge.train import trainer
 
-    with pytest.raises(DataFileError, match=r"--dropout must be from 0 to below 1, got 1.0"):
+    with pytest.raises(TrainOptionError, match=r"--dropout must be from 0 to below 1, got 1.0"):
         trainer.task_defaults("digits", dropout=1.0)
-    with pytest.raises(DataFileError, match=r"--bidirectional needs --decoder attention"):
+    with pytest.raises(TrainOptionError, match=r"--bidirectional needs --decoder attention"):
         trainer.task_defaults("digits", bidirectional=True)
 
 
@@ -307,7 +307,7 @@ def test_the_unknown_token_field_in_a_manifest(digits_bundle):
     prep = BundleManifest.from_dict(manifest).preprocessing
     assert prep.unknown_token == "1" and prep.to_dict()["input"]["unknown_token"] == "1"
     assert prep.encode_input("x") == [prep.input_vocabulary.index("1")]
-    assert prep.input_vocab.encode("7x") == [prep.input_vocabulary.index("7"), prep.input_vocabulary.index("1")]
+    assert prep.input_codec.encode("7x") == [prep.input_vocabulary.index("7"), prep.input_vocabulary.index("1")]
 
 
 @pytest.mark.parametrize("option, value, message", [

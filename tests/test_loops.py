@@ -19,7 +19,7 @@ from seq2seq_edge import manifest as mf
 from seq2seq_edge.decoder import Seq2SeqDecoder
 from seq2seq_edge.errors import BundleError
 
-from test_trust import TFLITE_BACKEND, assert_refused, copy_bundle, resign, s2s
+from support import TFLITE_BACKEND, assert_refused, copy_bundle, resign, s2s_limited
 
 HAS_TF = importlib.util.find_spec("tensorflow") is not None
 needs_tflite_and_tf = pytest.mark.skipif(TFLITE_BACKEND is None or not HAS_TF,
@@ -88,8 +88,8 @@ def _nested(h):
 ], ids=["unbounded", "above-the-bound", "nested"])
 def test_tflite_encoder_loops_other_than_the_exporters_are_refused(digits_bundle, tmp_path, loop, pattern):
     bundle = copy_bundle(digits_bundle, tmp_path)
-    name = _replace_encoder(bundle, "tflite", _tflite(_encoder_fn(mf.BundleManifest.load(bundle), loop)))
-    proc = s2s("run", bundle, "7", "--backend", TFLITE_BACKEND, cache=tmp_path / "cache", timeout=60)
+    _replace_encoder(bundle, "tflite", _tflite(_encoder_fn(mf.BundleManifest.load(bundle), loop)))
+    proc = s2s_limited("run", bundle, "7", "--backend", TFLITE_BACKEND, cache=tmp_path / "cache", timeout=60)
     assert_refused(proc, rf"encoder\.fp32\.tflite: .*{pattern}")
 
 
@@ -119,11 +119,11 @@ def test_tflite_greedy_model_with_a_raised_loop_limit_is_refused(digits_bundle, 
     limit = mf.BundleManifest.load(bundle).loop_limit(mf.GREEDY)
     name = "greedy.fp32.tflite"
     resign(bundle, name, _patched_loop_limit((bundle / name).read_bytes(), limit, 10**6))
-    proc = s2s("run", bundle, "7", "--backend", TFLITE_BACKEND, cache=tmp_path / "cache", timeout=60)
+    proc = s2s_limited("run", bundle, "7", "--backend", TFLITE_BACKEND, cache=tmp_path / "cache", timeout=60)
     assert_refused(proc, rf"greedy\.fp32\.tflite: has a loop of up to \d+ steps; a greedy of this bundle may loop "
                          rf"at most {limit} times")
     # the step loop does not read the greedy model
-    proc = s2s("run", bundle, "7", "--backend", TFLITE_BACKEND, "--step-loop", cache=tmp_path / "cache", timeout=60)
+    proc = s2s_limited("run", bundle, "7", "--backend", TFLITE_BACKEND, "--step-loop", cache=tmp_path / "cache", timeout=60)
     assert proc.returncode == 0 and proc.stdout.decode().strip() == "seven"
 
 
@@ -140,7 +140,7 @@ def test_onnx_encoder_loops_other_than_the_exporters_are_refused(digits_bundle, 
     fn = _encoder_fn(mf.BundleManifest.load(bundle), loop)
     proto, _ = tf2onnx.convert.from_function(fn, input_signature=fn.input_signature, opset=17)
     name = _replace_encoder(bundle, "onnx", proto.SerializeToString())
-    proc = s2s("run", bundle, "7", "--backend", "onnx", cache=tmp_path / "cache", timeout=60)
+    proc = s2s_limited("run", bundle, "7", "--backend", "onnx", cache=tmp_path / "cache", timeout=60)
     assert_refused(proc, rf"{name}: .*{pattern}")
 
 
@@ -179,13 +179,13 @@ def test_greedy_ids_outside_the_vocabulary_are_a_bundle_error(digits_bundle, bad
     """A crafted greedy model's ids index the vocabulary: out of range is an error, never a wrapped index."""
     real = seq2seq_edge.load(digits_bundle, one_call=False)
     steps = real.max_output_len + 1
-    fake = Seq2SeqDecoder(real.manifest, real.encoder, real.decoder_step, backend=real.backend,
+    fake = Seq2SeqDecoder(real.manifest, real.internals.encoder, real.internals.decoder_step, backend=real.backend,
                           variant=real.variant, greedy=_FakeGreedy([3, bad_id] + [0] * (steps - 2)))
     with pytest.raises(BundleError, match=r"greedy\.fake: the greedy model returned ids outside the target "
                                           r"vocabulary"):
         fake.decode("7")
-    ok = Seq2SeqDecoder(real.manifest, real.encoder, real.decoder_step, backend=real.backend, variant=real.variant,
-                        greedy=_FakeGreedy([3, 2] + [0] * (steps - 2)))
+    ok = Seq2SeqDecoder(real.manifest, real.internals.encoder, real.internals.decoder_step, backend=real.backend,
+                        variant=real.variant, greedy=_FakeGreedy([3, 2] + [0] * (steps - 2)))
     result = ok.decode_result("7")
     assert result.tokens == (real.preprocessing.target_vocabulary[3],) and result.finished
     assert result.token_probs == (0.5, 0.5)
@@ -199,7 +199,7 @@ def test_tflite_loop_whose_condition_lists_a_tensor_twice_is_refused(digits_bund
     bundle = copy_bundle(digits_bundle, tmp_path)
     name = "greedy.fp32.tflite"
     resign(bundle, name, craft.tflite_with_repeated_condition_input((bundle / name).read_bytes()))
-    proc = s2s("run", bundle, "1", "--backend", TFLITE_BACKEND, cache=tmp_path / "cache", timeout=60)
+    proc = s2s_limited("run", bundle, "1", "--backend", TFLITE_BACKEND, cache=tmp_path / "cache", timeout=60)
     assert_refused(proc, r"greedy\.fp32\.tflite: not a valid TFLite model \(a WHILE loop whose condition's inputs "
                          r"list a tensor twice")
 
@@ -216,7 +216,7 @@ def test_onnx_loop_bound_defined_twice_is_refused(digits_bundle, tmp_path, how):
     content = (bundle / name).read_bytes()
     (_, m_name, _), = onnx_wire.summarize(content).loops
     resign(bundle, name, craft.redefined_in_main_graph(content, m_name, 10**12, how))
-    proc = s2s("run", bundle, "1", "--backend", "onnx", cache=tmp_path / "cache", timeout=60)
+    proc = s2s_limited("run", bundle, "1", "--backend", "onnx", cache=tmp_path / "cache", timeout=60)
     assert_refused(proc, r"encoder\.fp32\.onnx: holds a Loop whose trip count M \('.+'\) is defined 2 times in the "
                          r"main graph")
 
@@ -238,7 +238,7 @@ def _encoder_with_allocation(manifest: mf.BundleManifest):
 def test_tflite_allocation_sized_by_the_inputs_values_is_refused(digits_bundle, tmp_path):
     bundle = copy_bundle(digits_bundle, tmp_path)
     name = _replace_encoder(bundle, "tflite", _tflite(_encoder_with_allocation(mf.BundleManifest.load(bundle))))
-    proc = s2s("run", bundle, "7", "--backend", TFLITE_BACKEND, cache=tmp_path / "cache", timeout=60)
+    proc = s2s_limited("run", bundle, "7", "--backend", TFLITE_BACKEND, cache=tmp_path / "cache", timeout=60)
     assert_refused(proc, rf"{name}: .*a FILL whose size is computed from tensor values, not from shapes and "
                          r"constants \(it could allocate without bound; refused\)")
 
@@ -251,5 +251,5 @@ def test_onnx_allocation_sized_by_the_inputs_values_is_refused(digits_bundle, tm
     fn = _encoder_with_allocation(mf.BundleManifest.load(bundle))
     proto, _ = tf2onnx.convert.from_function(fn, input_signature=fn.input_signature, opset=17)
     name = _replace_encoder(bundle, "onnx", proto.SerializeToString())
-    proc = s2s("run", bundle, "7", "--backend", "onnx", cache=tmp_path / "cache", timeout=60)
+    proc = s2s_limited("run", bundle, "7", "--backend", "onnx", cache=tmp_path / "cache", timeout=60)
     assert_refused(proc, rf"{name}: .*holds a (ConstantOfShape|Expand) whose size is computed from tensor values")

@@ -28,6 +28,7 @@ import pytest
 
 import seq2seq_edge
 from conftest import requires_train
+from support import s2s as run_s2s
 from seq2seq_edge.errors import InputTextError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,10 +42,7 @@ NOISE = re.compile(r"oneDNN|DT_BOOL|absl|XNNPACK|NodeDef|^[IWE]\d{4} |MLIR|Saved
 
 def s2s(*args, stdin: bytes | None = None, cwd=None, env=None):
     """The s2s command as a user runs it: no TF_CPP_MIN_LOG_LEVEL from the test session."""
-    env = {k: v for k, v in {**os.environ, **(env or {})}.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    proc = subprocess.run([sys.executable, "-m", "seq2seq_edge.cli", *map(str, args)], input=stdin,
-                          capture_output=True, cwd=cwd, env=env)
-    return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
+    return run_s2s(*args, stdin=stdin, cwd=cwd, env=env, as_user=True)
 
 
 def clean_clone(dest: Path) -> Path:
@@ -391,6 +389,7 @@ def test_export_that_makes_no_model_is_an_error(tmp_path):
 
 
 def test_a_bundle_records_its_run_without_a_path_of_this_machine(tmp_path, monkeypatch):
+    from seq2seq_edge.errors import RunFolderError
     from seq2seq_edge.export.bundle import _portable_run_dir, _portable_training, find_run_dir
 
     (tmp_path / "proj" / "runs" / "digits").mkdir(parents=True)
@@ -411,7 +410,7 @@ def test_a_bundle_records_its_run_without_a_path_of_this_machine(tmp_path, monke
     Manifest.provenance = {"run_dir": "digits"}
     assert find_run_dir(bundle, Manifest()).resolve() == run
     Manifest.provenance = {"run_dir": "gone"}
-    with pytest.raises(seq2seq_edge.RunFolderError, match="pass --run RUN_DIR"):
+    with pytest.raises(RunFolderError, match="pass --run RUN_DIR"):
         find_run_dir(bundle, Manifest())
 
 
@@ -489,6 +488,29 @@ def test_curves_mark_the_best_epoch_and_say_when_validation_is_training(tmp_path
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_fixture_builder_says_what_it_does():
-    source = (REPO / "tests" / "conftest.py").read_text()
-    assert "building the test fixtures in" in source and "global_and_fixture_disabled" in source
+def test_fixture_builder_messages_reach_the_terminal_through_output_capture():
+    """The fixture builder's lines ("building the test fixtures in ...") go to pytest's terminal with capture
+    suspended, so a user waiting on the first run sees why; with no terminal reporter, to stderr."""
+    import contextlib
+
+    import conftest
+
+    events = []
+
+    class Capture:
+        @contextlib.contextmanager
+        def global_and_fixture_disabled(self):
+            events.append("capture off")
+            yield
+            events.append("capture on")
+
+    class Reporter:
+        def write_line(self, message):
+            events.append(message)
+
+    class Config:
+        def __init__(self, plugins):
+            self.pluginmanager = type("PM", (), {"getplugin": staticmethod(plugins.get)})()
+
+    conftest._say(Config({"capturemanager": Capture(), "terminalreporter": Reporter()}))("building")
+    assert events == ["capture off", "building", "capture on"]

@@ -55,7 +55,7 @@ def test_one_call_and_step_loop_decode_alike(fixture_dir, bundle_name, backend, 
     fmt = backends.BACKENDS[backend].format
     default = seq2seq_edge.load(bundle, backend=backend, variant=variant)
     if (fmt, variant) == ("onnx", "int8"):  # export writes none: see export/model_files.NO_GREEDY
-        assert default.decode_path == "step-loop" and default.greedy_model is None
+        assert default.decode_path == "step-loop" and default.internals.greedy_model is None
         with pytest.raises(BundleError, match=r"the bundle has no one-call greedy onnx int8 model"):
             seq2seq_edge.load(bundle, backend=backend, variant=variant, one_call=True)
         return
@@ -316,7 +316,7 @@ def test_attention_feeds_follow_each_row(attention_bundle, backend, variant):
     """The encoder's outputs and mask go with their row through batches: mixed lengths give the single results."""
     decoder = seq2seq_edge.load(attention_bundle, backend=backend)
     texts = ["7", "512", "40", "999", "3", "18", "100"]
-    feeds = decoder.first_feeds(seq2seq_edge.decoder.padded_batches(
+    feeds = decoder.internals.first_feeds(seq2seq_edge.decoder.padded_batches(
         [decoder.preprocessing.encode_input(t) for t in texts], 8, decoder.manifest.encoder_time_steps).__next__())
     assert set(feeds) == {mf.PREV_TOKEN, mf.STATE_H, mf.STATE_C, mf.ENCODER_OUTPUTS, mf.ENCODER_MASK}
     assert feeds[mf.ENCODER_MASK].sum(axis=1).tolist() == [1, 3, 2, 3, 1, 2, 3]

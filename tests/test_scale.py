@@ -16,13 +16,9 @@ from conftest import default_signals
 from seq2seq_edge import InputTextError, load
 from seq2seq_edge.batch_files import decode_file, iter_decode_file, resume_point
 
+from support import s2s
+
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-
-
-def s2s(*args, stdin: bytes | None = None):
-    proc = subprocess.run([sys.executable, "-m", "seq2seq_edge.cli", *map(str, args)], input=stdin,
-                          capture_output=True, env=ENV)
-    return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
 
 
 def s2s_lines(err: str) -> list[str]:

@@ -90,10 +90,10 @@ def test_early_stopping_ends_a_run_that_decodes_its_sample_perfectly(tmp_path):
 
 
 def test_min_improvement_is_checked(tmp_path):
-    from seq2seq_edge.errors import DataFileError
+    from seq2seq_edge.errors import TrainOptionError
     from seq2seq_edge.train import trainer
 
-    with pytest.raises(DataFileError, match=r"^--min-improvement must be from 0 to below 1, got 1.5$"):
+    with pytest.raises(TrainOptionError, match=r"^--min-improvement must be from 0 to below 1, got 1.5$"):
         trainer.task_defaults("digits", min_improvement=1.5)
 
 

@@ -8,16 +8,13 @@ in the runtime-only venvs too; a few need the onnx package or TensorFlow to buil
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import math
 import os
 import re
-import resource
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -29,11 +26,10 @@ from seq2seq_edge import backends
 from seq2seq_edge import manifest as mf
 from seq2seq_edge import probe, text
 from seq2seq_edge.errors import BundleError
+from support import (S2S, TFLITE_BACKEND, assert_refused, copy_bundle, edit_manifest, resign,
+                     s2s_limited, stderr_lines)
 
-S2S = Path(sys.executable).with_name("s2s")
-MEMORY_LIMIT = 2 * 2**30 + 512 * 2**20  # the CLI process (numpy + one interpreter) and its probe child
 HAS_ONNX = backends.is_installed("onnx")
-TFLITE_BACKEND = next((b for b in ("litert", "tflite") if backends.is_installed(b)), None)
 needs_onnx = pytest.mark.skipif(not HAS_ONNX, reason="needs onnxruntime")
 HAS_TENSORFLOW = importlib.util.find_spec("tensorflow") is not None
 needs_onnx_package = pytest.mark.skipif(not HAS_ONNX or importlib.util.find_spec("onnx") is None,
@@ -46,60 +42,6 @@ def models_loaded(backend: str) -> int:
     return 3 if backends.BACKENDS[backend].format in seq2seq_edge.loader.ONE_CALL_BY_DEFAULT else 2
 
 
-def copy_bundle(src: Path, tmp_path: Path, name: str = "bundle") -> Path:
-    dst = tmp_path / name
-    shutil.copytree(src, dst)
-    return dst
-
-
-def edit_manifest(bundle: Path, change) -> None:
-    path = bundle / mf.MANIFEST_FILE
-    d = json.loads(path.read_text())
-    change(d)
-    path.write_text(json.dumps(d))
-
-
-def resign(bundle: Path, name: str, content: bytes, ops: list[str] | None = None) -> None:
-    """Write ``content`` as the bundle's file ``name``; make the manifest's size, sha256 (and ops) match it."""
-    (bundle / name).write_bytes(content)
-
-    def change(d):
-        for m in d["models"]:
-            if m["path"] == name:
-                m["sha256"], m["size_bytes"] = hashlib.sha256(content).hexdigest(), len(content)
-                if ops is not None:
-                    m["ops"] = ops
-    edit_manifest(bundle, change)
-
-
-def s2s(*args, cwd=None, cache=None, timeout=60, stdin=None) -> subprocess.CompletedProcess:
-    """Run the installed ``s2s`` command in a child limited to MEMORY_LIMIT of address space and ``timeout``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("S2S_")}
-    if cache is not None:
-        env["XDG_CACHE_HOME"] = str(cache)
-
-    def limit():
-        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
-
-    return subprocess.run([str(S2S), *map(str, args)], capture_output=True, timeout=timeout, cwd=cwd, env=env,
-                          preexec_fn=limit, stdin=stdin if stdin is not None else subprocess.DEVNULL)
-
-
-def stderr_lines(proc) -> list[str]:
-    # LiteRT prints one INFO line from C++ whenever it creates an XNNPACK delegate (the newcomer issue's noise).
-    return [line for line in proc.stderr.decode("utf-8", "replace").splitlines()
-            if line.strip() and not line.startswith("INFO: Created TensorFlow Lite")]
-
-
-def assert_refused(proc, pattern: str) -> None:
-    """Exit status 2 and exactly one stderr line, ``s2s run: error: `` + ``pattern`` (a regex searched in it)."""
-    lines = stderr_lines(proc)
-    assert proc.returncode == 2, (proc.returncode, lines)
-    assert len(lines) == 1 and lines[0].startswith("s2s run: error: "), lines
-    assert re.search(pattern, lines[0]), lines[0]
-    assert proc.stdout == b""
-
-
 # ---- 1. code in the working directory ------------------------------------------------------------------------------
 @pytest.mark.parametrize("backend", [b for b in ("tflite", "litert", "onnx") if backends.is_installed(b)])
 def test_code_in_the_bundle_folder_is_never_run(digits_bundle, tmp_path, backend):
@@ -110,7 +52,7 @@ def test_code_in_the_bundle_folder_is_never_run(digits_bundle, tmp_path, backend
     payload = f"open({str(marker)!r}, 'a').write(__name__ + '\\n')\n"
     for name in ("numpy", "onnxruntime", "ai_edge_litert", "tflite_runtime", "seq2seq_edge", "json", "hashlib"):
         (bundle / f"{name}.py").write_text(payload)
-    proc = s2s("run", ".", "7", "--backend", backend, cwd=bundle, cache=tmp_path / "cache")
+    proc = s2s_limited("run", ".", "7", "--backend", backend, cwd=bundle, cache=tmp_path / "cache")
     assert proc.stdout == b"seven\n", stderr_lines(proc)
     assert not marker.exists(), marker.read_text()
     assert len(json.loads((tmp_path / "cache/seq2seq-edge/verified.json").read_text())["entries"]) == models_loaded(
@@ -130,7 +72,7 @@ def test_onnx_external_data_inside_functions_is_refused(digits_bundle, tmp_path,
         fn = craft.function("f", [], attribute_defaults=[craft.ld(1, "w") + craft.ld(5, tensor) + craft.vi(20, 4)])
     name = "decoder_step.fp32.onnx"
     resign(bundle, name, craft.with_function((bundle / name).read_bytes(), fn))
-    proc = s2s("run", bundle, "7", "--backend", "onnx", cwd=bundle, cache=tmp_path / "cache")
+    proc = s2s_limited("run", bundle, "7", "--backend", "onnx", cwd=bundle, cache=tmp_path / "cache")
     assert_refused(proc, rf"{name}: 2 problems: refers to external data for \['w'\]; bundle models must embed "
                          r"their weights \(external data is refused\); defines model-local functions \['f'\]")
 
@@ -142,7 +84,7 @@ def test_a_fifo_where_a_model_belongs_is_refused_without_opening_it(digits_bundl
         (bundle / m.path).unlink()
         os.mkfifo(bundle / m.path)
     started = time.monotonic()
-    proc = s2s("run", bundle, "7", cache=tmp_path / "cache", timeout=30)
+    proc = s2s_limited("run", bundle, "7", cache=tmp_path / "cache", timeout=30)
     assert_refused(proc, r"encoder\.fp32\.\w+: model file is a FIFO, not a regular file")
     assert time.monotonic() - started < 20
 
@@ -184,7 +126,7 @@ def test_a_foreign_verified_cache_is_ignored_with_a_warning(digits_bundle, tmp_p
         path.symlink_to(tmp_path / "elsewhere.json")
     else:
         path = _write_cache(cache, b"{" + b" " * (5 * 2**20) + b"}")
-    proc = s2s("run", bundle, "7", cache=cache)
+    proc = s2s_limited("run", bundle, "7", cache=cache)
     assert proc.returncode == 0 and proc.stdout == b"seven\n", stderr_lines(proc)
     warnings = [line for line in stderr_lines(proc) if "verified.json" in line]
     assert warnings and re.match(rf"ignoring {re.escape(str(path))} \(.+\); model files will be probed again",
@@ -201,7 +143,7 @@ def test_a_verified_cache_owned_by_another_user_is_ignored(digits_bundle, tmp_pa
     forged = {"format": "seq2seq-edge-verified", "version": 2, "entries": _forged_entries(digits_bundle)}
     path = _write_cache(cache, json.dumps(forged).encode())
     os.chown(path, 65534, 65534)
-    proc = s2s("run", digits_bundle, "7", cache=cache)
+    proc = s2s_limited("run", digits_bundle, "7", cache=cache)
     assert proc.stdout == b"seven\n"
     assert any("owned by another user or writable by others" in line for line in stderr_lines(proc))
 
@@ -257,7 +199,7 @@ def test_model_files_are_regular_files_of_the_declared_size(digits_bundle, tmp_p
     else:
         with open(target, "wb") as f:
             f.truncate(10**9)
-    proc = s2s("run", bundle, "7", cache=tmp_path / "cache", timeout=30)
+    proc = s2s_limited("run", bundle, "7", cache=tmp_path / "cache", timeout=30)
     assert_refused(proc, re.escape(str(target)) + ": " + pattern)
 
 
@@ -280,7 +222,7 @@ def test_the_manifest_is_capped_and_read_only_if_regular(digits_bundle, tmp_path
     else:
         with open(path, "wb") as f:
             f.truncate(10**9)
-    proc = s2s("run", bundle, "7", cache=tmp_path / "cache", timeout=30)
+    proc = s2s_limited("run", bundle, "7", cache=tmp_path / "cache", timeout=30)
     assert_refused(proc, re.escape(str(path)) + ": " + pattern)
 
 
@@ -292,7 +234,7 @@ def test_onnx_control_flow_is_refused_before_onnx_runtime(digits_bundle, tmp_pat
     content = craft.with_graph_nodes((bundle / name).read_bytes(), [craft.loop_node()])
     ops = sorted(set(mf.BundleManifest.load(bundle).find("decoder_step", "onnx", "fp32").ops) | {"Loop"})
     resign(bundle, name, content, ops=ops)
-    proc = s2s("run", bundle, "7", "--backend", "onnx", cache=tmp_path / "cache", timeout=30)
+    proc = s2s_limited("run", bundle, "7", "--backend", "onnx", cache=tmp_path / "cache", timeout=30)
     assert_refused(proc, rf"{name}: holds a Loop whose trip count M is not a constant of the main graph")
 
 
@@ -302,7 +244,7 @@ def test_onnx_ops_outside_the_role_or_the_manifest_are_refused(digits_bundle, tm
     name = "decoder_step.fp32.onnx"
     extra = craft.ld(1, "state_h") + craft.ld(2, "extra") + craft.ld(4, "RandomNormalLike")
     resign(bundle, name, craft.with_graph_nodes((bundle / name).read_bytes(), [extra]))
-    proc = s2s("run", bundle, "7", "--backend", "onnx", cache=tmp_path / "cache", timeout=30)
+    proc = s2s_limited("run", bundle, "7", "--backend", "onnx", cache=tmp_path / "cache", timeout=30)
     assert_refused(proc, rf"{name}: 2 problems: uses operators a decoder_step may not have: \['RandomNormalLike'\] "
                          r"\(allowed: .*\); its operators .* differ from the manifest's list")
 
@@ -316,7 +258,7 @@ def test_tflite_ops_must_equal_the_manifests_list(digits_bundle, tmp_path):
             if m["path"] == "decoder_step.fp32.tflite":
                 m["ops"] = [op for op in m["ops"] if op != "SOFTMAX"]
     edit_manifest(bundle, change)
-    proc = s2s("run", bundle, "7", "--backend", TFLITE_BACKEND, cache=tmp_path / "cache", timeout=30)
+    proc = s2s_limited("run", bundle, "7", "--backend", TFLITE_BACKEND, cache=tmp_path / "cache", timeout=30)
     assert_refused(proc, r"decoder_step\.fp32\.tflite: its operators \[.*'SOFTMAX'.*\] differ from the manifest's "
                          r"list \[(?!.*SOFTMAX).*\]")
 
@@ -335,7 +277,7 @@ def test_tflite_while_loop_in_the_step_is_refused_before_the_interpreter(digits_
     content = tf.lite.TFLiteConverter.from_concrete_functions([step.get_concrete_function()]).convert()
     bundle = copy_bundle(digits_bundle, tmp_path)
     resign(bundle, "decoder_step.fp32.tflite", content)
-    proc = s2s("run", bundle, "7", "--backend", TFLITE_BACKEND, cache=tmp_path / "cache", timeout=30)
+    proc = s2s_limited("run", bundle, "7", "--backend", TFLITE_BACKEND, cache=tmp_path / "cache", timeout=30)
     # A counted loop is provably bounded, but a decoder step may hold no loop at all: its WHILE is outside the
     # step's operators, and its bound (10**9) above the step's limit (0).
     assert_refused(proc, r"decoder_step\.fp32\.tflite: \d problems: has a loop of up to 1000000000 steps; a "
@@ -350,7 +292,7 @@ def test_tflite_while_loop_in_the_step_is_refused_before_the_interpreter(digits_
 def test_absurd_sizes_in_the_manifest_are_refused(digits_bundle, tmp_path, field, value, pattern):
     bundle = copy_bundle(digits_bundle, tmp_path)
     edit_manifest(bundle, lambda d: d["model"].__setitem__(field, value))
-    proc = s2s("run", bundle, "7", cache=tmp_path / "cache", timeout=30)
+    proc = s2s_limited("run", bundle, "7", cache=tmp_path / "cache", timeout=30)
     assert_refused(proc, pattern)
 
 
@@ -365,7 +307,7 @@ def test_a_dynamic_time_axis_is_refused(digits_bundle, tmp_path):
     dim.ClearField("dim_value")
     dim.dim_param = "time"
     resign(bundle, name, proto.SerializeToString())
-    proc = s2s("run", bundle, "7", "--backend", "onnx", cache=tmp_path / "cache", timeout=30)
+    proc = s2s_limited("run", bundle, "7", "--backend", "onnx", cache=tmp_path / "cache", timeout=30)
     assert_refused(proc, rf"{name}: input 'input_ids' has shape \[-1, -1\] in the model, \[-1, 1\] in the manifest")
 
 
@@ -399,7 +341,7 @@ def test_outputs_wider_than_the_contract_at_run_time_are_refused(digits_bundle, 
     ops = sorted(set(mf.BundleManifest.load(bundle).find("decoder_step", "onnx", "fp32").ops)
                  | {"Slice", "Cast", "Concat"})
     resign(bundle, name, proto.SerializeToString(), ops=ops)
-    proc = s2s("run", bundle, "7", "--backend", "onnx", cache=tmp_path / "cache", timeout=30)
+    proc = s2s_limited("run", bundle, "7", "--backend", "onnx", cache=tmp_path / "cache", timeout=30)
     assert_refused(proc, rf"{name}: output 'probs' came back with shape \[1, 18\] at batch 1; the manifest gives "
                          r"\[1, 17\]")
 
@@ -426,7 +368,7 @@ def test_a_memory_bomb_is_stopped_by_the_probes_limits(digits_bundle, tmp_path):
     content = proto.SerializeToString()
     resign(bundle, name, content, ops=sorted(backends.model_ops("onnx", content)))
     started = time.monotonic()
-    proc = s2s("run", bundle, "7", "--backend", "onnx", cache=tmp_path / "cache", timeout=120)
+    proc = s2s_limited("run", bundle, "7", "--backend", "onnx", cache=tmp_path / "cache", timeout=120)
     assert_refused(proc, rf"{name}: .*(alloc|memory)")
     assert time.monotonic() - started < 60
 
@@ -439,14 +381,14 @@ def test_a_huge_vocabulary_is_validated_in_linear_time(digits_bundle, tmp_path):
         d["preprocessing"]["input"]["vocabulary"] = list(text.SPECIAL_TOKENS) + [f"t{i}" for i in range(250_000)] * 2
     edit_manifest(bundle, change)
     started = time.monotonic()
-    proc = s2s("run", bundle, "7", cache=tmp_path / "cache", timeout=60)
+    proc = s2s_limited("run", bundle, "7", cache=tmp_path / "cache", timeout=60)
     assert_refused(proc, r"input\.vocabulary has 500003 entries, more than the 262144 allowed")
     assert time.monotonic() - started < 30
 
     def change2(d):
         d["preprocessing"]["input"]["vocabulary"] = list(text.SPECIAL_TOKENS) + ["a"] * 250_000
     edit_manifest(bundle, change2)
-    proc = s2s("run", bundle, "7", cache=tmp_path / "cache", timeout=60)
+    proc = s2s_limited("run", bundle, "7", cache=tmp_path / "cache", timeout=60)
     assert_refused(proc, r"input\.vocabulary has duplicate entries: 'a'")
 
 
@@ -494,7 +436,7 @@ def test_any_wrong_type_anywhere_in_the_manifest_is_a_bundle_error(digits_bundle
 def test_wrong_types_in_the_manifest_give_one_line(digits_bundle, tmp_path, change, pattern):
     bundle = copy_bundle(digits_bundle, tmp_path)
     edit_manifest(bundle, change)
-    proc = s2s("run", bundle, "7", cache=tmp_path / "cache", timeout=30)
+    proc = s2s_limited("run", bundle, "7", cache=tmp_path / "cache", timeout=30)
     assert_refused(proc, pattern)
 
 
@@ -581,13 +523,13 @@ def test_reserved_ids_and_impossible_probabilities_are_errors_naming_the_model(n
     decoder = seq2seq_edge.load(numbers_bundle, backend=TFLITE_BACKEND or "onnx", one_call=True)
     vocab = len(decoder.preprocessing.target_vocabulary)
     if one_call:
-        model = decoder.greedy_model
+        model = decoder.internals.greedy_model
         out_ids = np.array([ids + [0] * (decoder.preprocessing.max_output_tokens + 1 - len(ids))], np.int32)
         model.run = lambda feeds: {mf.OUTPUT_IDS: out_ids, mf.OUTPUT_PROBS: np.where(out_ids > 0, prob, 0).astype(
             np.float32) if not math.isnan(prob) else np.full(out_ids.shape, prob, np.float32)}
     else:
-        decoder = decoder.with_step_loop()
-        model, real, step = decoder.decoder_step, decoder.decoder_step.run, iter(ids)
+        decoder = decoder.internals.with_step_loop()
+        model, real, step = decoder.internals.decoder_step, decoder.internals.decoder_step.run, iter(ids)
 
         def run(feeds):  # the chosen id with probability ``prob``, every other id below it
             out = dict(real(feeds))

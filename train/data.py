@@ -7,7 +7,7 @@ import random
 from dataclasses import dataclass
 
 from seq2seq_edge import text
-from seq2seq_edge.errors import DataFileError
+from seq2seq_edge.errors import TrainOptionError
 from seq2seq_edge.pairs import Pair
 
 log = logging.getLogger(__name__)
@@ -40,9 +40,9 @@ def numbers_pairs(lang: str = "en", max_number: int = 9999) -> list[Pair]:
     from num2words import CONVERTER_CLASSES
 
     if lang not in CONVERTER_CLASSES:
-        raise DataFileError(f"num2words has no language {lang!r}; choose one of: {', '.join(sorted(CONVERTER_CLASSES))}")
+        raise TrainOptionError(f"num2words has no language {lang!r}; choose one of: {', '.join(sorted(CONVERTER_CLASSES))}")
     if max_number < 1:
-        raise DataFileError(f"--max must be at least 1, got {max_number}")
+        raise TrainOptionError(f"--max must be at least 1, got {max_number}")
     return [Pair(str(n), text.normalize(num2words(n, lang=lang))) for n in range(max_number + 1)]
 
 

@@ -67,12 +67,12 @@ class KerasDecoder:
         return self._call(self.step, {mf.PREV_TOKEN: np.asarray(prev_token, np.int32), mf.STATE_H: h,
                                       mf.STATE_C: c, **(attended or {})})
 
-    def decode_ids(self, input_ids: np.ndarray) -> list[list[int]]:
+    def greedy_token_ids(self, input_ids: np.ndarray) -> list[list[int]]:
         """Greedy token ids (end token excluded) for a padded int32 [batch, time] array."""
         return self._greedy(input_ids, None)[0]
 
     def trace(self, input_ids: np.ndarray) -> KerasTrace:
-        """``decode_ids`` with the encoder's outputs and every step's input token and outputs."""
+        """``greedy_token_ids`` with the encoder's outputs and every step's input token and outputs."""
         steps: list[dict[str, np.ndarray]] = []
         outputs, encoded = self._greedy(input_ids, steps)
         return KerasTrace(outputs, encoded, steps)
@@ -105,7 +105,7 @@ def decode_texts(decoder: KerasDecoder, prep: pp.Preprocessing, sources: list[st
     """Decode ``sources`` to strings, ``batch_size`` at a time."""
     encoded = [prep.encode_input(s) for s in sources]
     return [prep.decode_output(ids) for input_ids in padded_batches(encoded, batch_size, prep.max_input_tokens)
-            for ids in decoder.decode_ids(input_ids)]
+            for ids in decoder.greedy_token_ids(input_ids)]
 
 
 def load_reference(run_dir) -> tuple[KerasDecoder, pp.Preprocessing]:

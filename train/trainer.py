@@ -10,7 +10,7 @@ from pathlib import Path
 
 from seq2seq_edge import preprocessing as pp
 from seq2seq_edge import metrics, text
-from seq2seq_edge.errors import DataFileError, InputTextError, RunFolderError
+from seq2seq_edge.errors import DataFileError, InputTextError, RunFolderError, TrainOptionError
 from seq2seq_edge.pairs import read_tsv
 from seq2seq_edge.quiet import native_logs_caught
 
@@ -99,21 +99,21 @@ def task_defaults(task: str, **overrides) -> TrainConfig:
         values["bidirectional"] = False  # a task's bidirectional default belongs to its attention decoder
     cfg = TrainConfig(task=task, **values)
     if cfg.decoder not in DECODERS:
-        raise DataFileError(f"unknown decoder {cfg.decoder!r}; choose one of {', '.join(DECODERS)}")
+        raise TrainOptionError(f"unknown decoder {cfg.decoder!r}; choose one of {', '.join(DECODERS)}")
     if cfg.bidirectional and cfg.decoder != "attention":
-        raise DataFileError("--bidirectional needs --decoder attention (the seed decoder sees only the final state)")
+        raise TrainOptionError("--bidirectional needs --decoder attention (the seed decoder sees only the final state)")
     for name in ("dropout", "recurrent_dropout", "label_smoothing", "min_improvement"):
         value = getattr(cfg, name)
         if not 0.0 <= value < 1.0:
-            raise DataFileError(f"--{name.replace('_', '-')} must be from 0 to below 1, got {value}")
+            raise TrainOptionError(f"--{name.replace('_', '-')} must be from 0 to below 1, got {value}")
     if not 0.0 <= cfg.weight_decay < 1.0:
-        raise DataFileError(f"--weight-decay must be from 0 to below 1, got {cfg.weight_decay}")
+        raise TrainOptionError(f"--weight-decay must be from 0 to below 1, got {cfg.weight_decay}")
     if cfg.lr_schedule not in LR_SCHEDULES:
-        raise DataFileError(f"unknown --lr-schedule {cfg.lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}")
+        raise TrainOptionError(f"unknown --lr-schedule {cfg.lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}")
     if cfg.time_budget_s is not None and not cfg.time_budget_s > 0:
-        raise DataFileError(f"--time-budget must be positive, got {cfg.time_budget_s} s")
+        raise TrainOptionError(f"--time-budget must be positive, got {cfg.time_budget_s} s")
     if type(cfg.min_symbol_count) is not int or cfg.min_symbol_count < 1:
-        raise DataFileError(f"--min-symbol-count must be an integer of at least 1, got {cfg.min_symbol_count}")
+        raise TrainOptionError(f"--min-symbol-count must be an integer of at least 1, got {cfg.min_symbol_count}")
     return cfg
 
 
@@ -123,7 +123,7 @@ def load_pairs(cfg: TrainConfig) -> list[data_mod.Pair]:
     if cfg.task == "numbers":
         return data_mod.numbers_pairs(cfg.lang, cfg.max_number)
     if not cfg.data_file:
-        raise DataFileError("--data FILE.tsv is required for training on your own pairs")
+        raise TrainOptionError("--data FILE.tsv is required for training on your own pairs")
     return read_tsv(cfg.data_file, skip_header=cfg.skip_header)
 
 
@@ -136,7 +136,7 @@ def build_preprocessing(pairs: list[data_mod.Pair], cfg: TrainConfig,
     it is trained); target symbols are never replaced."""
     for tok in (cfg.input_tokenization, cfg.target_tokenization):
         if tok not in text.TOKENIZATIONS:
-            raise DataFileError(f"unknown tokenization {tok!r}; choose one of {', '.join(text.TOKENIZATIONS)}")
+            raise TrainOptionError(f"unknown tokenization {tok!r}; choose one of {', '.join(text.TOKENIZATIONS)}")
     for p in pairs:
         for side, s, tok in (("input", p.source, cfg.input_tokenization), ("target", p.target, cfg.target_tokenization)):
             if not text.tokenize(s, tok):
@@ -193,7 +193,7 @@ def unknown_token_summary(train: list[data_mod.Pair], prep: pp.Preprocessing) ->
 def vectorize(pairs: list[data_mod.Pair], prep: pp.Preprocessing):
     """Teacher-forcing (inputs, targets, sample weights) of ``pairs``, padded to the data set's longest."""
     return batches.teacher_forcing([prep.encode_input(p.source) for p in pairs],
-                                   [prep.target_vocab.encode(p.target) for p in pairs],
+                                   [prep.target_codec.encode(p.target) for p in pairs],
                                    prep.max_input_tokens, prep.max_output_tokens + 1)
 
 
@@ -339,7 +339,7 @@ def fit(model, cfg: TrainConfig, prep: pp.Preprocessing, splits: data_mod.Splits
     started = time.perf_counter()
     if cfg.length_buckets:
         def encode(pairs):
-            return [prep.encode_input(p.source) for p in pairs], [prep.target_vocab.encode(p.target) for p in pairs]
+            return [prep.encode_input(p.source) for p in pairs], [prep.target_codec.encode(p.target) for p in pairs]
         train_data = batches.length_bucketed(*encode(train_pairs), cfg.batch_size, cfg.seed)
         val_data = batches.length_bucketed(*encode(validation), cfg.batch_size, cfg.seed, shuffle=False)
         history = model.fit(train_data, validation_data=val_data, epochs=cfg.epochs, callbacks=callbacks,
