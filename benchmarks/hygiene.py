@@ -12,7 +12,7 @@ large input alphabet, against a per-symbol lookup baseline on the same split.
   ``metrics.json`` (the figures ``s2s eval`` gives: exact match, syllable error rate as WER, CER).
 * **Baseline**: for each character, its most frequent syllable in the training split the runs used (its
   ``train.tsv``); a character never seen in training gets no syllable (an error). Scored by the same
-  ``seq2seq_edge.metrics.score``.
+  ``seq2seq_edge.evaluation.metrics.score``.
 
 Writes ``benchmarks/results/hygiene.json`` and ``hygiene.md``; nobody types a figure.
 """
@@ -31,8 +31,8 @@ import unicodedata
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from seq2seq_edge import metrics
-from seq2seq_edge.pairs import Pair, read_tsv
+from seq2seq_edge.evaluation import metrics
+from seq2seq_edge.evaluation.pairs import Pair, read_tsv
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"

@@ -177,7 +177,7 @@ def run_pinyin(name: str, work: Path, reuse: bool) -> list[dict]:
     """The pinyin set of benchmarks/hygiene.py with the ``s2s train --data`` defaults, beside its per-character
     lookup baseline (each character's most frequent syllable in the same training split)."""
     from seq2seq_edge.bench import hygiene
-    from seq2seq_edge.pairs import read_tsv
+    from seq2seq_edge.evaluation.pairs import read_tsv
 
     work.mkdir(parents=True, exist_ok=True)
     tsv = work / "pinyin.tsv"

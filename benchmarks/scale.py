@@ -136,7 +136,7 @@ def ray_runs(bundle: str, tmp: Path, lines: int) -> tuple[list[dict], str | None
         return [], "ray is not installed (pip install '.[ray]')"
     import numpy as np
 
-    from seq2seq_edge.ray_predictor import BundlePredictor, decode_dataset
+    from seq2seq_edge.scale.ray_predictor import BundlePredictor, decode_dataset
 
     words = golden_inputs(bundle)
     rng = random.Random(SEED)

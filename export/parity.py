@@ -21,8 +21,8 @@ from seq2seq_edge import decoder as decoder_mod
 from seq2seq_edge.decoder import Seq2SeqDecoder, padded_batches
 from seq2seq_edge.errors import ExportError, InputTextError
 from seq2seq_edge.loader import load
-from seq2seq_edge import metrics
-from seq2seq_edge.pairs import Pair
+from seq2seq_edge.evaluation import metrics
+from seq2seq_edge.evaluation.pairs import Pair
 from seq2seq_edge.train.reference import KerasDecoder, KerasTrace, beam_search
 from seq2seq_edge.train.run_folder import RunFolder
 

@@ -267,7 +267,7 @@ def test_a_full_disk_is_one_line_and_keeps_whole_lines(digits_bundle, tmp_path):
 
 
 def test_resume_refuses_a_last_line_no_run_wrote(digits_bundle, tmp_path):
-    from seq2seq_edge.batch_files import MAX_RESUMED_LINE_BYTES
+    from seq2seq_edge.scale.batch_files import MAX_RESUMED_LINE_BYTES
 
     src = tmp_path / "in.txt"
     src.write_text("1\n2\n")

@@ -2,7 +2,7 @@ import importlib.util
 
 import pytest
 
-from seq2seq_edge import pairs
+from seq2seq_edge.evaluation import pairs
 from seq2seq_edge.errors import DataFileError, TrainOptionError
 from seq2seq_edge.train import data
 

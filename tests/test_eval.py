@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from conftest import requires_train
-from seq2seq_edge import metrics
+from seq2seq_edge.evaluation import metrics
 from support import HEAVY, one_error_line, s2s
 
 
@@ -193,7 +193,9 @@ def test_eval_user_errors_are_one_line(digits_bundle, digits_tsv, tmp_path):
 
 IMPORT_SCRIPT = """
 import json, sys
-from seq2seq_edge import evaluate, load, metrics
+from seq2seq_edge import load
+from seq2seq_edge.evaluation import evaluate
+from seq2seq_edge.evaluation import metrics
 result = evaluate.evaluate(load(sys.argv[1]), [("1", "one"), ("2", "deux")])
 heavy = sorted({m.split('.')[0] for m in sys.modules} & set(json.loads(sys.argv[2])))
 print(json.dumps({"exact": result["exact"], "heavy": heavy}))

@@ -8,7 +8,7 @@ HEAVY = ("tensorflow", "keras", "tf_keras", "tf2onnx", "onnx", "jax", "torch")
 
 SCRIPT = """
 import json, sys
-import seq2seq_edge, seq2seq_edge.cli, seq2seq_edge.run
+import seq2seq_edge, seq2seq_edge.cli, seq2seq_edge.cli.run
 decoder = seq2seq_edge.load(sys.argv[1])
 out = decoder.decode_batch([str(d) for d in range(1, 10)])
 heavy = sorted({m.split('.')[0] for m in sys.modules} & set(json.loads(sys.argv[2])))

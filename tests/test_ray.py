@@ -9,7 +9,7 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from seq2seq_edge import load  # noqa: E402
-from seq2seq_edge.ray_predictor import BundlePredictor, decode_dataset, pack_bundle  # noqa: E402
+from seq2seq_edge.scale.ray_predictor import BundlePredictor, decode_dataset, pack_bundle  # noqa: E402
 
 LINES = 100_000
 

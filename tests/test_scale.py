@@ -14,7 +14,7 @@ import pytest
 
 from conftest import default_signals
 from seq2seq_edge import InputTextError, load
-from seq2seq_edge.batch_files import decode_file, iter_decode_file, resume_point
+from seq2seq_edge.scale.batch_files import decode_file, iter_decode_file, resume_point
 
 from support import s2s
 

@@ -550,7 +550,7 @@ def test_reserved_ids_and_impossible_probabilities_are_errors_naming_the_model(n
     ("bigger", r"model file is \d+ bytes, the manifest says \d+"),
 ])
 def test_packing_a_bundle_reads_only_its_regular_files(digits_bundle, tmp_path, kind, pattern):
-    from seq2seq_edge.ray_predictor import pack_bundle
+    from seq2seq_edge.scale.ray_predictor import pack_bundle
 
     bundle = copy_bundle(digits_bundle, tmp_path)
     target = bundle / "decoder_step.fp32.onnx"
@@ -577,7 +577,7 @@ def test_packing_a_bundle_reads_only_its_regular_files(digits_bundle, tmp_path, 
 def test_unpacking_a_shipped_bundle_checks_it_and_leaves_nothing_behind(tmp_path, monkeypatch, files, pattern):
     import tempfile
 
-    from seq2seq_edge.ray_predictor import BundlePredictor
+    from seq2seq_edge.scale.ray_predictor import BundlePredictor
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     with pytest.raises(BundleError, match=pattern):
@@ -588,7 +588,7 @@ def test_unpacking_a_shipped_bundle_checks_it_and_leaves_nothing_behind(tmp_path
 def test_a_shipped_bundle_that_does_not_load_leaves_nothing_behind(digits_bundle, tmp_path, monkeypatch):
     import tempfile
 
-    from seq2seq_edge.ray_predictor import BundlePredictor, pack_bundle
+    from seq2seq_edge.scale.ray_predictor import BundlePredictor, pack_bundle
 
     files = pack_bundle(digits_bundle)
     files["manifest.json"] = files["manifest.json"][:-10]  # cut short on the way: no backend can load it

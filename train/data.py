@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from seq2seq_edge import text
 from seq2seq_edge.errors import TrainOptionError
-from seq2seq_edge.pairs import Pair
+from seq2seq_edge.evaluation.pairs import Pair
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@
     history.csv      loss and accuracy per epoch (Keras' CSVLogger writes it while the model fits)
     curves.png       loss (log scale, best epoch marked), accuracy and the validation sample's exact match
     metrics.json     exact match, CER (and WER for space targets) on the test split (batched Keras greedy decoder),
-                     overall and by input and output length, with the worst buckets (``seq2seq_edge.metrics``)
+                     overall and by input and output length, with the worst buckets (``seq2seq_edge.evaluation.metrics``)
     report.md        the same as a short report: tables by input and output length, worst buckets and errors
     train.tsv, validation.tsv, test.tsv   the split, so export can run the parity gate on the same inputs
 
@@ -23,7 +23,7 @@ from seq2seq_edge import files
 from seq2seq_edge import manifest as mf
 from seq2seq_edge import preprocessing as pp
 from seq2seq_edge.errors import BundleError, RunFolderError
-from seq2seq_edge.pairs import Pair
+from seq2seq_edge.evaluation.pairs import Pair
 
 from .data import Splits
 

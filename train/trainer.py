@@ -9,9 +9,10 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from seq2seq_edge import preprocessing as pp
-from seq2seq_edge import metrics, text
+from seq2seq_edge import text
+from seq2seq_edge.evaluation import metrics
 from seq2seq_edge.errors import DataFileError, InputTextError, RunFolderError, TrainOptionError
-from seq2seq_edge.pairs import read_tsv
+from seq2seq_edge.evaluation.pairs import read_tsv
 from seq2seq_edge.quiet import native_logs_caught
 
 from . import batches

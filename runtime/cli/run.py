@@ -16,10 +16,11 @@ import os
 import signal
 import sys
 
-from . import lines
-from .answer import MAX_BATCH_SIZE, DecodeOptions, answer, record
-from .errors import InputTextError, Seq2SeqEdgeError
-from .loader import load
+from .. import lines
+from ..answer import MAX_BATCH_SIZE, DecodeOptions, answer, record
+from ..errors import InputTextError, Seq2SeqEdgeError
+from ..loader import load
+from ..scale.batch_files import check_paths, decode_file, output_format
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,6 @@ __all__ = ["run_command", "MAX_BATCH_SIZE", "EXIT_SOME_FAILED"]
 
 def run_command(args) -> int:
     """Run ``s2s run``: decode the TEXT arguments, or else the lines of standard input, one output per line."""
-    from .batch_files import check_file_options, run_files
-
     if check_file_options(args):  # --input FILE: workers, --output, --resume (batch_files)
         return run_files(args)
     opts = DecodeOptions.from_args(args).check()
@@ -168,3 +167,51 @@ def _write(lines: list[str]) -> None:
     out = sys.stdout.buffer
     out.write(("\n".join(lines) + "\n").encode("utf-8", "backslashreplace"))
     out.flush()
+
+
+# -- s2s run --input FILE: decode_file on worker processes ---------------------------------------------------
+def check_file_options(args) -> bool:
+    """Check ``s2s run``'s file flags (one-line errors, before anything is loaded); True if this is a file run
+    (``--input`` given)."""
+    given = [f"--{name}" for name in ("output", "workers", "resume", "force")
+             if getattr(args, name, None) not in (None, False)]
+    if getattr(args, "input", None) is None:
+        if given:
+            raise Seq2SeqEdgeError(f"{given[0]} needs --input FILE (or --input - for standard input)")
+        return False
+    if args.texts:
+        raise Seq2SeqEdgeError("give TEXT arguments or --input FILE, not both")
+    cpus = os.cpu_count() or 1
+    if args.workers is not None and not 1 <= args.workers <= cpus:
+        raise Seq2SeqEdgeError(f"--workers must be between 1 and this machine's CPU count {cpus}, got {args.workers}")
+    output_format(args.output or "-", args.json)
+    check_paths(args.input, args.output or "-", resume=args.resume, force=args.force)
+    return True
+
+
+def run_files(args) -> int:
+    """``s2s run BUNDLE --input FILE [--output FILE] [--workers N] [--resume]``."""
+    from dataclasses import replace
+
+    opts = DecodeOptions.from_args(args).check()
+    decoder = load(args.bundle, **opts.load_kwargs())  # a bad bundle is an error now; one worker decodes with it
+    opts.check_for(decoder)
+    opts = replace(opts, backend=decoder.backend)  # worker processes load the backend this one chose
+    output = args.output or "-"
+
+    def report(message: str) -> None:
+        print(f"s2s run: error: {message}", file=sys.stderr, flush=True)
+
+    try:
+        summary = decode_file(decoder, args.input, output, workers=args.workers or os.cpu_count() or 1,
+                              resume=args.resume, force=args.force, json=args.json,
+                              progress=None if not args.quiet else False, options=opts, on_error=report)
+    except BrokenPipeError:  # `| head`: stop quietly, as s2s run does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    if summary.skipped:
+        log.info("s2s run: resumed after %d lines already in %s", summary.skipped, output)
+    if summary.failed:
+        print(f"s2s run: {summary.failed} of {summary.done} inputs failed", file=sys.stderr)
+        return EXIT_SOME_FAILED
+    return 0

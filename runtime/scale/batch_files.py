@@ -33,9 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from . import lines, workers as workers_mod
-from .answer import DecodeOptions, answer, record
-from .errors import InputTextError, Seq2SeqEdgeError
+from .. import lines
+from . import workers as workers_mod
+from ..answer import DecodeOptions, answer, record
+from ..errors import InputTextError, Seq2SeqEdgeError
 
 log = logging.getLogger(__name__)
 
@@ -327,7 +328,7 @@ def decode_file(source, input: str, output: str, *, workers: int = 1, resume: bo
     Raises InputTextError at the first bad input unless ``keep_going``: every line before it is written."""
     opts = options or DecodeOptions(**kwargs)
     fmt = output_format(output, json)
-    _check_paths(input, output, resume=resume, force=force)
+    check_paths(input, output, resume=resume, force=force)
     limit = _line_limit(source)
     skip, last = 0, None
     if resume and os.path.exists(output):
@@ -364,13 +365,13 @@ def decode_file(source, input: str, output: str, *, workers: int = 1, resume: bo
 def _line_limit(source) -> int:
     """The longest input line of a bundle folder or a loaded decoder (``lines.max_line_bytes``)."""
     if isinstance(source, (str, os.PathLike)):
-        from . import manifest as mf
+        from .. import manifest as mf
 
         return lines.max_line_bytes(mf.BundleManifest.load(Path(source)).preprocessing)
     return lines.max_line_bytes(source.preprocessing)
 
 
-def _check_paths(input: str, output: str, *, resume: bool, force: bool) -> None:
+def check_paths(input: str, output: str, *, resume: bool, force: bool) -> None:
     if input != "-" and not os.path.isfile(input):
         raise Seq2SeqEdgeError(f"--input {input}: no such file" if not os.path.exists(input)
                                else f"--input {input}: not a file")
@@ -418,54 +419,3 @@ def _progress_bar(input: str, skip: int, progress: bool | None):
         return None
     total = count_lines(input) if input != "-" else None
     return tqdm(total=total, initial=skip, unit=" lines", file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
-
-
-# -- the CLI --------------------------------------------------------------------------------------------------
-def check_file_options(args) -> bool:
-    """Check ``s2s run``'s file flags (one-line errors, before anything is loaded); True if this is a file run
-    (``--input`` given)."""
-    given = [f"--{name}" for name in ("output", "workers", "resume", "force")
-             if getattr(args, name, None) not in (None, False)]
-    if getattr(args, "input", None) is None:
-        if given:
-            raise Seq2SeqEdgeError(f"{given[0]} needs --input FILE (or --input - for standard input)")
-        return False
-    if args.texts:
-        raise Seq2SeqEdgeError("give TEXT arguments or --input FILE, not both")
-    cpus = os.cpu_count() or 1
-    if args.workers is not None and not 1 <= args.workers <= cpus:
-        raise Seq2SeqEdgeError(f"--workers must be between 1 and this machine's CPU count {cpus}, got {args.workers}")
-    output_format(args.output or "-", args.json)
-    _check_paths(args.input, args.output or "-", resume=args.resume, force=args.force)
-    return True
-
-
-def run_files(args) -> int:
-    """``s2s run BUNDLE --input FILE [--output FILE] [--workers N] [--resume]``."""
-    from dataclasses import replace
-
-    from .loader import load
-    from .run import EXIT_SOME_FAILED
-
-    opts = DecodeOptions.from_args(args).check()
-    decoder = load(args.bundle, **opts.load_kwargs())  # a bad bundle is an error now; one worker decodes with it
-    opts.check_for(decoder)
-    opts = replace(opts, backend=decoder.backend)  # worker processes load the backend this one chose
-    output = args.output or "-"
-
-    def report(message: str) -> None:
-        print(f"s2s run: error: {message}", file=sys.stderr, flush=True)
-
-    try:
-        summary = decode_file(decoder, args.input, output, workers=args.workers or os.cpu_count() or 1,
-                              resume=args.resume, force=args.force, json=args.json,
-                              progress=None if not args.quiet else False, options=opts, on_error=report)
-    except BrokenPipeError:  # `| head`: stop quietly, as s2s run does
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    if summary.skipped:
-        log.info("s2s run: resumed after %d lines already in %s", summary.skipped, output)
-    if summary.failed:
-        print(f"s2s run: {summary.failed} of {summary.done} inputs failed", file=sys.stderr)
-        return EXIT_SOME_FAILED
-    return 0

@@ -11,8 +11,8 @@ import difflib
 import logging
 import sys
 
-from . import quiet
-from .errors import Seq2SeqEdgeError
+from .. import quiet
+from ..errors import Seq2SeqEdgeError
 
 log = logging.getLogger("seq2seq_edge")
 
@@ -138,7 +138,7 @@ def _require_train_extra() -> None:
 
 def _cmd_train(args) -> int:
     _require_train_extra()
-    from .train import trainer  # the train/ folder, installed as seq2seq_edge.train (pyproject.toml)
+    from ..train import trainer  # the train/ folder, installed as seq2seq_edge.train (pyproject.toml)
 
     task = "data" if args.data else (args.task or "digits")
     for name in ("latent_dim", "epochs", "batch_size", "learning_rate"):
@@ -168,7 +168,7 @@ def _cmd_train(args) -> int:
 def _duration(text: str | None) -> float | None:
     if text is None:
         return None
-    from .train.progress import parse_duration
+    from ..train.progress import parse_duration
 
     try:
         return parse_duration(text)
@@ -187,7 +187,7 @@ def _csv(value: str) -> list[str]:
 
 
 def _peers(value: str | None) -> tuple[str, ...]:
-    from .bench.peers import PEERS
+    from ..bench.peers import PEERS
 
     names = tuple(_csv(value or ""))
     unknown = [n for n in names if n not in PEERS]
@@ -218,7 +218,7 @@ def _add_export(sub) -> None:
 
 def _cmd_export(args) -> int:
     _require_train_extra()
-    from .export import export_bundle  # the export/ folder, installed as seq2seq_edge.export (pyproject.toml)
+    from ..export import export_bundle  # the export/ folder, installed as seq2seq_edge.export (pyproject.toml)
 
     result = export_bundle(args.run_dir, args.out, formats=args.format, quantize=args.quantize, force=args.force,
                            leave_out_failed=args.leave_out_failed)
@@ -252,15 +252,15 @@ def _add_verify(sub) -> None:
 
 
 def _cmd_verify(args) -> int:
-    from .export import verify_bundle  # the export/ folder, installed as seq2seq_edge.export (pyproject.toml)
+    from ..export import verify_bundle  # the export/ folder, installed as seq2seq_edge.export (pyproject.toml)
 
     _print_gate(args.bundle, verify_bundle(args.bundle, args.run))
     return 0
 
 
 def _add_run(sub) -> None:
-    from .beam import MAX_BEAM_SIZE, MAX_LENGTH_PENALTY
-    from .answer import MAX_BATCH_SIZE
+    from ..beam import MAX_BEAM_SIZE, MAX_LENGTH_PENALTY
+    from ..answer import MAX_BATCH_SIZE
 
     p = sub.add_parser(
         "run", help="decode texts with a bundle (no TensorFlow needed)",
@@ -323,7 +323,7 @@ def _cmd_run(args) -> int:
 
 
 def _add_eval(sub) -> None:
-    from .answer import MAX_BATCH_SIZE
+    from ..answer import MAX_BATCH_SIZE
 
     p = sub.add_parser(
         "eval", help="score a bundle on a TSV of pairs (no TensorFlow needed)",
@@ -349,9 +349,9 @@ def _cmd_eval(args) -> int:
     import json
     from pathlib import Path
 
-    from .answer import DecodeOptions
-    from .evaluate import evaluate, format_text, read_pairs
-    from .loader import load
+    from ..answer import DecodeOptions
+    from ..evaluation.evaluate import evaluate, format_text, read_pairs
+    from ..loader import load
 
     opts = DecodeOptions(backend=args.backend, variant=args.variant, batch_size=args.batch_size,
                          beam_size=args.beam).check()
@@ -419,7 +419,7 @@ def _add_bench(sub) -> None:
 def _cmd_bench(args) -> int:
     from pathlib import Path
 
-    from .bench import compare, harness, report  # the benchmarks/ folder, as seq2seq_edge.bench (pyproject.toml)
+    from ..bench import compare, harness, report  # the benchmarks/ folder, as seq2seq_edge.bench (pyproject.toml)
 
     def writable(out: Path, name: str) -> None:
         if (out / name).exists() and not args.force:
@@ -441,12 +441,12 @@ def _cmd_bench(args) -> int:
         raise Seq2SeqEdgeError("BUNDLE is missing (or --compare RESULTS_JSON RESULTS_JSON ... to merge runs)")
     only = _csv(args.backend) if args.backend else None
     if only:
-        from .backends import BACKENDS
+        from ..backends import BACKENDS
 
         unknown = [b for b in only if b not in BACKENDS]
         if unknown:
             raise Seq2SeqEdgeError(f"--backend {','.join(unknown)}: choose from {', '.join(BACKENDS)}")
-    from .loader import check_bundle_folder
+    from ..loader import check_bundle_folder
 
     bundle = Path(args.bundle)
     check_bundle_folder(bundle)
@@ -537,7 +537,7 @@ def _cmd_info(args) -> int:
 
 
 def _version() -> str:
-    from .versions import package_version
+    from ..versions import package_version
 
     return package_version("seq2seq-edge") or "unknown"
 
@@ -574,7 +574,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"s2s {args.command}: interrupted", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""``s2s eval``: score a bundle on a TSV of pairs with the metrics of training (``seq2seq_edge.metrics``).
+"""``s2s eval``: score a bundle on a TSV of pairs with the metrics of training (``seq2seq_edge.evaluation.metrics``).
 
 Runtime-only: numpy and one interpreter. The TSV is read exactly as ``s2s train --data`` reads it. Inputs the
 model cannot encode (symbols it never saw, too long) are not decoded: they are scored as errors and listed with
@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Sequence
 
 from . import metrics
-from .answer import DecodeOptions, answer
-from .errors import Seq2SeqEdgeError
+from ..answer import DecodeOptions, answer
+from ..errors import Seq2SeqEdgeError
 from .pairs import read_tsv
 
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import files, text
-from .errors import DataFileError
+from .. import files
+from .. import text
+from ..errors import DataFileError
 
 
 @dataclass(frozen=True)

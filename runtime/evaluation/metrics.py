@@ -23,7 +23,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from . import text
+from .. import text
 
 #: Lengths up to this have a bucket each; longer ones share doubling ranges (11-20, 21-40, ...).
 EXACT_LENGTHS = 10

@@ -16,7 +16,7 @@ import signal
 import sys
 from typing import Callable, Iterable, Iterator
 
-from .errors import Seq2SeqEdgeError
+from ..errors import Seq2SeqEdgeError
 
 #: Batches given to the workers and not yet yielded, per worker: enough to keep each busy while the parent
 #: writes, few enough that memory stays a few batches' worth.
@@ -30,8 +30,8 @@ def _worker(bundle: str, load_kwargs: dict, handle: Callable, tasks, results, pa
     """A worker process: load the bundle once, then handle batches until told to stop or the parent is gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
     _die_with_parent()
-    from . import quiet
-    from .loader import load
+    from .. import quiet
+    from ..loader import load
 
     if quiet_native:  # as the s2s command that started us: the interpreters' C++ lines off stderr
         quiet.configure(False)
@@ -79,7 +79,7 @@ class WorkerPool:
         self.limit = IN_FLIGHT_PER_WORKER * n
         self.tasks = ctx.Queue(maxsize=self.limit)
         self.results = ctx.Queue()
-        from . import quiet
+        from .. import quiet
 
         self.procs = [ctx.Process(target=_worker, args=(str(bundle), load_kwargs, handle, self.tasks, self.results,
                                                          os.getpid(), quiet.active()),
@@ -143,7 +143,7 @@ def in_order(bundle, load_kwargs: dict, handle: Callable, batches: Iterable[list
     else the bundle loaded now) or in ``workers`` processes."""
     if workers == 1:
         if decoder is None:
-            from .loader import load
+            from ..loader import load
 
             decoder = load(bundle, **load_kwargs)
         for batch in batches:

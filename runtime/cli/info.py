@@ -9,9 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import files
-from . import manifest as mf
-from .errors import BundleError
+from .. import files
+from .. import manifest as mf
 
 #: parity.json is a few KB per variant; a larger one is not one s2s export wrote.
 MAX_PARITY_BYTES = 4 * 2**20
@@ -22,7 +21,7 @@ TRAINING_KEYS = ("task", "lang", "max_number", "decoder", "bidirectional", "late
 
 def bundle_info(bundle_dir: str | Path) -> dict[str, Any]:
     """Everything ``s2s info`` shows, as a JSON-ready dict."""
-    from .loader import check_bundle_folder
+    from ..loader import check_bundle_folder
 
     bundle_dir = Path(bundle_dir)
     check_bundle_folder(bundle_dir)

@@ -1,7 +1,7 @@
 """Decode a Ray Data dataset with a bundle: ``BundlePredictor``, a callable class for ``Dataset.map_batches``.
 
     import ray
-    from seq2seq_edge.ray_predictor import decode_dataset
+    from seq2seq_edge.scale.ray_predictor import decode_dataset
 
     ds = ray.data.read_text("s3://bucket/words/")            # a column "text"
     out = decode_dataset(ds, "bundles/g2p", column="text", actors=8, threads_per_actor=1)
@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import files as files_mod
-from . import manifest as mf
-from .answer import DecodeOptions, answer
-from .errors import BundleError, InputTextError
-from .loader import load
+from .. import files as files_mod
+from .. import manifest as mf
+from ..answer import DecodeOptions, answer
+from ..errors import BundleError, InputTextError
+from ..loader import load
 
 log = logging.getLogger(__name__)
 
