@@ -462,3 +462,15 @@ def test_compare_and_eval_refuse_what_is_not_a_regular_file(cli_run, digits_bund
     assert code == 2 and re.search(r"results file is (a character device|a FIFO), not a regular file", err), err
     code, _, err = s2s_in_process(capsys, "eval", digits_bundle, path)
     assert code == 2 and re.search(r"the TSV file is (a character device|a FIFO), not a regular file", err), err
+
+
+# ---- the hygiene benchmark's lookup baseline -----------------------------------------------------------------------
+def test_the_lookup_baseline_of_the_hygiene_benchmark():
+    from seq2seq_edge.bench import hygiene
+    from seq2seq_edge.evaluation.pairs import Pair
+
+    train = [Pair("行人", "xíng rén"), Pair("银行", "yín háng"), Pair("行走", "xíng zǒu"), Pair("人们", "rén men")]
+    assert hygiene.lookup_table(train) == {"行": "xíng", "人": "rén", "银": "yín", "走": "zǒu", "们": "men"}
+    scores = hygiene.baseline(train, [Pair("行人", "xíng rén"), Pair("行业", "háng yè")])
+    assert scores["exact_match"] == 0.5  # 行 is read xíng (2 of 3); 业 was never seen: no syllable
+    assert scores["word_error_rate"] == 0.5  # 2 of 4 reference syllables wrong

@@ -209,6 +209,7 @@ def test_eval_imports_no_heavy_module(digits_bundle):
 
 
 # -- training writes the same figures ---------------------------------------------------------------------------
+@pytest.mark.slow
 @requires_train
 def test_training_metrics_have_the_buckets(tmp_path):
     from seq2seq_edge.train import trainer

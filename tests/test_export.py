@@ -222,6 +222,7 @@ def test_gate_limit_scales_with_the_row_and_counts_nan_as_a_failure():
     assert diffs.worst()[0] == "state_h" and diffs.to_dict()["state_h"]["tolerance_used"] == "inf"
 
 
+@pytest.mark.slow
 def test_format_and_variant_selection(fixture_dir, tmp_path):
     from seq2seq_edge.export import export_bundle
 
@@ -231,6 +232,7 @@ def test_format_and_variant_selection(fixture_dir, tmp_path):
         ("encoder", "onnx", "int8"), ("decoder_step", "onnx", "int8")]
 
 
+@pytest.mark.slow
 def test_learned_embedding_exports_with_parity(tmp_path):
     from seq2seq_edge.export import export_bundle
     from seq2seq_edge.train import trainer
@@ -243,6 +245,7 @@ def test_learned_embedding_exports_with_parity(tmp_path):
     assert config["training"]["embedding_dim"] == 6
 
 
+@pytest.mark.slow
 def test_a_model_with_large_cell_states_exports(tmp_path):
     """LSTM cell states are not bounded by 1: forget and input gates held open make c count the input's 40
     positions. The export must pass the gate on the differences float32 really makes at that scale."""

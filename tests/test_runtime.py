@@ -333,3 +333,37 @@ def test_the_python_api_is_as_quiet_as_the_cli(numbers_bundle):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"})
     assert (proc.returncode, proc.stderr) == (0, "mine\n")
+
+
+# ---- small API forms: batch errors, reprs, streaming ---------------------------------------------------------------
+def test_decode_batch_names_the_item_that_failed(digits_bundle):
+    decoder = seq2seq_edge.load(digits_bundle)
+    with pytest.raises(InputTextError, match=r"^item 3 of 4 \('z'\): input has 1 symbol\(s\) the model never saw: 'z'$"):
+        decoder.decode_batch(["1", "2", "z", "4"])
+    with pytest.raises(TypeError, match=r"^item 2 of 2 \(int\): input must be str"):
+        decoder.decode_batch(["1", 5])
+    with pytest.raises(InputTextError, match=r"^item 1 of 1 \('" + "9" * 40 + r"'\.\.\. \(41 characters\)\)"):
+        decoder.decode_batch(["9" * 41])
+    with pytest.raises(InputTextError, match=r"^input has 1 symbol"):  # one input: nothing to name
+        decoder.decode("z")
+
+
+def test_reprs_say_what_matters(digits_bundle):
+    decoder = seq2seq_edge.load(digits_bundle, backend="onnx")
+    assert repr(decoder) == (f"Seq2SeqDecoder(bundle={str(digits_bundle)!r}, backend='onnx', variant='fp32', "
+                             "path='step-loop', input=char up to 1 tokens, output=char up to 5 tokens)")
+    result = decoder.decode_result("7")
+    text = repr(result)
+    assert text.startswith(f"DecodeResult(text='seven', score={result.score:.4f}, finished=True, tokens=(")
+    assert len(result.token_probs) == len(result.tokens) + 1  # the end marker's, as the docs say
+    assert "end marker" in seq2seq_edge.DecodeResult.__doc__ and "len(tokens) + 1" in seq2seq_edge.DecodeResult.__doc__
+
+
+def test_stream_yields_text_pieces_with_their_separators(numbers_bundle, digits_bundle):
+    words = seq2seq_edge.load(numbers_bundle)
+    for source in ("512", "40", "7", ""):
+        pieces = list(words.stream(source))
+        assert "".join(pieces) == words.decode(source)
+        assert all(p.startswith(" ") for p in pieces[1:]) and not (pieces and pieces[0].startswith(" "))
+    chars = seq2seq_edge.load(digits_bundle)
+    assert list(chars.stream("7")) == list("seven")

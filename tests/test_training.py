@@ -2,11 +2,18 @@
 
 import csv
 import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 
-from conftest import requires_train
+from conftest import default_signals, requires_train
+from seq2seq_edge.train import staging
 
 pytestmark = requires_train
 
@@ -32,6 +39,7 @@ def _weights(run):
     return keras.saving.load_model(run / "model.keras").get_weights()
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights(tmp_path):
     from seq2seq_edge.train import trainer
 
@@ -44,6 +52,7 @@ def test_same_seed_same_weights(tmp_path):
     assert (tmp_path / "a" / "test.tsv").read_text() == (tmp_path / "b" / "test.tsv").read_text()
 
 
+@pytest.mark.slow
 def test_tsv_with_accents_and_space_tokens(tmp_path):
     from seq2seq_edge.train import trainer
 
@@ -73,6 +82,7 @@ def test_existing_run_is_not_overwritten(tmp_path):
     assert (tmp_path / "run" / "keep.txt").read_text() == "mine"
 
 
+@pytest.mark.slow
 def test_early_stopping_ends_a_run_that_decodes_its_sample_perfectly(tmp_path):
     """A run whose validation sample is decoded without an error for `patience` epochs stops, however slowly its
     validation loss keeps creeping down; history.csv counts epochs from 1, as metrics.json does."""
@@ -97,6 +107,7 @@ def test_min_improvement_is_checked(tmp_path):
         trainer.task_defaults("digits", min_improvement=1.5)
 
 
+@pytest.mark.slow
 def test_time_budget_ends_training_on_time_and_says_so(tmp_path):
     from seq2seq_edge.train import progress, trainer
 
@@ -108,3 +119,93 @@ def test_time_budget_ends_training_on_time_and_says_so(tmp_path):
     assert metrics["stopped_by_time_budget"] and metrics["epochs_run"] < 100_000
     with pytest.raises(Exception, match=r"unknown --lr-schedule 'cosine'; choose one of constant, plateau"):
         trainer.task_defaults("digits", lr_schedule="cosine")
+
+
+# ---- progress lines and curves -------------------------------------------------------------------------------------
+@requires_train
+def test_progress_lines_without_a_terminal(tmp_path):
+    import io
+
+    from seq2seq_edge.train import progress
+
+    def run(epochs, every_s, stop_after=None):
+        out = io.StringIO()
+        p = progress.TrainingProgress(epochs, stream=out, every_s=every_s)
+        p.set_params({"epochs": epochs, "steps": 3})
+        p.on_train_begin()
+        for e in range(stop_after or epochs):
+            p.on_epoch_begin(e)
+            for b in range(3):
+                p.on_train_batch_end(b, {"loss": 1.0})
+            p.on_epoch_end(e, {"loss": 1.0 / (e + 1), "val_loss": 2.0, progress.SAMPLE_KEY: math.nan})
+        p.on_train_end()
+        return out.getvalue().splitlines()
+
+    lines = run(200, every_s=3600)  # a quick run: the first and the last epoch, not 200 lines
+    assert len(lines) == 2 and lines[0].startswith("epoch 1/200: loss 1.0000, val_loss 2.0000 (")
+    assert lines[1].startswith("epoch 200/200: loss 0.0050")
+    every = run(5, every_s=0)  # each epoch, and inside each, each batch (a "long" epoch)
+    assert [line.split(":")[0] for line in every if ": loss" in line] == [f"epoch {e}/5" for e in range(1, 6)]
+    assert "epoch 1/5: batch 1/3, loss 1.0000" in every
+    stopped = run(50, every_s=3600, stop_after=7)  # early stopping between two lines: its last epoch is shown
+    assert stopped[-2].startswith("epoch 7/50:") and stopped[-1] == "early stopping after epoch 7 of 50"
+
+
+@requires_train
+def test_curves_mark_the_best_epoch_and_say_when_validation_is_training(tmp_path):
+    from seq2seq_edge.train.run_folder import _plot_curves
+
+    history = {"loss": [2.0, 1.0, 0.5], "val_loss": [2.1, 0.9, 1.2], "accuracy": [0.1, 0.5, 0.9],
+               "val_accuracy": [0.1, 0.6, 0.8], "val_sample_exact_match": [0.0, math.nan, 1.0]}
+    _plot_curves(history, tmp_path / "curves.png", validation_is_train=True)
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---- nothing left behind: staging folders, signals -----------------------------------------------------------------
+def test_a_stale_staging_folder_of_a_dead_process_is_swept(tmp_path, caplog):
+    out = tmp_path / "run"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / ".run.abc123"
+    stale.mkdir()
+    (stale / staging.MARKER).write_text(dead.stdout.strip())
+    foreign = tmp_path / ".run.notours"
+    foreign.mkdir()  # no marker: not this tool's, left alone
+    live = tmp_path / ".run.live"
+    live.mkdir()
+    (live / staging.MARKER).write_text(str(os.getpid()))
+    with caplog.at_level("WARNING"):
+        with staging.staged_folder(out) as folder:
+            (folder / "x").write_text("1")
+    assert not stale.exists() and foreign.exists() and live.exists() and (out / "x").read_text() == "1"
+    assert f"removed {stale}, a temporary folder left by an interrupted run" in caplog.text
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_staging_removes_the_folder(tmp_path, sig):
+    code = (f"import time, sys\nfrom seq2seq_edge.train.staging import staged_folder\n"
+            f"with staged_folder({str(tmp_path / 'run')!r}) as f:\n"
+            f"    (f / 'partial').write_text('x'); print('ready', flush=True); time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_signals)
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(sig)
+    proc.wait(timeout=30)
+    assert proc.returncode != 0
+    assert list(tmp_path.iterdir()) == []  # neither the run nor a hidden .run.* folder
+
+
+@pytest.mark.slow
+@requires_train
+def test_s2s_train_killed_by_sigterm_leaves_nothing(tmp_path):
+    out = tmp_path / "runs" / "digits"
+    proc = subprocess.Popen([sys.executable, "-m", "seq2seq_edge.cli", "train", "--task", "digits", "--out", str(out),
+                             "--epochs", "100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=default_signals)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "runs").glob(".digits.*/history.csv")) and time.monotonic() < deadline:
+        time.sleep(0.5)  # training has started: the staging folder exists and Keras logs epochs into it
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err[-2000:]
+    assert b"Traceback" not in err
+    assert list((tmp_path / "runs").iterdir()) == []

@@ -1,16 +1,14 @@
-"""Training hygiene: vocabularies from the training split only, generalisation figures, nothing left behind."""
+"""Generalisation controls: vocabularies from the training split only, dropout, recurrent dropout, the unknown
+token (--min-symbol-count), label smoothing, and their option errors."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
-from conftest import default_signals, requires_train
-from seq2seq_edge.train import data, staging
+from conftest import requires_train
+from seq2seq_edge.train import data
 from seq2seq_edge.train.data import Pair
 
 WORDS = ["cat", "dog", "bird", "fish", "cow", "pig", "hen", "fox", "owl", "bee", "ant", "elk", "yak", "emu",
@@ -31,6 +29,7 @@ def _pairs_with_a_rare_symbol_in_test(seed: int = 0) -> tuple[list[Pair], str]:
     raise AssertionError("no candidate landed in the test split")
 
 
+@pytest.mark.slow
 @requires_train
 def test_vocabularies_come_from_the_training_split_only(tmp_path):
     from seq2seq_edge.train import trainer
@@ -85,54 +84,13 @@ def test_short_inputs_move_to_training_only_when_they_are_rare():
 
 
 # ---- nothing left behind ---------------------------------------------------------------------------------------------
-def test_a_stale_staging_folder_of_a_dead_process_is_swept(tmp_path, caplog):
-    out = tmp_path / "run"
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    stale = tmp_path / ".run.abc123"
-    stale.mkdir()
-    (stale / staging.MARKER).write_text(dead.stdout.strip())
-    foreign = tmp_path / ".run.notours"
-    foreign.mkdir()  # no marker: not this tool's, left alone
-    live = tmp_path / ".run.live"
-    live.mkdir()
-    (live / staging.MARKER).write_text(str(os.getpid()))
-    with caplog.at_level("WARNING"):
-        with staging.staged_folder(out) as folder:
-            (folder / "x").write_text("1")
-    assert not stale.exists() and foreign.exists() and live.exists() and (out / "x").read_text() == "1"
-    assert f"removed {stale}, a temporary folder left by an interrupted run" in caplog.text
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_during_staging_removes_the_folder(tmp_path, sig):
-    code = (f"import time, sys\nfrom seq2seq_edge.train.staging import staged_folder\n"
-            f"with staged_folder({str(tmp_path / 'run')!r}) as f:\n"
-            f"    (f / 'partial').write_text('x'); print('ready', flush=True); time.sleep(60)\n")
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=default_signals)
-    assert proc.stdout.readline().strip() == "ready"
-    proc.send_signal(sig)
-    proc.wait(timeout=30)
-    assert proc.returncode != 0
-    assert list(tmp_path.iterdir()) == []  # neither the run nor a hidden .run.* folder
 
 
-@requires_train
-def test_s2s_train_killed_by_sigterm_leaves_nothing(tmp_path):
-    out = tmp_path / "runs" / "digits"
-    proc = subprocess.Popen([sys.executable, "-m", "seq2seq_edge.cli", "train", "--task", "digits", "--out", str(out),
-                             "--epochs", "100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            preexec_fn=default_signals)
-    deadline = time.monotonic() + 120
-    while not list((tmp_path / "runs").glob(".digits.*/history.csv")) and time.monotonic() < deadline:
-        time.sleep(0.5)  # training has started: the staging folder exists and Keras logs epochs into it
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 143, err[-2000:]
-    assert b"Traceback" not in err
-    assert list((tmp_path / "runs").iterdir()) == []
 
 
+@pytest.mark.slow
 @requires_train
 def test_dropout_trains_and_exports_at_parity(tmp_path):
     """Dropout acts in training only: the exported attention model still matches Keras exactly."""
@@ -190,6 +148,7 @@ def unknown_token_run(tmp_path_factory):
     return dict(tmp=tmp, pairs=pairs, rare_in_test=rare_in_test, result=result, gate=gate)
 
 
+@pytest.mark.slow
 def test_rare_input_symbols_become_the_unknown_token(unknown_token_run):
     from seq2seq_edge import text
 
@@ -215,6 +174,7 @@ def test_rare_input_symbols_become_the_unknown_token(unknown_token_run):
     assert metrics["undecoded"] == 0 and not metrics.get("undecoded_inputs")
 
 
+@pytest.mark.slow
 def test_a_never_seen_symbol_decodes_through_the_unknown_token(unknown_token_run):
     import seq2seq_edge
     from seq2seq_edge import text
@@ -236,6 +196,7 @@ def test_a_never_seen_symbol_decodes_through_the_unknown_token(unknown_token_run
     assert rc.stdout == decoder.decode(f"ca{never_seen}") + "\n"
 
 
+@pytest.mark.slow
 def test_recurrent_dropout_trains_and_exports_at_parity(unknown_token_run):
     run = unknown_token_run
     config = json.loads((run["tmp"] / "run" / "config.json").read_text())
@@ -337,11 +298,3 @@ def test_label_smoothing_loss_by_hand():
     np.testing.assert_allclose(got[0], want, rtol=1e-6)
 
 
-def test_the_lookup_baseline_of_the_hygiene_benchmark():
-    from seq2seq_edge.bench import hygiene
-
-    train = [Pair("行人", "xíng rén"), Pair("银行", "yín háng"), Pair("行走", "xíng zǒu"), Pair("人们", "rén men")]
-    assert hygiene.lookup_table(train) == {"行": "xíng", "人": "rén", "银": "yín", "走": "zǒu", "们": "men"}
-    scores = hygiene.baseline(train, [Pair("行人", "xíng rén"), Pair("行业", "háng yè")])
-    assert scores["exact_match"] == 0.5  # 行 is read xíng (2 of 3); 业 was never seen: no syllable
-    assert scores["word_error_rate"] == 0.5  # 2 of 4 reference syllables wrong
