@@ -240,3 +240,24 @@ def test_python_api(numbers_bundle, reference, tmp_path, capsys):
     assert "2500/2500" in capsys.readouterr().err  # the progress bar, when asked for
     summary = decode_file(numbers_bundle, str(src), str(tmp_path / "o.txt"), resume=True, keep_going=True)
     assert (summary.done, summary.skipped) == (0, 2500)
+
+
+def test_the_file_api_takes_a_loaded_decoder_and_its_workers_load_the_same(numbers_bundle, tmp_path):
+    """A decoder from load() decodes a file as it is (one worker) or through worker processes that load what it
+    is: the same backend, variant and path, whatever DecodeOptions would choose by default."""
+    from seq2seq_edge import backends
+
+    # TFLite decodes with the one-call model by default: the workers must follow the step loop asked for here.
+    backend = next(b for b in ("litert", "tflite", "onnx") if backends.is_installed(b))
+    decoder = load(numbers_bundle, backend=backend, one_call=False)
+    inputs = numbers(300, seed=5)
+    src = tmp_path / "in.txt"
+    src.write_text("".join(x + "\n" for x in inputs))
+    expected = decoder.decode_batch(inputs)
+    for workers in (1, 2):
+        out = tmp_path / f"out{workers}.jsonl"
+        summary = decode_file(decoder, str(src), str(out), workers=workers)
+        records = [json.loads(line) for line in out.read_text().splitlines()]
+        assert summary.done == 300 and [r["output"] for r in records] == expected
+        assert {(r["backend"], r["path"]) for r in records} == {(decoder.backend, "step-loop")}
+    assert [r.text for _, r in iter_decode_file(decoder, str(src))] == expected

@@ -195,7 +195,11 @@ def _chunks(source, opts: DecodeOptions, fmt: str | None, batches, workers: int)
     if bundle is None and workers > 1:
         raise Seq2SeqEdgeError("worker processes load the bundle from its folder: give a decoder made by load()")
     handle = functools.partial(decode_chunk, opts=opts, fmt=fmt)
-    return workers_mod.in_order(bundle, opts.load_kwargs(), handle, batches, workers, decoder=decoder)
+    load_kwargs = opts.load_kwargs()
+    if decoder is not None:  # the workers load what this decoder is: its backend, variant and path
+        load_kwargs.update(backend=decoder.backend, variant=decoder.variant,
+                           one_call=decoder.decode_path == "one-call")
+    return workers_mod.in_order(bundle, load_kwargs, handle, batches, workers, decoder=decoder)
 
 
 # -- writing and resuming ------------------------------------------------------------------------------------
