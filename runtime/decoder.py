@@ -243,7 +243,7 @@ class Seq2SeqDecoder:
         return feeds
 
     def _steps(self, input_ids: np.ndarray, limit: int) -> Iterator[tuple[np.ndarray, ...]]:
-        # The hot loop (see ``steps``): nothing here that a decode without an observer does not need.
+        # The hot loop (see ``DecoderInternals.steps``): nothing here that a decode without an observer does not need.
         feeds = self._first_feeds(input_ids)
         batch = input_ids.shape[0]
         ended = np.zeros(batch, bool)

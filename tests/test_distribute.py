@@ -82,3 +82,20 @@ def test_mirrored_trains_and_writes_the_run_folder(tmp_path):
     assert "3 epochs in" in out and (tmp_path / "m" / "model.keras").is_file()
     history = (tmp_path / "m" / "history.csv").read_text().splitlines()
     assert history[0] == "epoch,accuracy,loss,val_accuracy,val_loss,val_sample_exact_match" and len(history) == 4
+
+
+def test_mirrored_training_uses_the_label_smoothing_it_records(tmp_path):
+    """The distributed loop computes its own loss: with --label-smoothing it must be the smoothed one, as the
+    single-process fit's (the --data default is 0.1). Smoothing E puts a floor of E * log(vocabulary) under every
+    token's loss, so with E = 0.9 the validation loss stays far above the unsmoothed run's; if the option were
+    ignored the two runs would be the same run."""
+    import csv
+
+    losses = {}
+    for eps in ("0", "0.9"):
+        _finish(_train(tmp_path / eps, "--distribute", "mirrored", "--epochs", "20", "--label-smoothing", eps))
+        config = json.loads((tmp_path / eps / "config.json").read_text())
+        assert config["training"]["label_smoothing"] == float(eps)
+        with open(tmp_path / eps / "history.csv") as f:
+            losses[eps] = float(list(csv.DictReader(f))[-1]["val_loss"])
+    assert losses["0.9"] > 1.5 * losses["0"], losses

@@ -281,3 +281,31 @@ def test_fixture_builder_messages_reach_the_terminal_through_output_capture():
 
     conftest._say(Config({"capturemanager": Capture(), "terminalreporter": Reporter()}))("building")
     assert events == ["capture off", "building", "capture on"]
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a Markdown heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower().replace("`", ""))
+    return text.replace(" ", "-")
+
+
+def test_every_link_between_the_docs_resolves():
+    """Relative links and #anchors of the README, docs/ and the libraries' READMEs point at files and headings
+    that exist (the README was split into docs/: a moved page must not leave a dead link)."""
+    pages = DOC_PAGES + [REPO / "c" / "README.md", REPO / "kotlin" / "README.md"]
+    dead = []
+    for page in pages:
+        text = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.S)
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue
+            path, _, anchor = target.partition("#")
+            dest = (page.parent / path).resolve() if path else page
+            if not dest.exists():
+                dead.append(f"{page.relative_to(REPO)}: {target} (no such file)")
+            elif anchor and dest.suffix == ".md":
+                headings = re.findall(r"(?m)^#+ (.+)$", re.sub(r"```.*?```", "", dest.read_text(encoding="utf-8"), flags=re.S))
+                if anchor not in {_slug(h) for h in headings}:
+                    dead.append(f"{page.relative_to(REPO)}: {target} (no such heading)")
+    assert not dead, dead
+

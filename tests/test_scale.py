@@ -261,3 +261,16 @@ def test_the_file_api_takes_a_loaded_decoder_and_its_workers_load_the_same(numbe
         assert summary.done == 300 and [r["output"] for r in records] == expected
         assert {(r["backend"], r["path"]) for r in records} == {(decoder.backend, "step-loop")}
     assert [r.text for _, r in iter_decode_file(decoder, str(src))] == expected
+
+
+@pytest.mark.parametrize("old, new", [("batch_files", "scale.batch_files"), ("ray_predictor", "scale.ray_predictor")])
+def test_the_module_paths_of_earlier_releases_still_import_with_a_warning(old, new):
+    import importlib
+    import sys as _sys
+
+    _sys.modules.pop(f"seq2seq_edge.{old}", None)
+    with pytest.warns(DeprecationWarning, match=rf"seq2seq_edge\.{old} moved to seq2seq_edge\.{new}"):
+        module = importlib.import_module(f"seq2seq_edge.{old}")
+    current = importlib.import_module(f"seq2seq_edge.{new}")
+    name = "decode_file" if old == "batch_files" else "decode_dataset"
+    assert getattr(module, name) is getattr(current, name)

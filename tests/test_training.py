@@ -209,3 +209,24 @@ def test_s2s_train_killed_by_sigterm_leaves_nothing(tmp_path):
     assert proc.returncode == 143, err[-2000:]
     assert b"Traceback" not in err
     assert list((tmp_path / "runs").iterdir()) == []
+
+
+def test_the_data_defaults_and_what_opting_out_of_them_gives():
+    """--data trains attention over a bidirectional LSTM of 128 units a direction; the tutorial's decoder (or one
+    direction) gets the decoder's 256 units, unless --latent says otherwise; --decoder seed --bidirectional is
+    refused."""
+    from seq2seq_edge.errors import TrainOptionError
+    from seq2seq_edge.train import trainer
+
+    cfg = trainer.task_defaults("data")
+    assert (cfg.decoder, cfg.bidirectional, cfg.latent_dim, cfg.dropout, cfg.label_smoothing, cfg.lr_schedule) == (
+        "attention", True, 128, 0.2, 0.1, "plateau")
+    for overrides in ({"decoder": "seed"}, {"bidirectional": False}):
+        cfg = trainer.task_defaults("data", **overrides)
+        assert (cfg.bidirectional, cfg.latent_dim) == (False, 256), overrides
+    assert trainer.task_defaults("data", decoder="seed", latent_dim=64).latent_dim == 64
+    with pytest.raises(TrainOptionError, match="--bidirectional needs --decoder attention"):
+        trainer.task_defaults("data", decoder="seed", bidirectional=True)
+    digits = trainer.task_defaults("digits")  # the seed's model exactly
+    assert (digits.decoder, digits.bidirectional, digits.latent_dim, digits.dropout, digits.label_smoothing) == (
+        "seed", False, 32, 0.0, 0.0)

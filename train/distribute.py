@@ -113,7 +113,8 @@ class Distribution:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    def fit(self, model, x, y, w, validation, *, batch_size: int, epochs: int, seed: int, callbacks) -> dict:
+    def fit(self, model, x, y, w, validation, *, batch_size: int, epochs: int, seed: int, callbacks,
+            label_smoothing: float = 0.0) -> dict:
         """Train ``model`` (built and compiled in ``scope()``) on the arrays ``x`` (a dict), ``y``, ``w`` with
         global batches of ``batch_size``, shuffled each epoch from ``seed``; ``validation`` is (x, y, w). Returns
         the history as ``Model.fit`` does (lists per metric)."""
@@ -124,16 +125,7 @@ class Distribution:
         n = len(y)
         batches = _distributed_batches(strategy, x, y, w, batch_size, seed)
         steps = math.ceil(n / batch_size)
-        loss_fn = keras.losses.SparseCategoricalCrossentropy(reduction=None)
-
-        def sums(xb, yb, wb, training: bool):
-            probs = model(xb, training=training)
-            per_token = loss_fn(yb, probs) * wb
-            correct = tf.cast(tf.equal(tf.argmax(probs, -1, output_type=tf.int32), tf.cast(yb, tf.int32)),
-                              tf.float32) * wb
-            return tf.reduce_sum(per_token), tf.reduce_sum(correct), tf.reduce_sum(wb), tf.cast(tf.size(yb),
-                                                                                                  tf.float32)
-
+        sums = _batch_sums(model, label_smoothing)
         width = float(y.shape[1])
         last_rows = n - (steps - 1) * batch_size
         local_replicas = len(strategy.extended.worker_devices)
@@ -177,6 +169,27 @@ class Distribution:
                                                                verbose=0),
                            epochs, steps, lambda: train_epoch(batches),
                            lambda: (val_step(*batch) for batch in val))
+
+
+def _batch_sums(model, label_smoothing: float):
+    """``sums(x, y, w, training)``: a batch's summed loss, correct tokens, weight and size. The loss is per token,
+    as the single-process fit's: with label smoothing the same smoothed cross-entropy."""
+    import keras
+    import tensorflow as tf
+
+    from .trainer import smoothed_sparse_crossentropy
+
+    loss_fn = (smoothed_sparse_crossentropy(label_smoothing) if label_smoothing
+               else keras.losses.SparseCategoricalCrossentropy(reduction=None))
+
+    def sums(xb, yb, wb, training: bool):
+        probs = model(xb, training=training)
+        per_token = loss_fn(yb, probs) * wb
+        correct = tf.cast(tf.equal(tf.argmax(probs, -1, output_type=tf.int32), tf.cast(yb, tf.int32)),
+                          tf.float32) * wb
+        return tf.reduce_sum(per_token), tf.reduce_sum(correct), tf.reduce_sum(wb), tf.cast(tf.size(yb), tf.float32)
+
+    return sums
 
 
 def _distributed_batches(strategy, x, y, w, batch_size: int, seed: int):

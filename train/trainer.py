@@ -75,7 +75,7 @@ TASK_DEFAULTS = {
     # 0-99 are 1% of 0-9999: they all go to training and weigh more (balance_lengths), so "7" is "seven".
     "numbers": dict(input_tokenization="char", target_tokenization="space", latent_dim=256, epochs=40,
                     batch_size=64, learning_rate=1e-3, clipnorm=1.0, patience=5, balance_lengths=True),
-    # Real data: the recipe that measured best on CMUdict and the pinyin set (docs/quality.md, hygiene.md):
+    # Real data: the recipe that measured best on CMUdict and the pinyin set (docs/quality.md, benchmarks/results/hygiene.md):
     # attention over a bidirectional encoder, dropout and label smoothing against overfitting, the learning
     # rate halved on plateaus. Latent 128 per direction keeps a CMUdict word under a millisecond on LiteRT.
     "data": dict(input_tokenization="char", target_tokenization="char", latent_dim=128, epochs=100,
@@ -83,6 +83,10 @@ TASK_DEFAULTS = {
                  decoder="attention", bidirectional=True, dropout=0.2, label_smoothing=0.1, lr_schedule="plateau"),
 }
 
+
+#: --data's latent when its encoder reads one direction only (--decoder seed, --no-bidirectional): the decoder's
+#: 256 units of the bidirectional default (two directions of 128).
+DATA_UNIDIRECTIONAL_LATENT = 256
 
 DECODERS = ("seed", "attention")
 LR_SCHEDULES = ("constant", "plateau")
@@ -98,6 +102,8 @@ def task_defaults(task: str, **overrides) -> TrainConfig:
     values = {**TASK_DEFAULTS[task], **given}
     if given.get("decoder") == "seed" and "bidirectional" not in given:
         values["bidirectional"] = False  # a task's bidirectional default belongs to its attention decoder
+    if task == "data" and not values["bidirectional"] and "latent_dim" not in given:
+        values["latent_dim"] = DATA_UNIDIRECTIONAL_LATENT  # the decoder keeps the 256 units it has with both directions
     cfg = TrainConfig(task=task, **values)
     if cfg.decoder not in DECODERS:
         raise TrainOptionError(f"unknown decoder {cfg.decoder!r}; choose one of {', '.join(DECODERS)}")
@@ -349,7 +355,8 @@ def fit(model, cfg: TrainConfig, prep: pp.Preprocessing, splits: data_mod.Splits
         x, y, w = vectorize(train_pairs, prep)
         if dist is not None and dist.strategy is not None:  # tf.distribute: distribute.Distribution.fit
             history = dist.fit(model, x, y, w, vectorize(validation, prep), batch_size=cfg.batch_size,
-                               epochs=cfg.epochs, seed=cfg.seed, callbacks=callbacks)
+                               epochs=cfg.epochs, seed=cfg.seed, callbacks=callbacks,
+                               label_smoothing=cfg.label_smoothing)
         else:
             history = model.fit(x, y, sample_weight=w, validation_data=vectorize(validation, prep),
                                 batch_size=cfg.batch_size, epochs=cfg.epochs, shuffle=True, callbacks=callbacks,

@@ -196,14 +196,19 @@ def run_files(args) -> int:
     opts = DecodeOptions.from_args(args).check()
     decoder = load(args.bundle, **opts.load_kwargs())  # a bad bundle is an error now; one worker decodes with it
     opts.check_for(decoder)
-    opts = replace(opts, backend=decoder.backend)  # worker processes load the backend this one chose
+    workers = args.workers or os.cpu_count() or 1
+    source = decoder
+    if workers > 1:  # worker processes load what this decoder is; this process keeps no model while they run
+        opts = replace(opts, backend=decoder.backend, one_call=decoder.decode_path == "one-call")
+        source = args.bundle
+        del decoder
     output = args.output or "-"
 
     def report(message: str) -> None:
         print(f"s2s run: error: {message}", file=sys.stderr, flush=True)
 
     try:
-        summary = decode_file(decoder, args.input, output, workers=args.workers or os.cpu_count() or 1,
+        summary = decode_file(source, args.input, output, workers=workers,
                               resume=args.resume, force=args.force, json=args.json,
                               progress=None if not args.quiet else False, options=opts, on_error=report)
     except BrokenPipeError:  # `| head`: stop quietly, as s2s run does

@@ -308,7 +308,7 @@ def iter_decode_file(source, input: str, *, workers: int = 1, skip: int = 0, max
     ``workers`` processes, after the first ``skip`` inputs. ``source``: a bundle folder or a decoder from
     ``load``. An input that cannot be decoded raises InputTextError naming FILE:LINE, or with ``keep_going=True``
     comes as (text, InputTextError). ``kwargs``: the fields of DecodeOptions (backend, variant, batch_size, ...)."""
-    opts = options or DecodeOptions(**kwargs)
+    opts = (options or DecodeOptions(**kwargs)).check()
     limit = max_line_bytes or _line_limit(source)
     batches = _batches(read_inputs(input, limit, skip=skip), max(TASK_LINES, opts.batch_size))
     chunks = _chunks(source, opts, None, batches, workers)
@@ -330,7 +330,7 @@ def decode_file(source, input: str, output: str, *, workers: int = 1, resume: bo
     overwrites an existing one. ``progress``: a bar on standard error (None: if it is a terminal).
     ``on_error(message)`` is called for each input that failed (``keep_going``).
     Raises InputTextError at the first bad input unless ``keep_going``: every line before it is written."""
-    opts = options or DecodeOptions(**kwargs)
+    opts = (options or DecodeOptions(**kwargs)).check()
     fmt = output_format(output, json)
     check_paths(input, output, resume=resume, force=force)
     limit = _line_limit(source)
