@@ -348,10 +348,12 @@ def test_decode_batch_names_the_item_that_failed(digits_bundle):
         decoder.decode("z")
 
 
-def test_reprs_say_what_matters(digits_bundle):
-    decoder = seq2seq_edge.load(digits_bundle, backend="onnx")
-    assert repr(decoder) == (f"Seq2SeqDecoder(bundle={str(digits_bundle)!r}, backend='onnx', variant='fp32', "
-                             "path='step-loop', input=char up to 1 tokens, output=char up to 5 tokens)")
+@pytest.mark.parametrize("backend, path", [(b, p) for b, p in (("onnx", "step-loop"), ("litert", "one-call"),
+                                                                 ("tflite", "one-call")) if backends.is_installed(b)])
+def test_reprs_say_what_matters(digits_bundle, backend, path):
+    decoder = seq2seq_edge.load(digits_bundle, backend=backend)
+    assert repr(decoder) == (f"Seq2SeqDecoder(bundle={str(digits_bundle)!r}, backend={backend!r}, variant='fp32', "
+                             f"path={path!r}, input=char up to 1 tokens, output=char up to 5 tokens)")
     result = decoder.decode_result("7")
     text = repr(result)
     assert text.startswith(f"DecodeResult(text='seven', score={result.score:.4f}, finished=True, tokens=(")
