@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .beam import MAX_BEAM_SIZE, MAX_LENGTH_PENALTY
 from .errors import InputTextError, Seq2SeqEdgeError
@@ -76,6 +76,12 @@ class DecodeOptions:
             raise Seq2SeqEdgeError(f"--max-output-len must be between 1 and the trained maximum "
                                    f"{decoder.max_output_len}, got {self.max_output_len}")
 
+    def like(self, decoder) -> "DecodeOptions":
+        """These options loading what ``decoder`` is: its backend, variant and path (one-call or step loop), so a
+        worker process that loads the bundle again decodes as ``decoder`` does."""
+        return replace(self, backend=decoder.backend, variant=decoder.variant,
+                       one_call=decoder.decode_path == "one-call")
+
     def load_kwargs(self) -> dict:
         """The keyword arguments of ``load`` (one_call only when chosen)."""
         kwargs = {"backend": self.backend, "variant": self.variant, "threads": self.threads}
@@ -121,6 +127,7 @@ def answer(decoder, items: list[tuple[str, object]], opts: DecodeOptions) -> Ans
     string, or that the model cannot encode, gets its error; without ``opts.keep_going`` the first one ends the
     batch (``Answered.stop``) and only the inputs before it are decoded."""
     answers: list[Answer] = []
+    todo: list[tuple[Answer, list[int]]] = []  # the encodable inputs and their token ids
     stop = None
     for where, t in items:
         if isinstance(t, InputTextError):  # refused while reading: the message names its place
@@ -131,22 +138,21 @@ def answer(decoder, items: list[tuple[str, object]], opts: DecodeOptions) -> Ans
         else:
             a = Answer(where, t)
             try:
-                a.result = decoder.preprocessing.encode_input(t, skip_unknown=opts.skip_unknown)
+                todo.append((a, decoder.preprocessing.encode_input(t, skip_unknown=opts.skip_unknown)))
             except InputTextError as e:
                 a.error, a.reason = f"{where}: {e}", str(e)
         if a.error is not None and not opts.keep_going:
             stop = a.error
             break
         answers.append(a)
-    todo = [a for a in answers if a.error is None]  # .result holds the ids until decoded
     for b in range(0, len(todo), opts.batch_size):
         part = todo[b:b + opts.batch_size]
         started = time.perf_counter()
-        decoded = decoder.decode_ids([a.result for a in part], opts.batch_size, max_output_len=opts.max_output_len,
+        decoded = decoder.decode_ids([ids for _, ids in part], opts.batch_size, max_output_len=opts.max_output_len,
                                      beam_size=opts.beam_size, n_best=opts.n_best,
                                      length_penalty=opts.length_penalty)
         ms = (time.perf_counter() - started) * 1000 / len(part)
-        for a, r in zip(part, decoded):
+        for (a, _), r in zip(part, decoded):
             a.result, a.batch_items, a.batch_ms = r, len(part), ms
     return Answered(answers, stop)
 

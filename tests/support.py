@@ -42,6 +42,11 @@ def s2s(*args, stdin: bytes | None = None, cwd=None, env: dict | None = None, as
     return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
 
 
+def s2s_as_user(*args, **kwargs):
+    """``s2s`` as a user runs it: without the test session's TF_CPP_MIN_LOG_LEVEL."""
+    return s2s(*args, as_user=True, **kwargs)
+
+
 def one_error_line(err: str) -> str:
     """The only line of ``err`` that s2s wrote (starting "s2s "); no traceback."""
     lines = [line for line in err.splitlines() if line.startswith("s2s ")]

@@ -11,16 +11,11 @@ from pathlib import Path
 import pytest
 
 from conftest import requires_train
-from support import one_error_line, s2s
+from support import one_error_line, s2s, s2s_as_user
 
 #: Lines that are not ours: the libraries' logs that the CLI keeps off its default output.
 NOISE = re.compile(r"oneDNN|DT_BOOL|absl|XNNPACK|NodeDef|^[IWE]\d{4} |MLIR|SavedModel|pre-processing before "
                    r"quantization|onnxruntime:|Traceback", re.M)
-
-
-def s2s_as_user(*args, **kwargs):
-    """The s2s command as a user runs it: no TF_CPP_MIN_LOG_LEVEL from the test session."""
-    return s2s(*args, as_user=True, **kwargs)
 
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from conftest import requires_train
-from support import s2s as run_s2s
+from support import s2s_as_user as s2s
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
@@ -32,11 +32,6 @@ DOC_PAGES = [README, *sorted((REPO / "docs").glob("*.md"))]
 #: Lines that are not ours: the libraries' logs that issue 14 keeps off the default output.
 NOISE = re.compile(r"oneDNN|DT_BOOL|absl|XNNPACK|NodeDef|^[IWE]\d{4} |MLIR|SavedModel|pre-processing before "
                    r"quantization|onnxruntime:|Traceback", re.M)
-
-
-def s2s(*args, stdin: bytes | None = None, cwd=None, env=None):
-    """The s2s command as a user runs it: no TF_CPP_MIN_LOG_LEVEL from the test session."""
-    return run_s2s(*args, stdin=stdin, cwd=cwd, env=env, as_user=True)
 
 
 def clean_clone(dest: Path) -> Path:

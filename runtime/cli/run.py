@@ -36,9 +36,7 @@ def run_command(args) -> int:
     """Run ``s2s run``: decode the TEXT arguments, or else the lines of standard input, one output per line."""
     if check_file_options(args):  # --input FILE: workers, --output, --resume (batch_files)
         return run_files(args)
-    opts = DecodeOptions.from_args(args).check()
-    decoder = load(args.bundle, **opts.load_kwargs())
-    opts.check_for(decoder)
+    opts, decoder = _options_and_decoder(args)
     if args.texts:
         source = lines.arguments(args.texts)
         batch_size = opts.batch_size
@@ -75,15 +73,26 @@ def run_command(args) -> int:
         printer.answer(pending)
         ctrl_c.raise_if_pressed()
     except BrokenPipeError:
-        # The reader went away (e.g. `| head`): stop quietly, as Unix tools do.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        _stdout_to_devnull()
     finally:
         ctrl_c.restore()
     if printer.failed:
         print(f"s2s run: {printer.failed} of {printer.answered} inputs failed", file=sys.stderr)
         return EXIT_SOME_FAILED
     return 0
+
+
+def _options_and_decoder(args):
+    """The command line's DecodeOptions, checked before anything is loaded, and the bundle loaded with them."""
+    opts = DecodeOptions.from_args(args).check()
+    decoder = load(args.bundle, **opts.load_kwargs())
+    opts.check_for(decoder)
+    return opts, decoder
+
+
+def _stdout_to_devnull() -> None:
+    """The reader went away (e.g. `| head`): stop quietly, as Unix tools do, with nothing more written."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 class _CtrlC:
@@ -191,16 +200,11 @@ def check_file_options(args) -> bool:
 
 def run_files(args) -> int:
     """``s2s run BUNDLE --input FILE [--output FILE] [--workers N] [--resume]``."""
-    from dataclasses import replace
-
-    opts = DecodeOptions.from_args(args).check()
-    decoder = load(args.bundle, **opts.load_kwargs())  # a bad bundle is an error now; one worker decodes with it
-    opts.check_for(decoder)
+    opts, decoder = _options_and_decoder(args)  # a bad bundle is an error now; one worker decodes with it
     workers = args.workers or os.cpu_count() or 1
     source = decoder
     if workers > 1:  # worker processes load what this decoder is; this process keeps no model while they run
-        opts = replace(opts, backend=decoder.backend, one_call=decoder.decode_path == "one-call")
-        source = args.bundle
+        opts, source = opts.like(decoder), args.bundle
         del decoder
     output = args.output or "-"
 
@@ -211,8 +215,8 @@ def run_files(args) -> int:
         summary = decode_file(source, args.input, output, workers=workers,
                               resume=args.resume, force=args.force, json=args.json,
                               progress=None if not args.quiet else False, options=opts, on_error=report)
-    except BrokenPipeError:  # `| head`: stop quietly, as s2s run does
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except BrokenPipeError:
+        _stdout_to_devnull()
         return 0
     if summary.skipped:
         log.info("s2s run: resumed after %d lines already in %s", summary.skipped, output)

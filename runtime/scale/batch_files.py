@@ -79,7 +79,7 @@ class _Chunk:
     count: int
     data: bytes = b""
     results: list | None = None
-    errors: list[tuple[int, str]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
     stop: str | None = None
 
 
@@ -169,7 +169,7 @@ def decode_chunk(decoder, items: list, *, opts: DecodeOptions, fmt: str | None) 
     """Answer one batch of (where, text | InputTextError) and format it as ``fmt`` lines (None: keep the
     DecodeResults, or InputTextErrors, for the iterator). A worker's task (``workers.in_order``)."""
     done = answer(decoder, items, opts)
-    chunk = _Chunk(count=len(done.answers), errors=[(i, a.error) for i, a in enumerate(done.answers) if a.error],
+    chunk = _Chunk(count=len(done.answers), errors=[a.error for a in done.answers if a.error],
                    stop=done.stop)
     if fmt is None:
         chunk.results = [(a.text, a.result if a.error is None else InputTextError(a.error)) for a in done.answers]
@@ -195,10 +195,7 @@ def _chunks(source, opts: DecodeOptions, fmt: str | None, batches, workers: int)
     if bundle is None and workers > 1:
         raise Seq2SeqEdgeError("worker processes load the bundle from its folder: give a decoder made by load()")
     handle = functools.partial(decode_chunk, opts=opts, fmt=fmt)
-    load_kwargs = opts.load_kwargs()
-    if decoder is not None:  # the workers load what this decoder is: its backend, variant and path
-        load_kwargs.update(backend=decoder.backend, variant=decoder.variant,
-                           one_call=decoder.decode_path == "one-call")
+    load_kwargs = (opts if decoder is None else opts.like(decoder)).load_kwargs()  # workers decode as it does
     return workers_mod.in_order(bundle, load_kwargs, handle, batches, workers, decoder=decoder)
 
 
@@ -348,7 +345,7 @@ def decode_file(source, input: str, output: str, *, workers: int = 1, resume: bo
         for chunk in chunks:
             out.write(chunk.data)
             summary.done += chunk.count
-            for _, message in chunk.errors:
+            for message in chunk.errors:
                 summary.failed += 1
                 if len(summary.errors) < 20:
                     summary.errors.append(message)
