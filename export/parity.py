@@ -453,7 +453,7 @@ def _beam_figures(report: VariantReport, decoder: Seq2SeqDecoder, sources: list[
     """Beam search with the exported models, compared with Keras' n-best lists: every input must give Keras' list
     (texts and finished flags, in order), unless Keras' own search met a numerical tie on the way."""
     sources = sources[:len(keras.lists)]
-    results = decoder.decode_batch_results(sources, GATE_BATCH, beam_size=GATE_BEAM, n_best=GATE_BEAM)
+    results = decoder.decode_batch_results(sources, batch_size=GATE_BATCH, beam_size=GATE_BEAM, n_best=GATE_BEAM)
     same, worst, mismatched = 0, 0.0, []
     for source, result, want, margin in zip(sources, results, keras.lists, keras.margins):
         got = [(r.text, r.finished, r.score) for r in (result, *result.alternatives)]

@@ -8,10 +8,11 @@ Importing this package loads numpy only; TensorFlow, Keras and ONNX are never im
 """
 
 from .decoder import DecodeResult, Seq2SeqDecoder
+from .options import DecodeOptions, OptionError
 from .loader import load
 from .errors import BackendUnavailableError, BundleError, DataFileError, InputTextError, Seq2SeqEdgeError
 
 # The runtime's own errors; training's and export's (TrainOptionError, RunFolderError, ExportError) are in
 # seq2seq_edge.errors beside them.
-__all__ = ["load", "Seq2SeqDecoder", "DecodeResult", "Seq2SeqEdgeError", "InputTextError", "BundleError",
-           "BackendUnavailableError", "DataFileError"]
+__all__ = ["load", "Seq2SeqDecoder", "DecodeOptions", "DecodeResult", "Seq2SeqEdgeError", "InputTextError",
+           "OptionError", "BundleError", "BackendUnavailableError", "DataFileError"]

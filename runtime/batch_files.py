@@ -3,8 +3,8 @@ DeprecationWarning)."""
 
 import warnings
 
-from .scale.batch_files import DecodeOptions, FileSummary, decode_file, iter_decode_file, resume_point
+from .scale.batch_files import FileSummary, decode_file, iter_decode_file, resume_point
 
-__all__ = ["DecodeOptions", "FileSummary", "decode_file", "iter_decode_file", "resume_point"]
+__all__ = ["FileSummary", "decode_file", "iter_decode_file", "resume_point"]
 
 warnings.warn("seq2seq_edge.batch_files moved to seq2seq_edge.scale.batch_files", DeprecationWarning, stacklevel=2)

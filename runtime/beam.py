@@ -28,7 +28,7 @@ the same lists):
 * The result of an input: its finished (and, at the limit, unfinished) hypotheses, best first, at most
   ``n_best`` of them.
 
-Everything is bounded: ``beam_size`` at most MAX_BEAM_SIZE, at most MAX_BEAM_ROWS rows per step-model call
+Everything is bounded: ``beam_size`` at most ``options.MAX_BEAM_SIZE``, at most MAX_BEAM_ROWS rows per step-model call
 (``Seq2SeqDecoder`` puts fewer inputs in a batch when ``batch_size * beam_size`` would exceed it), at most
 ``beam_size`` live and ``beam_size`` finished hypotheses per input, and ``max_output_len + 1`` steps.
 """
@@ -45,10 +45,6 @@ import numpy as np
 from . import manifest as mf
 from . import text
 
-#: The largest beam: candidates per step are beam_size x vocabulary per input.
-MAX_BEAM_SIZE = 64
-#: The largest length-penalty alpha (GNMT uses 0.6 to 1.0; far beyond that every ranking is by length).
-MAX_LENGTH_PENALTY = 10.0
 #: At most this many rows (inputs x beams) go through the step model together.
 MAX_BEAM_ROWS = 4096
 #: Probabilities below this count as this (log 1e-45 = -103.6): scores stay finite.
@@ -64,27 +60,6 @@ def log_prob(p: float) -> float:
 def length_normalizer(length: int, alpha: float) -> float:
     """GNMT's length penalty ``((5 + length) / 6) ** alpha``; ``length`` = tokens emitted + 1 when finished."""
     return ((5.0 + length) / 6.0) ** alpha if alpha else 1.0
-
-
-def check_options(beam_size, n_best, length_penalty) -> tuple[int, int, float]:
-    """Validate the beam options of a decode; returns (beam_size, n_best, length_penalty) with ``beam_size``
-    resolved (``None``: ``n_best``, so that ``n_best=3`` alone searches with a beam of 3)."""
-    for name, value in (("beam_size", beam_size), ("n_best", n_best)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float)):
-        raise TypeError(f"length_penalty must be a number, not {type(length_penalty).__name__}")
-    if not 1 <= n_best <= MAX_BEAM_SIZE:
-        raise ValueError(f"n_best must be between 1 and {MAX_BEAM_SIZE}, got {n_best}")
-    if beam_size is None:
-        beam_size = n_best
-    if not 1 <= beam_size <= MAX_BEAM_SIZE:
-        raise ValueError(f"beam_size must be between 1 and {MAX_BEAM_SIZE}, got {beam_size}")
-    if n_best > beam_size:
-        raise ValueError(f"n_best ({n_best}) cannot exceed beam_size ({beam_size})")
-    if not (math.isfinite(length_penalty) and 0 <= length_penalty <= MAX_LENGTH_PENALTY):
-        raise ValueError(f"length_penalty must be between 0 and {MAX_LENGTH_PENALTY:g}, got {length_penalty}")
-    return beam_size, n_best, float(length_penalty)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -14,6 +15,7 @@ from . import manifest as mf
 from . import preprocessing as pp
 from . import text
 from .errors import BundleError, InputTextError
+from .options import DecodeOptions
 
 #: How far a one-call greedy model's probabilities may be from its own variant's step loop's, for the same inputs
 #: (the ids must be equal): the export's parity gate holds every greedy model to it. The loop inside the model
@@ -101,12 +103,10 @@ class Seq2SeqDecoder:
 
     Thread-safe: ``decode`` and friends may be called from many threads at once.
 
-    Beam search: ``decode``, ``decode_result``, ``decode_batch``, ``decode_batch_results`` and ``decode_ids`` take
-    ``beam_size`` (1 to ``beam.MAX_BEAM_SIZE``; default ``n_best``, i.e. 1: greedy decoding, exactly),
-    ``n_best`` (1 to ``beam_size``: with more than 1, ``DecodeResult.alternatives`` holds the runners-up) and
-    ``length_penalty`` (GNMT's alpha, 0 to ``beam.MAX_LENGTH_PENALTY``; default 0: rank by log-probability).
-    See ``beam`` for the rules. The beams of every input of a batch go through the step model together, at most
-    ``beam.MAX_BEAM_ROWS`` rows at a time.
+    Every decode method takes one ``DecodeOptions`` (``seq2seq_edge.DecodeOptions``: batch size, output length
+    limit, unknown symbols, beam search), or keyword arguments with its field names. With ``beam_size`` > 1 (or
+    ``n_best`` > 1) they run beam search (see ``beam`` for the rules); the beams of every input of a batch go
+    through the step model together, at most ``beam.MAX_BEAM_ROWS`` rows at a time.
     """
 
     def __init__(self, manifest: mf.BundleManifest, encoder, decoder_step, *, backend: str, variant: str,
@@ -145,96 +145,82 @@ class Seq2SeqDecoder:
         return self.preprocessing.max_output_tokens
 
     # -- public API -----------------------------------------------------------------------------------------
-    def decode(self, source: str, *, max_output_len: int | None = None, skip_unknown: bool = False,
-               beam_size: int | None = None, n_best: int = 1, length_penalty: float = 0.0) -> str:
+    # Every method takes one ``DecodeOptions`` (default: the defaults), and keyword arguments that replace its
+    # fields: ``decode(x, beam_size=4)`` is ``decode(x, DecodeOptions(beam_size=4))``.
+    def decode(self, source: str, options: DecodeOptions | None = None, /, **overrides) -> str:
         """Decode one text (the best hypothesis). An empty input (no tokens) decodes to an empty string."""
-        return self.decode_result(source, max_output_len=max_output_len, skip_unknown=skip_unknown,
-                                  beam_size=beam_size, n_best=n_best, length_penalty=length_penalty).text
+        return self.decode_result(source, options, **overrides).text
 
-    def decode_result(self, source: str, *, max_output_len: int | None = None, skip_unknown: bool = False,
-                      beam_size: int | None = None, n_best: int = 1, length_penalty: float = 0.0) -> DecodeResult:
+    def decode_result(self, source: str, options: DecodeOptions | None = None, /, **overrides) -> DecodeResult:
         """Decode one text, with per-token probabilities and the sequence score (and, with ``n_best`` > 1, the
         runners-up in ``alternatives``). ``token_probs`` ends with the end marker's probability when the output is
         finished: one entry more than ``tokens``."""
-        return self._decode_texts([source], 1, max_output_len, skip_unknown, beam_size, n_best, length_penalty,
-                                  name_items=False)[0]
+        opts = self._options(options, overrides)
+        return self._decode_ids([self.preprocessing.encode_input(source, skip_unknown=opts.skip_unknown)], opts)[0]
 
-    def decode_batch(self, sources: Sequence[str], batch_size: int = 32, *, max_output_len: int | None = None,
-                     skip_unknown: bool = False, beam_size: int | None = None, n_best: int = 1,
-                     length_penalty: float = 0.0) -> list[str]:
-        """Decode many texts, ``batch_size`` at a time through the models; results are in input order."""
-        return [r.text for r in self.decode_batch_results(sources, batch_size, max_output_len=max_output_len,
-                                                          skip_unknown=skip_unknown, beam_size=beam_size,
-                                                          n_best=n_best, length_penalty=length_penalty)]
+    def decode_batch(self, sources: Sequence[str], options: DecodeOptions | None = None, /,
+                     **overrides) -> list[str]:
+        """``decode_batch_results``, the texts only."""
+        return [r.text for r in self.decode_batch_results(sources, options, **overrides)]
 
-    def decode_batch_results(self, sources: Sequence[str], batch_size: int = 32, *,
-                             max_output_len: int | None = None, skip_unknown: bool = False,
-                             beam_size: int | None = None, n_best: int = 1,
-                             length_penalty: float = 0.0) -> list[DecodeResult]:
-        """``decode_batch`` with a ``DecodeResult`` per input. An input that cannot be encoded (symbols the model
-        never saw, too long, not a string) raises before anything is decoded, naming its position (from 1) and text."""
+    def decode_batch_results(self, sources: Sequence[str], options: DecodeOptions | None = None, /,
+                             **overrides) -> list[DecodeResult]:
+        """Decode many texts, ``options.batch_size`` at a time through the models: a ``DecodeResult`` per input, in
+        input order. An input that cannot be encoded (symbols the model never saw, too long, not a string) raises
+        before anything is decoded, naming its position (from 1) and text."""
         if isinstance(sources, str):
             raise TypeError("decode_batch takes a sequence of strings, not one string; use decode()")
-        return self._decode_texts(sources, batch_size, max_output_len, skip_unknown, beam_size, n_best,
-                                  length_penalty, name_items=True)
-
-    def _decode_texts(self, sources: Sequence[str], batch_size: int, max_output_len: int | None,
-                      skip_unknown: bool, beam_size: int | None, n_best: int, length_penalty: float, *,
-                      name_items: bool) -> list[DecodeResult]:
-        limit = self._batch_limit(batch_size, max_output_len)
-        options = beam.check_options(beam_size, n_best, length_penalty)
+        opts = self._options(options, overrides)
         encoded = []
         for i, s in enumerate(sources):
             try:
-                encoded.append(self.preprocessing.encode_input(s, skip_unknown=skip_unknown))
-            except (InputTextError, TypeError) as e:
-                if not name_items:
-                    raise
-                raise type(e)(f"item {i + 1} of {len(sources)} ({_preview(s)}): {e}") from None  # counted from 1, as the CLI counts lines
-        return self._decode(encoded, batch_size, limit, options)
+                encoded.append(self.preprocessing.encode_input(s, skip_unknown=opts.skip_unknown))
+            except (InputTextError, TypeError) as e:  # counted from 1, as the CLI counts lines
+                raise type(e)(f"item {i + 1} of {len(sources)} ({_preview(s)}): {e}") from None
+        return self._decode_ids(encoded, opts)
 
-    def decode_ids(self, id_lists: Sequence[Sequence[int]], batch_size: int = 32, *,
-                   max_output_len: int | None = None, beam_size: int | None = None, n_best: int = 1,
-                   length_penalty: float = 0.0) -> list[DecodeResult]:
+    def decode_ids(self, id_lists: Sequence[Sequence[int]], options: DecodeOptions | None = None, /,
+                   **overrides) -> list[DecodeResult]:
         """Decode inputs that are already token ids (``preprocessing.encode_input``): ``decode_batch_results``
-        without the text. An empty id list decodes to an empty result without running the models."""
-        limit = self._batch_limit(batch_size, max_output_len)
-        options = beam.check_options(beam_size, n_best, length_penalty)
-        return self._decode(list(id_lists), batch_size, limit, options)
+        without the text (``skip_unknown`` plays no part). An empty id list decodes to an empty result without
+        running the models."""
+        return self._decode_ids([list(ids) for ids in id_lists], self._options(options, overrides))
 
-    def stream(self, source: str, *, max_output_len: int | None = None, skip_unknown: bool = False) -> Iterator[str]:
-        """Yield the output text piece by piece as it is decoded: ``"".join(stream(x)) == decode(x)``.
+    def stream(self, source: str, options: DecodeOptions | None = None, /, **overrides) -> Iterator[str]:
+        """Yield the output text piece by piece: ``"".join(stream(x, o)) == decode(x, o)`` for any options ``o``.
 
         Each piece is one token with the separator that goes before it: characters for ``char`` targets; for
         ``space`` targets (words) the first word, then " " + each next word. So ``print(piece, end="")`` prints
-        the text as ``decode`` returns it. The bare tokens are in ``decode_result(x).tokens``."""
-        limit = self._limit(max_output_len)
-        ids = self.preprocessing.encode_input(source, skip_unknown=skip_unknown)
+        the text as ``decode`` returns it. The bare tokens are in ``decode_result(x).tokens``. A greedy decode
+        yields each token as soon as its step has run (by the step loop, also when the bundle has a one-call
+        model, whose outputs the export's parity gate holds to the step loop's); with beam search the best
+        hypothesis is known only at the end, so its pieces come once the search is done."""
+        opts = self._options(options, overrides)
+        if opts.beam > 1:
+            yield from self._pieces(self.decode_result(source, opts).tokens)
+            return
+        limit = opts.limit(self.max_output_len)
+        ids = self.preprocessing.encode_input(source, skip_unknown=opts.skip_unknown)
         if not ids:
             return
         vocab = self.preprocessing.target_vocabulary
-        separator = text.detokenize(("", ""), self.preprocessing.target_tokenization)
         steps = self._steps(pp.pad_batch([ids], self.manifest.encoder_time_steps), limit)
-        for emitted, (tokens, _probs, _h, _c) in enumerate(steps):
-            if tokens[0] == text.END_ID or emitted == limit:
-                return
-            yield (separator if emitted else "") + vocab[tokens[0]]
+        yield from self._pieces(vocab[chosen[0]] for emitted, (chosen, _p, _h, _c) in enumerate(steps)
+                                if chosen[0] != text.END_ID and emitted < limit)
 
     # -- the loop ---------------------------------------------------------------------------------------------
-    def _limit(self, max_output_len: int | None) -> int:
-        if max_output_len is None:
-            return self.max_output_len
-        if isinstance(max_output_len, bool) or not isinstance(max_output_len, int):
-            raise TypeError(f"max_output_len must be an int, not {type(max_output_len).__name__}")
-        if not 1 <= max_output_len <= self.max_output_len:
-            raise ValueError(f"max_output_len must be between 1 and the trained maximum {self.max_output_len}, "
-                             f"got {max_output_len}")
-        return max_output_len
+    @staticmethod
+    def _options(options: DecodeOptions | None, overrides: dict) -> DecodeOptions:
+        if isinstance(options, int) and not isinstance(options, bool):  # the batch_size argument of 0.3 and before
+            warnings.warn("pass batch_size=N (or a DecodeOptions) instead of a positional batch size",
+                          DeprecationWarning, stacklevel=3)
+            options, overrides = None, {"batch_size": options, **overrides}
+        return DecodeOptions.of(options, **overrides)
 
-    def _batch_limit(self, batch_size: int, max_output_len: int | None) -> int:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        return self._limit(max_output_len)
+    def _pieces(self, tokens) -> Iterator[str]:
+        separator = text.detokenize(("", ""), self.preprocessing.target_tokenization)
+        for i, token in enumerate(tokens):
+            yield (separator if i else "") + token
 
     def _first_feeds(self, input_ids: np.ndarray) -> dict[str, np.ndarray]:
         encoded = self._encoder.run({mf.INPUT_IDS: input_ids})
@@ -264,21 +250,20 @@ class Seq2SeqDecoder:
             feeds[mf.STATE_H] = state_h  # manifest.RECURRENT, written out: this loop is hot
             feeds[mf.STATE_C] = state_c
 
-    def _decode(self, encoded: list[list[int]], batch_size: int, limit: int,
-                options: tuple[int, int, float] = (1, 1, 0.0)) -> list[DecodeResult]:
-        """Results in input order; empty inputs are answered without the models, the others ``batch_size`` at
-        a time (with beam search, at most ``beam.MAX_BEAM_ROWS // beam_size`` at a time). ``options``:
-        (beam_size, n_best, length_penalty) from ``beam.check_options``; a beam of 1 is the greedy loop."""
+    def _decode_ids(self, encoded: list[list[int]], opts: DecodeOptions) -> list[DecodeResult]:
+        """Results in input order; empty inputs are answered without the models, the others ``opts.batch_size`` at
+        a time (with beam search, at most ``beam.MAX_BEAM_ROWS // beam`` at a time); a beam of 1 is the greedy
+        loop."""
+        limit = opts.limit(self.max_output_len)
         results = [_EMPTY] * len(encoded)
         pending = [i for i, ids in enumerate(encoded) if ids]
         decoded: list[DecodeResult] = []
-        time_steps = self.manifest.encoder_time_steps
-        beam_size = options[0]
+        batch_size, beam_size = opts.batch_size, opts.beam
         if beam_size > 1:
             batch_size = min(batch_size, max(1, beam.MAX_BEAM_ROWS // beam_size))
-        for input_ids in padded_batches([encoded[i] for i in pending], batch_size, time_steps):
+        for input_ids in padded_batches([encoded[i] for i in pending], batch_size, self.manifest.encoder_time_steps):
             if beam_size > 1:
-                decoded += self._beam_results(input_ids, limit, *options)
+                decoded += self._beam_results(input_ids, limit, beam_size, opts.n_best, float(opts.length_penalty))
             elif self._greedy is not None:
                 decoded += self._one_call_results(input_ids, limit)
             else:
@@ -391,7 +376,7 @@ class DecoderInternals:
         and stops once every row has chosen the end id; rows that ended keep being computed, so the batch shape
         never changes (``decode_ids`` applies the finished mask).
         """
-        return self._d._steps(input_ids, self._d._limit(max_output_len))
+        return self._d._steps(input_ids, DecodeOptions(max_output_len=max_output_len).limit(self._d.max_output_len))
 
 
 def _preview(source, limit: int = 40) -> str:

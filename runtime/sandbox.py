@@ -30,7 +30,10 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from dataclasses import asdict
+
 from .decoder import DecodeResult
+from .options import DecodeOptions, OptionError
 from .errors import BundleError, InputTextError, Seq2SeqEdgeError
 
 log = logging.getLogger(__name__)
@@ -44,7 +47,7 @@ DEFAULT_TIMEOUT_S = 30.0
 _REPLY_OVERHEAD_PER_TOKEN = 64
 _STDERR_TAIL = 4096
 _KEPT_ENVIRONMENT = ("PATH", "LD_LIBRARY_PATH", "SYSTEMROOT", "XDG_CACHE_HOME", "HOME")
-_ERRORS = {"InputTextError": InputTextError, "BundleError": BundleError}
+_ERRORS = {"InputTextError": InputTextError, "BundleError": BundleError, "OptionError": OptionError}
 
 
 class SandboxedDecoder:
@@ -86,25 +89,27 @@ class SandboxedDecoder:
     def backend(self) -> str:
         return self._info["backend"]
 
-    def decode(self, source: str, **options) -> str:
-        return self.decode_result(source, **options).text
+    def decode(self, source: str, options: DecodeOptions | None = None, /, **overrides) -> str:
+        return self.decode_result(source, options, **overrides).text
 
-    def decode_result(self, source: str, **options) -> DecodeResult:
+    def decode_result(self, source: str, options: DecodeOptions | None = None, /, **overrides) -> DecodeResult:
         if not isinstance(source, str):
             raise TypeError(f"input must be str, not {type(source).__name__}")
-        return self._call([source], 1, options, single=True)[0]
+        return self._call([source], DecodeOptions.of(options, **overrides), single=True)[0]
 
-    def decode_batch(self, sources: Sequence[str], batch_size: int = 32, **options) -> list[str]:
-        return [r.text for r in self.decode_batch_results(sources, batch_size, **options)]
+    def decode_batch(self, sources: Sequence[str], options: DecodeOptions | None = None, /, **overrides) -> list[str]:
+        return [r.text for r in self.decode_batch_results(sources, options, **overrides)]
 
-    def decode_batch_results(self, sources: Sequence[str], batch_size: int = 32, **options) -> list[DecodeResult]:
+    def decode_batch_results(self, sources: Sequence[str], options: DecodeOptions | None = None, /,
+                             **overrides) -> list[DecodeResult]:
         if isinstance(sources, str):
             raise TypeError("decode_batch takes a list of strings, not one string; use decode()")
+        opts = DecodeOptions.of(options, **overrides)
         sources = list(sources)
         for i, s in enumerate(sources):
             if not isinstance(s, str):
                 raise TypeError(f"item {i + 1} of {len(sources)}: input must be str, not {type(s).__name__}")
-        return self._call(sources, batch_size, options)
+        return self._call(sources, opts)
 
     def close(self) -> None:
         """Stop the child process."""
@@ -144,16 +149,15 @@ class SandboxedDecoder:
                                           cwd=empty, env=env)
         self._info = self._request({"op": "load", **self._load_args}, 64 * 1024)
 
-    def _call(self, sources: list[str], batch_size: int, options: dict, single: bool = False) -> list[DecodeResult]:
+    def _call(self, sources: list[str], opts: DecodeOptions, single: bool = False) -> list[DecodeResult]:
         with self._lock:
             if self._proc is None:
                 self._start()
-            n_best = options.get("n_best", 1)
-            hypotheses = n_best if isinstance(n_best, int) and 1 <= n_best <= 64 else 1
+            hypotheses = opts.n_best  # checked: 1 to 64
             # each token's string appears twice (tokens and text), at most as long as the longest in JSON
             per_token = 2 * self._info["longest_token_json"] + _REPLY_OVERHEAD_PER_TOKEN
             budget = 4096 + len(sources) * hypotheses * (self._info["max_output_len"] + 2) * per_token
-            reply = self._request({"op": "decode", "inputs": sources, "batch_size": batch_size, "options": options,
+            reply = self._request({"op": "decode", "inputs": sources, "options": asdict(opts),
                                    "single": single}, budget)
         if not isinstance(reply, list) or len(reply) != len(sources):
             self.close()
@@ -287,9 +291,9 @@ def _serve(limits: dict) -> int:
                 reply = {"ok": {"decode_path": decoder.decode_path, "max_output_len": decoder.max_output_len,
                                 "backend": decoder.backend, "longest_token_json": longest}}
             else:
-                results = ([decoder.decode_result(request["inputs"][0], **request["options"])] if request["single"]
-                           else decoder.decode_batch_results(request["inputs"], request["batch_size"],
-                                                             **request["options"]))
+                opts = DecodeOptions(**request["options"])
+                results = ([decoder.decode_result(request["inputs"][0], opts)] if request["single"]
+                           else decoder.decode_batch_results(request["inputs"], opts))
                 reply = {"ok": [r.to_dict() for r in results]}
         except MemoryError:
             return 3

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import seq2seq_edge
-from seq2seq_edge import backends, beam, text
+from seq2seq_edge import backends, beam, options, text
 from seq2seq_edge import manifest as mf
 from seq2seq_edge.decoder import Seq2SeqDecoder, padded_batches
 
@@ -387,7 +387,7 @@ def test_beam_options_are_checked(digits_bundle):
             decoder.decode("1", **kwargs)
         with pytest.raises(error, match=message):
             decoder.decode_batch(["1", "2"], **kwargs)
-    assert beam.MAX_BEAM_SIZE == 64
+    assert options.MAX_BEAM_SIZE == 64
 
 
 # ---- s2s run ---------------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import seq2seq_edge
 from seq2seq_edge import backends
 from seq2seq_edge import manifest as mf
 from seq2seq_edge.decoder import ONE_CALL_ATOL
+from seq2seq_edge import DecodeOptions, OptionError
 from seq2seq_edge.errors import BackendUnavailableError, BundleError, InputTextError
 
 INSTALLED = [b for b in backends.AUTO_ORDER if backends.is_installed(b)]
@@ -140,10 +141,38 @@ def test_max_output_len_caps_the_output(numbers_bundle, backend, variant):
     capped = decoder.decode_result("777", max_output_len=2)
     assert capped.tokens == full.tokens[:2] and not capped.finished
     assert [p.strip() for p in decoder.stream("777", max_output_len=2)] == list(full.tokens[:2])
-    with pytest.raises(ValueError, match=f"between 1 and the trained maximum {decoder.max_output_len}, got 0"):
+    with pytest.raises(ValueError, match="max_output_len must be at least 1, got 0"):
         decoder.decode("777", max_output_len=0)
     with pytest.raises(ValueError, match="got 99"):
         decoder.decode("777", max_output_len=99)
+
+
+def test_one_options_object_for_every_decode_method(numbers_bundle):
+    decoder = seq2seq_edge.load(numbers_bundle)
+    opts = DecodeOptions(beam_size=3, n_best=2, max_output_len=3)
+    inputs = ["12", "777", "4", "909"]
+    results = decoder.decode_batch_results(inputs, opts)
+    assert all(len(r.alternatives) == 1 and len(r.tokens) <= 3 for r in results)
+    assert results == [decoder.decode_result(x, opts) for x in inputs]
+    assert decoder.decode_batch(inputs, opts) == [r.text for r in results] == [decoder.decode(x, opts) for x in inputs]
+    assert decoder.decode_ids([decoder.preprocessing.encode_input(x) for x in inputs], opts) == results
+    assert ["".join(decoder.stream(x, opts)) for x in inputs] == [r.text for r in results]  # beam search streamed
+    # keyword arguments replace the object's fields; the object itself is unchanged
+    greedy = decoder.decode_batch_results(inputs, opts, beam_size=None, n_best=1)
+    assert greedy == decoder.decode_batch_results(inputs, max_output_len=3) and opts.beam == 3
+    assert [r.tokens for r in greedy] == [r.tokens[:3] for r in decoder.decode_batch_results(inputs)]
+    with pytest.raises(TypeError, match="unknown decode option 'beam' "):
+        decoder.decode("1", beam=3)
+    with pytest.raises(TypeError, match="options must be a DecodeOptions, not dict"):
+        decoder.decode("1", {"beam_size": 2})
+    with pytest.raises(OptionError, match=r"^n_best \(3\) cannot exceed beam_size \(2\)$"):
+        DecodeOptions(beam_size=2, n_best=3)
+    with pytest.raises(OptionError, match="^batch_size must be between 1 and 4096, got 0$"):
+        decoder.decode_batch(inputs, opts, batch_size=0)
+    with pytest.raises(TypeError, match="^skip_unknown must be True or False, not str$"):
+        DecodeOptions(skip_unknown="yes")
+    with pytest.warns(DeprecationWarning, match="batch_size=N"):  # the positional batch size of 0.3
+        assert decoder.decode_batch(inputs, 2) == decoder.decode_batch(inputs)
 
 
 @pytest.mark.parametrize("backend,variant", FP32)

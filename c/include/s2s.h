@@ -97,8 +97,11 @@ size_t s2s_decoder_max_output_len(const s2s_decoder *d);
 
 /* ---- decoding ---------------------------------------------------------------------------------------- */
 
+/* The decode options: the names of the Python runtime's DecodeOptions (greedy decoding only; beam search is in
+ * Python). An option out of its bounds fails the call with S2S_ERR_OPTION naming it. */
+#define S2S_MAX_BATCH_SIZE 4096
 typedef struct {
-  size_t batch_size;     /* rows per model call in s2s_decode_batch; default 32 */
+  size_t batch_size;     /* rows per model call in s2s_decode_batch, 1 .. S2S_MAX_BATCH_SIZE; default 32 */
   size_t max_output_len; /* 0 (default): the trained maximum; else 1 .. that maximum */
   int skip_unknown;      /* drop symbols the model never saw instead of failing */
 } s2s_decode_options;

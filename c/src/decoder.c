@@ -595,7 +595,10 @@ static s2s_status decode_rows(s2s_decoder *d, int32_t *input_ids, size_t rows, s
 
 static s2s_status check_options(const s2s_decoder *d, const s2s_decode_options *o, size_t *limit, s2s_error *err) {
   size_t max = d->manifest->max_output_tokens;
-  if (o->batch_size < 1) return s2s_fail(err, S2S_ERR_OPTION, "batch_size must be at least 1, got %zu", o->batch_size);
+  if (o->batch_size < 1 || o->batch_size > S2S_MAX_BATCH_SIZE) {
+    return s2s_fail(err, S2S_ERR_OPTION, "batch_size must be between 1 and %d, got %zu", S2S_MAX_BATCH_SIZE,
+                    o->batch_size);
+  }
   if (o->max_output_len > max) {
     return s2s_fail(err, S2S_ERR_OPTION, "max_output_len must be between 1 and the trained maximum %zu, got %zu", max,
                     o->max_output_len);

@@ -198,6 +198,12 @@ static void load_errors(const char *fixtures) {
   o.max_output_len = s2s_decoder_max_output_len(d) + 1;
   s2s_result r;
   EXPECT(s2s_decode(d, "1", &o, &r, &err) == S2S_ERR_OPTION, "max_output_len above the trained maximum");
+  const char *one[1] = {"1"};
+  o.max_output_len = 0;
+  o.batch_size = S2S_MAX_BATCH_SIZE + 1;
+  EXPECT(s2s_decode_batch(d, one, 1, &o, &r, &err) == S2S_ERR_OPTION &&
+             !strcmp(err.message, "batch_size must be between 1 and 4096, got 4097"), "batch_size bound: %s", err.message);
+  o.batch_size = 32;
   const char *texts[3] = {"1", "x\xc3\xa9", "2"};
   s2s_result out[3];
   o.max_output_len = 0;

@@ -62,6 +62,37 @@ function preview(source, limit = 40) {
   return n <= limit ? pyRepr(source) : `${pyRepr(Array.from(source).slice(0, limit).join(''))}... (${n} characters)`;
 }
 
+/** The largest batch size, as in the Python runtime. */
+export const MAX_BATCH_SIZE = 4096;
+const DEFAULT_OPTIONS = Object.freeze({ batchSize: 32, maxOutputLen: null, skipUnknown: false });
+const PYTHON_ONLY = new Set(['beamSize', 'nBest', 'lengthPenalty']);
+
+/**
+ * The decode options every method takes, checked (an OptionError names the option) and with their defaults:
+ * `batchSize` (inputs per model call, 1 to 4096; default 32), `maxOutputLen` (1 to the bundle's trained maximum;
+ * default that maximum) and `skipUnknown` (drop input symbols the model never saw; default false). The names of
+ * Python's DecodeOptions; beam search is in the Python runtime only.
+ */
+export function decodeOptions(options = {}) {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new TypeError(`options must be an object, not ${options === null ? 'null' : typeof options}`);
+  }
+  for (const key of Object.keys(options)) {
+    if (PYTHON_ONLY.has(key)) throw new OptionError(`${key}: beam search is in the Python runtime only; this runtime decodes greedily`);
+    if (!(key in DEFAULT_OPTIONS)) throw new OptionError(`unknown decode option '${key}' (the options: ${Object.keys(DEFAULT_OPTIONS).join(', ')})`);
+  }
+  const o = { ...DEFAULT_OPTIONS };
+  for (const [k, v] of Object.entries(options)) if (v !== undefined) o[k] = v;
+  if (!Number.isInteger(o.batchSize) || o.batchSize < 1 || o.batchSize > MAX_BATCH_SIZE) {
+    throw new OptionError(`batchSize must be between 1 and ${MAX_BATCH_SIZE}, got ${String(o.batchSize)}`);
+  }
+  if (o.maxOutputLen !== null && (!Number.isInteger(o.maxOutputLen) || o.maxOutputLen < 1)) {
+    throw new OptionError(`maxOutputLen must be an integer of at least 1, got ${String(o.maxOutputLen)}`);
+  }
+  if (typeof o.skipUnknown !== 'boolean') throw new OptionError(`skipUnknown must be true or false, got ${String(o.skipUnknown)}`);
+  return Object.freeze(o);
+}
+
 export class Seq2SeqDecoder {
   /**
    * @param {import('./manifest.js').BundleManifest} manifest
@@ -93,51 +124,54 @@ export class Seq2SeqDecoder {
     return `Seq2SeqDecoder(${this.source ?? 'bundle'}, engine=${this.engine}, ${this.format} ${this.variant}, ${this.decodePath})`;
   }
 
+  // Every method takes one options object (see decodeOptions): { batchSize, maxOutputLen, skipUnknown }.
   /** Decode one text; resolves to the output string. */
   async decode(source, options = {}) { return (await this.decodeResult(source, options)).text; }
 
   /** Decode one text, with per-token probabilities and the score. */
-  async decodeResult(source, { maxOutputLen, skipUnknown = false } = {}) {
-    const limit = this.#limit(maxOutputLen);
-    const ids = this.manifest.encodeInput(source, { skipUnknown });
+  async decodeResult(source, options = {}) {
+    const o = decodeOptions(options);
+    const limit = this.#limit(o.maxOutputLen);
+    const ids = this.manifest.encodeInput(source, { skipUnknown: o.skipUnknown });
     return (await this.#decode([ids], 1, limit))[0];
   }
 
-  /** Decode many texts, `batchSize` rows at a time through the models; outputs in input order. */
+  /** decodeBatchResults, the texts only. */
   async decodeBatch(sources, options = {}) { return (await this.decodeBatchResults(sources, options)).map((r) => r.text); }
 
-  /** decodeBatch with a DecodeResult per input. An input that cannot be encoded throws before any decoding,
-   * naming its position (from 1) and text. */
-  async decodeBatchResults(sources, { batchSize = 32, maxOutputLen, skipUnknown = false } = {}) {
+  /** Decode many texts, `batchSize` rows at a time through the models: a DecodeResult per input, in input order.
+   * An input that cannot be encoded throws before any decoding, naming its position (from 1) and text. */
+  async decodeBatchResults(sources, options = {}) {
     if (typeof sources === 'string' || !sources || typeof sources[Symbol.iterator] !== 'function') {
       throw new TypeError('decodeBatch takes an array of strings, not one string; use decode()');
     }
-    const limit = this.#limit(maxOutputLen);
-    this.#checkBatchSize(batchSize);
+    const o = decodeOptions(options);
+    const limit = this.#limit(o.maxOutputLen);
     const texts = [...sources];
     const encoded = texts.map((s, i) => {
-      try { return this.manifest.encodeInput(s, { skipUnknown }); } catch (e) {
+      try { return this.manifest.encodeInput(s, { skipUnknown: o.skipUnknown }); } catch (e) {
         // counted from 1, as the CLI counts lines
         if (e instanceof InputTextError) throw new InputTextError(`item ${i + 1} of ${texts.length} (${preview(s)}): ${e.message}`);
         if (e instanceof TypeError) throw new TypeError(`item ${i + 1} of ${texts.length} (${preview(s)}): ${e.message}`);
         throw e;
       }
     });
-    return this.#decode(encoded, batchSize, limit);
+    return this.#decode(encoded, o.batchSize, limit);
   }
 
-  /** Decode inputs that are already token ids (manifest.encodeInput). */
-  async decodeIds(idLists, { batchSize = 32, maxOutputLen } = {}) {
-    const limit = this.#limit(maxOutputLen);
-    this.#checkBatchSize(batchSize);
-    return this.#decode(idLists.map((ids) => [...ids]), batchSize, limit);
+  /** Decode inputs that are already token ids (manifest.encodeInput): decodeBatchResults without the text. */
+  async decodeIds(idLists, options = {}) {
+    const o = decodeOptions(options);
+    const limit = this.#limit(o.maxOutputLen);
+    return this.#decode(idLists.map((ids) => [...ids]), o.batchSize, limit);
   }
 
   /** The output text piece by piece as it is decoded (an async iterator): the pieces joined equal decode().
    * Each piece is a token with the separator before it (" " before every word but the first of `space` targets). */
-  async *stream(source, { maxOutputLen, skipUnknown = false } = {}) {
-    const limit = this.#limit(maxOutputLen);
-    const ids = this.manifest.encodeInput(source, { skipUnknown });
+  async *stream(source, options = {}) {
+    const o = decodeOptions(options);
+    const limit = this.#limit(o.maxOutputLen);
+    const ids = this.manifest.encodeInput(source, { skipUnknown: o.skipUnknown });
     if (!ids.length) return;
     const vocab = this.manifest.targetVocab;
     const separator = detokenize(['', ''], vocab.tokenization);
@@ -157,16 +191,11 @@ export class Seq2SeqDecoder {
 
   // -- the loop --------------------------------------------------------------------------------------------
   #limit(maxOutputLen) {
-    if (maxOutputLen === undefined || maxOutputLen === null) return this.maxOutputLen;
-    if (!Number.isInteger(maxOutputLen)) throw new OptionError(`maxOutputLen must be an integer, got ${String(maxOutputLen)}`);
-    if (maxOutputLen < 1 || maxOutputLen > this.maxOutputLen) {
+    if (maxOutputLen === null) return this.maxOutputLen;
+    if (maxOutputLen > this.maxOutputLen) {
       throw new OptionError(`maxOutputLen must be between 1 and the trained maximum ${this.maxOutputLen}, got ${maxOutputLen}`);
     }
     return maxOutputLen;
-  }
-
-  #checkBatchSize(batchSize) {
-    if (!Number.isInteger(batchSize) || batchSize < 1) throw new OptionError(`batchSize must be an integer of at least 1, got ${String(batchSize)}`);
   }
 
   #pad(idLists) {

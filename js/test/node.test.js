@@ -82,9 +82,14 @@ describe('options and inputs', () => {
     assert.equal(r.text, 'sev');
     assert.equal(r.finished, false);
     assert.equal(r.tokenProbs.length, 3);
-    await assert.rejects(digits.decode('7', { maxOutputLen: 0 }), { name: 'OptionError', message: 'maxOutputLen must be between 1 and the trained maximum 5, got 0' });
-    await assert.rejects(digits.decode('7', { maxOutputLen: 6 }), OptionError);
-    await assert.rejects(digits.decodeBatch(['7'], { batchSize: 0 }), { message: 'batchSize must be an integer of at least 1, got 0' });
+    await assert.rejects(digits.decode('7', { maxOutputLen: 0 }), { name: 'OptionError', message: 'maxOutputLen must be an integer of at least 1, got 0' });
+    await assert.rejects(digits.decode('7', { maxOutputLen: 6 }), { name: 'OptionError', message: 'maxOutputLen must be between 1 and the trained maximum 5, got 6' });
+    await assert.rejects(digits.decodeBatch(['7'], { batchSize: 0 }), { message: 'batchSize must be between 1 and 4096, got 0' });
+    await assert.rejects(digits.decodeIds([[4]], { batchSize: 4097 }), { message: 'batchSize must be between 1 and 4096, got 4097' });
+    // an option this runtime does not have is an error, never silently ignored
+    await assert.rejects(digits.decode('7', { beamSize: 4 }), { name: 'OptionError', message: 'beamSize: beam search is in the Python runtime only; this runtime decodes greedily' });
+    await assert.rejects(digits.decodeBatchResults(['7'], { batch_size: 2 }), { name: 'OptionError', message: "unknown decode option 'batch_size' (the options: batchSize, maxOutputLen, skipUnknown)" });
+    await assert.rejects(async () => { for await (const p of digits.stream('7', { skipUnknown: 'yes' })) void p; }, { message: 'skipUnknown must be true or false, got yes' });
   });
 
   test('space targets stream words with one space before each but the first', async () => {

@@ -44,7 +44,7 @@ VARIANT_HELP = "model variant: fp32, fp16 (TFLite only) or int8 (see s2s info BU
 
 def _add_train(sub) -> None:
     p = sub.add_parser(
-        "train", help="train the LSTM encoder-decoder and write a run folder",
+        "train", help="train the LSTM encoder-decoder and write a training run folder",
         description="Train the seed's LSTM encoder-decoder on the digits, generated number words or your own "
                     "TSV pairs, and write a run folder (model.keras, config.json, history, curves, metrics).",
         formatter_class=HelpFormatter)
@@ -53,8 +53,8 @@ def _add_train(sub) -> None:
                      help="built-in data: the seed's nine digit->word pairs, or integers->words via num2words "
                           "(default: digits)")
     src.add_argument("--data", metavar="FILE.tsv", help="your pairs: input<TAB>target per line, UTF-8")
-    p.add_argument("--out", metavar="DIR", help="run folder to write (default: runs/<task>)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing run folder")
+    p.add_argument("--out", metavar="DIR", help="training run folder to write (default: runs/<task>)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing training run folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar or progress lines; only the result")
     _add_train_data_options(p.add_argument_group("data options"))
     _add_train_model_options(p.add_argument_group("model and optimisation (defaults depend on the task; see "
@@ -202,7 +202,7 @@ def _add_export(sub) -> None:
         description="Export the encoder and the single-step decoder of a run folder to TFLite and ONNX, write "
                     "manifest.json, and fail unless every variant matches Keras on the run's test split.",
         formatter_class=HelpFormatter)
-    p.add_argument("run_dir", metavar="RUN_DIR", help="run folder written by s2s train")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="training run folder written by s2s train")
     p.add_argument("--out", metavar="BUNDLE_DIR", required=True, help="bundle folder to write")
     p.add_argument("--format", type=_csv, default=["tflite", "onnx"], help="comma-separated formats: tflite,onnx")
     p.add_argument("--quantize", type=_csv, default=["fp32", "fp16", "int8"],
@@ -245,7 +245,7 @@ def _add_verify(sub) -> None:
                        formatter_class=HelpFormatter)
     p.add_argument("bundle", metavar="BUNDLE", help="bundle folder written by s2s export")
     p.add_argument("--run", metavar="RUN_DIR",
-                   help="run folder (default: the run the manifest names, looked for from here, beside the "
+                   help="training run folder (default: the one the manifest names, looked for from here, beside the "
                         "bundle's folder and in runs/ there)")
     p.add_argument("--quiet", action="store_true", help="only the result and errors")
     p.set_defaults(func=_cmd_verify)
@@ -259,7 +259,7 @@ def _cmd_verify(args) -> int:
 
 
 def _add_run(sub) -> None:
-    from ..beam import MAX_BEAM_SIZE, MAX_LENGTH_PENALTY
+    from ..options import MAX_BEAM_SIZE, MAX_LENGTH_PENALTY
     from ..answer import MAX_BATCH_SIZE
 
     p = sub.add_parser(
@@ -349,12 +349,11 @@ def _cmd_eval(args) -> int:
     import json
     from pathlib import Path
 
-    from ..answer import DecodeOptions
+    from ..answer import RunOptions
     from ..evaluation.evaluate import evaluate, format_text, read_pairs
     from ..loader import load
 
-    opts = DecodeOptions(backend=args.backend, variant=args.variant, batch_size=args.batch_size,
-                         beam_size=args.beam).check()
+    opts = RunOptions.from_args(args)
     if args.max_errors < 0:
         raise Seq2SeqEdgeError(f"--max-errors must be 0 or more, got {args.max_errors}")
     pairs = read_pairs(args.file, skip_header=args.skip_header)
@@ -404,7 +403,7 @@ def _add_bench(sub) -> None:
                                                     "(default: every one installed)")
     p.add_argument("--label", help="this machine's name in comparisons (default: CPU, cores and architecture)")
     p.add_argument("--run", metavar="RUN_DIR",
-                   help="run folder for the Keras contenders; needs TensorFlow (default: the manifest's, if "
+                   help="training run folder for the Keras contenders; needs TensorFlow (default: the manifest's, if "
                         "TensorFlow is installed and the folder exists)")
     p.add_argument("--no-keras", action="store_true", help="leave the Keras contenders out")
     p.add_argument("--peer", metavar="NAME", help="also time a decoder outside this project on the same words: "

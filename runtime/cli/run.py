@@ -17,7 +17,7 @@ import signal
 import sys
 
 from .. import lines
-from ..answer import MAX_BATCH_SIZE, DecodeOptions, answer, record
+from ..answer import MAX_BATCH_SIZE, RunOptions, answer, record
 from ..errors import InputTextError, Seq2SeqEdgeError
 from ..loader import load
 from ..scale.batch_files import check_paths, decode_file, output_format
@@ -39,13 +39,13 @@ def run_command(args) -> int:
     opts, decoder = _options_and_decoder(args)
     if args.texts:
         source = lines.arguments(args.texts)
-        batch_size = opts.batch_size
+        batch_size = opts.decode.batch_size
     elif sys.stdin is None:  # standard input is closed: nothing to decode
         source, batch_size = iter(()), 1
     else:
         source = lines.fd_lines(sys.stdin.fileno(), lines.max_line_bytes(decoder.preprocessing))
         # On a terminal answer each line at once; in a pipe, fill batches (answered early when input pauses).
-        batch_size = 1 if sys.stdin.isatty() else opts.batch_size
+        batch_size = 1 if sys.stdin.isatty() else opts.decode.batch_size
         if sys.stdin.isatty():
             log.info("s2s run: type one input per line, answered when you press Enter; end with Ctrl-D "
                      "(Ctrl-Z, Enter on Windows)")
@@ -83,8 +83,8 @@ def run_command(args) -> int:
 
 
 def _options_and_decoder(args):
-    """The command line's DecodeOptions, checked before anything is loaded, and the bundle loaded with them."""
-    opts = DecodeOptions.from_args(args).check()
+    """The command line's RunOptions, checked before anything is loaded, and the bundle loaded with them."""
+    opts = RunOptions.from_args(args)
     decoder = load(args.bundle, **opts.load_kwargs())
     opts.check_for(decoder)
     return opts, decoder
@@ -141,7 +141,7 @@ class _Printer:
     ``{"input", "error"}`` object) on standard output. Without --keep-going the first error is raised once the
     inputs before it are printed."""
 
-    def __init__(self, decoder, opts: DecodeOptions, *, json_lines: bool):
+    def __init__(self, decoder, opts: RunOptions, *, json_lines: bool):
         self.decoder, self.opts, self.json_lines = decoder, opts, json_lines
         self.answered = self.failed = 0
 

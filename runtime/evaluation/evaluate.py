@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Sequence
 
 from . import metrics
-from ..answer import DecodeOptions, answer
+from ..answer import RunOptions, answer
+from ..options import DecodeOptions
 from ..errors import Seq2SeqEdgeError
 from .pairs import read_tsv
 
@@ -27,8 +28,7 @@ def evaluate(decoder, pairs: Sequence[tuple[str, str]], *, batch_size: int = 32,
     outputs with :func:`metrics.score`. Adds the backend, the variant and the decoding to the scores."""
     if beam_size < 1:
         raise Seq2SeqEdgeError(f"beam size must be at least 1, got {beam_size}")
-    opts = DecodeOptions(batch_size=batch_size, beam_size=beam_size if beam_size > 1 else None,
-                         keep_going=True).check()
+    opts = RunOptions(decode=DecodeOptions(batch_size=batch_size, beam_size=beam_size), keep_going=True)
     done = answer(decoder, [(s, s) for s in dict.fromkeys(s for s, _ in pairs)], opts)
     reasons = {a.text: a.reason for a in done.failed}
     outputs = {a.text: a.result.text for a in done.answers if a.error is None}

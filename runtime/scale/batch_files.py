@@ -35,7 +35,7 @@ from typing import Iterator
 
 from .. import lines
 from . import workers as workers_mod
-from ..answer import DecodeOptions, answer, record
+from ..answer import RunOptions, answer, record
 from ..errors import InputTextError, Seq2SeqEdgeError
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ TASK_LINES = 1024
 TASK_CHARS = 1 << 20
 
 
-__all__ = ["DecodeOptions", "FileSummary", "decode_file", "iter_decode_file", "resume_point"]
+__all__ = ["RunOptions", "FileSummary", "decode_file", "iter_decode_file", "resume_point"]
 
 
 @dataclass
@@ -165,7 +165,7 @@ def _escape_tsv(s: str) -> str:
     return s.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
-def decode_chunk(decoder, items: list, *, opts: DecodeOptions, fmt: str | None) -> _Chunk:
+def decode_chunk(decoder, items: list, *, opts: RunOptions, fmt: str | None) -> _Chunk:
     """Answer one batch of (where, text | InputTextError) and format it as ``fmt`` lines (None: keep the
     DecodeResults, or InputTextErrors, for the iterator). A worker's task (``workers.in_order``)."""
     done = answer(decoder, items, opts)
@@ -187,7 +187,7 @@ def decode_chunk(decoder, items: list, *, opts: DecodeOptions, fmt: str | None) 
     return chunk
 
 
-def _chunks(source, opts: DecodeOptions, fmt: str | None, batches, workers: int) -> Iterator[_Chunk]:
+def _chunks(source, opts: RunOptions, fmt: str | None, batches, workers: int) -> Iterator[_Chunk]:
     """Decoded chunks of ``batches`` in order; ``source`` a bundle path or a loaded decoder (used as it is when
     ``workers`` is 1; worker processes load its bundle)."""
     decoder = None if isinstance(source, (str, os.PathLike)) else source
@@ -300,14 +300,14 @@ def _input_of(line: bytes, fmt: str) -> str | None:
 
 # -- the API --------------------------------------------------------------------------------------------------
 def iter_decode_file(source, input: str, *, workers: int = 1, skip: int = 0, max_line_bytes: int | None = None,
-                     options: DecodeOptions | None = None, **kwargs) -> Iterator[tuple[str, object]]:
+                     options: RunOptions | None = None, **kwargs) -> Iterator[tuple[str, object]]:
     """(input text, DecodeResult) of each input of the file ``input`` ("-": standard input), in order, decoded by
     ``workers`` processes, after the first ``skip`` inputs. ``source``: a bundle folder or a decoder from
     ``load``. An input that cannot be decoded raises InputTextError naming FILE:LINE, or with ``keep_going=True``
-    comes as (text, InputTextError). ``kwargs``: the fields of DecodeOptions (backend, variant, batch_size, ...)."""
-    opts = (options or DecodeOptions(**kwargs)).check()
+    comes as (text, InputTextError). ``kwargs``: the fields of RunOptions and DecodeOptions (backend, variant, batch_size, ...), or ``options``."""
+    opts = (options or RunOptions.of(**kwargs)).check()
     limit = max_line_bytes or _line_limit(source)
-    batches = _batches(read_inputs(input, limit, skip=skip), max(TASK_LINES, opts.batch_size))
+    batches = _batches(read_inputs(input, limit, skip=skip), max(TASK_LINES, opts.decode.batch_size))
     chunks = _chunks(source, opts, None, batches, workers)
     try:
         for chunk in chunks:
@@ -319,7 +319,7 @@ def iter_decode_file(source, input: str, *, workers: int = 1, skip: int = 0, max
 
 
 def decode_file(source, input: str, output: str, *, workers: int = 1, resume: bool = False, force: bool = False,
-                json: bool = False, progress: bool | None = None, options: DecodeOptions | None = None,
+                json: bool = False, progress: bool | None = None, options: RunOptions | None = None,
                 on_error=None, **kwargs) -> FileSummary:
     """Decode every input of ``input`` into ``output`` (format by extension; "-" for standard input / output),
     with ``workers`` processes, in order; see the module's docstring. ``source``: a bundle folder or a decoder
@@ -327,7 +327,7 @@ def decode_file(source, input: str, output: str, *, workers: int = 1, resume: bo
     overwrites an existing one. ``progress``: a bar on standard error (None: if it is a terminal).
     ``on_error(message)`` is called for each input that failed (``keep_going``).
     Raises InputTextError at the first bad input unless ``keep_going``: every line before it is written."""
-    opts = (options or DecodeOptions(**kwargs)).check()
+    opts = (options or RunOptions.of(**kwargs)).check()
     fmt = output_format(output, json)
     check_paths(input, output, resume=resume, force=force)
     limit = _line_limit(source)
@@ -340,7 +340,7 @@ def decode_file(source, input: str, output: str, *, workers: int = 1, resume: bo
         _check_resumed(items, skip, last, fmt, input, output)
     out = _Output(output, append=resume)
     bar = _progress_bar(input, skip, progress)
-    chunks = _chunks(source, opts, fmt, _batches(items, max(TASK_LINES, opts.batch_size)), workers)
+    chunks = _chunks(source, opts, fmt, _batches(items, max(TASK_LINES, opts.decode.batch_size)), workers)
     try:
         for chunk in chunks:
             out.write(chunk.data)

@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import files as files_mod
 from .. import manifest as mf
-from ..answer import DecodeOptions, answer
+from ..answer import RunOptions, answer
 from ..errors import BundleError, InputTextError
 from ..loader import load
 
@@ -113,7 +113,7 @@ class BundlePredictor:
 
     ``bundle``: a bundle folder every node can read; or ``bundle_files``: ``pack_bundle``'s dict (or a Ray object
     reference to it). ``threads``: interpreter threads (give the actor as many CPUs). The other arguments are
-    those of ``Seq2SeqDecoder.decode_ids``. An input that cannot be decoded gets an empty output and its error in
+    the fields of ``DecodeOptions``. An input that cannot be decoded gets an empty output and its error in
     the ``error`` column (``keep_going``, the default), or fails the batch."""
 
     def __init__(self, bundle: str | None = None, *, bundle_files=None, column: str = "input",
@@ -123,9 +123,9 @@ class BundlePredictor:
         if (bundle is None) == (bundle_files is None):
             raise ValueError("give bundle (a path every node can read) or bundle_files (pack_bundle's), not both")
         self.column = column
-        self.options = DecodeOptions(backend=backend, variant=variant, threads=threads, batch_size=batch_size,
+        self.options = RunOptions.of(backend=backend, variant=variant, threads=threads, batch_size=batch_size,
                                      max_output_len=max_output_len, skip_unknown=skip_unknown, beam_size=beam_size,
-                                     n_best=n_best, length_penalty=length_penalty, keep_going=keep_going)
+                                     n_best=n_best, length_penalty=length_penalty, keep_going=keep_going).check()
         self._tmp = None
         if bundle_files is not None:
             if _is_object_ref(bundle_files):  # pack_bundle's dict put in Ray's object store

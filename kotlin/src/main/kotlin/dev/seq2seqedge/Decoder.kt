@@ -97,6 +97,29 @@ fun argmax(probs: FloatArray, base: Int, n: Int): Int {
  * Decodes with a bundle's models: the encoder and decoder step (the step loop), or the one-call `greedy` model
  * when given. Thread-safe as far as the models are (ONNX Runtime sessions are).
  */
+/**
+ * How inputs are decoded: the options of Python's DecodeOptions that the native libraries have (greedy decoding
+ * only; beam search is in Python). Checked when made: an OptionError names the option.
+ * - batchSize: inputs per model call, 1 to MAX_BATCH_SIZE.
+ * - maxOutputLen: stop after this many tokens, 1 to the bundle's trained maximum (null: that maximum).
+ * - skipUnknown: drop input symbols the model never saw instead of refusing the input.
+ */
+data class DecodeOptions @JvmOverloads constructor(
+    val batchSize: Int = 32,
+    val maxOutputLen: Int? = null,
+    val skipUnknown: Boolean = false,
+) {
+    init {
+        if (batchSize !in 1..MAX_BATCH_SIZE) throw OptionError("batchSize must be between 1 and $MAX_BATCH_SIZE, got $batchSize")
+        if (maxOutputLen != null && maxOutputLen < 1) throw OptionError("maxOutputLen must be at least 1, got $maxOutputLen")
+    }
+
+    companion object {
+        /** The largest batch size, as in the Python runtime. */
+        const val MAX_BATCH_SIZE = 4096
+    }
+}
+
 class Seq2SeqDecoder @JvmOverloads constructor(
     val manifest: BundleManifest,
     private val encoder: ModelRunner,
@@ -118,53 +141,65 @@ class Seq2SeqDecoder @JvmOverloads constructor(
 
     override fun toString() = "Seq2SeqDecoder(${source ?: "bundle"}, engine=$engine, $format $variant, $decodePath)"
 
+    // Every decode method takes one DecodeOptions; the named-argument forms build one (decode(x, maxOutputLen = 2)).
     /** Decode one text to the output string. */
+    fun decode(source: String, options: DecodeOptions): String = decodeResult(source, options).text
+
     @JvmOverloads
     fun decode(source: String, maxOutputLen: Int? = null, skipUnknown: Boolean = false): String =
-        decodeResult(source, maxOutputLen, skipUnknown).text
+        decode(source, DecodeOptions(maxOutputLen = maxOutputLen, skipUnknown = skipUnknown))
 
     /** Decode one text, with per-token probabilities and the score. */
-    @JvmOverloads
-    fun decodeResult(source: String, maxOutputLen: Int? = null, skipUnknown: Boolean = false): DecodeResult {
-        val limit = limit(maxOutputLen)
-        val ids = manifest.encodeInput(source, skipUnknown)
-        return decodeEncoded(listOf(ids), 1, limit)[0]
+    fun decodeResult(source: String, options: DecodeOptions): DecodeResult {
+        val limit = limit(options)
+        return decodeEncoded(listOf(manifest.encodeInput(source, options.skipUnknown)), 1, limit)[0]
     }
 
-    /** Decode many texts, `batchSize` rows at a time through the models; outputs in input order. */
+    @JvmOverloads
+    fun decodeResult(source: String, maxOutputLen: Int? = null, skipUnknown: Boolean = false): DecodeResult =
+        decodeResult(source, DecodeOptions(maxOutputLen = maxOutputLen, skipUnknown = skipUnknown))
+
+    /** decodeBatchResults, the texts only. */
+    fun decodeBatch(sources: List<String>, options: DecodeOptions): List<String> =
+        decodeBatchResults(sources, options).map { it.text }
+
     @JvmOverloads
     fun decodeBatch(sources: List<String>, batchSize: Int = 32, maxOutputLen: Int? = null, skipUnknown: Boolean = false): List<String> =
-        decodeBatchResults(sources, batchSize, maxOutputLen, skipUnknown).map { it.text }
+        decodeBatch(sources, DecodeOptions(batchSize, maxOutputLen, skipUnknown))
 
-    /** decodeBatch with a DecodeResult per input. An input that cannot be encoded throws before any decoding,
-     * naming its position (from 1) and text. */
-    @JvmOverloads
-    fun decodeBatchResults(sources: List<String>, batchSize: Int = 32, maxOutputLen: Int? = null, skipUnknown: Boolean = false): List<DecodeResult> {
-        val limit = limit(maxOutputLen)
-        checkBatchSize(batchSize)
+    /** Decode many texts, `options.batchSize` rows at a time through the models: a DecodeResult per input, in
+     * input order. An input that cannot be encoded throws before any decoding, naming its position (from 1) and text. */
+    fun decodeBatchResults(sources: List<String>, options: DecodeOptions): List<DecodeResult> {
+        val limit = limit(options)
         val texts = sources.toList()
         val encoded = texts.mapIndexed { i, s ->
-            try { manifest.encodeInput(s, skipUnknown) } catch (e: InputTextError) {
+            try { manifest.encodeInput(s, options.skipUnknown) } catch (e: InputTextError) {
                 // counted from 1, as the CLI counts lines
                 throw InputTextError("item ${i + 1} of ${texts.size} (${preview(s)}): ${e.message}")
             }
         }
-        return decodeEncoded(encoded, batchSize, limit)
+        return decodeEncoded(encoded, options.batchSize, limit)
     }
 
-    /** Decode inputs that are already token ids (manifest.encodeInput). */
     @JvmOverloads
-    fun decodeIds(idLists: List<IntArray>, batchSize: Int = 32, maxOutputLen: Int? = null): List<DecodeResult> {
-        val limit = limit(maxOutputLen)
-        checkBatchSize(batchSize)
+    fun decodeBatchResults(sources: List<String>, batchSize: Int = 32, maxOutputLen: Int? = null, skipUnknown: Boolean = false): List<DecodeResult> =
+        decodeBatchResults(sources, DecodeOptions(batchSize, maxOutputLen, skipUnknown))
+
+    /** Decode inputs that are already token ids (manifest.encodeInput): decodeBatchResults without the text. */
+    fun decodeIds(idLists: List<IntArray>, options: DecodeOptions): List<DecodeResult> {
+        val limit = limit(options)
         val n = manifest.maxInputTokens
         val vocab = manifest.inputVocab.size
         idLists.forEachIndexed { i, ids ->
             if (ids.size > n) throw OptionError("item ${i + 1} has ${ids.size} ids; the model takes at most $n")
             if (ids.any { it < N_SPECIAL || it >= vocab }) throw OptionError("item ${i + 1} has ids outside the input vocabulary")
         }
-        return decodeEncoded(idLists.map { it.copyOf() }, batchSize, limit)
+        return decodeEncoded(idLists.map { it.copyOf() }, options.batchSize, limit)
     }
+
+    @JvmOverloads
+    fun decodeIds(idLists: List<IntArray>, batchSize: Int = 32, maxOutputLen: Int? = null): List<DecodeResult> =
+        decodeIds(idLists, DecodeOptions(batchSize, maxOutputLen))
 
     /** Release the engines' sessions. */
     override fun close() {
@@ -174,16 +209,10 @@ class Seq2SeqDecoder @JvmOverloads constructor(
     }
 
     // -- the loop ------------------------------------------------------------------------------------------------
-    private fun limit(maxOutputLen: Int?): Int {
-        if (maxOutputLen == null) return this.maxOutputLen
-        if (maxOutputLen < 1 || maxOutputLen > this.maxOutputLen) {
-            throw OptionError("maxOutputLen must be between 1 and the trained maximum ${this.maxOutputLen}, got $maxOutputLen")
-        }
-        return maxOutputLen
-    }
-
-    private fun checkBatchSize(batchSize: Int) {
-        if (batchSize < 1) throw OptionError("batchSize must be an integer of at least 1, got $batchSize")
+    private fun limit(options: DecodeOptions): Int {
+        val max = options.maxOutputLen ?: return maxOutputLen
+        if (max > maxOutputLen) throw OptionError("maxOutputLen must be between 1 and the trained maximum $maxOutputLen, got $max")
+        return max
     }
 
     private fun pad(idLists: List<IntArray>): Tensor {

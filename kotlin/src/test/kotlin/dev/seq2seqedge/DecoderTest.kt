@@ -183,6 +183,24 @@ class DecoderTest {
     }
 
     @Test
+    fun oneOptionsObjectForEveryDecodeMethod() {
+        val batches = ArrayList<Int>()
+        val d = load(Fake(ECHO, encoderBatches = batches))
+        val inputs = listOf("1", "2", "3", "4", "5")
+        val options = DecodeOptions(batchSize = 2, maxOutputLen = 1)
+        batches.clear()
+        val results = d.decodeBatchResults(inputs, options)
+        assertEquals(listOf(2, 2, 1), batches)
+        val want = results.map { it.toString() } // text, tokens, probabilities, finished
+        assertEquals(want, d.decodeBatchResults(inputs, batchSize = 2, maxOutputLen = 1).map { it.toString() })
+        assertEquals(results.map { it.text }, d.decodeBatch(inputs, options))
+        assertEquals(want, inputs.map { d.decodeResult(it, options).toString() })
+        assertEquals(results.map { it.text }, inputs.map { d.decode(it, options) })
+        assertEquals(want, d.decodeIds(inputs.map { manifest.encodeInput(it) }, options).map { it.toString() })
+        assertTrue(results.all { it.tokens.size <= 1 })
+    }
+
+    @Test
     fun aRunThatFailsNamesTheModelFile() {
         // whatever an engine throws from a run (ONNX Runtime's OrtException, a bug) comes out as an EngineError
         // naming the file, never as the engine's own exception

@@ -197,10 +197,13 @@ class TrustTest {
     @Test
     fun optionsOutOfRange() {
         loadBundle(copy()).use { d ->
-            assertEquals("maxOutputLen must be between 1 and the trained maximum ${d.maxOutputLen}, got 0",
+            assertEquals("maxOutputLen must be at least 1, got 0",
                 assertThrows<OptionError> { d.decode("1", maxOutputLen = 0) }.message)
-            assertThrows<OptionError> { d.decode("1", maxOutputLen = d.maxOutputLen + 1) }
-            assertThrows<OptionError> { d.decodeBatch(listOf("1"), batchSize = 0) }
+            assertEquals("maxOutputLen must be between 1 and the trained maximum ${d.maxOutputLen}, got ${d.maxOutputLen + 1}",
+                assertThrows<OptionError> { d.decode("1", DecodeOptions(maxOutputLen = d.maxOutputLen + 1)) }.message)
+            assertEquals("batchSize must be between 1 and 4096, got 0",
+                assertThrows<OptionError> { d.decodeBatch(listOf("1"), batchSize = 0) }.message)
+            assertThrows<OptionError> { DecodeOptions(batchSize = 4097) }
             assertThrows<OptionError> { d.decodeBatch(listOf("1"), maxOutputLen = -3) }
             // a shorter limit cuts the output: never more tokens than asked, not finished when cut
             val full = d.decodeResult("1", maxOutputLen = d.maxOutputLen)
