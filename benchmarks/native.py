@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from seq2seq_edge.bench import report
+from seq2seq_edge.manifest import GOLDEN_FILE
 
 REPO = Path(__file__).resolve().parent.parent
 C_BENCH = REPO / "c" / "build" / "s2s-bench"
@@ -97,7 +98,7 @@ def measure(bundles: list[Path], rounds: int, repeats: int) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for bundle in bundles:
-            words = [i["input"] for i in json.loads((bundle / "golden.json").read_text(encoding="utf-8"))["items"]]
+            words = [i["input"] for i in json.loads((bundle / GOLDEN_FILE).read_text(encoding="utf-8"))["items"]]
             words_file = Path(tmp) / f"{bundle.name}.txt"
             words_file.write_text("\n".join(words) + "\n", encoding="utf-8")
             for path in ("one-call", "step-loop"):

@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from seq2seq_edge.manifest import GOLDEN_FILE
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -35,7 +37,7 @@ def measure(bundle: Path, backend: str, rounds: int) -> dict:
     import seq2seq_edge
     from seq2seq_edge.sandbox import SandboxedDecoder
 
-    words = [i["input"] for i in json.loads((bundle / "golden.json").read_text(encoding="utf-8"))["items"]][:100]
+    words = [i["input"] for i in json.loads((bundle / GOLDEN_FILE).read_text(encoding="utf-8"))["items"]][:100]
     direct = seq2seq_edge.load(bundle, backend=backend)
     t = time.perf_counter()
     boxed = SandboxedDecoder(bundle, backend=backend)
