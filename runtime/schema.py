@@ -18,6 +18,7 @@ from typing import Any
 from . import manifest as mf
 from . import preprocessing as pp
 from . import text
+from .backends import tflite_wire
 
 SCHEMA_ID = "https://seq2seq-edge.invalid/manifest.schema.json"
 #: The optional ``preprocessing.input`` key naming the entry that input symbols outside the vocabulary map to.
@@ -130,6 +131,11 @@ def manifest_schema() -> dict[str, Any]:
                       "encoder_mask": mf.ENCODER_MASK},
             "recurrent": [list(pair) for pair in mf.RECURRENT],
             "special_ids": {"pad": text.PAD_ID, "start": text.START_ID, "end": text.END_ID},
+            # What a runtime that reads the model bytes checks them against (docs/trust.md): the operators each
+            # role may hold, and the names of TFLite's builtin operator codes (anything else is BUILTIN_<code>).
+            "allowed_ops": {fmt: {role: sorted(ops) for role, ops in roles.items()}
+                            for fmt, roles in mf.ALLOWED_OPS.items()},
+            "tflite_builtin_names": {str(code): name for code, name in sorted(tflite_wire.BUILTIN_NAMES.items())},
         },
     }
 

@@ -81,3 +81,94 @@ def tflite_with_repeated_condition_input(content: bytes) -> bytes:
     first = content[start:start + 4]
     last = start + 4 * (length - 1)
     return content[:last] + first + content[last + 4:]
+
+
+# -- models built with TensorFlow and its converters, the way an attacker would build them (need the [train] extra)
+def encoder_fn(manifest, loop):
+    """A tf.function with the bundle's encoder signature whose state comes out of ``loop(h)``."""
+    import tensorflow as tf
+    from seq2seq_edge import manifest as mf
+
+    steps, latent = manifest.encoder_time_steps, manifest.latent_dim
+
+    @tf.function(input_signature=[tf.TensorSpec([None, steps], tf.int32, name=mf.INPUT_IDS)])
+    def serve(input_ids):
+        h = tf.zeros([tf.shape(input_ids)[0], latent]) + tf.cast(input_ids[:, :1], tf.float32)
+        h = loop(h)
+        return {mf.STATE_H: h, mf.STATE_C: h}
+    return serve
+
+
+def encoder_with_allocation(manifest):
+    """An encoder that allocates ``reduce_max(input_ids) * 2**20`` floats: a FILL / ConstantOfShape sized by the
+    input's values, no loop at all."""
+    import tensorflow as tf
+    from seq2seq_edge import manifest as mf
+
+    steps, latent = manifest.encoder_time_steps, manifest.latent_dim
+
+    @tf.function(input_signature=[tf.TensorSpec([None, steps], tf.int32, name=mf.INPUT_IDS)])
+    def serve(input_ids):
+        h = tf.zeros([tf.shape(input_ids)[0], latent]) + tf.cast(input_ids[:, :1], tf.float32)
+        h = h + tf.reduce_sum(tf.fill(tf.reshape(tf.reduce_max(input_ids) * (2**20), [1]), 0.0))
+        return {mf.STATE_H: h, mf.STATE_C: h}
+    return serve
+
+
+def tflite_file(fn) -> bytes:
+    """``fn`` converted with the TFLite converter."""
+    import tensorflow as tf
+
+    return tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()]).convert()
+
+
+def onnx_file(fn) -> bytes:
+    """``fn`` converted with tf2onnx (opset 17)."""
+    import tf2onnx
+
+    proto, _ = tf2onnx.convert.from_function(fn, input_signature=fn.input_signature, opset=17)
+    return proto.SerializeToString()
+
+
+def unbounded(h):
+    """A loop that runs until its state is huge: no maximum_iterations."""
+    import tensorflow as tf
+
+    return tf.while_loop(lambda h: tf.reduce_sum(h) < 1e30, lambda h: (h + 1.0,), (h,))[0]
+
+
+def counted(limit):
+    """A loop counted up to ``limit``, as tf.while_loop's maximum_iterations writes it (the exporter's form)."""
+    def loop(h):
+        import tensorflow as tf
+
+        return tf.while_loop(lambda h: tf.reduce_sum(h) < 1e30, lambda h: (h * 1.0001,), (h,),
+                             maximum_iterations=limit)[0]
+    return loop
+
+
+def nested(h):
+    """A counted loop inside a counted loop."""
+    import tensorflow as tf
+
+    inner = counted(3)
+    return tf.while_loop(lambda h: tf.reduce_sum(h) < 1e30, lambda h: (inner(h),), (h,), maximum_iterations=1)[0]
+
+
+def patched_loop_limit(content: bytes, old: int, new: int) -> bytes:
+    """``content`` (a .tflite) with the constant limit of a loop raised from ``old`` to ``new``: the int32 ``old``
+    in the file whose change moves a proven loop bound (found by trying each occurrence)."""
+    from seq2seq_edge.backends import tflite_wire
+
+    before = tflite_wire.summarize(content).loop_bounds
+    needle = old.to_bytes(4, "little", signed=True)
+    at = content.find(needle)
+    while at != -1:
+        patched = content[:at] + new.to_bytes(4, "little", signed=True) + content[at + 4:]
+        try:
+            if tflite_wire.summarize(patched).loop_bounds != before:
+                return patched
+        except tflite_wire.WireError:
+            pass
+        at = content.find(needle, at + 1)
+    raise AssertionError(f"no loop limit {old} found")

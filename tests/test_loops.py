@@ -19,6 +19,7 @@ from seq2seq_edge import manifest as mf
 from seq2seq_edge.decoder import Seq2SeqDecoder
 from seq2seq_edge.errors import BundleError
 
+import craft
 from support import TFLITE_BACKEND, assert_refused, copy_bundle, resign, s2s_limited
 
 HAS_TF = importlib.util.find_spec("tensorflow") is not None
@@ -29,26 +30,6 @@ needs_onnx_and_tf2onnx = pytest.mark.skipif(
     reason="needs tf2onnx to build the models and onnxruntime")
 
 
-def _encoder_fn(manifest: mf.BundleManifest, loop):
-    """A tf.function with the bundle's encoder signature whose state comes out of ``loop(h)``."""
-    import tensorflow as tf
-
-    steps, latent = manifest.encoder_time_steps, manifest.latent_dim
-
-    @tf.function(input_signature=[tf.TensorSpec([None, steps], tf.int32, name=mf.INPUT_IDS)])
-    def serve(input_ids):
-        h = tf.zeros([tf.shape(input_ids)[0], latent]) + tf.cast(input_ids[:, :1], tf.float32)
-        h = loop(h)
-        return {mf.STATE_H: h, mf.STATE_C: h}
-    return serve
-
-
-def _tflite(fn) -> bytes:
-    import tensorflow as tf
-
-    return tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()]).convert()
-
-
 def _replace_encoder(bundle, fmt: str, content: bytes) -> str:
     """Re-sign ``content`` as the bundle's fp32 encoder (its manifest ops left as they were: the loop check
     reports its problem beside the ops' mismatch, in the same line)."""
@@ -57,59 +38,17 @@ def _replace_encoder(bundle, fmt: str, content: bytes) -> str:
     return name
 
 
-def _unbounded(h):
-    import tensorflow as tf
-
-    return tf.while_loop(lambda h: tf.reduce_sum(h) < 1e30, lambda h: (h + 1.0,), (h,))[0]
-
-
-def _counted(limit):
-    """A loop counted up to ``limit``, as tf.while_loop's maximum_iterations writes it (the exporter's form)."""
-    def loop(h):
-        import tensorflow as tf
-
-        return tf.while_loop(lambda h: tf.reduce_sum(h) < 1e30, lambda h: (h * 1.0001,), (h,),
-                             maximum_iterations=limit)[0]
-    return loop
-
-
-def _nested(h):
-    import tensorflow as tf
-
-    inner = _counted(3)
-    return tf.while_loop(lambda h: tf.reduce_sum(h) < 1e30, lambda h: (inner(h),), (h,), maximum_iterations=1)[0]
-
-
 @needs_tflite_and_tf
 @pytest.mark.parametrize("loop, pattern", [
-    (_unbounded, r"a WHILE loop whose trip count has no provable bound"),
-    (_counted(10**9), r"has a loop of up to 1000000000 steps; a encoder of this bundle may loop at most 1 times"),
-    (_nested, r"a loop's condition or body holds control flow \(nested loops are refused\)"),
+    (craft.unbounded, r"a WHILE loop whose trip count has no provable bound"),
+    (craft.counted(10**9), r"has a loop of up to 1000000000 steps; a encoder of this bundle may loop at most 1 times"),
+    (craft.nested, r"a loop's condition or body holds control flow \(nested loops are refused\)"),
 ], ids=["unbounded", "above-the-bound", "nested"])
 def test_tflite_encoder_loops_other_than_the_exporters_are_refused(digits_bundle, tmp_path, loop, pattern):
     bundle = copy_bundle(digits_bundle, tmp_path)
-    _replace_encoder(bundle, "tflite", _tflite(_encoder_fn(mf.BundleManifest.load(bundle), loop)))
+    _replace_encoder(bundle, "tflite", craft.tflite_file(craft.encoder_fn(mf.BundleManifest.load(bundle), loop)))
     proc = s2s_limited("run", bundle, "7", "--backend", TFLITE_BACKEND, cache=tmp_path / "cache", timeout=60)
     assert_refused(proc, rf"encoder\.fp32\.tflite: .*{pattern}")
-
-
-def _patched_loop_limit(content: bytes, old: int, new: int) -> bytes:
-    """``content`` with the constant limit of a loop raised from ``old`` to ``new``: the int32 ``old`` in the file
-    whose change moves a proven loop bound (found by trying each occurrence)."""
-    from seq2seq_edge.backends import tflite_wire
-
-    before = tflite_wire.summarize(content).loop_bounds
-    needle = old.to_bytes(4, "little", signed=True)
-    at = content.find(needle)
-    while at != -1:
-        patched = content[:at] + new.to_bytes(4, "little", signed=True) + content[at + 4:]
-        try:
-            if tflite_wire.summarize(patched).loop_bounds != before:
-                return patched
-        except tflite_wire.WireError:
-            pass
-        at = content.find(needle, at + 1)
-    raise AssertionError(f"no loop limit {old} found")
 
 
 @pytest.mark.skipif(TFLITE_BACKEND is None, reason="needs a TFLite backend")
@@ -118,7 +57,7 @@ def test_tflite_greedy_model_with_a_raised_loop_limit_is_refused(digits_bundle, 
     bundle = copy_bundle(digits_bundle, tmp_path)
     limit = mf.BundleManifest.load(bundle).loop_limit(mf.GREEDY)
     name = "greedy.fp32.tflite"
-    resign(bundle, name, _patched_loop_limit((bundle / name).read_bytes(), limit, 10**6))
+    resign(bundle, name, craft.patched_loop_limit((bundle / name).read_bytes(), limit, 10**6))
     proc = s2s_limited("run", bundle, "7", "--backend", TFLITE_BACKEND, cache=tmp_path / "cache", timeout=60)
     assert_refused(proc, rf"greedy\.fp32\.tflite: has a loop of up to \d+ steps; a greedy of this bundle may loop "
                          rf"at most {limit} times")
@@ -129,17 +68,13 @@ def test_tflite_greedy_model_with_a_raised_loop_limit_is_refused(digits_bundle, 
 
 @needs_onnx_and_tf2onnx
 @pytest.mark.parametrize("loop, pattern", [
-    (_counted(10**6), r"has a loop of up to 1000000 steps; a encoder of this bundle may loop at most 1 times"),
-    (_unbounded, r"holds a Loop whose trip count M is not a constant of the main graph"),
-    (_nested, r"holds a Loop inside a loop body \(nested loops are refused\)"),
+    (craft.counted(10**6), r"has a loop of up to 1000000 steps; a encoder of this bundle may loop at most 1 times"),
+    (craft.unbounded, r"holds a Loop whose trip count M is not a constant of the main graph"),
+    (craft.nested, r"holds a Loop inside a loop body \(nested loops are refused\)"),
 ], ids=["above-the-bound", "unbounded", "nested"])
 def test_onnx_encoder_loops_other_than_the_exporters_are_refused(digits_bundle, tmp_path, loop, pattern):
-    import tf2onnx
-
     bundle = copy_bundle(digits_bundle, tmp_path)
-    fn = _encoder_fn(mf.BundleManifest.load(bundle), loop)
-    proto, _ = tf2onnx.convert.from_function(fn, input_signature=fn.input_signature, opset=17)
-    name = _replace_encoder(bundle, "onnx", proto.SerializeToString())
+    name = _replace_encoder(bundle, "onnx", craft.onnx_file(craft.encoder_fn(mf.BundleManifest.load(bundle), loop)))
     proc = s2s_limited("run", bundle, "7", "--backend", "onnx", cache=tmp_path / "cache", timeout=60)
     assert_refused(proc, rf"{name}: .*{pattern}")
 
@@ -194,8 +129,6 @@ def test_greedy_ids_outside_the_vocabulary_are_a_bundle_error(digits_bundle, bad
 @pytest.mark.skipif(TFLITE_BACKEND is None, reason="needs a TFLite backend")
 def test_tflite_loop_whose_condition_lists_a_tensor_twice_is_refused(digits_bundle, tmp_path):
     """The interpreter would compare another loop variable than the one the proof read: refused before it runs."""
-    import craft
-
     bundle = copy_bundle(digits_bundle, tmp_path)
     name = "greedy.fp32.tflite"
     resign(bundle, name, craft.tflite_with_repeated_condition_input((bundle / name).read_bytes()))
@@ -208,7 +141,6 @@ def test_tflite_loop_whose_condition_lists_a_tensor_twice_is_refused(digits_bund
 @pytest.mark.parametrize("how", ["dense", "sparse", "input"])
 def test_onnx_loop_bound_defined_twice_is_refused(digits_bundle, tmp_path, how):
     """A second definition of the Loop's M (ONNX Runtime may take it instead of the one a proof reads)."""
-    import craft
     from seq2seq_edge.backends import onnx_wire
 
     bundle = copy_bundle(digits_bundle, tmp_path)
@@ -221,23 +153,11 @@ def test_onnx_loop_bound_defined_twice_is_refused(digits_bundle, tmp_path, how):
                          r"main graph")
 
 
-def _encoder_with_allocation(manifest: mf.BundleManifest):
-    import tensorflow as tf
-
-    steps, latent = manifest.encoder_time_steps, manifest.latent_dim
-
-    @tf.function(input_signature=[tf.TensorSpec([None, steps], tf.int32, name=mf.INPUT_IDS)])
-    def serve(input_ids):
-        h = tf.zeros([tf.shape(input_ids)[0], latent]) + tf.cast(input_ids[:, :1], tf.float32)
-        h = h + tf.reduce_sum(tf.fill(tf.reshape(tf.reduce_max(input_ids) * (2**20), [1]), 0.0))
-        return {mf.STATE_H: h, mf.STATE_C: h}
-    return serve
-
-
 @needs_tflite_and_tf
 def test_tflite_allocation_sized_by_the_inputs_values_is_refused(digits_bundle, tmp_path):
     bundle = copy_bundle(digits_bundle, tmp_path)
-    name = _replace_encoder(bundle, "tflite", _tflite(_encoder_with_allocation(mf.BundleManifest.load(bundle))))
+    fn = craft.encoder_with_allocation(mf.BundleManifest.load(bundle))
+    name = _replace_encoder(bundle, "tflite", craft.tflite_file(fn))
     proc = s2s_limited("run", bundle, "7", "--backend", TFLITE_BACKEND, cache=tmp_path / "cache", timeout=60)
     assert_refused(proc, rf"{name}: .*a FILL whose size is computed from tensor values, not from shapes and "
                          r"constants \(it could allocate without bound; refused\)")
@@ -245,11 +165,8 @@ def test_tflite_allocation_sized_by_the_inputs_values_is_refused(digits_bundle, 
 
 @needs_onnx_and_tf2onnx
 def test_onnx_allocation_sized_by_the_inputs_values_is_refused(digits_bundle, tmp_path):
-    import tf2onnx
-
     bundle = copy_bundle(digits_bundle, tmp_path)
-    fn = _encoder_with_allocation(mf.BundleManifest.load(bundle))
-    proto, _ = tf2onnx.convert.from_function(fn, input_signature=fn.input_signature, opset=17)
-    name = _replace_encoder(bundle, "onnx", proto.SerializeToString())
+    fn = craft.encoder_with_allocation(mf.BundleManifest.load(bundle))
+    name = _replace_encoder(bundle, "onnx", craft.onnx_file(fn))
     proc = s2s_limited("run", bundle, "7", "--backend", "onnx", cache=tmp_path / "cache", timeout=60)
     assert_refused(proc, rf"{name}: .*holds a (ConstantOfShape|Expand) whose size is computed from tensor values")

@@ -71,3 +71,27 @@ def test_text_policy_answers_as_the_vectors_say(vectors):
                 got = {"error": str(e)}
             want = {k: case[k] for k in ("ids", "error") if k in case}
             assert got == want, f"{policy['name']}: {case['input']!r}"
+
+
+def test_crafted_models_are_judged_as_the_vectors_say(fixture_dir):
+    """The crafted model files (tests/make_crafted.py) get the recorded verdict, message for message, from this
+    install's reader: the JavaScript runtime is held to the same file."""
+    from types import SimpleNamespace
+
+    from seq2seq_edge.errors import BundleError
+    from seq2seq_edge.loader import check_model_ops
+
+    path = fixture_dir / "crafted" / "crafted.json"
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: python tests/make_crafted.py {fixture_dir}")
+    cases = json.loads(path.read_text(encoding="utf-8"))["cases"]
+    assert sum(c["error"] is None for c in cases) >= 30 and sum(c["error"] is not None for c in cases) >= 20
+    for case in cases:
+        entry = SimpleNamespace(format=case["format"], role=case["role"], ops=case["ops"])
+        content = (path.parent / case["file"]).read_bytes()
+        try:
+            check_model_ops(content, entry, case["file"], case["loop_limit"])
+            got = None
+        except BundleError as e:
+            got = str(e)
+        assert got == case["error"], case["name"]

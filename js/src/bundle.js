@@ -2,6 +2,7 @@
 // the manifest is checked, then both model files' sizes and sha256 before any engine sees them, then each model's
 // real inputs and outputs (where the engine reports them) and one test run.
 import { BundleError, EngineError } from './errors.js';
+import { checkModelOps } from './modelcheck.js';
 import { BundleManifest, DECODER_STEP, ENCODER, GREEDY, MANIFEST_FILE } from './manifest.js';
 import { Seq2SeqDecoder } from './decoder.js';
 
@@ -100,6 +101,7 @@ export async function loadBundle({ readFile, sha256 = webCryptoSha256, engine, v
     }
     contents.push(bytes);
   }
+  entries.forEach((entry, i) => checkModelOps(contents[i], entry, where(entry.path), manifest.loopLimit(entry.role)));
   const models = [];
   for (let i = 0; i < entries.length; i++) {
     const entry = entries[i];

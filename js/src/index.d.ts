@@ -40,13 +40,27 @@ export interface Engine {
 }
 
 export type Variant = 'fp32' | 'fp16' | 'int8';
+/** The options every decode method takes (Python's DecodeOptions in JavaScript's spelling); an unknown name, a
+ * value out of bounds or a beam-search option (Python only) is an OptionError. */
 export interface DecodeOptions {
+  /** Inputs per model call, 1 to 4096 (default 32). */
+  batchSize?: number;
   /** Stop after this many output tokens (1 to the trained maximum). */
-  maxOutputLen?: number;
+  maxOutputLen?: number | null;
   /** Leave out input symbols the model never saw instead of throwing. */
   skipUnknown?: boolean;
 }
-export interface BatchOptions extends DecodeOptions { batchSize?: number }
+/** @deprecated the same as DecodeOptions */
+export type BatchOptions = DecodeOptions;
+export const MAX_BATCH_SIZE: 4096;
+/** Check decode options and fill in their defaults. */
+export function decodeOptions(options?: DecodeOptions): Readonly<Required<DecodeOptions>>;
+/** A model file's operators and proven loop bounds, read from its bytes; throws BundleError for anything a bundle
+ * model may never be (the Python runtime's checks, with its messages). */
+export function inspectModel(format: 'onnx' | 'tflite', bytes: Uint8Array): { ops: Set<string>; bounds: bigint[] };
+/** Throws BundleError naming `where` unless the model's operators are its role's and the manifest entry's, and each
+ * loop is proved to run at most `loopLimit` times. */
+export function checkModelOps(bytes: Uint8Array, entry: { format: string; role: string; ops: string[] }, where: string, loopLimit: number): void;
 
 export class DecodeResult {
   readonly text: string;
@@ -86,9 +100,9 @@ export class Seq2SeqDecoder {
   readonly maxOutputLen: number;
   decode(source: string, options?: DecodeOptions): Promise<string>;
   decodeResult(source: string, options?: DecodeOptions): Promise<DecodeResult>;
-  decodeBatch(sources: Iterable<string>, options?: BatchOptions): Promise<string[]>;
-  decodeBatchResults(sources: Iterable<string>, options?: BatchOptions): Promise<DecodeResult[]>;
-  decodeIds(idLists: number[][], options?: { batchSize?: number; maxOutputLen?: number }): Promise<DecodeResult[]>;
+  decodeBatch(sources: Iterable<string>, options?: DecodeOptions): Promise<string[]>;
+  decodeBatchResults(sources: Iterable<string>, options?: DecodeOptions): Promise<DecodeResult[]>;
+  decodeIds(idLists: number[][], options?: DecodeOptions): Promise<DecodeResult[]>;
   /** The output piece by piece: each token with the separator before it; the pieces join to decode()'s text. */
   stream(source: string, options?: DecodeOptions): AsyncGenerator<string, void, void>;
   release(): Promise<void>;

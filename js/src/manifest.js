@@ -148,6 +148,14 @@ export class BundleManifest {
     return this.models.find((m) => m.role === role && m.format === format && m.variant === variant) ?? null;
   }
 
+  /** The most times any one loop of a `role` model may run (Python's BundleManifest.loop_limit): the encoder's
+   * loops run over input positions, the greedy model's over output steps; the decoder step has no loop. */
+  loopLimit(role) {
+    if (role === ENCODER) return this.encoderTimeSteps;
+    if (role === GREEDY) return Math.max(this.encoderTimeSteps, this.maxOutputTokens + 1);
+    return 0;
+  }
+
   /** Variants of `format` with both an encoder and a decoder step. */
   variants(format) {
     const order = format === 'tflite' ? ['fp32', 'fp16', 'int8'] : ['fp32', 'int8'];

@@ -8,7 +8,9 @@ import { describe, test, before, after } from 'node:test';
 import {
   BundleError, InputTextError, OptionError, BundleManifest, loadBundleFromDir, manifestProblems,
 } from '../src/node.js';
-import { BUNDLES, JS_DIR, PYTHON, bundleDir, copyBundle, golden, pythonReference, vectors } from './helpers.js';
+import * as ort from 'onnxruntime-node';
+import { checkModelOps, onnxRuntimeEngine } from '../src/index.js';
+import { BUNDLES, JS_DIR, PYTHON, bundleDir, copyBundle, crafted, golden, pythonReference, vectors } from './helpers.js';
 
 for (const name of BUNDLES) {
   for (const variant of ['fp32', 'int8']) {
@@ -159,8 +161,13 @@ for e in man["models"]:
         e["size_bytes"], e["sha256"] = len(data), hashlib.sha256(data).hexdigest()
 json.dump(man, open("manifest.json", "w"))
 `]);
+      // refused from the bytes, as the Python runtime refuses it, before onnxruntime-node sees the file
       await assert.rejects(loadBundleFromDir(dir, { oneCall: false }), (e) => e instanceof BundleError
-        && e.message.startsWith(`${path.join(dir, 'decoder_step.fp32.onnx')}: onnxruntime-node cannot load this model: External data path validation failed`));
+        && /^[^:]+decoder_step\.fp32\.onnx: refers to external data for \['[^']+'\]; bundle models must embed their weights \(external data is refused\)$/.test(e.message));
+      // and the second line: the engine itself is told external data lives in a folder that cannot exist
+      const entry = JSON.parse(readFileSync('manifest.json', 'utf8')).models.find((m) => m.path === 'decoder_step.fp32.onnx');
+      await assert.rejects(onnxRuntimeEngine(ort).createSession(readFileSync('decoder_step.fp32.onnx'), entry),
+        /External data path validation failed/);
     } finally {
       process.chdir(cwd);
     }
@@ -233,7 +240,19 @@ json.dump(man, open("manifest.json", "w"))
       entry.size_bytes = other.length;
       entry.sha256 = createHash('sha256').update(other).digest('hex');
     });
-    await assert.rejects(loadBundleFromDir(dir), { name: 'BundleError', message: `${path.join(dir, 'encoder.fp32.onnx')}: 3 problems: input 'input_ids' has shape [-1, 3] in the model, [-1, 1] in the manifest; output 'state_h' has shape [-1, 24] in the model, [-1, 32] in the manifest; output 'state_c' has shape [-1, 24] in the model, [-1, 32] in the manifest` });
+    // the numbers encoder loops over 3 positions: its bytes are refused before its I/O is looked at
+    await assert.rejects(loadBundleFromDir(dir), { name: 'BundleError', message: `${path.join(dir, 'encoder.fp32.onnx')}: has a loop of up to 3 steps; a encoder of this bundle may loop at most 1 times` });
+    // the numbers decoder step has no loop and the same operators: what differs is its real I/O
+    const step = readFileSync(path.join(bundleDir('numbers'), 'decoder_step.fp32.onnx'));
+    writeFileSync(path.join(dir, 'encoder.fp32.onnx'), readFileSync(path.join(bundleDir('digits'), 'encoder.fp32.onnx')));
+    writeFileSync(path.join(dir, 'decoder_step.fp32.onnx'), step);
+    rewrite(dir, (d) => {
+      Object.assign(d.models.find((m) => m.path === 'encoder.fp32.onnx'), JSON.parse(readFileSync(path.join(bundleDir('digits'), 'manifest.json'), 'utf8')).models.find((m) => m.path === 'encoder.fp32.onnx'));
+      const entry = d.models.find((m) => m.path === 'decoder_step.fp32.onnx');
+      entry.size_bytes = step.length;
+      entry.sha256 = createHash('sha256').update(step).digest('hex');
+    });
+    await assert.rejects(loadBundleFromDir(dir, { oneCall: false }), { name: 'BundleError', message: `${path.join(dir, 'decoder_step.fp32.onnx')}: 5 problems: input 'state_h' has shape [-1, 24] in the model, [-1, 32] in the manifest; input 'state_c' has shape [-1, 24] in the model, [-1, 32] in the manifest; output 'probs' has shape [-1, 105] in the model, [-1, 17] in the manifest; output 'next_state_h' has shape [-1, 24] in the model, [-1, 32] in the manifest; output 'next_state_c' has shape [-1, 24] in the model, [-1, 32] in the manifest` });
   });
 
   test('model entries of roles it does not use are ignored, not refused', async () => {
@@ -421,4 +440,22 @@ describe('the TFLite batch-pinning pass is bounded by the file\'s size', () => {
     assert.throws(() => pinBatchToOne(sharedTables(20_000), 'crafted.tflite'),
       { name: 'BundleError', message: "crafted.tflite: not a well-formed TFLite file (tables are shared or nested beyond what the file's size allows)" });
   });
+});
+
+describe('crafted model files are judged from their bytes as the Python runtime judges them', () => {
+  const { dir, cases } = crafted();
+  test('the shared cases: attacks and the exporter\'s own models', () => {
+    assert.ok(cases.filter((c) => c.error === null).length >= 30 && cases.filter((c) => c.error !== null).length >= 20);
+  });
+  for (const c of cases) {
+    test(c.name, () => {
+      const bytes = new Uint8Array(readFileSync(path.join(dir, c.file)));
+      let got = null;
+      try { checkModelOps(bytes, c, c.file, c.loop_limit); } catch (e) {
+        assert.ok(e instanceof BundleError, `${e?.name}: ${e?.message}`);
+        got = e.message;
+      }
+      assert.equal(got, c.error);
+    });
+  }
 });

@@ -1,0 +1,107 @@
+"""Crafted model files every runtime that reads model bytes must judge as the Python runtime does.
+
+    python tests/make_crafted.py FIXTURES      # writes FIXTURES/crafted/ and FIXTURES/crafted/crafted.json
+
+Each case is one model file and the manifest entry it is checked against (format, role, operator list, the
+role's loop limit in the digits bundle): the attacks of docs/trust.md (loops without a provable bound or above
+the limit, a loop bound defined twice, a condition that lists a tensor twice, nested loops, allocations sized by
+the input's values, external data, model-local functions, truncated files, operators the manifest does not list)
+and every real model of the fixture bundles. ``error`` is the Python runtime's message (``loader.check_model_ops``)
+word for word, or null when the file is accepted. The JavaScript tests (``js/test/node.test.js``) and
+``tests/test_vectors.py`` read it. Building the attacks needs the [train] extra (TensorFlow, tf2onnx).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+CRAFTED_DIR = "crafted"
+CRAFTED_FILE = "crafted.json"
+
+
+def _entry(manifest, role: str, fmt: str) -> dict:
+    e = manifest.find(role, fmt, "fp32")
+    return {"format": fmt, "role": role, "ops": list(e.ops), "loop_limit": manifest.loop_limit(role)}
+
+
+def _attacks(bundle: Path) -> list[tuple[str, bytes, dict]]:
+    """(name, bytes, entry) of every crafted case built from the digits bundle."""
+    import craft
+    from seq2seq_edge import manifest as mf
+    from seq2seq_edge.backends import onnx_wire
+
+    manifest = mf.BundleManifest.load(bundle)
+    read = lambda name: (bundle / name).read_bytes()  # noqa: E731
+    enc_onnx, step_onnx, greedy_tflite = read("encoder.fp32.onnx"), read("decoder_step.fp32.onnx"), read("greedy.fp32.tflite")
+    (_, m_name, _), = onnx_wire.summarize(enc_onnx).loops
+    encoder = {fmt: _entry(manifest, mf.ENCODER, fmt) for fmt in ("onnx", "tflite")}
+    step, greedy = _entry(manifest, mf.DECODER_STEP, "onnx"), _entry(manifest, mf.GREEDY, "tflite")
+    cases = [(f"onnx-loop-bound-defined-twice-{how}", craft.redefined_in_main_graph(enc_onnx, m_name, 10**12, how),
+              encoder["onnx"]) for how in ("dense", "sparse", "input")]
+    cases += [
+        ("onnx-external-data", craft.with_graph_nodes(step_onnx, [craft.constant_node(
+            "x", craft.external_tensor("w", "secret.bin"))]), step),
+        ("onnx-function", craft.with_function(step_onnx, craft.function("f", [craft.constant_node(
+            "y", craft.int64_tensor("c", 1))])), step),
+        ("onnx-loop-in-the-step", craft.with_graph_nodes(step_onnx, [craft.loop_node()]), step),
+        ("onnx-operator-of-another-domain", craft.with_graph_nodes(step_onnx, [craft.ld(1, "probs") + craft.ld(
+            2, "z") + craft.ld(4, "Gelu") + craft.ld(7, "com.microsoft")]), step),
+        ("onnx-truncated", enc_onnx[:len(enc_onnx) // 2], encoder["onnx"]),
+        ("onnx-ops-not-in-the-manifest", step_onnx, {**step, "ops": step["ops"][1:]}),
+        ("tflite-condition-lists-a-tensor-twice", craft.tflite_with_repeated_condition_input(greedy_tflite), greedy),
+        ("tflite-loop-limit-raised", craft.patched_loop_limit(greedy_tflite, greedy["loop_limit"], 10**6), greedy),
+        ("tflite-truncated", greedy_tflite[:len(greedy_tflite) // 2], greedy),
+        ("tflite-not-a-flatbuffer", b"TFL3" * 64, greedy),
+    ]
+    for fmt, build in (("tflite", craft.tflite_file), ("onnx", craft.onnx_file)):
+        for name, loop in (("unbounded-loop", craft.unbounded), ("loop-of-a-billion", craft.counted(10**9)),
+                           ("nested-loops", craft.nested)):
+            cases.append((f"{fmt}-encoder-{name}", build(craft.encoder_fn(manifest, loop)), encoder[fmt]))
+        cases.append((f"{fmt}-encoder-allocation-sized-by-the-input",
+                      build(craft.encoder_with_allocation(manifest)), encoder[fmt]))
+    return cases
+
+
+def _real_models(bundles: Path) -> list[tuple[str, bytes, dict]]:
+    """Every fp32 and int8 model of the fixture bundles, as the exporter wrote it: accepted."""
+    from seq2seq_edge import manifest as mf
+
+    cases = []
+    for name in ("digits", "numbers", "attention"):
+        manifest = mf.BundleManifest.load(bundles / name)
+        for m in manifest.models:
+            if m.variant in ("fp32", "int8"):
+                entry = {"format": m.format, "role": m.role, "ops": list(m.ops), "loop_limit": manifest.loop_limit(m.role)}
+                cases.append((f"{name}-{m.path}", (bundles / name / m.path).read_bytes(), entry))
+    return cases
+
+
+def make(fixtures: Path) -> Path:
+    """Write FIXTURES/crafted/ (the model files and crafted.json) from the bundles under FIXTURES/bundles."""
+    from types import SimpleNamespace
+
+    from seq2seq_edge.errors import BundleError
+    from seq2seq_edge.loader import check_model_ops
+
+    out = fixtures / CRAFTED_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    cases = []
+    for name, content, entry in _attacks(fixtures / "bundles" / "digits") + _real_models(fixtures / "bundles"):
+        file = f"{name}.{entry['format']}"
+        (out / file).write_bytes(content)
+        try:
+            check_model_ops(content, SimpleNamespace(**entry), file, entry["loop_limit"])
+            error = None
+        except BundleError as e:
+            error = str(e)
+        cases.append({"name": name, "file": file, **entry, "error": error})
+    path = out / CRAFTED_FILE
+    path.write_text(json.dumps({"cases": cases}, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).parent))
+    print(make(Path(sys.argv[1])))
