@@ -50,6 +50,8 @@ data class ModelIO(val inputs: List<TensorSpec>, val outputs: List<TensorSpec>)
 data class ModelEntry(
     val role: String, val format: String, val variant: String, val path: String, val sha256: String,
     val sizeBytes: Long, val inputs: List<TensorSpec>, val outputs: List<TensorSpec>,
+    /** The operators the manifest lists for this file (the model's bytes must hold exactly these). */
+    val ops: List<String> = emptyList(),
 )
 
 /** The inputs and outputs every model of `role` must have (runtime/manifest.py expected_io). */
@@ -87,11 +89,14 @@ fun sameSpecs(got: List<TensorSpec>, want: List<TensorSpec>): Boolean {
     return got.all { g -> seen.add(g.name) && byName[g.name] == g }
 }
 
-private val SCHEMA: SchemaChecker by lazy {
+/** The manifest schema the Python runtime writes (a copy of js/src/manifest.schema.json). */
+internal val SCHEMA_JSON: JSONObject by lazy {
     val stream = BundleManifest::class.java.getResourceAsStream("manifest.schema.json")
         ?: throw IllegalStateException("manifest.schema.json is missing from the seq2seq-edge library's resources")
-    SchemaChecker(stream.use { JSONObject(String(it.readBytes(), Charsets.UTF_8)) })
+    stream.use { JSONObject(String(it.readBytes(), Charsets.UTF_8)) }
 }
+
+private val SCHEMA: SchemaChecker by lazy { SchemaChecker(SCHEMA_JSON) }
 
 private fun JSONObject.obj(key: String): JSONObject = getJSONObject(key)
 private fun JSONArray.strings(): List<String> = (0 until length()).map { getString(it) }
@@ -175,7 +180,7 @@ class BundleManifest private constructor(d: JSONObject) {
             val e = a.getJSONObject(it)
             ModelEntry(e.getString("role"), e.getString("format"), e.getString("variant"), e.getString("path"),
                 e.getString("sha256"), (e.get("size_bytes") as Number).toLong(), specs(e.getJSONArray("inputs")),
-                specs(e.getJSONArray("outputs")))
+                specs(e.getJSONArray("outputs")), e.getJSONArray("ops").strings())
         }
     }
     val runtimesTested: Map<String, String> = d.optJSONObject("runtimes_tested")?.let { o ->
@@ -187,6 +192,14 @@ class BundleManifest private constructor(d: JSONObject) {
 
     fun find(role: String, format: String, variant: String): ModelEntry? =
         models.firstOrNull { it.role == role && it.format == format && it.variant == variant }
+
+    /** The most times any one loop of a `role` model may run (Python's BundleManifest.loop_limit): the encoder's
+     * loops run over input positions, the greedy model's over output steps; the decoder step has no loop. */
+    fun loopLimit(role: String): Int = when (role) {
+        ENCODER -> encoderTimeSteps
+        GREEDY -> maxOf(encoderTimeSteps, maxOutputTokens + 1)
+        else -> 0
+    }
 
     /** Variants of `format` with both an encoder and a decoder step. */
     fun variants(format: String): List<String> {

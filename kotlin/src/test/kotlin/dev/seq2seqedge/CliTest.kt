@@ -187,13 +187,14 @@ class CliTest {
         val dir = digitsWithStep(tmp.resolve("bundle").also { Files.createDirectory(it) }, externalRow = "secret.bin")
         val cwd = tmp.resolve("cwd").also { Files.createDirectory(it) }
         val vocab = Fixtures.manifestJson("digits").getJSONObject("preprocessing").getJSONObject("target").getJSONArray("vocabulary").length()
-        Files.write(cwd.resolve("secret.bin"), floatBytes(probsRow(vocab)))
-        Files.write(dir.resolve("secret.bin"), floatBytes(probsRow(vocab))) // next to the model, too
+        Files.write(cwd.resolve("secret.bin"), floatBytes(stepRows(vocab)))
+        Files.write(dir.resolve("secret.bin"), floatBytes(stepRows(vocab))) // next to the model, too
         val run = cli("${digitsInputs()[0]}\n".toByteArray(), cwd.toFile(), dir.toString(), "--step-loop")
         assertEquals(emptyList<String>(), run.out)
         assertEquals(2, run.status)
         assertEquals(1, run.err.count { it == '\n' }, run.err)
-        assertTrue(run.err.startsWith("s2s-kotlin: $dir/decoder_step.fp32.onnx: onnxruntime-java cannot load this model: "), run.err)
+        // refused from its bytes, before ONNX Runtime sees it (TrustTest checks the engine's own refusal too)
+        assertEquals("s2s-kotlin: $dir/decoder_step.fp32.onnx: refers to external data for ['rows']; bundle models must embed their weights (external data is refused)\n", run.err)
     }
 
     @Test

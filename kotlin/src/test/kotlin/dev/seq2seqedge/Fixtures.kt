@@ -24,6 +24,13 @@ object Fixtures {
 
     fun bundle(name: String): Path = dir.resolve("bundles").resolve(name)
 
+    /** The crafted model files and the Python runtime's verdict on each (tests/make_crafted.py). */
+    val crafted: Path by lazy {
+        val p = dir.resolve("crafted")
+        if (!Files.isRegularFile(p.resolve("crafted.json"))) fail<Unit>("$p/crafted.json is missing (run python tests/make_crafted.py $dir)")
+        p
+    }
+
     fun manifestJson(name: String): JSONObject =
         JSONObject(String(Files.readAllBytes(bundle(name).resolve(MANIFEST_FILE)), Charsets.UTF_8))
 

@@ -23,7 +23,6 @@ private class Pb {
 
 private const val FLOAT = 1L
 private const val INT32 = 6L
-private const val INT64 = 7L
 
 /** ValueInfoProto: a tensor of `type` whose dims are numbers or the batch "N". */
 private fun Pb.value(field: Int, name: String, type: Long, vararg dims: Any) = msg(field) {
@@ -58,8 +57,9 @@ fun probsRow(vocab: Int, id: Int = 3) = FloatArray(vocab).also { it[id] = 0.9f }
 
 /**
  * A decoder step of the contract (prev_token, state_h, state_c -> probs, next_state_h, next_state_c) that gives the
- * same row of probabilities at every step (0.9 at id 3: it never ends).
- * @param externalRow store the row as external data at this location (ONNX Runtime would read that file)
+ * same row of probabilities at every step (0.9 at id 3: it never ends), with operators a decoder step may hold
+ * (Gather, Identity, Add): `rows` holds that row once per prev_token id.
+ * @param externalRow store the rows as external data at this location (ONNX Runtime would read that file)
  * @param failAfterStart a Gather on prev_token out of a one-row table: the load's test run (prev_token 0) passes,
  *   the first real step (prev_token = the start id) fails in ONNX Runtime
  */
@@ -68,9 +68,7 @@ fun stepModel(vocab: Int, latent: Int, externalRow: String? = null, failAfterSta
     model.int(1, 8) // ir_version
     model.msg(8) { str(1, ""); int(2, 17) } // opset 17
     model.msg(7) {
-        node("Shape", listOf("prev_token"), "B")
-        node("Concat", listOf("B", "vv"), "shp", axis = 0)
-        node("Expand", listOf("row", "shp"), "probs")
+        node("Gather", listOf("rows", "prev_token"), "probs", axis = 0)
         node("Identity", listOf("state_h"), "next_state_h")
         if (failAfterStart) {
             node("Gather", listOf("table", "prev_token"), "g", axis = 0)
@@ -79,8 +77,7 @@ fun stepModel(vocab: Int, latent: Int, externalRow: String? = null, failAfterSta
             node("Identity", listOf("state_c"), "next_state_c")
         }
         str(2, "hostile_step")
-        initializer("vv", INT64, listOf(1), ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(vocab.toLong()).array())
-        initializer("row", FLOAT, listOf(1, vocab.toLong()), floatBytes(probsRow(vocab)), externalRow)
+        initializer("rows", FLOAT, listOf(vocab.toLong(), vocab.toLong()), floatBytes(stepRows(vocab)), externalRow)
         if (failAfterStart) initializer("table", FLOAT, listOf(1, 1), floatBytes(FloatArray(1)))
         value(11, "prev_token", INT32, "N")
         value(11, "state_h", FLOAT, "N", latent)
@@ -92,6 +89,12 @@ fun stepModel(vocab: Int, latent: Int, externalRow: String? = null, failAfterSta
     return model.out.toByteArray()
 }
 
+/** The operators of stepModel(failAfterStart), as the manifest lists them. */
+fun stepModelOps(failAfterStart: Boolean): List<String> = if (failAfterStart) listOf("Add", "Gather", "Identity") else listOf("Gather", "Identity")
+
+/** `probsRow(vocab)` once per prev_token id: the step model's table. */
+fun stepRows(vocab: Int): FloatArray = FloatArray(vocab * vocab).also { t -> for (r in 0 until vocab) probsRow(vocab).copyInto(t, r * vocab) }
+
 /** A copy of the digits bundle in `dir` whose fp32 decoder step is `stepModel(...)`, re-signed in the manifest. */
 fun digitsWithStep(dir: Path, externalRow: String? = null, failAfterStart: Boolean = false): Path {
     Fixtures.copyBundle("digits", dir)
@@ -102,7 +105,7 @@ fun digitsWithStep(dir: Path, externalRow: String? = null, failAfterStart: Boole
     val path = "decoder_step.fp32.onnx"
     Files.write(dir.resolve(path), bytes)
     for (e in m.getJSONArray("models").objects()) {
-        if (e.getString("path") == path) e.put("size_bytes", bytes.size).put("sha256", sha256Hex(bytes))
+        if (e.getString("path") == path) e.put("size_bytes", bytes.size).put("sha256", sha256Hex(bytes)).put("ops", stepModelOps(failAfterStart))
     }
     Files.write(dir.resolve(MANIFEST_FILE), m.toString(1).toByteArray())
     return dir
