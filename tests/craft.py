@@ -172,3 +172,79 @@ def patched_loop_limit(content: bytes, old: int, new: int) -> bytes:
             pass
         at = content.find(needle, at + 1)
     raise AssertionError(f"no loop limit {old} found")
+
+
+# -- small ONNX models that test what a reader makes of the protobuf itself (need the onnx package) ---------------
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | 0x80 if n else b)
+        if not n:
+            return bytes(out)
+
+
+def _onnx_model(nodes, inits=(), inputs=(), outputs=("y",)) -> bytes:
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(nodes, "g", list(inputs), [helper.make_tensor_value_info(o, TensorProto.INT64, None)
+                                                        for o in outputs], list(inits))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def _counting_body():
+    from onnx import TensorProto as T, helper as h
+
+    return h.make_graph([h.make_node("Identity", ["c_in"], ["c_out"]), h.make_node("Identity", ["i"], ["scan"])],
+                        "body", [h.make_tensor_value_info("i", T.INT64, []), h.make_tensor_value_info("c_in", T.BOOL, [])],
+                        [h.make_tensor_value_info("c_out", T.BOOL, []), h.make_tensor_value_info("scan", T.INT64, [])])
+
+
+def protobuf_attacks() -> list[tuple[str, bytes, list[str]]]:
+    """(name, bytes, the operator list a manifest would give) of ONNX files that fool a reader that compares names
+    as decoded text, keeps the first of a field given twice, reads keys wider than protobuf does, or sorts by
+    UTF-16 unit; each checked as a greedy model (Expand, ReduceMax, Shape and Loop are allowed there)."""
+    from onnx import TensorProto as T, helper as h
+
+    ids = h.make_tensor_value_info("ids", T.INT64, [None])
+    zero = h.make_tensor("zero", T.FLOAT, [], [0.0])
+    expand_ops = ["ReduceMax", "Expand", "Shape"]
+
+    def expand_sized_by(values_name: str, shape_name: str) -> bytes:
+        """Expand's size is ReduceMax(ids) (named ``values_name``); a Shape writes ``shape_name`` later."""
+        return _onnx_model([h.make_node("ReduceMax", ["ids"], [values_name], keepdims=1),
+                            h.make_node("Expand", ["zero", values_name], ["y"]),
+                            h.make_node("Shape", ["ids"], [shape_name])], [zero], [ids], ["y", shape_name])
+
+    cases = [("onnx-names-that-differ-by-a-bom", expand_sized_by("\ufeffS", "S"), expand_ops),
+             ("onnx-names-that-differ-in-invalid-utf8",
+              expand_sized_by("@S", "#S").replace(b"@S", b"\xffS").replace(b"#S", b"\xfeS"), expand_ops)]
+    loop = _onnx_model([h.make_node("Loop", ["M", ""], ["y"], body=_counting_body())],
+                       [h.make_tensor("M", T.INT64, [], [-1])])
+    # M's int64 value as a 10-byte varint of 2**65 + 3: protobuf keeps its low 64 bits, 3
+    cases.append(("onnx-loop-bound-over-64-bits", loop.replace(_varint((1 << 64) - 1), _varint((1 << 65) + 3)),
+                  ["Loop", "Identity"]))
+    # a second sparse initializer named M by the last of two name fields (protobuf keeps the last)
+    values = ld(8, "junk") + vi(1, 1) + vi(2, 7) + vi(7, 50) + ld(8, "M")
+    sparse = ld(1, values) + ld(2, vi(1, 1) + vi(2, 7) + vi(7, 0) + ld(8, "idx"))
+    cases.append(("onnx-sparse-name-given-twice", with_main_graph_fields(
+        _onnx_model([h.make_node("Loop", ["M", ""], ["y"], body=_counting_body())],
+                    [h.make_tensor("M", T.INT64, [], [3])]), ld(15, sparse)), ["Loop", "Identity"]))
+    # a node under a 5-byte key whose 33rd bit is set: field 1 (a node) to protobuf, an unknown field to a wider read
+    hidden = h.make_node("Loop", ["n", ""], ["trace"], body=_counting_body()).SerializeToString()
+    key = bytes([0x8A, 0x80, 0x80, 0x80, 0x10])
+    cases.append(("onnx-node-under-a-key-wider-than-32-bits", with_main_graph_fields(
+        _onnx_model([h.make_node("Identity", ["ids"], ["y"])], inputs=[ids]),
+        key + _varint(len(hidden)) + hidden), ["Identity"]))
+    cases += [
+        ("onnx-operators-sorted-by-code-point", _onnx_model(
+            [h.make_node("\uff41", ["ids"], ["t"]), h.make_node("\U0001F600", ["t"], ["y"])], inputs=[ids]),
+         ["\uff41", "\U0001F600"]),
+        ("onnx-nul-in-a-domain", _onnx_model([h.make_node("Anything", ["ids"], ["y"], domain="\0Identity")],
+                                             inputs=[ids]), ["Identity"]),
+        ("onnx-bom-before-an-operator", _onnx_model([h.make_node("\ufeffIdentity", ["ids"], ["y"])], inputs=[ids]),
+         ["Identity"]),
+    ]
+    return cases

@@ -38,6 +38,7 @@ def _attacks(bundle: Path) -> list[tuple[str, bytes, dict]]:
     (_, m_name, _), = onnx_wire.summarize(enc_onnx).loops
     encoder = {fmt: _entry(manifest, mf.ENCODER, fmt) for fmt in ("onnx", "tflite")}
     step, greedy = _entry(manifest, mf.DECODER_STEP, "onnx"), _entry(manifest, mf.GREEDY, "tflite")
+    greedy_onnx = _entry(manifest, mf.GREEDY, "onnx")
     cases = [(f"onnx-loop-bound-defined-twice-{how}", craft.redefined_in_main_graph(enc_onnx, m_name, 10**12, how),
               encoder["onnx"]) for how in ("dense", "sparse", "input")]
     cases += [
@@ -55,6 +56,7 @@ def _attacks(bundle: Path) -> list[tuple[str, bytes, dict]]:
         ("tflite-truncated", greedy_tflite[:len(greedy_tflite) // 2], greedy),
         ("tflite-not-a-flatbuffer", b"TFL3" * 64, greedy),
     ]
+    cases += [(name, content, {**greedy_onnx, "ops": ops}) for name, content, ops in craft.protobuf_attacks()]
     for fmt, build in (("tflite", craft.tflite_file), ("onnx", craft.onnx_file)):
         for name, loop in (("unbounded-loop", craft.unbounded), ("loop-of-a-billion", craft.counted(10**9)),
                            ("nested-loops", craft.nested)):

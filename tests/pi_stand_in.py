@@ -226,6 +226,9 @@ def c_library(root: Path, work: Path, vectors: Path) -> int:
     run(["bash", str(c_dir / "fetch_onnxruntime.sh")], stdout=subprocess.DEVNULL)
     shutil.copytree(c_dir, work / "c", ignore=shutil.ignore_patterns("build", "build-*", "linux-x64"))
     shutil.copy(vectors, work / "vectors.json")
+    shutil.copytree(vectors.parent / "crafted", work / "crafted")  # the crafted model files the C tests judge
+    (work / "js" / "src").mkdir(parents=True, exist_ok=True)  # the schema the C tests compare their operator lists with
+    shutil.copy(REPO / "js" / "src" / "manifest.schema.json", work / "js" / "src" / "manifest.schema.json")
     (work / "tests").mkdir(exist_ok=True)
     shutil.copy(REPO / "tests" / "make_vectors.py", work / "tests" / "make_vectors.py")  # the CLI tests' --lines
     # Without /sys (see Mounted) ONNX Runtime's cpuinfo says on stderr that it cannot read the CPU lists, and

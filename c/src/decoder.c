@@ -8,6 +8,7 @@
 
 #include "bundle.h"
 #include "internal.h"
+#include "modelcheck.h"
 
 #define PROB_SLACK 1e-5f /* a probability may exceed 1 by float32 rounding of a softmax, never by more */
 #define TINY 1e-45
@@ -309,7 +310,8 @@ static s2s_status start_onnxruntime(s2s_decoder *d, const char *source, s2s_erro
   return st ? ort_failed(d->ort, st, err, source, "ONNX Runtime cannot start") : S2S_OK;
 }
 
-/* The manifest, then every model file's size and sha256, then ONNX Runtime and its sessions. */
+/* The manifest, then every model file's size and sha256, then what each model can do (from its bytes), then ONNX
+ * Runtime and its sessions. */
 static s2s_status load(s2s_decoder *d, s2s_read_file_fn read_file, void *ctx, const char *source,
                        const s2s_load_options *o, chosen_models *c, s2s_error *err) {
   unsigned char *json = NULL;
@@ -329,6 +331,13 @@ static s2s_status load(s2s_decoder *d, s2s_read_file_fn read_file, void *ctx, co
   size_t sizes[3] = {0};
   for (int i = 0; i < c->n && st == S2S_OK; i++) { /* every size and checksum before ONNX Runtime sees a byte */
     st = read_checked(read_file, ctx, source, &c->entries[i], &bytes[i], &sizes[i], err);
+  }
+  for (int i = 0; i < c->n && st == S2S_OK; i++) { /* what each model can do, proved from its bytes (modelcheck.c) */
+    const s2s_model_entry *e = &c->entries[i];
+    char label[512];
+    snprintf(label, sizeof label, "%s/%s", source, e->path);
+    st = modelcheck_ops(bytes[i], sizes[i], e->format, e->role, (const char *const *)e->ops, e->n_ops,
+                        manifest_loop_limit(d->manifest, e->role), label, err);
   }
   if (st == S2S_OK) st = start_onnxruntime(d, source, err); /* only now: nothing above needs it */
   model *models[3] = {&d->encoder, &d->step, &d->greedy};

@@ -88,6 +88,8 @@ typedef struct {
   uint64_t size_bytes;
   int n_inputs, n_outputs;
   s2s_spec inputs[S2S_MAX_SPECS], outputs[S2S_MAX_SPECS];
+  size_t n_ops;
+  char **ops; /* the operators the manifest lists (the model's bytes must hold exactly these) */
 } s2s_model_entry;
 
 struct s2s_manifest {
@@ -104,6 +106,8 @@ struct s2s_manifest {
  * role. */
 int manifest_expected_io(const s2s_manifest *m, const char *role, s2s_spec *inputs, int *n_inputs,
                          s2s_spec *outputs, int *n_outputs);
+/* The most times any one loop of a `role` model may run (Python's BundleManifest.loop_limit). */
+size_t manifest_loop_limit(const s2s_manifest *m, const char *role);
 const s2s_model_entry *manifest_find(const s2s_manifest *m, const char *role, const char *format,
                                      const char *variant);
 const char *dtype_name(int dtype);

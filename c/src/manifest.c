@@ -437,6 +437,13 @@ static void read_model_entry(problems *p, const cJSON *e, int i, s2s_manifest *m
       ok = cJSON_IsString(o) && o->valuestring[0] && strlen(o->valuestring) <= 64;
     }
     if (!ok) problem(p, "%s/ops: must be an array of at most 256 operator names (1 to 64 characters)", at);
+    size_t n = ok ? (size_t)cJSON_GetArraySize(ops) : 0;
+    x->ops = n ? calloc(n, sizeof *x->ops) : NULL;
+    for (const cJSON *o = x->ops ? ops->child : NULL; o; o = o->next) {
+      if (!(x->ops[x->n_ops] = strdup(o->valuestring))) break;
+      x->n_ops++;
+    }
+    if (n && x->n_ops != n) problem(p, "%s/ops: out of memory", at);
   }
   if (!role || !format || !variant || !path || !sha) return;
   if (!role[0]) problem(p, "%s/role: must not be empty", at);
@@ -583,12 +590,23 @@ void s2s_manifest_free(s2s_manifest *m) {
     free(m->models[i].role);
     free(m->models[i].format);
     free(m->models[i].variant);
+    for (size_t k = 0; k < m->models[i].n_ops; k++) free(m->models[i].ops[k]);
+    free(m->models[i].ops);
   }
   free(m->models);
   vocab_free(&m->input);
   vocab_free(&m->target);
   free(m->where);
   free(m);
+}
+
+size_t manifest_loop_limit(const s2s_manifest *m, const char *role) {
+  if (!strcmp(role, "encoder")) return (size_t)m->encoder_time_steps;
+  if (!strcmp(role, "greedy")) {
+    size_t steps = (size_t)m->encoder_time_steps, out = m->max_output_tokens + 1;
+    return steps > out ? steps : out;
+  }
+  return 0;
 }
 
 const s2s_model_entry *manifest_find(const s2s_manifest *m, const char *role, const char *format,

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "modelcheck.h"
 #include "s2s.h"
 
 static int failures = 0, checks = 0;
@@ -213,6 +214,74 @@ static void load_errors(const char *fixtures) {
   s2s_decoder_free(d);
 }
 
+/* The crafted model files of tests/make_crafted.py (attacks, and every model the exporter wrote), judged from their
+ * bytes as the Python runtime judges them, message for message (the ONNX ones: this library reads ONNX only). */
+static void crafted_models(const char *fixtures) {
+  char path[1024];
+  size_t len;
+  snprintf(path, sizeof path, "%s/crafted/crafted.json", fixtures);
+  char *text = slurp(path, &len);
+  cJSON *doc = text ? cJSON_ParseWithLength(text, len) : NULL;
+  EXPECT(doc != NULL, "cannot read %s (python tests/make_crafted.py %s)", path, fixtures);
+  const cJSON *c;
+  int refused = 0, accepted = 0;
+  cJSON_ArrayForEach(c, cJSON_GetObjectItem(doc, "cases")) {
+    if (strcmp(cJSON_GetObjectItem(c, "format")->valuestring, "onnx")) continue;
+    const char *file = cJSON_GetObjectItem(c, "file")->valuestring;
+    snprintf(path, sizeof path, "%s/crafted/%s", fixtures, file);
+    char *bytes = slurp(path, &len);
+    const cJSON *ops = cJSON_GetObjectItem(c, "ops"), *error = cJSON_GetObjectItem(c, "error");
+    const char *names[256];
+    size_t n = 0;
+    const cJSON *o;
+    cJSON_ArrayForEach(o, ops) if (n < 256) names[n++] = o->valuestring;
+    s2s_error err = {0};
+    s2s_status st = bytes ? modelcheck_ops((const unsigned char *)bytes, len, "onnx",
+                                           cJSON_GetObjectItem(c, "role")->valuestring, names, n,
+                                           (size_t)cJSON_GetObjectItem(c, "loop_limit")->valuedouble, file, &err)
+                          : S2S_ERR_MEMORY;
+    if (cJSON_IsNull(error)) {
+      accepted++;
+      EXPECT(st == S2S_OK, "crafted %s: refused: %s", file, err.message);
+    } else {
+      refused++;
+      /* the message as Python words it, cut where this library's messages end (S2S_MESSAGE_MAX) */
+      EXPECT(st == S2S_ERR_BUNDLE && !strncmp(err.message, error->valuestring, S2S_MESSAGE_MAX - 1),
+             "crafted %s:\n  got    %s\n  Python %s", file, err.message, error->valuestring);
+    }
+    free(bytes);
+  }
+  EXPECT(accepted >= 10 && refused >= 10, "crafted.json: %d accepted and %d refused ONNX cases", accepted, refused);
+  printf("%-44s %d refused, %d accepted\n", "crafted ONNX models", refused, accepted);
+  cJSON_Delete(doc);
+  free(text);
+}
+
+/* The operators each role may hold are the Python runtime's (the manifest schema's x-contract.allowed_ops). */
+static void allowed_ops_are_the_schemas(void) {
+  size_t len;
+  char *text = slurp(S2S_SCHEMA_FILE, &len);
+  cJSON *schema = text ? cJSON_ParseWithLength(text, len) : NULL;
+  EXPECT(schema != NULL, "cannot read %s", S2S_SCHEMA_FILE);
+  const cJSON *roles = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(schema, "x-contract"), "allowed_ops"), "onnx"), *role;
+  int n_roles = 0;
+  cJSON_ArrayForEach(role, roles) {
+    n_roles++;
+    const char *const *ours = modelcheck_allowed_ops("onnx", role->string);
+    int i = 0;
+    const cJSON *op;
+    cJSON_ArrayForEach(op, role) {
+      EXPECT(ours && ours[i] && !strcmp(ours[i], op->valuestring), "allowed %s operator %d: %s, the schema's %s",
+             role->string, i, ours && ours[i] ? ours[i] : "(none)", op->valuestring);
+      if (ours && ours[i]) i++;
+    }
+    EXPECT(!ours || !ours[i], "allowed %s operators: more than the schema's", role->string);
+  }
+  EXPECT(n_roles == 3, "the schema names %d roles' ONNX operators", n_roles);
+  cJSON_Delete(schema);
+  free(text);
+}
+
 int main(int argc, char **argv) {
   int quick = argc > 1 && !strcmp(argv[1], "--quick");
   const char *fixtures = getenv("S2S_FIXTURES");
@@ -246,6 +315,8 @@ int main(int argc, char **argv) {
   }
   text_vectors(numbers, cJSON_GetObjectItem(vectors, "text"));
   load_errors(fixtures);
+  crafted_models(fixtures);
+  allowed_ops_are_the_schemas();
   cJSON_Delete(vectors);
   cJSON_Delete(numbers);
   free(text);

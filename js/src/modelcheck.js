@@ -3,13 +3,14 @@
 // each role may hold come from the manifest schema's x-contract, written by the Python runtime.
 import schema from './manifest.schema.json' with { type: 'json' };
 import { BundleError } from './errors.js';
-import { pyRepr } from './text.js';
+import { byCodePoint, pyRepr } from './text.js';
 import * as onnx from './wire/onnx.js';
 import * as tflite from './wire/tflite.js';
 
 const ALLOWED_OPS = schema['x-contract'].allowed_ops;
 const pyList = (items) => `[${items.map((x) => (typeof x === 'string' ? pyRepr(x) : String(x))).join(', ')}]`;
-const sorted = (items) => [...items].sort();
+const sorted = (items) => [...items].sort(byCodePoint);
+const own = (o, k) => (o !== null && typeof o === 'object' && Object.hasOwn(o, k) ? o[k] : undefined);
 
 /** {ops: Set of operator names, bounds: each loop's proven trip-count bound (BigInt)} of a model file, read without
  * an engine; BundleError (no place) for anything a bundle model may never be. */
@@ -21,8 +22,8 @@ export function inspectModel(format, bytes) {
       throw e;
     }
     const problems = [];
-    if (s.externalTensors.length) problems.push(`refers to external data for ${pyList(s.externalTensors.slice(0, 3))}; bundle models must embed their weights (external data is refused)`);
-    if (s.functions.length) problems.push(`defines model-local functions ${pyList(s.functions.slice(0, 3))} (refused: the contract has none)`);
+    if (s.externalTensors.length) problems.push(`refers to external data for ${pyList(s.externalTensors.slice(0, 3).map(onnx.display))}; bundle models must embed their weights (external data is refused)`);
+    if (s.functions.length) problems.push(`defines model-local functions ${pyList(s.functions.slice(0, 3).map(onnx.display))} (refused: the contract has none)`);
     if (s.trainingInfo) problems.push('holds training graphs (training_info is refused)');
     let bounds = [];
     try { bounds = onnx.loopBounds(s); } catch (e) {
@@ -30,8 +31,8 @@ export function inspectModel(format, bytes) {
       problems.push(e.message);
     }
     problems.push(...onnx.valueSizedProblems(s));
-    const pairs = [...s.ops].map((o) => o.split('\u0000'));
-    const foreign = sorted(pairs.filter(([d]) => d).map(([d, o]) => `${d}:${o}`));
+    const pairs = [...s.ops].map((o) => JSON.parse(o).map(onnx.display));
+    const foreign = sorted(new Set(pairs.filter(([d]) => d).map(([d, o]) => `${d}:${o}`)));
     if (foreign.length) problems.push(`uses operators outside the default ONNX domain: ${pyList(foreign.slice(0, 5))}`);
     if (problems.length) throw new BundleError(problems);
     return { ops: new Set(pairs.map(([, o]) => o)), bounds };
@@ -62,7 +63,7 @@ export function checkModelOps(bytes, entry, where, loopLimit) {
   if (bounds.length && longest > BigInt(loopLimit)) {
     problems.push(`has a loop of up to ${longest} steps; a ${entry.role} of this bundle may loop at most ${loopLimit} times`);
   }
-  const allowed = new Set(ALLOWED_OPS[entry.format]?.[entry.role] ?? []);
+  const allowed = new Set(own(own(ALLOWED_OPS, entry.format), entry.role) ?? []);
   const outside = sorted([...real].filter((op) => !allowed.has(op)));
   if (outside.length) problems.push(`uses operators a ${entry.role} may not have: ${pyList(outside.slice(0, 8))} (allowed: ${pyList(sorted(allowed))})`);
   const declared = new Set(entry.ops ?? []);

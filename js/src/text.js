@@ -57,6 +57,18 @@ export function detokenize(tokens, tokenization) {
 }
 
 /** Python's repr() of a string, for messages that read the same in both runtimes. */
+/** Compare two strings by code point, as Python sorts them (JavaScript's own order is by UTF-16 unit). */
+export function byCodePoint(a, b) {
+  let i = 0, j = 0;
+  while (i < a.length && j < b.length) {
+    const x = a.codePointAt(i), y = b.codePointAt(j);
+    if (x !== y) return x < y ? -1 : 1;
+    i += x > 0xffff ? 2 : 1;
+    j += y > 0xffff ? 2 : 1;
+  }
+  return i < a.length ? 1 : j < b.length ? -1 : 0;
+}
+
 export function pyRepr(s) {
   const quote = s.includes("'") && !s.includes('"') ? '"' : "'";
   let out = quote;

@@ -17,7 +17,11 @@ class WireError(ValueError):
     """The bytes are not a well-formed protobuf message."""
 
 
+_U64 = (1 << 64) - 1
+
+
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    """A varint at ``pos``, kept to its low 64 bits as protobuf keeps it, and the position after it."""
     result = shift = 0
     while True:
         if pos >= len(buf) or shift > 63:
@@ -26,7 +30,7 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
         pos += 1
         result |= (b & 0x7F) << shift
         if not b & 0x80:
-            return result, pos
+            return result & _U64, pos
         shift += 7
 
 
@@ -38,6 +42,8 @@ def fields(buf: bytes):
         number, wire = key >> 3, key & 7
         if number == 0:
             raise WireError("field number 0")
+        if key > 0xFFFFFFFF:  # protobuf reads a key as 32 bits: a longer one would name another field there
+            raise WireError("field key wider than 32 bits")
         if wire == 0:
             value, pos = _varint(buf, pos)
         elif wire == 1:
@@ -104,7 +110,18 @@ _MAX_DEPTH = 32
 
 
 def _text(value) -> str:
-    return bytes(value).decode("utf-8", "replace")
+    """A name as text, one string per byte sequence (invalid UTF-8 as surrogate escapes): ONNX Runtime tells names
+    apart by their bytes, so must every comparison here."""
+    return bytes(value).decode("utf-8", "surrogateescape")
+
+
+def _last_name(buf: bytes, number: int) -> str:
+    """A message's name field: the last one, as protobuf keeps a singular field given twice."""
+    name = ""
+    for n, w, v in fields(buf):
+        if n == number and w == 2:
+            name = _text(v)
+    return name
 
 
 def _tensor(buf: bytes, out: OnnxSummary, main: bool = False) -> None:
@@ -122,9 +139,15 @@ def _tensor(buf: bytes, out: OnnxSummary, main: bool = False) -> None:
         elif number == _TENSOR_DATA_TYPE and wire == 0:
             data_type = value
         elif number in (_TENSOR_INT32_DATA, _TENSOR_INT64_DATA) and len(values) < 2:
-            values.append(value if wire == 0 else _varint(bytes(value[:10]), 0)[0] if len(value) else None)
-        elif number == _TENSOR_RAW_DATA and wire == 2 and len(value) <= 8:
-            raw = bytes(value)
+            if wire == 0:
+                values.append(value)
+            else:  # packed: every varint in it (two are enough to say it is not a scalar)
+                pos = 0
+                while pos < len(value) and len(values) < 2:
+                    v, pos = _varint(value, pos)
+                    values.append(v)
+        elif number == _TENSOR_RAW_DATA and wire == 2:  # the last one counts, as protobuf keeps it
+            raw = bytes(value[:9])
     if main:
         out.main_definitions[name] = out.main_definitions.get(name, 0) + 1
         out.main_constants_any.add(name)
@@ -135,7 +158,7 @@ def _tensor(buf: bytes, out: OnnxSummary, main: bool = False) -> None:
         width = 4 if data_type == _INT32 else 8
         if raw is not None and len(raw) == width:
             out.main_constants[name] = int.from_bytes(raw, "little", signed=True)
-        elif raw is None and len(values) == 1 and values[0] is not None:
+        elif raw is None and len(values) == 1:
             v = values[0]
             out.main_constants[name] = v - (1 << 64) if v >= 1 << 63 else v
 
@@ -145,7 +168,7 @@ def _sparse(buf: bytes, out: OnnxSummary, main: bool = False) -> None:
         if number in (_SPARSE_VALUES, _SPARSE_INDICES) and wire == 2:
             _tensor(value, out)
             if main and number == _SPARSE_VALUES:  # a sparse initializer is named by its values tensor
-                name = next((_text(v) for n, w, v in fields(value) if n == _TENSOR_NAME and w == 2), "")
+                name = _last_name(value, _TENSOR_NAME)
                 out.main_definitions[name] = out.main_definitions.get(name, 0) + 1
 
 
@@ -208,7 +231,7 @@ def _graph(buf: bytes, out: OnnxSummary, depth: int = 0) -> None:
         elif number == _GRAPH_SPARSE_INITIALIZER:
             _sparse(value, out, main=depth == 0)
         elif number == _GRAPH_INPUT and depth == 0:
-            name = next((_text(v) for n, w, v in fields(value) if n == _VALUE_INFO_NAME and w == 2), "")
+            name = _last_name(value, _VALUE_INFO_NAME)
             out.main_definitions[name] = out.main_definitions.get(name, 0) + 1
         elif number == _GRAPH_NODE:
             _node(value, out, depth)

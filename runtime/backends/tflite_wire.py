@@ -105,7 +105,7 @@ class _Table:
         if pos is None:
             return None
         start, length = self.buf.vector(pos, 1)
-        return self.buf.data[start:start + length].decode("utf-8", "replace")
+        return bytes(self.buf.data[start:start + length]).decode("utf-8", "surrogateescape")
 
     def ints(self, index: int) -> list[int]:
         """A vector of int32 (operator inputs and outputs, subgraph inputs and outputs, shapes)."""
@@ -193,7 +193,9 @@ _SIZE_PASSTHROUGH = {"STRIDED_SLICE", "SLICE", "PACK", "CONCATENATION", "RESHAPE
 
 
 def _check_value_sized(graphs: list["_Subgraph"], buffers) -> None:
-    """WireError unless every value-sized operator is in the main graph with a size made of shapes and constants."""
+    """WireError unless every value-sized operator is in the main graph with a size made of shapes and constants.
+    One memo per graph: each tensor's provenance is worked out once, however many operators ask."""
+    memo: dict = {}
     for i, g in enumerate(graphs):
         for op in g.ops:
             if op.name not in VALUE_SIZED:
@@ -201,7 +203,7 @@ def _check_value_sized(graphs: list["_Subgraph"], buffers) -> None:
             if i:
                 raise WireError(f"a {op.name} inside a loop (its size would be read from a loop variable; refused)")
             index = VALUE_SIZED[op.name]
-            if index >= len(op.inputs) or not _shape_derived(g, op.inputs[index], buffers, {}):
+            if index >= len(op.inputs) or not _shape_derived(g, op.inputs[index], buffers, memo):
                 raise WireError(f"a {op.name} whose size is computed from tensor values, not from shapes and "
                                 "constants (it could allocate without bound; refused)")
 

@@ -4,7 +4,7 @@
 // each loop can be proved bounded. Every read is bounded by the buffer and nesting by a fixed depth.
 // The same reader as the Python runtime's (runtime/backends/onnx_wire.py), with the same messages: the shared
 // crafted-model vectors (tests/make_vectors.py) hold both to them.
-import { pyRepr } from '../text.js';
+import { byCodePoint, pyRepr } from '../text.js';
 
 export class WireError extends Error {}
 
@@ -18,16 +18,19 @@ const TENSOR = { dims: 1, dataType: 2, int32Data: 5, int64Data: 7, name: 8, rawD
 const INT32 = 6, INT64 = 7; // TensorProto.DataType
 const SPARSE = { values: 1, indices: 2 };
 const FUNCTION = { name: 1, node: 7, attributeProto: 11 };
-const utf8 = new TextDecoder('utf-8');
+const utf8 = new TextDecoder('utf-8', { ignoreBOM: true });
 
-/** [value as a Number (exact up to 2^53), value as a BigInt, next position]. */
+/** [value as a Number (exact up to 2^53), value as a BigInt, next position]: kept to 64 bits, as protobuf keeps it. */
 function varint(buf, pos) {
   let result = 0n;
   for (let shift = 0n; ; shift += 7n) {
     if (pos >= buf.length || shift > 63n) throw new WireError('truncated varint');
     const b = buf[pos++];
     result |= BigInt(b & 0x7f) << shift;
-    if (!(b & 0x80)) return [Number(result), result, pos];
+    if (!(b & 0x80)) {
+      result = BigInt.asUintN(64, result);
+      return [Number(result), result, pos];
+    }
   }
 }
 
@@ -40,6 +43,8 @@ function* fields(buf) {
     [key, , pos] = varint(buf, pos);
     const number = Math.floor(key / 8), wire = key % 8;
     if (number === 0) throw new WireError('field number 0');
+    // protobuf reads a key as 32 bits: a longer one would name another field there
+    if (key > 0xffffffff) throw new WireError('field key wider than 32 bits');
     let value, big = null;
     if (wire === 0) [value, big, pos] = varint(buf, pos);
     else if (wire === 1) { value = buf.subarray(pos, pos + 8); pos += 8; }
@@ -56,7 +61,10 @@ function* fields(buf) {
   }
 }
 
-const text = (value) => utf8.decode(value);
+// A name is kept as one string per byte sequence (each byte one char: ONNX Runtime tells names apart by their bytes)
+// and shown as UTF-8 text in messages (display()).
+const text = (value) => { let s = ''; for (let i = 0; i < value.length; i += 4096) s += String.fromCharCode(...value.subarray(i, i + 4096)); return s; };
+export const display = (name) => utf8.decode(Uint8Array.from(name, (c) => c.charCodeAt(0)));
 const count = (map, name) => map.set(name, (map.get(name) ?? 0) + 1);
 
 function newSummary() {
@@ -77,8 +85,11 @@ function tensor(buf, out, main = false) {
     else if (number === TENSOR.dims) dims.push(value);
     else if (number === TENSOR.dataType && wire === 0) dataType = value;
     else if ((number === TENSOR.int32Data || number === TENSOR.int64Data) && values.length < 2) {
-      values.push(wire === 0 ? big : value.length ? varint(value.subarray(0, 10), 0)[1] : null);
-    } else if (number === TENSOR.rawData && wire === 2 && value.length <= 8) raw = value;
+      if (wire === 0) values.push(big);
+      else { // packed: every varint in it (two are enough to say it is not a scalar)
+        for (let p = 0; p < value.length && values.length < 2;) { let v; [, v, p] = varint(value, p); values.push(v); }
+      }
+    } else if (number === TENSOR.rawData && wire === 2) raw = value; // the last one counts, as protobuf keeps it
   }
   if (main) { count(out.mainDefinitions, name); out.mainConstantsAny.add(name); }
   if (external) { out.externalTensors.push(name || '<unnamed>'); return; }
@@ -88,9 +99,16 @@ function tensor(buf, out, main = false) {
   if (raw !== null && raw.length === width) {
     const view = new DataView(raw.buffer, raw.byteOffset, raw.length);
     out.mainConstants.set(name, width === 4 ? BigInt(view.getInt32(0, true)) : view.getBigInt64(0, true));
-  } else if (raw === null && values.length === 1 && values[0] !== null) {
+  } else if (raw === null && values.length === 1) {
     out.mainConstants.set(name, BigInt.asIntN(64, values[0]));
   }
+}
+
+/** A message's name field: the last one, as protobuf keeps a singular field given twice. */
+function lastName(buf, number) {
+  let name = '';
+  for (const [n, w, v] of fields(buf)) if (n === number && w === 2) name = text(v);
+  return name;
 }
 
 function sparse(buf, out, main = false) {
@@ -98,9 +116,7 @@ function sparse(buf, out, main = false) {
     if ((number === SPARSE.values || number === SPARSE.indices) && wire === 2) {
       tensor(value, out);
       if (main && number === SPARSE.values) { // a sparse initializer is named by its values tensor
-        let name = '';
-        for (const [n, w, v] of fields(value)) if (n === TENSOR.name && w === 2) { name = text(v); break; }
-        count(out.mainDefinitions, name);
+        count(out.mainDefinitions, lastName(value, TENSOR.name));
       }
     }
   }
@@ -129,8 +145,8 @@ function node(buf, out, depth) {
     else if (number === NODE.output) { outputs.push(text(value)); if (depth === 0) out.mainOutputs.add(outputs.at(-1)); }
     else if (number === NODE.attribute) graphs += attribute(value, out, depth);
   }
-  if (domain === 'ai.onnx') domain = '';
-  out.ops.add(`${domain}\u0000${opType}`);
+  if (domain === 'ai.onnx') domain = ''; // (as bytes: a name is one char per byte)
+  out.ops.add(JSON.stringify([domain, opType]));
   const qualified = domain ? `${domain}:${opType}` : opType;
   if (depth === 0) out.mainNodes.push([qualified, inputs, outputs]);
   else out.subgraphOps.add(qualified);
@@ -145,9 +161,7 @@ function graph(buf, out, depth = 0) {
     if (number === GRAPH.initializer) tensor(value, out, depth === 0);
     else if (number === GRAPH.sparseInitializer) sparse(value, out, depth === 0);
     else if (number === GRAPH.input && depth === 0) {
-      let name = '';
-      for (const [n, w, v] of fields(value)) if (n === 1 && w === 2) { name = text(v); break; }
-      count(out.mainDefinitions, name);
+      count(out.mainDefinitions, lastName(value, 1));
     } else if (number === GRAPH.node) node(value, out, depth);
   }
 }
@@ -195,7 +209,7 @@ export function loopBounds(s) {
       throw new WireError('holds a Loop whose trip count M is not a constant of the main graph (the runtime accepts only loops with a constant maximum trip count)');
     }
     if ((s.mainDefinitions.get(m) ?? 0) !== 1) {
-      throw new WireError(`holds a Loop whose trip count M (${pyRepr(Array.from(m).slice(0, 60).join(''))}) is defined ${s.mainDefinitions.get(m)} times in the main graph (initializers, sparse initializers, inputs): refused, as the bound cannot be known`);
+      throw new WireError(`holds a Loop whose trip count M (${pyRepr(Array.from(display(m)).slice(0, 60).join(''))}) is defined ${s.mainDefinitions.get(m)} times in the main graph (initializers, sparse initializers, inputs): refused, as the bound cannot be known`);
     }
     const value = s.mainConstants.get(m);
     bounds.push(value > 0n ? value : 0n);
@@ -210,7 +224,7 @@ const SIZE_PASSTHROUGH = new Set(['Cast', 'Slice', 'Concat', 'Gather', 'Unsqueez
 
 /** Every value-sized operator that is inside a loop, or whose size is not made of shapes and constants. */
 export function valueSizedProblems(s) {
-  const problems = [...s.subgraphOps].filter((op) => VALUE_SIZED.has(op)).sort()
+  const problems = [...s.subgraphOps].filter((op) => VALUE_SIZED.has(op)).sort(byCodePoint)
     .map((op) => `holds a ${op} inside a loop (its size would be read from a loop variable; refused)`);
   const producer = new Map();
   for (const [op, ins, outs] of s.mainNodes) for (const o of outs) producer.set(o, [op, ins]);

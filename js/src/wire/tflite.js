@@ -74,7 +74,7 @@ class Table {
     const pos = this.field(index);
     if (pos === null) return null;
     const [start, length] = this.buf.vector(pos, 1);
-    return new TextDecoder('utf-8').decode(this.buf.bytes.subarray(start, start + length));
+    return new TextDecoder('utf-8', { ignoreBOM: true }).decode(this.buf.bytes.subarray(start, start + length));
   }
 
   /** A vector of int32 (operator and subgraph inputs and outputs, shapes), or [] when absent. */
@@ -118,7 +118,7 @@ class Table {
 
 /** The root table (Model) of a .tflite file's bytes; WireError without the TFL3 identifier. */
 export function modelTable(bytes) {
-  if (bytes.length < 8 || new TextDecoder().decode(bytes.subarray(4, 8)) !== 'TFL3') throw new WireError('no TFL3 identifier');
+  if (bytes.length < 8 || String.fromCharCode(...bytes.subarray(4, 8)) !== 'TFL3') throw new WireError('no TFL3 identifier');
   const buf = new Reader(bytes);
   return buf.table(buf.indirect(0));
 }
@@ -210,12 +210,13 @@ const VALUE_SIZED = new Map([['FILL', 0]]);
 const SIZE_PASSTHROUGH = new Set(['STRIDED_SLICE', 'SLICE', 'PACK', 'CONCATENATION', 'RESHAPE', 'CAST', 'GATHER', 'SQUEEZE', 'EXPAND_DIMS']);
 
 function checkValueSized(graphs, buffers) {
+  const memo = new Map(); // one per graph (only the main graph's are asked): each tensor worked out once
   graphs.forEach((g, i) => {
     for (const op of g.ops) {
       if (!VALUE_SIZED.has(op.name)) continue;
       if (i) throw new WireError(`a ${op.name} inside a loop (its size would be read from a loop variable; refused)`);
       const index = VALUE_SIZED.get(op.name);
-      if (index >= op.inputs.length || !shapeDerived(g, op.inputs[index], buffers, new Map())) {
+      if (index >= op.inputs.length || !shapeDerived(g, op.inputs[index], buffers, memo)) {
         throw new WireError(`a ${op.name} whose size is computed from tensor values, not from shapes and constants (it could allocate without bound; refused)`);
       }
     }

@@ -12,6 +12,25 @@ class WireError(message: String) : Exception(message)
 
 private fun pyList(items: List<String>): String = items.joinToString(", ", "[", "]") { pyRepr(it) }
 
+/** Python's order: by code point (Kotlin's own String order is by UTF-16 unit). */
+private val BY_CODE_POINT = Comparator<String> { a, b ->
+    var i = 0
+    var j = 0
+    while (i < a.length && j < b.length) {
+        val x = a.codePointAt(i)
+        val y = b.codePointAt(j)
+        if (x != y) return@Comparator x.compareTo(y)
+        i += Character.charCount(x)
+        j += Character.charCount(y)
+    }
+    (if (i < a.length) 1 else 0) - (if (j < b.length) 1 else 0)
+}
+
+private fun Iterable<String>.pySorted(): List<String> = sortedWith(BY_CODE_POINT)
+
+/** A name read as one char per byte (ONNX Runtime tells names apart by their bytes), shown as UTF-8 text. */
+private fun display(name: String): String = String(name.toByteArray(Charsets.ISO_8859_1), Charsets.UTF_8)
+
 private val CONTRACT by lazy { SCHEMA_JSON.getJSONObject("x-contract") }
 
 /** Operators and proven loop bounds of a model file, read without an engine. */
@@ -22,20 +41,20 @@ fun inspectModel(format: String, bytes: ByteArray): ModelSummary = when (format)
     "onnx" -> {
         val s = try { OnnxWire.summarize(bytes) } catch (e: WireError) { throw BundleError("not a valid ONNX model (${e.message})") }
         val problems = ArrayList<String>()
-        if (s.externalTensors.isNotEmpty()) problems.add("refers to external data for ${pyList(s.externalTensors.take(3))}; bundle models must embed their weights (external data is refused)")
-        if (s.functions.isNotEmpty()) problems.add("defines model-local functions ${pyList(s.functions.take(3))} (refused: the contract has none)")
+        if (s.externalTensors.isNotEmpty()) problems.add("refers to external data for ${pyList(s.externalTensors.take(3).map(::display))}; bundle models must embed their weights (external data is refused)")
+        if (s.functions.isNotEmpty()) problems.add("defines model-local functions ${pyList(s.functions.take(3).map(::display))} (refused: the contract has none)")
         if (s.trainingInfo) problems.add("holds training graphs (training_info is refused)")
         var bounds = emptyList<Long>()
         try { bounds = OnnxWire.loopBounds(s) } catch (e: WireError) { problems.add(e.message!!) }
         problems.addAll(OnnxWire.valueSizedProblems(s))
-        val foreign = s.ops.filter { it.first.isNotEmpty() }.map { "${it.first}:${it.second}" }.sorted()
+        val foreign = s.ops.filter { it.first.isNotEmpty() }.map { "${display(it.first)}:${display(it.second)}" }.toSet().pySorted()
         if (foreign.isNotEmpty()) problems.add("uses operators outside the default ONNX domain: ${pyList(foreign.take(5))}")
         if (problems.isNotEmpty()) throw BundleError(problems)
-        ModelSummary(s.ops.map { it.second }.toSet(), bounds)
+        ModelSummary(s.ops.map { display(it.second) }.toSet(), bounds)
     }
     "tflite" -> {
         val s = try { TfliteWire.summarize(bytes) } catch (e: WireError) { throw BundleError("not a valid TFLite model (${e.message})") }
-        val custom = s.opCodes.filter { it.startsWith("CUSTOM") }.sorted()
+        val custom = s.opCodes.filter { it.startsWith("CUSTOM") }.pySorted()
         if (custom.isNotEmpty()) throw BundleError("uses custom operators ${pyList(custom.take(5))} (refused: bundle models use builtins only)")
         ModelSummary(s.opCodes.map { it.substringBefore(':') }.toSet(), s.loopBounds)
     }
@@ -51,9 +70,9 @@ fun checkModelOps(bytes: ByteArray, format: String, role: String, ops: List<Stri
     if (longest != null && longest > loopLimit) problems.add("has a loop of up to $longest steps; a $role of this bundle may loop at most $loopLimit times")
     val allowedJson = CONTRACT.getJSONObject("allowed_ops").optJSONObject(format)?.optJSONArray(role)
     val allowed = allowedJson?.let { a -> (0 until a.length()).map { a.getString(it) }.toSet() } ?: emptySet()
-    val outside = summary.ops.filter { it !in allowed }.sorted()
-    if (outside.isNotEmpty()) problems.add("uses operators a $role may not have: ${pyList(outside.take(8))} (allowed: ${pyList(allowed.sorted())})")
-    if (summary.ops != ops.toSet()) problems.add("its operators ${pyList(summary.ops.sorted().take(20))} differ from the manifest's list ${pyList(ops.sorted().take(20))}")
+    val outside = summary.ops.filter { it !in allowed }.pySorted()
+    if (outside.isNotEmpty()) problems.add("uses operators a $role may not have: ${pyList(outside.take(8))} (allowed: ${pyList(allowed.pySorted())})")
+    if (summary.ops != ops.toSet()) problems.add("its operators ${pyList(summary.ops.pySorted().take(20))} differ from the manifest's list ${pyList(ops.pySorted().take(20))}")
     if (problems.isNotEmpty()) throw BundleError(problems, where)
 }
 
@@ -89,7 +108,7 @@ internal object OnnxWire {
     class Field(val number: Long, val wire: Int, val value: Long, val start: Int, val end: Int)
 
     private class Bytes(val buf: ByteArray, val start: Int, val end: Int) {
-        fun text() = String(buf, start, end - start, Charsets.UTF_8)
+        fun text() = String(buf, start, end - start, Charsets.ISO_8859_1) // one char per byte: see display()
         val size get() = end - start
     }
 
@@ -101,7 +120,7 @@ internal object OnnxWire {
             if (pos >= end || shift > 63) throw WireError("truncated varint")
             val b = buf[pos++].toInt() and 0xff
             result = result or ((b and 0x7f).toLong() shl shift)
-            if (b and 0x80 == 0) return result to pos
+            if (b and 0x80 == 0) return result to pos // 64 bits, as protobuf keeps a varint
             shift += 7
         }
     }
@@ -114,6 +133,8 @@ internal object OnnxWire {
             val number = key ushr 3
             val wire = (key and 7L).toInt()
             if (number == 0L) throw WireError("field number 0")
+            // protobuf reads a key as 32 bits: a longer one would name another field there
+            if (java.lang.Long.compareUnsigned(key, 0xFFFFFFFFL) > 0) throw WireError("field key wider than 32 bits")
             var value = 0L
             var start = pos
             when (wire) {
@@ -151,8 +172,11 @@ internal object OnnxWire {
                 f.number == 1L -> dimsOk.add(if (f.wire == 0) f.value == 1L else sub(m, f).let { d -> d.size == 0 || (d.size == 1 && m.buf[d.start] == 1.toByte()) })
                 f.number == 2L && f.wire == 0 -> dataType = f.value
                 (f.number == 5L || f.number == 7L) && values.size < 2 ->
-                    values.add(if (f.wire == 0) f.value else if (f.end > f.start) varint(m.buf, f.start, minOf(f.end, f.start + 10)).first else null)
-                f.number == 9L && f.wire == 2 && f.end - f.start <= 8 -> raw = sub(m, f)
+                    if (f.wire == 0) values.add(f.value) else { // packed: every varint in it (two say it is not a scalar)
+                        var p = f.start
+                        while (p < f.end && values.size < 2) { val (v, next) = varint(m.buf, p, f.end); values.add(v); p = next }
+                    }
+                f.number == 9L && f.wire == 2 -> raw = sub(m, f) // the last one counts, as protobuf keeps it
             }
         }
         if (main) { count(out.mainDefinitions, name); out.mainConstantsAny.add(name) }
@@ -163,18 +187,20 @@ internal object OnnxWire {
         if (r != null && r.size == width) {
             val bb = ByteBuffer.wrap(m.buf, r.start, width).order(ByteOrder.LITTLE_ENDIAN)
             out.mainConstants[name] = if (width == 4) bb.int.toLong() else bb.long
-        } else if (r == null && values.size == 1 && values[0] != null) {
+        } else if (r == null && values.size == 1) {
             out.mainConstants[name] = values[0]!!
         }
     }
+
+    /** A message's name field: the last one, as protobuf keeps a singular field given twice. */
+    private fun lastName(m: Bytes, number: Long): String = fields(m).lastOrNull { it.number == number && it.wire == 2 }?.let { sub(m, it).text() } ?: ""
 
     private fun sparse(m: Bytes, out: Summary, main: Boolean = false) {
         for (f in fields(m)) {
             if ((f.number == 1L || f.number == 2L) && f.wire == 2) {
                 tensor(sub(m, f), out)
                 if (main && f.number == 1L) { // a sparse initializer is named by its values tensor
-                    val v = sub(m, f)
-                    count(out.mainDefinitions, fields(v).firstOrNull { it.number == 8L && it.wire == 2 }?.let { sub(v, it).text() } ?: "")
+                    count(out.mainDefinitions, lastName(sub(m, f), 8L))
                 }
             }
         }
@@ -209,7 +235,7 @@ internal object OnnxWire {
                 5L -> graphs += attribute(sub(m, f), out, depth)
             }
         }
-        if (domain == "ai.onnx") domain = ""
+        if (domain == "ai.onnx") domain = "" // (ASCII: the same as bytes)
         out.ops.add(domain to opType)
         val qualified = if (domain.isEmpty()) opType else "$domain:$opType"
         if (depth == 0) out.mainNodes.add(Triple(qualified, inputs, outputs)) else out.subgraphOps.add(qualified)
@@ -225,8 +251,7 @@ internal object OnnxWire {
                 f.number == 5L -> tensor(sub(m, f), out, depth == 0)
                 f.number == 15L -> sparse(sub(m, f), out, depth == 0)
                 f.number == 11L && depth == 0 -> {
-                    val v = sub(m, f)
-                    count(out.mainDefinitions, fields(v).firstOrNull { it.number == 1L && it.wire == 2 }?.let { sub(v, it).text() } ?: "")
+                    count(out.mainDefinitions, lastName(sub(m, f), 1L))
                 }
                 f.number == 1L -> node(sub(m, f), out, depth)
             }
@@ -272,7 +297,7 @@ internal object OnnxWire {
                 throw WireError("holds a Loop whose trip count M is not a constant of the main graph (the runtime accepts only loops with a constant maximum trip count)")
             }
             if ((s.mainDefinitions[m] ?: 0) != 1) {
-                val shown = m.codePoints().limit(60).toArray().let { String(it, 0, it.size) }
+                val shown = display(m).codePoints().limit(60).toArray().let { String(it, 0, it.size) }
                 throw WireError("holds a Loop whose trip count M (${pyRepr(shown)}) is defined ${s.mainDefinitions[m]} times in the main graph (initializers, sparse initializers, inputs): refused, as the bound cannot be known")
             }
             maxOf(0L, s.mainConstants[m]!!)
@@ -280,7 +305,7 @@ internal object OnnxWire {
     }
 
     fun valueSizedProblems(s: Summary): List<String> {
-        val problems = s.subgraphOps.filter { it in VALUE_SIZED }.sorted()
+        val problems = s.subgraphOps.filter { it in VALUE_SIZED }.pySorted()
             .map { "holds a $it inside a loop (its size would be read from a loop variable; refused)" }.toMutableList()
         val producer = HashMap<String, Pair<String, List<String>>>()
         for ((op, ins, outs) in s.mainNodes) for (o in outs) producer[o] = op to ins
@@ -463,11 +488,12 @@ internal object TfliteWire {
     }
 
     private fun checkValueSized(graphs: List<Subgraph>, buffers: List<Table>) {
+        val memo = HashMap<Int, Boolean>() // only the main graph's are asked: each tensor worked out once
         graphs.forEachIndexed { i, g ->
             for (op in g.ops) {
                 val index = VALUE_SIZED[op.name] ?: continue
                 if (i > 0) throw WireError("a ${op.name} inside a loop (its size would be read from a loop variable; refused)")
-                if (index >= op.inputs.size || !shapeDerived(g, op.inputs[index], buffers, HashMap())) {
+                if (index >= op.inputs.size || !shapeDerived(g, op.inputs[index], buffers, memo)) {
                     throw WireError("a ${op.name} whose size is computed from tensor values, not from shapes and constants (it could allocate without bound; refused)")
                 }
             }
