@@ -248,3 +248,49 @@ def protobuf_attacks() -> list[tuple[str, bytes, list[str]]]:
          ["Identity"]),
     ]
     return cases
+
+
+# -- a TFLite flatbuffer written field by field (needs the flatbuffers package, a TensorFlow dependency) ------------
+def tflite_fills_of_one_shared_size(fills: int, parts: int) -> bytes:
+    """A .tflite whose main graph lists one FILL table ``fills`` times, each sized by one CONCATENATION of
+    ``parts`` copies of one int32 constant: a reader that works out the size's provenance afresh for each FILL
+    does fills x parts steps (a 200 KB file asked for minutes); with one memo per graph it is linear."""
+    import flatbuffers
+
+    b = flatbuffers.Builder(1024)
+
+    def ints(xs):
+        b.StartVector(4, len(xs), 4)
+        for x in reversed(xs):
+            b.PrependInt32(x)
+        return b.EndVector()
+
+    def offsets(xs):
+        b.StartVector(4, len(xs), 4)
+        for x in reversed(xs):
+            b.PrependUOffsetTRelative(x)
+        return b.EndVector()
+
+    def table(fields):  # (slot, kind, value): kind "off", "i8" or "u32"
+        b.StartObject(max((slot for slot, _, _ in fields), default=-1) + 1)
+        for slot, kind, value in fields:
+            {"off": b.PrependUOffsetTRelativeSlot, "i8": b.PrependInt8Slot,
+             "u32": b.PrependUint32Slot}[kind](slot, value, {"off": 0, "i8": -128, "u32": 2**32 - 1}[kind])
+        return b.EndObject()
+
+    one = b.CreateByteVector(bytes([1, 0, 0, 0]))
+    empty = table([])
+    buffers = offsets([empty, table([(0, "off", one)])])
+    shape = ints([])
+    tensors = offsets([table([(0, "off", shape), (1, "i8", 2), (2, "u32", 1)]),   # the int32 constant
+                       table([(0, "off", shape), (1, "i8", 2), (2, "u32", 0)]),   # the CONCATENATION's output
+                       table([(0, "off", shape), (1, "i8", 0), (2, "u32", 0)])])  # the FILLs' output
+    concat = table([(0, "u32", 1), (1, "off", ints([0] * parts)), (2, "off", ints([1]))])
+    fill = table([(0, "u32", 0), (1, "off", ints([1, 0])), (2, "off", ints([2]))])
+    graph = table([(0, "off", tensors), (1, "off", ints([])), (2, "off", ints([2])),
+                   (3, "off", offsets([concat] + [fill] * fills))])
+    codes = offsets([table([(0, "i8", 94), (2, "u32", 1), (3, "u32", 94)]),   # FILL
+                     table([(0, "i8", 2), (2, "u32", 1), (3, "u32", 2)])])    # CONCATENATION
+    b.Finish(table([(0, "u32", 3), (1, "off", codes), (2, "off", offsets([graph])), (4, "off", buffers)]),
+             file_identifier=b"TFL3")
+    return bytes(b.Output())

@@ -57,6 +57,8 @@ def _attacks(bundle: Path) -> list[tuple[str, bytes, dict]]:
         ("tflite-not-a-flatbuffer", b"TFL3" * 64, greedy),
     ]
     cases += [(name, content, {**greedy_onnx, "ops": ops}) for name, content, ops in craft.protobuf_attacks()]
+    cases.append(("tflite-fills-of-one-shared-size", craft.tflite_fills_of_one_shared_size(3000, 3000),
+                  {**greedy, "ops": ["FILL", "CONCATENATION"]}))
     for fmt, build in (("tflite", craft.tflite_file), ("onnx", craft.onnx_file)):
         for name, loop in (("unbounded-loop", craft.unbounded), ("loop-of-a-billion", craft.counted(10**9)),
                            ("nested-loops", craft.nested)):
