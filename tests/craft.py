@@ -247,6 +247,26 @@ def protobuf_attacks() -> list[tuple[str, bytes, list[str]]]:
         ("onnx-bom-before-an-operator", _onnx_model([h.make_node("\ufeffIdentity", ["ids"], ["y"])], inputs=[ids]),
          ["Identity"]),
     ]
+    # Expand's shape is Shape(Slice(a constant, 0, max(ids))) five times over: a Shape of a computed tensor is no
+    # size made of shapes (max(ids) ** 5 elements)
+    ints = lambda name, v: h.make_tensor(name, T.INT64, [1], [v])  # noqa: E731
+    cases.append(("onnx-shape-of-a-slice-sized-by-the-input", _onnx_model([
+        h.make_node("ReduceMax", ["ids"], ["mx"], keepdims=1),
+        h.make_node("Slice", ["big", "zero", "mx"], ["s"]), h.make_node("Shape", ["s"], ["sh"]),
+        h.make_node("Concat", ["sh"] * 5, ["shape"], axis=0), h.make_node("Expand", ["one", "shape"], ["y"])],
+        [h.make_tensor("big", T.FLOAT, [1000], [0.0] * 1000), ints("zero", 0), h.make_tensor("one", T.FLOAT, [1], [1.0])],
+        [ids]), ["ReduceMax", "Slice", "Shape", "Concat", "Expand"]))
+    # a size through 33 Identities from a constant (deeper than any proof goes), and one node's two outputs reached
+    # at depth 33 and at depth 0
+    chain = [h.make_node("Identity", ["c" if k == 0 else f"t{k - 1}"], [f"t{k}"]) for k in range(33)]
+    cases.append(("onnx-size-through-33-identities", _onnx_model(
+        chain + [h.make_node("Expand", ["one", "t32"], ["y"])], [ints("c", 4), h.make_tensor("one", T.FLOAT, [1], [1.0])],
+        [ids]), ["Identity", "Expand"]))
+    chain = [h.make_node("Identity", ["a" if k == 0 else f"t{k - 1}"], [f"t{k}"]) for k in range(33)]
+    cases.append(("onnx-one-node-two-outputs-two-depths", _onnx_model(
+        [h.make_node("Identity", ["c"], ["a", "b"])] + chain + [
+            h.make_node("Expand", ["one", "t32"], ["y"]), h.make_node("Expand", ["one", "b"], ["z"])],
+        [ints("c", 4), h.make_tensor("one", T.FLOAT, [1], [1.0])], [ids], ["y", "z"]), ["Identity", "Expand"]))
     return cases
 
 

@@ -4,6 +4,7 @@
  *
  * Every read is bounded by the buffer and nesting by a fixed depth. Names are slices of the file's bytes (compared as
  * bytes, as ONNX Runtime compares them); lookups go through sorted arrays, so a file of n names costs O(n log n). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,6 +52,7 @@ typedef struct {
   slice m;
   size_t pos;
   const char *error; /* set when the message is malformed */
+  char text[48];     /* an error with a number in it */
 } fields;
 
 static int varint(slice s, size_t *pos, uint64_t *out, const char **error) {
@@ -97,7 +99,8 @@ static int next_field(fields *it, field *f) {
     }
     width = (size_t)length;
   } else {
-    it->error = "unsupported wire type";
+    snprintf(it->text, sizeof it->text, "unsupported wire type %d", f->wire);
+    it->error = it->text;
     return -1;
   }
   if (width > it->m.n - it->pos) {
@@ -139,11 +142,12 @@ typedef struct {
 typedef struct {
   int oom;
   const char *error;
+  char error_text[48]; /* a copy of an error whose text lived in a fields iterator */
   int has_ir, graph_seen, training_info;
   size_t stray_graphs;
-  slice *externals, *functions, *defs, *any_consts, *main_outputs, *sub_ops, *names;
+  slice *externals, *functions, *defs, *any_consts, *main_outputs, *sub_ops, *names, *inputs;
   size_t n_externals, c_externals, n_functions, c_functions, n_defs, c_defs, n_any, c_any, n_outs, c_outs, n_sub,
-      c_sub, n_names, c_names;
+      c_sub, n_names, c_names, n_inputs, c_inputs;
   slice *op_domains, *op_types;
   size_t n_ops, c_ops, c_types;
   constant *consts;
@@ -162,28 +166,53 @@ static int push(summary *s, slice **arr, size_t *n, size_t *cap, slice v) {
 
 static int slice_eq(slice a, const char *b) { return a.n == strlen(b) && !memcmp(a.p, b, a.n); }
 
-static int slice_cmp(const void *x, const void *y) {
-  const slice *a = x, *b = y;
-  int c = memcmp(a->p, b->p, a->n < b->n ? a->n : b->n);
-  return c ? c : (a->n > b->n) - (a->n < b->n);
+/* The next code point of a name read as Python reads it (bytes.decode("utf-8", "surrogateescape")): a byte that
+ * starts no valid UTF-8 character is U+DC00 + the byte. */
+static int32_t next_cp(slice x, size_t *at) {
+  int32_t cp;
+  size_t k = utf8_next(x.p + *at, x.n - *at, &cp);
+  if (!k) {
+    cp = 0xDC00 + x.p[*at];
+    k = 1;
+  }
+  *at += k;
+  return cp;
 }
 
-static int name_of(slice msg, uint64_t number, slice *out, const char **error) {
-  fields it = {msg, 0, NULL};
+/* Names in Python's order: by code point. */
+static int slice_cmp(const void *x, const void *y) {
+  const slice *a = x, *b = y;
+  size_t i = 0, j = 0;
+  while (i < a->n && j < b->n) {
+    int32_t p = next_cp(*a, &i), q = next_cp(*b, &j);
+    if (p != q) return p < q ? -1 : 1;
+  }
+  return (i < a->n) - (j < b->n);
+}
+
+/* Keep a malformed message's error (its text may live in the iterator); returns 0. */
+static int keep_error(summary *s, const fields *it) {
+  snprintf(s->error_text, sizeof s->error_text, "%s", it->error);
+  s->error = s->error_text;
+  return 0;
+}
+
+/* A message's name field: the last one, as protobuf keeps a singular field given twice. */
+static int name_of(summary *s, slice msg, uint64_t number, slice *out) {
+  fields it = {msg, 0, NULL, {0}};
   field f;
   int r;
   *out = (slice){(const unsigned char *)"", 0};
   while ((r = next_field(&it, &f)) > 0) {
-    if (f.number == number && f.wire == 2) *out = f.bytes; /* the last one, as protobuf keeps a singular field */
+    if (f.number == number && f.wire == 2) *out = f.bytes;
   }
-  if (r < 0) *error = it.error;
-  return r == 0;
+  return r < 0 ? keep_error(s, &it) : 1;
 }
 
 static int read_graph(summary *s, slice g, size_t depth);
 
 static int read_tensor(summary *s, slice t, int main) {
-  fields it = {t, 0, NULL};
+  fields it = {t, 0, NULL, {0}};
   field f;
   int r, external = 0, scalar_dims = 1, have_raw = 0, n_values = 0;
   uint64_t data_type = 0, value = 0;
@@ -213,7 +242,7 @@ static int read_tensor(summary *s, slice t, int main) {
       have_raw = 1;
     }
   }
-  if (r < 0) return s->error = it.error, 0;
+  if (r < 0) return keep_error(s, &it);
   if (main && !(push(s, &s->defs, &s->n_defs, &s->c_defs, name) && push(s, &s->any_consts, &s->n_any, &s->c_any, name))) {
     return 0;
   }
@@ -234,7 +263,7 @@ static int read_tensor(summary *s, slice t, int main) {
 }
 
 static int read_sparse(summary *s, slice t, int main) {
-  fields it = {t, 0, NULL};
+  fields it = {t, 0, NULL, {0}};
   field f;
   int r;
   while ((r = next_field(&it, &f)) > 0) {
@@ -242,17 +271,17 @@ static int read_sparse(summary *s, slice t, int main) {
       if (!read_tensor(s, f.bytes, 0)) return 0;
       if (main && f.number == 1) { /* a sparse initializer is named by its values tensor */
         slice name;
-        if (!name_of(f.bytes, 8, &name, &s->error)) return 0;
+        if (!name_of(s, f.bytes, 8, &name)) return 0;
         if (!push(s, &s->defs, &s->n_defs, &s->c_defs, name)) return 0;
       }
     }
   }
-  return r < 0 ? (s->error = it.error, 0) : 1;
+  return r < 0 ? keep_error(s, &it) : 1;
 }
 
 /* One attribute; adds the graphs it holds to *graphs. */
 static int read_attribute(summary *s, slice a, size_t depth, size_t *graphs) {
-  fields it = {a, 0, NULL};
+  fields it = {a, 0, NULL, {0}};
   field f;
   int r;
   while ((r = next_field(&it, &f)) > 0) {
@@ -264,37 +293,37 @@ static int read_attribute(summary *s, slice a, size_t depth, size_t *graphs) {
       if (!read_graph(s, f.bytes, depth + 1)) return 0;
     }
   }
-  return r < 0 ? (s->error = it.error, 0) : 1;
+  return r < 0 ? keep_error(s, &it) : 1;
 }
 
-/* Three passes over a node (its type and inputs, its outputs, its attributes), so that each node's inputs and outputs
- * are contiguous in the names array (an attribute's subgraph adds names of its own). */
+/* One pass over a node, in field order as the Python reader reads it; its inputs and outputs are gathered aside and
+ * then appended to the names array together (an attribute's subgraph adds names of its own on the way). */
 static int read_node(summary *s, slice n, size_t depth) {
-  fields it = {n, 0, NULL};
+  fields it = {n, 0, NULL, {0}};
   field f;
-  int r;
+  int r, ok = 1;
   slice type = {(const unsigned char *)"", 0}, domain = {(const unsigned char *)"", 0};
-  size_t graphs = 0, first = s->n_names;
-  while ((r = next_field(&it, &f)) > 0) {
+  size_t graphs = 0, n_in = 0, c_in = 0, n_out = 0, c_out = 0;
+  slice *ins = NULL, *outs = NULL;
+  while (ok && (r = next_field(&it, &f)) > 0) {
     if (f.wire != 2) continue;
     if (f.number == 4) type = f.bytes;
     else if (f.number == 7) domain = f.bytes;
-    else if (f.number == 1 && !push(s, &s->names, &s->n_names, &s->c_names, f.bytes)) return 0;
+    else if (f.number == 1) ok = push(s, &ins, &n_in, &c_in, f.bytes);
+    else if (f.number == 2) ok = push(s, &outs, &n_out, &c_out, f.bytes);
+    else if (f.number == 5) ok = read_attribute(s, f.bytes, depth, &graphs);
   }
-  if (r < 0) return s->error = it.error, 0;
-  size_t n_in = s->n_names - first, first_out = s->n_names;
-  it = (fields){n, 0, NULL};
-  while (next_field(&it, &f) > 0) {
-    if (f.wire == 2 && f.number == 2) {
-      if (!push(s, &s->names, &s->n_names, &s->c_names, f.bytes)) return 0;
-      if (depth == 0 && !push(s, &s->main_outputs, &s->n_outs, &s->c_outs, f.bytes)) return 0;
-    }
+  if (ok && r < 0) ok = keep_error(s, &it);
+  size_t first = s->n_names;
+  for (size_t i = 0; ok && i < n_in; i++) ok = push(s, &s->names, &s->n_names, &s->c_names, ins[i]);
+  size_t first_out = s->n_names;
+  for (size_t i = 0; ok && i < n_out; i++) {
+    ok = push(s, &s->names, &s->n_names, &s->c_names, outs[i]);
+    if (ok && depth == 0) ok = push(s, &s->main_outputs, &s->n_outs, &s->c_outs, outs[i]);
   }
-  size_t n_out = s->n_names - first_out;
-  it = (fields){n, 0, NULL};
-  while (next_field(&it, &f) > 0) {
-    if (f.wire == 2 && f.number == 5 && !read_attribute(s, f.bytes, depth, &graphs)) return 0;
-  }
+  free(ins);
+  free(outs);
+  if (!ok) return 0;
   if (slice_eq(domain, "ai.onnx")) domain = (slice){(const unsigned char *)"", 0};
   GROW(s->op_domains, s->n_ops, s->c_ops);
   GROW(s->op_types, s->n_ops, s->c_types);
@@ -313,7 +342,7 @@ static int read_node(summary *s, slice n, size_t depth) {
 
 static int read_graph(summary *s, slice g, size_t depth) {
   if (depth > 32) return s->error = "subgraphs nested too deeply", 0;
-  fields it = {g, 0, NULL};
+  fields it = {g, 0, NULL, {0}};
   field f;
   int r;
   while ((r = next_field(&it, &f)) > 0) {
@@ -322,15 +351,16 @@ static int read_graph(summary *s, slice g, size_t depth) {
     if (f.number == 15 && !read_sparse(s, f.bytes, depth == 0)) return 0;
     if (f.number == 11 && depth == 0) {
       slice name;
-      if (!name_of(f.bytes, 1, &name, &s->error) || !push(s, &s->defs, &s->n_defs, &s->c_defs, name)) return 0;
+      if (!name_of(s, f.bytes, 1, &name) || !push(s, &s->defs, &s->n_defs, &s->c_defs, name) ||
+          !push(s, &s->inputs, &s->n_inputs, &s->c_inputs, name)) return 0;
     }
     if (f.number == 1 && !read_node(s, f.bytes, depth)) return 0;
   }
-  return r < 0 ? (s->error = it.error, 0) : 1;
+  return r < 0 ? keep_error(s, &it) : 1;
 }
 
 static int read_function(summary *s, slice fn) {
-  fields it = {fn, 0, NULL};
+  fields it = {fn, 0, NULL, {0}};
   field f;
   int r;
   slice name = {(const unsigned char *)"<unnamed>", 9};
@@ -344,23 +374,23 @@ static int read_function(summary *s, slice fn) {
       s->stray_graphs += graphs;
     }
   }
-  if (r < 0) return s->error = it.error, 0;
+  if (r < 0) return keep_error(s, &it);
   return push(s, &s->functions, &s->n_functions, &s->c_functions, name);
 }
 
 static int summarize(summary *s, slice model) {
-  fields it = {model, 0, NULL};
+  fields it = {model, 0, NULL, {0}};
   field f;
   int r;
   while ((r = next_field(&it, &f)) > 0) {
     if (f.number == 1 && f.wire == 0) s->has_ir = 1;
     else if (f.number == 8 && f.wire == 2) { /* an opset: read to be well-formed */
-      fields o = {f.bytes, 0, NULL};
+      fields o = {f.bytes, 0, NULL, {0}};
       field g;
       int q;
       while ((q = next_field(&o, &g)) > 0) {
       }
-      if (q < 0) return s->error = o.error, 0;
+      if (q < 0) return keep_error(s, &o);
     } else if (f.number == 7 && f.wire == 2) {
       s->graph_seen = 1;
       if (!read_graph(s, f.bytes, 0)) return 0;
@@ -368,7 +398,7 @@ static int summarize(summary *s, slice model) {
       if (!read_function(s, f.bytes)) return 0;
     } else if (f.number == 20) s->training_info = 1;
   }
-  if (r < 0) return s->error = it.error, 0;
+  if (r < 0) return keep_error(s, &it);
   if (!s->graph_seen || !s->has_ir) return s->error = "no graph or IR version: not an ONNX model", 0;
   return 1;
 }
@@ -376,21 +406,23 @@ static int summarize(summary *s, slice model) {
 static void summary_free(summary *s) {
   free(s->externals), free(s->functions), free(s->defs), free(s->any_consts), free(s->main_outputs);
   free(s->sub_ops), free(s->names), free(s->op_domains), free(s->op_types), free(s->consts), free(s->nodes);
-  free(s->loops);
+  free(s->loops), free(s->inputs);
 }
 
 /* ---- lookups: sorted copies, binary search ---- */
-static size_t count_of(const slice *sorted, size_t n, slice key) {
+/* How many times `key` is in `sorted`: two binary searches. */
+static size_t bound(const slice *sorted, size_t n, slice key, int upper) {
   size_t lo = 0, hi = n;
-  while (lo < hi) { /* first >= key */
+  while (lo < hi) {
     size_t mid = (lo + hi) / 2;
-    if (slice_cmp(&sorted[mid], &key) < 0) lo = mid + 1;
+    int c = slice_cmp(&sorted[mid], &key);
+    if (c < 0 || (upper && c == 0)) lo = mid + 1;
     else hi = mid;
   }
-  size_t k = 0;
-  while (lo + k < n && !slice_cmp(&sorted[lo + k], &key)) k++;
-  return k;
+  return lo;
 }
+
+static size_t count_of(const slice *sorted, size_t n, slice key) { return bound(sorted, n, key, 1) - bound(sorted, n, key, 0); }
 
 static void list_repr(s2s_buf *b, const slice *items, size_t n, size_t most) {
   buf_puts(b, "[");
@@ -430,8 +462,10 @@ typedef struct {
   const summary *s;
   producer *producers;
   size_t n_producers;
-  slice *defs, *any; /* sorted */
-  signed char *memo; /* per node: -1 unknown, 0, 1 */
+  slice *defs, *any, *inputs; /* sorted */
+  slice *names;               /* every name a node reads, sorted, once each: memo[i] is names[i]'s answer */
+  size_t n_names;
+  signed char *memo; /* -1 unknown, 0, 1 */
 } sizes;
 
 static const char *const VALUE_SIZED[] = {"Expand", "ConstantOfShape", "Tile", "Range", "Resize", "Upsample", "Pad",
@@ -458,27 +492,45 @@ static const producer *producer_of(const sizes *z, slice name) {
   return lo && !slice_cmp(&z->producers[lo - 1].name, &name) ? &z->producers[lo - 1] : NULL;
 }
 
+/* Whether `name`'s value is made of constants and the Shapes of the main graph's inputs, through SIZE_PASSTHROUGH
+ * operators: the Python reader's `derived`, with its memo per name (a cycle, or a chain deeper than 32, proves
+ * nothing). */
 static int derived(sizes *z, slice name, int depth) {
-  const producer *p = producer_of(z, name);
-  if (!p) return count_of(z->any, z->s->n_any, name) > 0 && count_of(z->defs, z->s->n_defs, name) == 1;
-  signed char *m = &z->memo[p->node];
-  if (*m >= 0) return *m;
-  *m = 0; /* a cycle proves nothing */
+  size_t at = bound(z->names, z->n_names, name, 0);
+  signed char *m = at < z->n_names && !slice_cmp(&z->names[at], &name) ? &z->memo[at] : NULL;
+  if (m && *m >= 0) return *m;
+  if (m) *m = 0; /* a cycle proves nothing */
   if (depth > 32) return 0;
-  const node_rec *n = &z->s->nodes[p->node];
+  const producer *p = producer_of(z, name);
   int ok;
-  if (n->domain.n) ok = 0;
-  else if (slice_eq(n->type, "Shape") || slice_eq(n->type, "Constant")) ok = 1;
-  else if (!in_list(n->type, SIZE_PASSTHROUGH)) ok = 0;
+  if (!p) ok = count_of(z->any, z->s->n_any, name) > 0 && count_of(z->defs, z->s->n_defs, name) == 1;
   else {
-    ok = 1;
-    for (size_t i = 0; i < n->n_inputs && ok; i++) {
-      slice in = z->s->names[n->first_input + i];
-      if (in.n) ok = derived(z, in, depth + 1);
+    const node_rec *n = &z->s->nodes[p->node];
+    if (n->domain.n) ok = 0;
+    else if (slice_eq(n->type, "Constant")) ok = 1;
+    else if (slice_eq(n->type, "Shape")) { /* only of an input of the main graph, whose shape the contract fixes */
+      slice in = n->n_inputs ? z->s->names[n->first_input] : (slice){(const unsigned char *)"", 0};
+      ok = n->n_inputs && count_of(z->inputs, z->s->n_inputs, in) > 0 && count_of(z->defs, z->s->n_defs, in) == 1;
+    } else if (!in_list(n->type, SIZE_PASSTHROUGH)) ok = 0;
+    else {
+      ok = 1;
+      for (size_t i = 0; i < n->n_inputs && ok; i++) {
+        slice in = z->s->names[n->first_input + i];
+        if (in.n) ok = derived(z, in, depth + 1);
+      }
     }
   }
-  *m = (signed char)ok;
+  if (m) *m = (signed char)ok;
   return ok;
+}
+
+static slice *sorted_copy(const slice *items, size_t n) {
+  slice *c = malloc((n ? n : 1) * sizeof *c);
+  if (c) {
+    memcpy(c, items, n * sizeof *c);
+    qsort(c, n, sizeof *c, slice_cmp);
+  }
+  return c;
 }
 
 /* Appends each value-sized problem to b (joined by "; "), counting them in *n. 0 on no memory. */
@@ -492,24 +544,22 @@ static int value_sized_problems(const summary *s, s2s_buf *b, size_t *n) {
                (*n)++ ? "; " : "", (int)sub[i].n, (const char *)sub[i].p);
   }
   free(sub);
-  sizes z = {s, NULL, 0, NULL, NULL, NULL};
+  sizes z = {s, NULL, 0, NULL, NULL, NULL, NULL, 0, NULL};
   size_t outs = 0;
   for (size_t i = 0; i < s->n_nodes; i++) outs += s->nodes[i].n_outputs;
   z.producers = malloc((outs ? outs : 1) * sizeof *z.producers);
-  z.defs = malloc((s->n_defs ? s->n_defs : 1) * sizeof *z.defs);
-  z.any = malloc((s->n_any ? s->n_any : 1) * sizeof *z.any);
-  z.memo = malloc(s->n_nodes ? s->n_nodes : 1);
-  int ok = z.producers && z.defs && z.any && z.memo;
+  z.defs = sorted_copy(s->defs, s->n_defs);
+  z.any = sorted_copy(s->any_consts, s->n_any);
+  z.inputs = sorted_copy(s->inputs, s->n_inputs);
+  z.names = sorted_unique(s->names, s->n_names, &z.n_names);
+  z.memo = malloc(z.n_names ? z.n_names : 1);
+  int ok = z.producers && z.defs && z.any && z.inputs && z.names && z.memo;
   if (ok) {
     for (size_t i = 0; i < s->n_nodes; i++)
       for (size_t k = 0; k < s->nodes[i].n_outputs; k++)
         z.producers[z.n_producers++] = (producer){s->names[s->nodes[i].first_output + k], i};
     qsort(z.producers, z.n_producers, sizeof *z.producers, producer_cmp);
-    memcpy(z.defs, s->defs, s->n_defs * sizeof *z.defs);
-    qsort(z.defs, s->n_defs, sizeof *z.defs, slice_cmp);
-    memcpy(z.any, s->any_consts, s->n_any * sizeof *z.any);
-    qsort(z.any, s->n_any, sizeof *z.any, slice_cmp);
-    memset(z.memo, -1, s->n_nodes);
+    memset(z.memo, -1, z.n_names);
     for (size_t i = 0; i < s->n_nodes; i++) {
       const node_rec *nd = &s->nodes[i];
       if (nd->domain.n) continue;
@@ -528,8 +578,25 @@ static int value_sized_problems(const summary *s, s2s_buf *b, size_t *n) {
       }
     }
   }
-  free(z.producers), free(z.defs), free(z.any), free(z.memo);
+  free(z.producers), free(z.defs), free(z.any), free(z.inputs), free(z.names), free(z.memo);
   return ok;
+}
+
+static int constant_cmp(const void *x, const void *y) { /* by name, then by place: the last of a name is last */
+  const constant *a = x, *b = y;
+  int c = slice_cmp(&a->name, &b->name);
+  return c ? c : (a->name.p > b->name.p) - (a->name.p < b->name.p);
+}
+
+/* The last constant named `name` (as a dict keeps it), in constants sorted by constant_cmp. */
+static const constant *constant_of(const constant *sorted, size_t n, slice name) {
+  size_t lo = 0, hi = n;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    if (slice_cmp(&sorted[mid].name, &name) <= 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo && !slice_cmp(&sorted[lo - 1].name, &name) ? &sorted[lo - 1] : NULL;
 }
 
 /* ---- the loop bounds (onnx_wire.loop_bounds): 1 and *longest, or 0 with the problem appended ---- */
@@ -545,15 +612,17 @@ static int loop_bounds(const summary *s, s2s_buf *b, size_t *n, int64_t *longest
   qsort(defs, n_defs = s->n_defs, sizeof *defs, slice_cmp);
   memcpy(outs, s->main_outputs, s->n_outs * sizeof *outs);
   qsort(outs, n_outs = s->n_outs, sizeof *outs, slice_cmp);
+  constant *consts = malloc((s->n_consts ? s->n_consts : 1) * sizeof *consts);
+  if (!consts) return free(defs), free(outs), -1;
+  memcpy(consts, s->consts, s->n_consts * sizeof *consts);
+  qsort(consts, s->n_consts, sizeof *consts, constant_cmp);
   const char *problem = NULL;
   size_t defined = 0;
   slice m = {0};
   for (size_t i = 0; i < s->n_loops && !problem; i++) {
     const loop_rec *l = &s->loops[i];
     m = l->m;
-    const constant *c = NULL;
-    for (size_t k = 0; k < s->n_consts; k++) /* the last constant of that name, as a dict keeps it */
-      if (!slice_cmp(&s->consts[k].name, &m)) c = &s->consts[k];
+    const constant *c = constant_of(consts, s->n_consts, m);
     if (l->depth) problem = "holds a Loop inside a loop body (nested loops are refused)";
     else if (l->graphs != 1) {
       buf_printf(b, "%sholds a Loop with %zu body graphs", (*n)++ ? "; " : "", l->graphs);
@@ -582,7 +651,7 @@ static int loop_bounds(const summary *s, s2s_buf *b, size_t *n, int64_t *longest
     buf_printf(b, ") is defined %zu times in the main graph (initializers, sparse initializers, inputs): refused, as "
                "the bound cannot be known", defined);
   } else if (problem && *problem) buf_printf(b, "%s%s", (*n)++ ? "; " : "", problem);
-  free(defs), free(outs);
+  free(defs), free(outs), free(consts);
   return problem ? 0 : 1;
 }
 

@@ -73,8 +73,8 @@ void py_repr(s2s_buf *out, const char *s, size_t len) {
   while (i < len) {
     int32_t c;
     size_t n = utf8_next((const unsigned char *)s + i, len - i, &c);
-    if (!n) { /* not reached for checked text; shown as the byte */
-      buf_printf(out, "\\x%02x", (unsigned char)s[i]);
+    if (!n) { /* not reached for checked text; a byte outside UTF-8 shows as Python shows it (surrogateescape) */
+      buf_printf(out, "\\udc%02x", (unsigned char)s[i]);
       i++;
       continue;
     }

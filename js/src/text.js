@@ -57,6 +57,31 @@ export function detokenize(tokens, tokenization) {
 }
 
 /** Python's repr() of a string, for messages that read the same in both runtimes. */
+/** Bytes as Python's `bytes.decode('utf-8', 'surrogateescape')` gives them: valid UTF-8 decoded, every other byte
+ * as the lone surrogate U+DC80..U+DCFF. One string per byte sequence (so names stay apart) that reads as text. */
+export function surrogateEscape(bytes) {
+  let out = '';
+  for (let i = 0; i < bytes.length;) {
+    const b = bytes[i];
+    if (b < 0x80) { out += String.fromCharCode(b); i++; continue; }
+    const [n, first, min] = b >= 0xc2 && b <= 0xdf ? [1, b & 0x1f, 0x80] : b >= 0xe0 && b <= 0xef ? [2, b & 0x0f, 0x800]
+      : b >= 0xf0 && b <= 0xf4 ? [3, b & 0x07, 0x10000] : [0, 0, 0];
+    let cp = first, ok = n > 0 && i + n < bytes.length;
+    for (let k = 1; ok && k <= n; k++) {
+      ok = (bytes[i + k] & 0xc0) === 0x80;
+      cp = (cp << 6) | (bytes[i + k] & 0x3f);
+    }
+    if (ok && cp >= min && cp <= 0x10ffff && !(cp >= 0xd800 && cp <= 0xdfff)) {
+      out += String.fromCodePoint(cp);
+      i += n + 1;
+    } else {
+      out += String.fromCharCode(0xdc00 + b);
+      i++;
+    }
+  }
+  return out;
+}
+
 /** Compare two strings by code point, as Python sorts them (JavaScript's own order is by UTF-16 unit). */
 export function byCodePoint(a, b) {
   let i = 0, j = 0;

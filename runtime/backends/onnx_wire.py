@@ -89,6 +89,8 @@ class OnnxSummary:
     main_definitions: dict[str, int] = field(default_factory=dict)
     #: Names of the main graph's dense initializers (any type and shape).
     main_constants_any: set[str] = field(default_factory=set)
+    #: Names of the main graph's inputs (whose shapes the contract fixes: the batch, and constants).
+    main_inputs: set[str] = field(default_factory=set)
     #: The main graph's nodes: (op type, inputs, outputs).
     main_nodes: list[tuple[str, list[str], list[str]]] = field(default_factory=list)
     #: Op types of the nodes inside subgraphs (loop bodies).
@@ -233,6 +235,7 @@ def _graph(buf: bytes, out: OnnxSummary, depth: int = 0) -> None:
         elif number == _GRAPH_INPUT and depth == 0:
             name = _last_name(value, _VALUE_INFO_NAME)
             out.main_definitions[name] = out.main_definitions.get(name, 0) + 1
+            out.main_inputs.add(name)
         elif number == _GRAPH_NODE:
             _node(value, out, depth)
 
@@ -311,6 +314,13 @@ VALUE_SIZED = {"Expand": (1,), "ConstantOfShape": (0,), "Tile": (1,), "Range": (
 _SIZE_PASSTHROUGH = {"Cast", "Slice", "Concat", "Gather", "Unsqueeze", "Squeeze", "Reshape", "Identity"}
 
 
+def _shape_of_an_input(s: OnnxSummary, ins: list[str]) -> bool:
+    """A Shape counts as a size made of shapes only when it reads an input of the main graph defined once: the
+    contract fixes its shape (the batch, at most the runtime's batch limit, and constants). The shape of a tensor
+    computed inside the model may itself come from tensor values (a Slice whose end is max(ids))."""
+    return bool(ins) and ins[0] in s.main_inputs and s.main_definitions.get(ins[0], 0) == 1
+
+
 def value_sized_problems(s: OnnxSummary) -> list[str]:
     """Every value-sized operator that is inside a loop, or whose size is not made of shapes and constants."""
     problems = [f"holds a {op} inside a loop (its size would be read from a loop variable; refused)"
@@ -326,7 +336,7 @@ def value_sized_problems(s: OnnxSummary) -> list[str]:
             return False
         if name in producer:
             op, ins = producer[name]
-            ok = op == "Shape" or op == "Constant" or (
+            ok = op == "Constant" or (op == "Shape" and _shape_of_an_input(s, ins)) or (
                 op in _SIZE_PASSTHROUGH and all(derived(i, depth + 1) for i in ins if i))
         else:  # a constant of the file, defined once; not a graph input (whose value the caller gives)
             ok = name in s.main_constants_any and s.main_definitions.get(name, 0) == 1

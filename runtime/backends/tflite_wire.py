@@ -209,7 +209,8 @@ def _check_value_sized(graphs: list["_Subgraph"], buffers) -> None:
 
 
 def _shape_derived(g: "_Subgraph", tensor: int, buffers, memo: dict, depth: int = 0) -> bool:
-    """Whether ``tensor``'s value is made only of SHAPE outputs and constants, through _SIZE_PASSTHROUGH ops."""
+    """Whether ``tensor``'s value is made only of constants and the SHAPEs of the graph's inputs, through
+    _SIZE_PASSTHROUGH ops."""
     if tensor in memo:
         return memo[tensor]
     memo[tensor] = False  # a cycle proves nothing
@@ -219,7 +220,8 @@ def _shape_derived(g: "_Subgraph", tensor: int, buffers, memo: dict, depth: int 
     elif producer is None:
         ok = g.is_constant(tensor, buffers)
     elif producer.name == "SHAPE":
-        ok = True
+        # only of an input of the graph, whose shape the contract fixes: a computed tensor's shape may come from values
+        ok = bool(producer.inputs) and producer.inputs[0] in g.input_set
     else:
         ok = producer.name in _SIZE_PASSTHROUGH and all(
             _shape_derived(g, t, buffers, memo, depth + 1) for t in producer.inputs if t >= 0)
@@ -241,6 +243,7 @@ class _Subgraph:
     def __init__(self, table: _Table, op_codes: list[str]):
         self.tensors = table.tables(0)
         self.inputs, self.outputs = table.ints(1), table.ints(2)
+        self.input_set = set(self.inputs)
         self.ops = [_Op(t, op_codes) for t in table.tables(3)]
         self.producer = {o: op for op in self.ops for o in op.outputs}
 
@@ -249,7 +252,7 @@ class _Subgraph:
 
     def is_constant(self, tensor: int, buffers: list[_Table]) -> bool:
         """Whether ``tensor`` holds data of the file: not an input, not produced by an operator, not a variable."""
-        if not 0 <= tensor < len(self.tensors) or tensor in self.producer or tensor in self.inputs:
+        if not 0 <= tensor < len(self.tensors) or tensor in self.producer or tensor in self.input_set:
             return False
         t = self.tensors[tensor]
         b = t.scalar(2, "<I", 0)  # Tensor.buffer
@@ -257,7 +260,7 @@ class _Subgraph:
 
     def constant_int(self, tensor: int, buffers: list[_Table]) -> int | None:
         """The value of an int32 scalar (or one-element) constant tensor, or None if it is not one."""
-        if not 0 <= tensor < len(self.tensors) or tensor in self.producer or tensor in self.inputs:
+        if not 0 <= tensor < len(self.tensors) or tensor in self.producer or tensor in self.input_set:
             return None
         t = self.tensors[tensor]
         if t.scalar(1, "<b", 0) != _INT32 or t.scalar(5, "<b", 0):  # type, is_variable

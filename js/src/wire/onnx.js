@@ -4,7 +4,7 @@
 // each loop can be proved bounded. Every read is bounded by the buffer and nesting by a fixed depth.
 // The same reader as the Python runtime's (runtime/backends/onnx_wire.py), with the same messages: the shared
 // crafted-model vectors (tests/make_vectors.py) hold both to them.
-import { byCodePoint, pyRepr } from '../text.js';
+import { byCodePoint, pyRepr, surrogateEscape } from '../text.js';
 
 export class WireError extends Error {}
 
@@ -18,7 +18,6 @@ const TENSOR = { dims: 1, dataType: 2, int32Data: 5, int64Data: 7, name: 8, rawD
 const INT32 = 6, INT64 = 7; // TensorProto.DataType
 const SPARSE = { values: 1, indices: 2 };
 const FUNCTION = { name: 1, node: 7, attributeProto: 11 };
-const utf8 = new TextDecoder('utf-8', { ignoreBOM: true });
 
 /** [value as a Number (exact up to 2^53), value as a BigInt, next position]: kept to 64 bits, as protobuf keeps it. */
 function varint(buf, pos) {
@@ -64,14 +63,14 @@ function* fields(buf) {
 // A name is kept as one string per byte sequence (each byte one char: ONNX Runtime tells names apart by their bytes)
 // and shown as UTF-8 text in messages (display()).
 const text = (value) => { let s = ''; for (let i = 0; i < value.length; i += 4096) s += String.fromCharCode(...value.subarray(i, i + 4096)); return s; };
-export const display = (name) => utf8.decode(Uint8Array.from(name, (c) => c.charCodeAt(0)));
+export const display = (name) => surrogateEscape(Uint8Array.from(name, (c) => c.charCodeAt(0)));
 const count = (map, name) => map.set(name, (map.get(name) ?? 0) + 1);
 
 function newSummary() {
   return {
     irVersion: null, opsets: new Map(), externalTensors: [], ops: new Set(), functions: [], subgraphs: 0,
     trainingInfo: false, loops: [], mainConstants: new Map(), strayGraphs: 0, mainOutputs: new Set(),
-    mainDefinitions: new Map(), mainConstantsAny: new Set(), mainNodes: [], subgraphOps: new Set(),
+    mainDefinitions: new Map(), mainConstantsAny: new Set(), mainNodes: [], subgraphOps: new Set(), mainInputs: new Set(),
   };
 }
 
@@ -161,7 +160,9 @@ function graph(buf, out, depth = 0) {
     if (number === GRAPH.initializer) tensor(value, out, depth === 0);
     else if (number === GRAPH.sparseInitializer) sparse(value, out, depth === 0);
     else if (number === GRAPH.input && depth === 0) {
-      count(out.mainDefinitions, lastName(value, 1));
+      const name = lastName(value, 1);
+      count(out.mainDefinitions, name);
+      out.mainInputs.add(name);
     } else if (number === GRAPH.node) node(value, out, depth);
   }
 }
@@ -236,7 +237,10 @@ export function valueSizedProblems(s) {
     let ok;
     if (producer.has(name)) {
       const [op, ins] = producer.get(name);
-      ok = op === 'Shape' || op === 'Constant' || (SIZE_PASSTHROUGH.has(op) && ins.every((i) => !i || derived(i, depth + 1)));
+      // a Shape only of an input of the main graph, whose shape the contract fixes (a computed tensor's shape may
+      // come from values: a Slice whose end is max(ids))
+      ok = op === 'Constant' || (op === 'Shape' && ins.length > 0 && s.mainInputs.has(ins[0]) && s.mainDefinitions.get(ins[0]) === 1)
+        || (SIZE_PASSTHROUGH.has(op) && ins.every((i) => !i || derived(i, depth + 1)));
     } else ok = s.mainConstantsAny.has(name) && s.mainDefinitions.get(name) === 1;
     memo.set(name, ok);
     return ok;

@@ -5,6 +5,7 @@
 // out-of-bounds read or an endless loop. The same reader as the Python runtime's (runtime/backends/tflite_wire.py),
 // with the same messages: the shared crafted-model vectors (tests/make_vectors.py) hold both to them.
 import schema from '../manifest.schema.json' with { type: 'json' };
+import { surrogateEscape } from '../text.js';
 
 export class WireError extends Error {}
 
@@ -74,7 +75,7 @@ class Table {
     const pos = this.field(index);
     if (pos === null) return null;
     const [start, length] = this.buf.vector(pos, 1);
-    return new TextDecoder('utf-8', { ignoreBOM: true }).decode(this.buf.bytes.subarray(start, start + length));
+    return surrogateEscape(this.buf.bytes.subarray(start, start + length));
   }
 
   /** A vector of int32 (operator and subgraph inputs and outputs, shapes), or [] when absent. */
@@ -138,6 +139,7 @@ class Subgraph {
   constructor(table, opCodes) {
     this.tensors = table.tables(0);
     this.inputs = table.ints(1);
+    this.inputSet = new Set(this.inputs);
     this.outputs = table.ints(2);
     this.ops = table.tables(3).map((t) => new Op(t, opCodes));
     this.producer = new Map();
@@ -148,7 +150,7 @@ class Subgraph {
 
   /** Whether `tensor` holds data of the file: not an input, not produced by an operator, not a variable. */
   isConstant(tensor, buffers) {
-    if (!(tensor >= 0 && tensor < this.tensors.length) || this.producer.has(tensor) || this.inputs.includes(tensor)) return false;
+    if (!(tensor >= 0 && tensor < this.tensors.length) || this.producer.has(tensor) || this.inputSet.has(tensor)) return false;
     const t = this.tensors[tensor];
     const b = t.scalar(2, '<I', 0); // Tensor.buffer
     return !t.scalar(5, '<b', 0) && b > 0 && b < buffers.length;
@@ -156,7 +158,7 @@ class Subgraph {
 
   /** The value of an int32 scalar (or one-element) constant tensor, or null. */
   constantInt(tensor, buffers) {
-    if (!(tensor >= 0 && tensor < this.tensors.length) || this.producer.has(tensor) || this.inputs.includes(tensor)) return null;
+    if (!(tensor >= 0 && tensor < this.tensors.length) || this.producer.has(tensor) || this.inputSet.has(tensor)) return null;
     const t = this.tensors[tensor];
     if (t.scalar(1, '<b', 0) !== INT32 || t.scalar(5, '<b', 0)) return null;
     const b = t.scalar(2, '<I', 0);
@@ -173,6 +175,7 @@ export function summarize(bytes) {
   const out = { opCodes: [], subgraphs: 0, operators: 0, loopBounds: [] };
   for (const code of model.tables(1)) { // Model.operator_codes
     const builtin = Math.max(code.scalar(0, '<b', 0), code.scalar(3, '<i', 0)); // deprecated_builtin_code, builtin_code
+    code.scalar(2, '<i', 1); // version: read (bounds-checked) as the Python reader reads it
     let name = BUILTIN_NAMES.get(builtin) ?? `BUILTIN_${builtin}`;
     if (name === 'CUSTOM') name = `CUSTOM:${code.string(1) ?? ''}`;
     out.opCodes.push(name);
@@ -230,7 +233,8 @@ function shapeDerived(g, tensor, buffers, memo, depth = 0) {
   let ok;
   if (depth > 32) ok = false;
   else if (producer === undefined) ok = g.isConstant(tensor, buffers);
-  else if (producer.name === 'SHAPE') ok = true;
+  // a SHAPE only of an input of the graph, whose shape the contract fixes (a computed tensor's may come from values)
+  else if (producer.name === 'SHAPE') ok = producer.inputs.length > 0 && g.inputSet.has(producer.inputs[0]);
   else ok = SIZE_PASSTHROUGH.has(producer.name) && producer.inputs.every((t) => t < 0 || shapeDerived(g, t, buffers, memo, depth + 1));
   memo.set(tensor, ok);
   return ok;

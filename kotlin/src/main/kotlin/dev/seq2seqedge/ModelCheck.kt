@@ -28,8 +28,37 @@ private val BY_CODE_POINT = Comparator<String> { a, b ->
 
 private fun Iterable<String>.pySorted(): List<String> = sortedWith(BY_CODE_POINT)
 
-/** A name read as one char per byte (ONNX Runtime tells names apart by their bytes), shown as UTF-8 text. */
-private fun display(name: String): String = String(name.toByteArray(Charsets.ISO_8859_1), Charsets.UTF_8)
+/** A name read as one char per byte (ONNX Runtime tells names apart by their bytes), shown as Python shows it. */
+private fun display(name: String): String = surrogateEscape(name.toByteArray(Charsets.ISO_8859_1))
+
+/** Bytes as Python's `bytes.decode("utf-8", "surrogateescape")` gives them: valid UTF-8 decoded, every other byte as
+ * the lone surrogate U+DC80..U+DCFF (one string per byte sequence, readable as text). */
+internal fun surrogateEscape(bytes: ByteArray, from: Int = 0, to: Int = bytes.size): String {
+    val out = StringBuilder()
+    var i = from
+    while (i < to) {
+        val b = bytes[i].toInt() and 0xff
+        if (b < 0x80) { out.append(b.toChar()); i++; continue }
+        val (n, first, min) = when (b) {
+            in 0xc2..0xdf -> Triple(1, b and 0x1f, 0x80)
+            in 0xe0..0xef -> Triple(2, b and 0x0f, 0x800)
+            in 0xf0..0xf4 -> Triple(3, b and 0x07, 0x10000)
+            else -> Triple(0, 0, 0)
+        }
+        var cp = first
+        var ok = n > 0 && i + n < to
+        var k = 1
+        while (ok && k <= n) {
+            val c = bytes[i + k].toInt() and 0xff
+            ok = c and 0xc0 == 0x80
+            cp = (cp shl 6) or (c and 0x3f)
+            k++
+        }
+        if (ok && cp >= min && cp <= 0x10ffff && cp !in 0xd800..0xdfff) { out.appendCodePoint(cp); i += n + 1 }
+        else { out.append((0xdc00 + b).toChar()); i++ }
+    }
+    return out.toString()
+}
 
 private val CONTRACT by lazy { SCHEMA_JSON.getJSONObject("x-contract") }
 
@@ -100,6 +129,7 @@ internal object OnnxWire {
         val mainOutputs = HashSet<String>()
         val mainDefinitions = HashMap<String, Int>()
         val mainConstantsAny = HashSet<String>()
+        val mainInputs = HashSet<String>()
         val mainNodes = ArrayList<Triple<String, List<String>, List<String>>>()
         val subgraphOps = HashSet<String>()
     }
@@ -251,7 +281,9 @@ internal object OnnxWire {
                 f.number == 5L -> tensor(sub(m, f), out, depth == 0)
                 f.number == 15L -> sparse(sub(m, f), out, depth == 0)
                 f.number == 11L && depth == 0 -> {
-                    count(out.mainDefinitions, lastName(sub(m, f), 1L))
+                    val name = lastName(sub(m, f), 1L)
+                    count(out.mainDefinitions, name)
+                    out.mainInputs.add(name)
                 }
                 f.number == 1L -> node(sub(m, f), out, depth)
             }
@@ -316,7 +348,10 @@ internal object OnnxWire {
             if (depth > 32) return false
             val p = producer[name]
             val ok = if (p != null) {
-                p.first == "Shape" || p.first == "Constant" || (p.first in SIZE_PASSTHROUGH && p.second.all { it.isEmpty() || derived(it, depth + 1) })
+                // a Shape only of an input of the main graph, whose shape the contract fixes (a computed tensor's shape
+                // may come from values: a Slice whose end is max(ids))
+                p.first == "Constant" || (p.first == "Shape" && p.second.isNotEmpty() && p.second[0] in s.mainInputs && s.mainDefinitions[p.second[0]] == 1) ||
+                    (p.first in SIZE_PASSTHROUGH && p.second.all { it.isEmpty() || derived(it, depth + 1) })
             } else name in s.mainConstantsAny && s.mainDefinitions[name] == 1
             memo[name] = ok
             return ok
@@ -388,7 +423,7 @@ internal object TfliteWire {
 
         fun string(index: Int): String? = field(index)?.let {
             val (start, length) = buf.vector(it, 1)
-            String(buf.bytes, start.toInt(), length.toInt(), Charsets.UTF_8)
+            surrogateEscape(buf.bytes, start.toInt(), (start + length).toInt())
         }
 
         fun ints(index: Int): List<Int> {
@@ -429,6 +464,7 @@ internal object TfliteWire {
     class Subgraph(table: Table, opCodes: List<String>) {
         val tensors = table.tables(0)
         val inputs = table.ints(1)
+        val inputSet = inputs.toHashSet()
         val outputs = table.ints(2)
         val ops = table.tables(3).map { Op(it, opCodes) }
         val producer = HashMap<Int, Op>().also { m -> for (op in ops) for (o in op.outputs) m[o] = op }
@@ -436,13 +472,13 @@ internal object TfliteWire {
         fun isInt32(t: Int) = t >= 0 && t < tensors.size && tensors[t].byte(1, 0) == INT32
 
         fun isConstant(t: Int, buffers: List<Table>): Boolean {
-            if (t < 0 || t >= tensors.size || t in producer || t in inputs) return false
+            if (t < 0 || t >= tensors.size || t in producer || t in inputSet) return false
             val b = tensors[t].uint(2, 0)
             return tensors[t].byte(5, 0) == 0 && b > 0 && b < buffers.size
         }
 
         fun constantInt(t: Int, buffers: List<Table>): Int? {
-            if (t < 0 || t >= tensors.size || t in producer || t in inputs) return null
+            if (t < 0 || t >= tensors.size || t in producer || t in inputSet) return null
             val tensor = tensors[t]
             if (tensor.byte(1, 0) != INT32 || tensor.byte(5, 0) != 0) return null
             val b = tensor.uint(2, 0)
@@ -458,6 +494,7 @@ internal object TfliteWire {
         val model = buf.table(buf.indirect(0))
         val opCodes = model.tables(1).map { code ->
             val builtin = maxOf(code.byte(0, 0), code.int(3, 0))
+            code.int(2, 1) // version: read (bounds-checked) as the Python reader reads it
             val name = BUILTIN_NAMES[builtin] ?: "BUILTIN_$builtin"
             if (name == "CUSTOM") "CUSTOM:${code.string(1) ?: ""}" else name
         }
@@ -507,7 +544,8 @@ internal object TfliteWire {
         val ok = when {
             depth > 32 -> false
             producer == null -> g.isConstant(tensor, buffers)
-            producer.name == "SHAPE" -> true
+            // a SHAPE only of an input of the graph, whose shape the contract fixes (a computed tensor's may come from values)
+            producer.name == "SHAPE" -> producer.inputs.isNotEmpty() && producer.inputs[0] in g.inputSet
             else -> producer.name in SIZE_PASSTHROUGH && producer.inputs.all { it < 0 || shapeDerived(g, it, buffers, memo, depth + 1) }
         }
         memo[tensor] = ok
