@@ -14,11 +14,25 @@ import time
 from dataclasses import dataclass, fields, replace
 
 from .errors import InputTextError
-from .options import CLI_NAMES, MAX_BATCH_SIZE, DecodeOptions, OptionError, check_values
+from . import options as _options
+from .options import CLI_NAMES, MAX_BATCH_SIZE, OptionError, check_values
 
 __all__ = ["RunOptions", "Answer", "Answered", "answer", "record", "MAX_BATCH_SIZE"]
 
-_DECODE_FIELDS = frozenset(f.name for f in fields(DecodeOptions))
+
+def __getattr__(name: str):
+    # answer.DecodeOptions (0.4: the load and decode options in one flat type) is RunOptions now; the decode
+    # options alone are seq2seq_edge.DecodeOptions
+    if name == "DecodeOptions":
+        import warnings
+
+        warnings.warn("seq2seq_edge.answer.DecodeOptions is now answer.RunOptions (RunOptions.of(...) takes the same "
+                      "keyword arguments); seq2seq_edge.DecodeOptions holds the decode options alone",
+                      DeprecationWarning, stacklevel=2)
+        return RunOptions.of
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+_DECODE_FIELDS = frozenset(f.name for f in fields(_options.DecodeOptions))
 
 
 @dataclass(frozen=True)
@@ -26,7 +40,7 @@ class RunOptions:
     """How a run decodes, the same in every worker process: the ``load`` arguments (backend, variant, threads,
     one_call), the decode options (``decode``) and whether a bad input stops the run (``keep_going``)."""
 
-    decode: DecodeOptions = DecodeOptions()
+    decode: _options.DecodeOptions = _options.DecodeOptions()
     backend: str = "auto"
     variant: str = "fp32"
     threads: int = 1
@@ -35,11 +49,20 @@ class RunOptions:
     keep_going: bool = False
 
     @classmethod
-    def of(cls, **kwargs) -> "RunOptions":
-        """Options from keyword arguments: the fields of this class and of ``DecodeOptions`` (batch_size,
-        beam_size, ...), as the file API and the Ray predictor take them."""
+    def of(cls, options=None, **kwargs) -> "RunOptions":
+        """Options from keyword arguments (the fields of this class and of ``DecodeOptions``: batch_size,
+        beam_size, ...), as the file API and the Ray predictor take them; or ``options``, a RunOptions or a
+        DecodeOptions (then with the load options' defaults), not both."""
+        if options is not None:
+            if kwargs:
+                raise TypeError(f"give options= or keyword options ({', '.join(sorted(kwargs))}), not both")
+            if isinstance(options, _options.DecodeOptions):
+                return cls(decode=options)
+            if not isinstance(options, RunOptions):
+                raise TypeError(f"options must be a RunOptions or a DecodeOptions, not {type(options).__name__}")
+            return options
         decode = {k: kwargs.pop(k) for k in list(kwargs) if k in _DECODE_FIELDS}
-        return cls(decode=DecodeOptions(**decode), **kwargs)
+        return cls(decode=_options.DecodeOptions(**decode), **kwargs)
 
     @classmethod
     def from_args(cls, args) -> "RunOptions":
@@ -52,7 +75,7 @@ class RunOptions:
             if getattr(args, name, None) is not None:
                 decode[name] = getattr(args, name)
         check_values(decode, CLI_NAMES)
-        return replace(run, decode=DecodeOptions(**decode))
+        return replace(run, decode=_options.DecodeOptions(**decode))
 
     def check(self) -> "RunOptions":
         """OptionError when ``threads`` is beyond this machine's CPU count (the decode options were checked when

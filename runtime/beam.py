@@ -44,7 +44,10 @@ import numpy as np
 
 from . import manifest as mf
 from . import text
+from . import options
 
+#: The bounds of the beam options: their home is ``options`` (these names are 0.4's).
+MAX_BEAM_SIZE, MAX_LENGTH_PENALTY = options.MAX_BEAM_SIZE, options.MAX_LENGTH_PENALTY
 #: At most this many rows (inputs x beams) go through the step model together.
 MAX_BEAM_ROWS = 4096
 #: Probabilities below this count as this (log 1e-45 = -103.6): scores stay finite.

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -15,7 +14,7 @@ from . import manifest as mf
 from . import preprocessing as pp
 from . import text
 from .errors import BundleError, InputTextError
-from .options import DecodeOptions
+from .options import DecodeOptions, resolve
 
 #: How far a one-call greedy model's probabilities may be from its own variant's step loop's, for the same inputs
 #: (the ids must be equal): the export's parity gate holds every greedy model to it. The loop inside the model
@@ -149,19 +148,19 @@ class Seq2SeqDecoder:
     # fields: ``decode(x, beam_size=4)`` is ``decode(x, DecodeOptions(beam_size=4))``.
     def decode(self, source: str, options: DecodeOptions | None = None, /, **overrides) -> str:
         """Decode one text (the best hypothesis). An empty input (no tokens) decodes to an empty string."""
-        return self.decode_result(source, options, **overrides).text
+        return self.decode_result(source, resolve(options, overrides)).text
 
     def decode_result(self, source: str, options: DecodeOptions | None = None, /, **overrides) -> DecodeResult:
         """Decode one text, with per-token probabilities and the sequence score (and, with ``n_best`` > 1, the
         runners-up in ``alternatives``). ``token_probs`` ends with the end marker's probability when the output is
         finished: one entry more than ``tokens``."""
-        opts = self._options(options, overrides)
+        opts = resolve(options, overrides)
         return self._decode_ids([self.preprocessing.encode_input(source, skip_unknown=opts.skip_unknown)], opts)[0]
 
     def decode_batch(self, sources: Sequence[str], options: DecodeOptions | None = None, /,
                      **overrides) -> list[str]:
         """``decode_batch_results``, the texts only."""
-        return [r.text for r in self.decode_batch_results(sources, options, **overrides)]
+        return [r.text for r in self.decode_batch_results(sources, resolve(options, overrides))]
 
     def decode_batch_results(self, sources: Sequence[str], options: DecodeOptions | None = None, /,
                              **overrides) -> list[DecodeResult]:
@@ -170,7 +169,7 @@ class Seq2SeqDecoder:
         before anything is decoded, naming its position (from 1) and text."""
         if isinstance(sources, str):
             raise TypeError("decode_batch takes a sequence of strings, not one string; use decode()")
-        opts = self._options(options, overrides)
+        opts = resolve(options, overrides)
         encoded = []
         for i, s in enumerate(sources):
             try:
@@ -184,7 +183,7 @@ class Seq2SeqDecoder:
         """Decode inputs that are already token ids (``preprocessing.encode_input``): ``decode_batch_results``
         without the text (``skip_unknown`` plays no part). An empty id list decodes to an empty result without
         running the models."""
-        return self._decode_ids([list(ids) for ids in id_lists], self._options(options, overrides))
+        return self._decode_ids([list(ids) for ids in id_lists], resolve(options, overrides))
 
     def stream(self, source: str, options: DecodeOptions | None = None, /, **overrides) -> Iterator[str]:
         """Yield the output text piece by piece: ``"".join(stream(x, o)) == decode(x, o)`` for any options ``o``.
@@ -195,7 +194,7 @@ class Seq2SeqDecoder:
         yields each token as soon as its step has run (by the step loop, also when the bundle has a one-call
         model, whose outputs the export's parity gate holds to the step loop's); with beam search the best
         hypothesis is known only at the end, so its pieces come once the search is done."""
-        opts = self._options(options, overrides)
+        opts = resolve(options, overrides)
         if opts.beam > 1:
             yield from self._pieces(self.decode_result(source, opts).tokens)
             return
@@ -209,14 +208,6 @@ class Seq2SeqDecoder:
                                 if chosen[0] != text.END_ID and emitted < limit)
 
     # -- the loop ---------------------------------------------------------------------------------------------
-    @staticmethod
-    def _options(options: DecodeOptions | None, overrides: dict) -> DecodeOptions:
-        if isinstance(options, int) and not isinstance(options, bool):  # the batch_size argument of 0.3 and before
-            warnings.warn("pass batch_size=N (or a DecodeOptions) instead of a positional batch size",
-                          DeprecationWarning, stacklevel=3)
-            options, overrides = None, {"batch_size": options, **overrides}
-        return DecodeOptions.of(options, **overrides)
-
     def _pieces(self, tokens) -> Iterator[str]:
         separator = text.detokenize(("", ""), self.preprocessing.target_tokenization)
         for i, token in enumerate(tokens):

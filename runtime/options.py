@@ -4,6 +4,7 @@ checked in one place for the Python API and the command line alike."""
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, fields, replace
 from typing import Mapping
 
@@ -86,6 +87,17 @@ class DecodeOptions:
 
 
 _FIELDS = frozenset(f.name for f in fields(DecodeOptions))
+
+
+def resolve(options, overrides: dict, stacklevel: int = 3) -> DecodeOptions:
+    """A decode method's options: ``options`` (a DecodeOptions or None) with ``overrides`` replacing its fields. An
+    int where the options go is the positional batch size of 0.3 and before: it still works, with a
+    DeprecationWarning pointing at the caller of the method that calls this (``stacklevel``)."""
+    if isinstance(options, int) and not isinstance(options, bool):
+        warnings.warn("pass batch_size=N (or a DecodeOptions) instead of a positional batch size",
+                      DeprecationWarning, stacklevel=stacklevel)
+        options, overrides = None, {"batch_size": options, **overrides}
+    return DecodeOptions.of(options, **overrides)
 _DEFAULTS = {f.name: f.default for f in fields(DecodeOptions)}
 
 

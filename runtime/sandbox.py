@@ -33,7 +33,7 @@ from typing import Any, Sequence
 from dataclasses import asdict
 
 from .decoder import DecodeResult
-from .options import DecodeOptions, OptionError
+from .options import DecodeOptions, OptionError, resolve
 from .errors import BundleError, InputTextError, Seq2SeqEdgeError
 
 log = logging.getLogger(__name__)
@@ -90,21 +90,21 @@ class SandboxedDecoder:
         return self._info["backend"]
 
     def decode(self, source: str, options: DecodeOptions | None = None, /, **overrides) -> str:
-        return self.decode_result(source, options, **overrides).text
+        return self.decode_result(source, resolve(options, overrides)).text
 
     def decode_result(self, source: str, options: DecodeOptions | None = None, /, **overrides) -> DecodeResult:
         if not isinstance(source, str):
             raise TypeError(f"input must be str, not {type(source).__name__}")
-        return self._call([source], DecodeOptions.of(options, **overrides), single=True)[0]
+        return self._call([source], resolve(options, overrides), single=True)[0]
 
     def decode_batch(self, sources: Sequence[str], options: DecodeOptions | None = None, /, **overrides) -> list[str]:
-        return [r.text for r in self.decode_batch_results(sources, options, **overrides)]
+        return [r.text for r in self.decode_batch_results(sources, resolve(options, overrides))]
 
     def decode_batch_results(self, sources: Sequence[str], options: DecodeOptions | None = None, /,
                              **overrides) -> list[DecodeResult]:
         if isinstance(sources, str):
             raise TypeError("decode_batch takes a list of strings, not one string; use decode()")
-        opts = DecodeOptions.of(options, **overrides)
+        opts = resolve(options, overrides)
         sources = list(sources)
         for i, s in enumerate(sources):
             if not isinstance(s, str):

@@ -7,7 +7,10 @@ role's loop limit in the digits bundle): the attacks of docs/trust.md (loops wit
 the limit, a loop bound defined twice, a condition that lists a tensor twice, nested loops, allocations sized by
 the input's values, external data, model-local functions, truncated files, operators the manifest does not list)
 and every real model of the fixture bundles. ``error`` is the Python runtime's message (``loader.check_model_ops``)
-word for word, or null when the file is accepted. The JavaScript tests (``js/test/node.test.js``) and
+word for word, or null when the file is accepted; ``expect`` is the verdict this script states for it by hand
+("refused" for every attack but the two that must pass, "accepted" for the exporter's models), which the
+Python reader must give when the file is written and which the tests check again, so a reader that starts
+accepting an attack fails here and not only in another runtime. The JavaScript tests (``js/test/node.test.js``) and
 ``tests/test_vectors.py`` read it. Building the attacks needs the [train] extra (TensorFlow, tf2onnx).
 """
 
@@ -82,6 +85,11 @@ def _real_models(bundles: Path) -> list[tuple[str, bytes, dict]]:
     return cases
 
 
+#: The crafted files that must be accepted: the readers must not refuse more than protobuf or the proof says.
+MUST_PASS = {"onnx-loop-bound-over-64-bits",        # protobuf keeps a varint's low 64 bits: M is 3, in the limit
+             "tflite-fills-of-one-shared-size"}     # FILLs sized by a constant: many, but no size read from values
+
+
 def make(fixtures: Path) -> Path:
     """Write FIXTURES/crafted/ (the model files and crafted.json) from the bundles under FIXTURES/bundles."""
     from types import SimpleNamespace
@@ -92,7 +100,10 @@ def make(fixtures: Path) -> Path:
     out = fixtures / CRAFTED_DIR
     out.mkdir(parents=True, exist_ok=True)
     cases = []
-    for name, content, entry in _attacks(fixtures / "bundles" / "digits") + _real_models(fixtures / "bundles"):
+    attacks = _attacks(fixtures / "bundles" / "digits")
+    real = _real_models(fixtures / "bundles")
+    for (name, content, entry), expect in ([(a, "accepted" if a[0] in MUST_PASS else "refused") for a in attacks]
+                                           + [(r, "accepted") for r in real]):
         file = f"{name}.{entry['format']}"
         (out / file).write_bytes(content)
         try:
@@ -100,7 +111,9 @@ def make(fixtures: Path) -> Path:
             error = None
         except BundleError as e:
             error = str(e)
-        cases.append({"name": name, "file": file, **entry, "error": error})
+        if (error is None) != (expect == "accepted"):
+            raise AssertionError(f"{name}: the Python reader says {error or 'accepted'}; it must be {expect}")
+        cases.append({"name": name, "file": file, **entry, "expect": expect, "error": error})
     path = out / CRAFTED_FILE
     path.write_text(json.dumps({"cases": cases}, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return path

@@ -175,6 +175,26 @@ def test_one_options_object_for_every_decode_method(numbers_bundle):
         assert decoder.decode_batch(inputs, 2) == decoder.decode_batch(inputs)
 
 
+def test_the_0_4_option_names_still_work(numbers_bundle, tmp_path):
+    from seq2seq_edge import answer, beam
+    from seq2seq_edge.scale.batch_files import iter_decode_file
+
+    with pytest.warns(DeprecationWarning, match="answer.RunOptions"):
+        legacy = answer.DecodeOptions(batch_size=8, keep_going=True)
+    assert legacy == answer.RunOptions(decode=DecodeOptions(batch_size=8), keep_going=True)
+    assert beam.MAX_BEAM_SIZE == 64
+    decoder = seq2seq_edge.load(numbers_bundle)
+    inputs = tmp_path / "in.txt"
+    inputs.write_text("12\n7\n", encoding="utf-8")
+    got = list(iter_decode_file(decoder, str(inputs), options=DecodeOptions(beam_size=2)))  # the decode options alone
+    assert [r.text for _, r in got] == decoder.decode_batch(["12", "7"], beam_size=2)
+    with pytest.raises(TypeError, match="not both"):
+        list(iter_decode_file(decoder, str(inputs), options=DecodeOptions(), batch_size=2))
+    with pytest.warns(DeprecationWarning) as caught:
+        decoder.decode_batch(["12"], 2)
+    assert caught[0].filename == __file__  # the warning names the caller's line, where Python's filters show it
+
+
 @pytest.mark.parametrize("backend,variant", FP32)
 def test_many_threads_give_the_sequential_results(numbers_bundle, backend, variant):
     decoder = seq2seq_edge.load(numbers_bundle, backend=backend)

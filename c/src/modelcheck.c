@@ -462,7 +462,7 @@ typedef struct {
   const summary *s;
   producer *producers;
   size_t n_producers;
-  slice *defs, *any, *inputs; /* sorted */
+  slice *defs, *any, *inputs, *outs; /* sorted */
   slice *names;               /* every name a node reads, sorted, once each: memo[i] is names[i]'s answer */
   size_t n_names;
   signed char *memo; /* -1 unknown, 0, 1 */
@@ -510,7 +510,8 @@ static int derived(sizes *z, slice name, int depth) {
     else if (slice_eq(n->type, "Constant")) ok = 1;
     else if (slice_eq(n->type, "Shape")) { /* only of an input of the main graph, whose shape the contract fixes */
       slice in = n->n_inputs ? z->s->names[n->first_input] : (slice){(const unsigned char *)"", 0};
-      ok = n->n_inputs && count_of(z->inputs, z->s->n_inputs, in) > 0 && count_of(z->defs, z->s->n_defs, in) == 1;
+      ok = n->n_inputs && count_of(z->inputs, z->s->n_inputs, in) > 0 && count_of(z->defs, z->s->n_defs, in) == 1 &&
+           !count_of(z->outs, z->s->n_outs, in);
     } else if (!in_list(n->type, SIZE_PASSTHROUGH)) ok = 0;
     else {
       ok = 1;
@@ -544,16 +545,17 @@ static int value_sized_problems(const summary *s, s2s_buf *b, size_t *n) {
                (*n)++ ? "; " : "", (int)sub[i].n, (const char *)sub[i].p);
   }
   free(sub);
-  sizes z = {s, NULL, 0, NULL, NULL, NULL, NULL, 0, NULL};
+  sizes z = {s, NULL, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL};
   size_t outs = 0;
   for (size_t i = 0; i < s->n_nodes; i++) outs += s->nodes[i].n_outputs;
   z.producers = malloc((outs ? outs : 1) * sizeof *z.producers);
   z.defs = sorted_copy(s->defs, s->n_defs);
   z.any = sorted_copy(s->any_consts, s->n_any);
   z.inputs = sorted_copy(s->inputs, s->n_inputs);
+  z.outs = sorted_copy(s->main_outputs, s->n_outs);
   z.names = sorted_unique(s->names, s->n_names, &z.n_names);
   z.memo = malloc(z.n_names ? z.n_names : 1);
-  int ok = z.producers && z.defs && z.any && z.inputs && z.names && z.memo;
+  int ok = z.producers && z.defs && z.any && z.inputs && z.outs && z.names && z.memo;
   if (ok) {
     for (size_t i = 0; i < s->n_nodes; i++)
       for (size_t k = 0; k < s->nodes[i].n_outputs; k++)
@@ -578,7 +580,7 @@ static int value_sized_problems(const summary *s, s2s_buf *b, size_t *n) {
       }
     }
   }
-  free(z.producers), free(z.defs), free(z.any), free(z.inputs), free(z.names), free(z.memo);
+  free(z.producers), free(z.defs), free(z.any), free(z.inputs), free(z.outs), free(z.names), free(z.memo);
   return ok;
 }
 

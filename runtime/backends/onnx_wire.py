@@ -318,7 +318,8 @@ def _shape_of_an_input(s: OnnxSummary, ins: list[str]) -> bool:
     """A Shape counts as a size made of shapes only when it reads an input of the main graph defined once: the
     contract fixes its shape (the batch, at most the runtime's batch limit, and constants). The shape of a tensor
     computed inside the model may itself come from tensor values (a Slice whose end is max(ids))."""
-    return bool(ins) and ins[0] in s.main_inputs and s.main_definitions.get(ins[0], 0) == 1
+    return bool(ins) and ins[0] in s.main_inputs and s.main_definitions.get(ins[0], 0) == 1 \
+        and ins[0] not in s.main_outputs
 
 
 def value_sized_problems(s: OnnxSummary) -> list[str]:

@@ -195,8 +195,8 @@ _SIZE_PASSTHROUGH = {"STRIDED_SLICE", "SLICE", "PACK", "CONCATENATION", "RESHAPE
 def _check_value_sized(graphs: list["_Subgraph"], buffers) -> None:
     """WireError unless every value-sized operator is in the main graph with a size made of shapes and constants.
     One memo per graph: each tensor's provenance is worked out once, however many operators ask."""
-    memo: dict = {}
     for i, g in enumerate(graphs):
+        memo: dict = {}
         for op in g.ops:
             if op.name not in VALUE_SIZED:
                 continue
@@ -221,7 +221,7 @@ def _shape_derived(g: "_Subgraph", tensor: int, buffers, memo: dict, depth: int 
         ok = g.is_constant(tensor, buffers)
     elif producer.name == "SHAPE":
         # only of an input of the graph, whose shape the contract fixes: a computed tensor's shape may come from values
-        ok = bool(producer.inputs) and producer.inputs[0] in g.input_set
+        ok = bool(producer.inputs) and producer.inputs[0] in g.input_set and producer.inputs[0] not in g.producer
     else:
         ok = producer.name in _SIZE_PASSTHROUGH and all(
             _shape_derived(g, t, buffers, memo, depth + 1) for t in producer.inputs if t >= 0)

@@ -358,7 +358,7 @@ def _cmd_eval(args) -> int:
         raise Seq2SeqEdgeError(f"--max-errors must be 0 or more, got {args.max_errors}")
     pairs = read_pairs(args.file, skip_header=args.skip_header)
     decoder = load(args.bundle, **opts.load_kwargs())
-    result = evaluate(decoder, pairs, batch_size=args.batch_size, beam_size=args.beam, max_errors=args.max_errors)
+    result = evaluate(decoder, pairs, options=opts.decode, max_errors=args.max_errors)
     if args.json:
         out = json.dumps({"bundle": str(Path(args.bundle)), "file": str(Path(args.file)), **result},
                          ensure_ascii=False, indent=2) + "\n"

@@ -13,7 +13,6 @@ from typing import Sequence
 from . import metrics
 from ..answer import RunOptions, answer
 from ..options import DecodeOptions
-from ..errors import Seq2SeqEdgeError
 from .pairs import read_tsv
 
 
@@ -23,12 +22,14 @@ def read_pairs(path: str | Path, *, skip_header: bool = False) -> list[tuple[str
 
 
 def evaluate(decoder, pairs: Sequence[tuple[str, str]], *, batch_size: int = 32, beam_size: int = 1,
-             max_errors: int = metrics.MAX_ERRORS) -> dict:
+             max_errors: int = metrics.MAX_ERRORS, options: DecodeOptions | None = None) -> dict:
     """Decode each distinct input of ``pairs`` once (greedy, or beam search for ``beam_size`` > 1) and score the
-    outputs with :func:`metrics.score`. Adds the backend, the variant and the decoding to the scores."""
-    if beam_size < 1:
-        raise Seq2SeqEdgeError(f"beam size must be at least 1, got {beam_size}")
-    opts = RunOptions(decode=DecodeOptions(batch_size=batch_size, beam_size=beam_size), keep_going=True)
+    outputs with :func:`metrics.score`. Adds the backend, the variant and the decoding to the scores. ``options``
+    (a DecodeOptions) replaces ``batch_size`` and ``beam_size``."""
+    if options is None:
+        options = DecodeOptions(batch_size=batch_size, beam_size=beam_size)
+    beam_size = options.beam
+    opts = RunOptions(decode=options, keep_going=True)
     done = answer(decoder, [(s, s) for s in dict.fromkeys(s for s, _ in pairs)], opts)
     reasons = {a.text: a.reason for a in done.failed}
     outputs = {a.text: a.result.text for a in done.answers if a.error is None}

@@ -36,6 +36,7 @@ from typing import Iterator
 from .. import lines
 from . import workers as workers_mod
 from ..answer import RunOptions, answer, record
+from ..options import DecodeOptions
 from ..errors import InputTextError, Seq2SeqEdgeError
 
 log = logging.getLogger(__name__)
@@ -300,12 +301,13 @@ def _input_of(line: bytes, fmt: str) -> str | None:
 
 # -- the API --------------------------------------------------------------------------------------------------
 def iter_decode_file(source, input: str, *, workers: int = 1, skip: int = 0, max_line_bytes: int | None = None,
-                     options: RunOptions | None = None, **kwargs) -> Iterator[tuple[str, object]]:
+                     options: "RunOptions | DecodeOptions | None" = None, **kwargs) -> Iterator[tuple[str, object]]:
     """(input text, DecodeResult) of each input of the file ``input`` ("-": standard input), in order, decoded by
     ``workers`` processes, after the first ``skip`` inputs. ``source``: a bundle folder or a decoder from
     ``load``. An input that cannot be decoded raises InputTextError naming FILE:LINE, or with ``keep_going=True``
-    comes as (text, InputTextError). ``kwargs``: the fields of RunOptions and DecodeOptions (backend, variant, batch_size, ...), or ``options``."""
-    opts = (options or RunOptions.of(**kwargs)).check()
+    comes as (text, InputTextError). ``kwargs``: the fields of RunOptions and DecodeOptions (backend, variant, batch_size, ...), or ``options`` (a
+    RunOptions or a DecodeOptions), not both."""
+    opts = RunOptions.of(options, **kwargs).check()
     limit = max_line_bytes or _line_limit(source)
     batches = _batches(read_inputs(input, limit, skip=skip), max(TASK_LINES, opts.decode.batch_size))
     chunks = _chunks(source, opts, None, batches, workers)
@@ -319,7 +321,7 @@ def iter_decode_file(source, input: str, *, workers: int = 1, skip: int = 0, max
 
 
 def decode_file(source, input: str, output: str, *, workers: int = 1, resume: bool = False, force: bool = False,
-                json: bool = False, progress: bool | None = None, options: RunOptions | None = None,
+                json: bool = False, progress: bool | None = None, options: "RunOptions | DecodeOptions | None" = None,
                 on_error=None, **kwargs) -> FileSummary:
     """Decode every input of ``input`` into ``output`` (format by extension; "-" for standard input / output),
     with ``workers`` processes, in order; see the module's docstring. ``source``: a bundle folder or a decoder
@@ -327,7 +329,7 @@ def decode_file(source, input: str, output: str, *, workers: int = 1, resume: bo
     overwrites an existing one. ``progress``: a bar on standard error (None: if it is a terminal).
     ``on_error(message)`` is called for each input that failed (``keep_going``).
     Raises InputTextError at the first bad input unless ``keep_going``: every line before it is written."""
-    opts = (options or RunOptions.of(**kwargs)).check()
+    opts = RunOptions.of(options, **kwargs).check()
     fmt = output_format(output, json)
     check_paths(input, output, resume=resume, force=force)
     limit = _line_limit(source)

@@ -239,7 +239,7 @@ export function valueSizedProblems(s) {
       const [op, ins] = producer.get(name);
       // a Shape only of an input of the main graph, whose shape the contract fixes (a computed tensor's shape may
       // come from values: a Slice whose end is max(ids))
-      ok = op === 'Constant' || (op === 'Shape' && ins.length > 0 && s.mainInputs.has(ins[0]) && s.mainDefinitions.get(ins[0]) === 1)
+      ok = op === 'Constant' || (op === 'Shape' && ins.length > 0 && s.mainInputs.has(ins[0]) && s.mainDefinitions.get(ins[0]) === 1 && !s.mainOutputs.has(ins[0]))
         || (SIZE_PASSTHROUGH.has(op) && ins.every((i) => !i || derived(i, depth + 1)));
     } else ok = s.mainConstantsAny.has(name) && s.mainDefinitions.get(name) === 1;
     memo.set(name, ok);

@@ -213,8 +213,8 @@ const VALUE_SIZED = new Map([['FILL', 0]]);
 const SIZE_PASSTHROUGH = new Set(['STRIDED_SLICE', 'SLICE', 'PACK', 'CONCATENATION', 'RESHAPE', 'CAST', 'GATHER', 'SQUEEZE', 'EXPAND_DIMS']);
 
 function checkValueSized(graphs, buffers) {
-  const memo = new Map(); // one per graph (only the main graph's are asked): each tensor worked out once
   graphs.forEach((g, i) => {
+    const memo = new Map(); // one per graph: each tensor worked out once, however many operators ask
     for (const op of g.ops) {
       if (!VALUE_SIZED.has(op.name)) continue;
       if (i) throw new WireError(`a ${op.name} inside a loop (its size would be read from a loop variable; refused)`);
@@ -234,7 +234,7 @@ function shapeDerived(g, tensor, buffers, memo, depth = 0) {
   if (depth > 32) ok = false;
   else if (producer === undefined) ok = g.isConstant(tensor, buffers);
   // a SHAPE only of an input of the graph, whose shape the contract fixes (a computed tensor's may come from values)
-  else if (producer.name === 'SHAPE') ok = producer.inputs.length > 0 && g.inputSet.has(producer.inputs[0]);
+  else if (producer.name === 'SHAPE') ok = producer.inputs.length > 0 && g.inputSet.has(producer.inputs[0]) && !g.producer.has(producer.inputs[0]);
   else ok = SIZE_PASSTHROUGH.has(producer.name) && producer.inputs.every((t) => t < 0 || shapeDerived(g, t, buffers, memo, depth + 1));
   memo.set(tensor, ok);
   return ok;

@@ -180,7 +180,7 @@ class BundleManifest private constructor(d: JSONObject) {
             val e = a.getJSONObject(it)
             ModelEntry(e.getString("role"), e.getString("format"), e.getString("variant"), e.getString("path"),
                 e.getString("sha256"), (e.get("size_bytes") as Number).toLong(), specs(e.getJSONArray("inputs")),
-                specs(e.getJSONArray("outputs")), e.getJSONArray("ops").strings())
+                specs(e.getJSONArray("outputs")), e.optJSONArray("ops")?.strings() ?: emptyList())
         }
     }
     val runtimesTested: Map<String, String> = d.optJSONObject("runtimes_tested")?.let { o ->

@@ -350,7 +350,7 @@ internal object OnnxWire {
             val ok = if (p != null) {
                 // a Shape only of an input of the main graph, whose shape the contract fixes (a computed tensor's shape
                 // may come from values: a Slice whose end is max(ids))
-                p.first == "Constant" || (p.first == "Shape" && p.second.isNotEmpty() && p.second[0] in s.mainInputs && s.mainDefinitions[p.second[0]] == 1) ||
+                p.first == "Constant" || (p.first == "Shape" && p.second.isNotEmpty() && p.second[0] in s.mainInputs && s.mainDefinitions[p.second[0]] == 1 && p.second[0] !in s.mainOutputs) ||
                     (p.first in SIZE_PASSTHROUGH && p.second.all { it.isEmpty() || derived(it, depth + 1) })
             } else name in s.mainConstantsAny && s.mainDefinitions[name] == 1
             memo[name] = ok
@@ -525,8 +525,8 @@ internal object TfliteWire {
     }
 
     private fun checkValueSized(graphs: List<Subgraph>, buffers: List<Table>) {
-        val memo = HashMap<Int, Boolean>() // only the main graph's are asked: each tensor worked out once
         graphs.forEachIndexed { i, g ->
+            val memo = HashMap<Int, Boolean>() // one per graph: each tensor worked out once, however many operators ask
             for (op in g.ops) {
                 val index = VALUE_SIZED[op.name] ?: continue
                 if (i > 0) throw WireError("a ${op.name} inside a loop (its size would be read from a loop variable; refused)")
@@ -545,7 +545,7 @@ internal object TfliteWire {
             depth > 32 -> false
             producer == null -> g.isConstant(tensor, buffers)
             // a SHAPE only of an input of the graph, whose shape the contract fixes (a computed tensor's may come from values)
-            producer.name == "SHAPE" -> producer.inputs.isNotEmpty() && producer.inputs[0] in g.inputSet
+            producer.name == "SHAPE" -> producer.inputs.isNotEmpty() && producer.inputs[0] in g.inputSet && producer.inputs[0] !in g.producer
             else -> producer.name in SIZE_PASSTHROUGH && producer.inputs.all { it < 0 || shapeDerived(g, it, buffers, memo, depth + 1) }
         }
         memo[tensor] = ok
