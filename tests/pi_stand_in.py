@@ -44,7 +44,7 @@ REPO = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("S2S_PI_CACHE", "/var/cache/seq2seq-edge/pi-rootfs-bookworm-arm64"))
 PACKAGES = "python3,python3-venv,python3-pip,ca-certificates"
 #: What the C library builds with (Debian's; installed into a cached root that lacks them).
-C_PACKAGES = ("gcc", "make", "cmake", "pkg-config", "libcjson-dev", "libutf8proc-dev", "libssl-dev")
+C_PACKAGES = ("gcc", "libc6-dev", "make", "cmake", "pkg-config", "libcjson-dev", "libutf8proc-dev", "libssl-dev")
 WORK = "/opt/s2s-pi-check"  # inside the root file system
 EXTRAS = ("tflite", "onnx")
 HOST_CA = os.environ.get("PIP_CERT") or "/etc/ssl/certs/ca-certificates.crt"
