@@ -657,13 +657,126 @@ static int loop_bounds(const summary *s, s2s_buf *b, size_t *n, int64_t *longest
   return problem ? 0 : 1;
 }
 
-static void fail_with(s2s_error *err, const char *where, const s2s_buf *b, size_t n) {
-  if (n == 1) s2s_fail(err, S2S_ERR_BUNDLE, "%s: %s", where, b->data);
-  else s2s_fail(err, S2S_ERR_BUNDLE, "%s: %zu problems: %s", where, n, b->data);
+/* The Python runtime's BundleError: "where: problem", or "where: N problems: a; b". */
+static s2s_status fail_with(s2s_error *err, const char *where, const s2s_buf *b, size_t n) {
+  if (n == 1) return s2s_fail(err, S2S_ERR_BUNDLE, "%s: %s", where, b->data);
+  return s2s_fail(err, S2S_ERR_BUNDLE, "%s: %zu problems: %s", where, n, b->data);
 }
 
 /* The real operator names (op types of the default domain, and of the others), unique and sorted. */
 static slice *real_ops(const summary *s, size_t *n) { return sorted_unique(s->op_types, s->n_ops, n); }
+
+/* Appends "uses operators outside the default ONNX domain: [...]" ("domain:op", sorted, the first 5) when the
+ * model has any; 0 on no memory. */
+static int foreign_domain_problems(const summary *s, s2s_buf *b, size_t *n) {
+  size_t n_foreign = 0;
+  slice *qualified = malloc((s->n_ops ? s->n_ops : 1) * sizeof *qualified);
+  size_t *spans = malloc((s->n_ops ? s->n_ops : 1) * 2 * sizeof *spans); /* offset, length: names may hold NUL */
+  s2s_buf names = {0};
+  int ok = qualified && spans;
+  for (size_t i = 0; ok && i < s->n_ops; i++) {
+    if (!s->op_domains[i].n) continue;
+    spans[2 * n_foreign] = names.len;
+    buf_append(&names, (const char *)s->op_domains[i].p, s->op_domains[i].n);
+    buf_append(&names, ":", 1);
+    buf_append(&names, (const char *)s->op_types[i].p, s->op_types[i].n);
+    spans[2 * n_foreign + 1] = names.len - spans[2 * n_foreign];
+    n_foreign++;
+  }
+  ok = ok && !names.failed;
+  if (ok && n_foreign) { /* the slices point into names only once it has stopped growing */
+    for (size_t i = 0; i < n_foreign; i++) {
+      qualified[i] = (slice){(const unsigned char *)names.data + spans[2 * i], spans[2 * i + 1]};
+    }
+    size_t k;
+    slice *u = sorted_unique(qualified, n_foreign, &k);
+    if (!u) ok = 0;
+    else {
+      buf_printf(b, "%suses operators outside the default ONNX domain: ", (*n)++ ? "; " : "");
+      list_repr(b, u, k, 5);
+      free(u);
+    }
+  }
+  free(qualified);
+  free(spans);
+  buf_free(&names);
+  return ok;
+}
+
+/* inspect_model: what no bundle model may be (external data, functions, training graphs, loops without a proven
+ * bound, sizes read from values, other domains). Sets *longest and *any_loop from the proven bounds; 0 on no
+ * memory. */
+static int inspect_problems(const summary *s, s2s_buf *b, size_t *n, int64_t *longest, int *any_loop) {
+  if (s->n_externals) {
+    buf_printf(b, "%srefers to external data for ", (*n)++ ? "; " : "");
+    slice shown[3];
+    for (size_t i = 0; i < s->n_externals && i < 3; i++) {
+      shown[i] = s->externals[i].n ? s->externals[i] : (slice){(const unsigned char *)"<unnamed>", 9};
+    }
+    list_repr(b, shown, s->n_externals < 3 ? s->n_externals : 3, 3);
+    buf_puts(b, "; bundle models must embed their weights (external data is refused)");
+  }
+  if (s->n_functions) {
+    buf_printf(b, "%sdefines model-local functions ", (*n)++ ? "; " : "");
+    list_repr(b, s->functions, s->n_functions, 3);
+    buf_puts(b, " (refused: the contract has none)");
+  }
+  if (s->training_info) buf_printf(b, "%sholds training graphs (training_info is refused)", (*n)++ ? "; " : "");
+  int bounded = loop_bounds(s, b, n, longest, any_loop);
+  if (bounded == 0) *any_loop = 0; /* Python keeps no bounds when one loop is refused */
+  return bounded >= 0 && value_sized_problems(s, b, n) && foreign_domain_problems(s, b, n);
+}
+
+/* check_model_ops: the loop limit, the operators the role may hold, and the manifest's list; 0 on no memory. */
+static int role_problems(const summary *s, const char *format, const char *role, const char *const *ops,
+                         size_t n_ops, size_t loop_limit, int64_t longest, int any_loop, s2s_buf *b, size_t *n) {
+  size_t n_real, n_allowed = 0;
+  slice *real = real_ops(s, &n_real);
+  const char *const *allowed = modelcheck_allowed_ops(format, role);
+  while (allowed && allowed[n_allowed]) n_allowed++;
+  slice *declared = malloc((n_ops ? n_ops : 1) * sizeof *declared);
+  slice *declared_unique = NULL;
+  size_t n_declared_unique = 0;
+  if (declared) {
+    for (size_t i = 0; i < n_ops; i++) declared[i] = (slice){(const unsigned char *)ops[i], strlen(ops[i])};
+    declared_unique = sorted_unique(declared, n_ops, &n_declared_unique);
+  }
+  int ok = real && declared && declared_unique;
+  if (ok && any_loop && (uint64_t)longest > loop_limit) {
+    buf_printf(b, "%shas a loop of up to %lld steps; a %s of this bundle may loop at most %zu times",
+               (*n)++ ? "; " : "", (long long)longest, role, loop_limit);
+  }
+  slice outside[8];
+  size_t n_outside = 0, total_outside = 0;
+  for (size_t i = 0; ok && i < n_real; i++) {
+    int known = 0;
+    for (size_t k = 0; k < n_allowed && !known; k++) known = slice_eq(real[i], allowed[k]);
+    if (!known && total_outside++ < 8) outside[n_outside++] = real[i];
+  }
+  if (total_outside) {
+    buf_printf(b, "%suses operators a %s may not have: ", (*n)++ ? "; " : "", role);
+    list_repr(b, outside, n_outside, 8);
+    buf_puts(b, " (allowed: [");
+    for (size_t k = 0; k < n_allowed; k++) {
+      if (k) buf_puts(b, ", ");
+      py_repr(b, allowed[k], strlen(allowed[k]));
+    }
+    buf_puts(b, "])");
+  }
+  int same = ok && n_declared_unique == n_real;
+  for (size_t i = 0; same && i < n_real; i++) same = !slice_cmp(&real[i], &declared_unique[i]);
+  if (ok && !same) {
+    qsort(declared, n_ops, sizeof *declared, slice_cmp); /* Python sorts the list, duplicates kept */
+    buf_printf(b, "%sits operators ", (*n)++ ? "; " : "");
+    list_repr(b, real, n_real, 20);
+    buf_puts(b, " differ from the manifest's list ");
+    list_repr(b, declared, n_ops, 20);
+  }
+  free(real);
+  free(declared);
+  free(declared_unique);
+  return ok;
+}
 
 s2s_status modelcheck_ops(const unsigned char *data, size_t len, const char *format, const char *role,
                           const char *const *ops, size_t n_ops, size_t loop_limit, const char *where, s2s_error *err) {
@@ -672,8 +785,6 @@ s2s_status modelcheck_ops(const unsigned char *data, size_t len, const char *for
   }
   summary s;
   memset(&s, 0, sizeof s);
-  s2s_buf b = {0};
-  size_t n = 0;
   s2s_status st = S2S_OK;
   if (!summarize(&s, (slice){data, len})) {
     if (s.oom) st = s2s_fail(err, S2S_ERR_MEMORY, "%s: out of memory reading the model", where);
@@ -681,117 +792,14 @@ s2s_status modelcheck_ops(const unsigned char *data, size_t len, const char *for
     summary_free(&s);
     return st;
   }
-  /* inspect_model: what no bundle model may be */
-  if (s.n_externals) {
-    buf_printf(&b, "%srefers to external data for ", n++ ? "; " : "");
-    slice shown[3];
-    for (size_t i = 0; i < s.n_externals && i < 3; i++) shown[i] = s.externals[i].n ? s.externals[i] : (slice){(const unsigned char *)"<unnamed>", 9};
-    list_repr(&b, shown, s.n_externals < 3 ? s.n_externals : 3, 3);
-    buf_puts(&b, "; bundle models must embed their weights (external data is refused)");
-  }
-  if (s.n_functions) {
-    buf_printf(&b, "%sdefines model-local functions ", n++ ? "; " : "");
-    list_repr(&b, s.functions, s.n_functions, 3);
-    buf_puts(&b, " (refused: the contract has none)");
-  }
-  if (s.training_info) buf_printf(&b, "%sholds training graphs (training_info is refused)", n++ ? "; " : "");
+  s2s_buf b = {0};
+  size_t n = 0; /* problems found: the role's are looked for only when the model is one a bundle may hold */
   int64_t longest = 0;
   int any_loop = 0;
-  int bounded = loop_bounds(&s, &b, &n, &longest, &any_loop);
-  if (bounded < 0 || !value_sized_problems(&s, &b, &n)) b.failed = 1;
-  if (bounded == 0) any_loop = 0; /* Python keeps no bounds when one loop is refused */
-  /* foreign domains: "domain:op", sorted, the first 5 */
-  size_t n_foreign = 0;
-  slice *qualified = malloc((s.n_ops ? s.n_ops : 1) * sizeof *qualified);
-  s2s_buf names = {0};
-  if (!qualified) b.failed = 1;
-  else {
-    size_t *offsets = malloc((s.n_ops ? s.n_ops : 1) * 2 * sizeof *offsets); /* offset, length: names may hold NUL */
-    if (!offsets) b.failed = 1;
-    for (size_t i = 0; offsets && i < s.n_ops; i++) {
-      if (!s.op_domains[i].n) continue;
-      offsets[2 * n_foreign] = names.len;
-      buf_append(&names, (const char *)s.op_domains[i].p, s.op_domains[i].n);
-      buf_append(&names, ":", 1);
-      buf_append(&names, (const char *)s.op_types[i].p, s.op_types[i].n);
-      offsets[2 * n_foreign + 1] = names.len - offsets[2 * n_foreign];
-      n_foreign++;
-    }
-    if (names.failed) b.failed = 1;
-    for (size_t i = 0; offsets && !names.failed && i < n_foreign; i++) {
-      qualified[i] = (slice){(const unsigned char *)names.data + offsets[2 * i], offsets[2 * i + 1]};
-    }
-    if (offsets && !names.failed && n_foreign) {
-      size_t k;
-      slice *u = sorted_unique(qualified, n_foreign, &k);
-      if (!u) b.failed = 1;
-      else {
-        buf_printf(&b, "%suses operators outside the default ONNX domain: ", n++ ? "; " : "");
-        list_repr(&b, u, k, 5);
-        free(u);
-      }
-    }
-    free(offsets);
-  }
-  free(qualified);
-  if (!b.failed && n) {
-    fail_with(err, where, &b, n);
-    st = S2S_ERR_BUNDLE;
-  }
-  buf_free(&names);
-  if (st == S2S_OK && !b.failed) { /* check_model_ops: the loop limit, the role's operators, the manifest's list */
-    size_t n_real;
-    slice *real = real_ops(&s, &n_real);
-    const char *const *allowed = modelcheck_allowed_ops(format, role);
-    size_t n_allowed = 0;
-    while (allowed && allowed[n_allowed]) n_allowed++;
-    slice *declared = malloc((n_ops ? n_ops : 1) * sizeof *declared);
-    if (!real || !declared) b.failed = 1;
-    else {
-      if (any_loop && (uint64_t)longest > loop_limit) {
-        buf_printf(&b, "%shas a loop of up to %lld steps; a %s of this bundle may loop at most %zu times",
-                   n++ ? "; " : "", (long long)longest, role, loop_limit);
-      }
-      slice outside[8];
-      size_t n_outside = 0, total_outside = 0;
-      for (size_t i = 0; i < n_real; i++) {
-        int known = 0;
-        for (size_t k = 0; k < n_allowed && !known; k++) known = slice_eq(real[i], allowed[k]);
-        if (!known && total_outside++ < 8) outside[n_outside++] = real[i];
-      }
-      if (total_outside) {
-        buf_printf(&b, "%suses operators a %s may not have: ", n++ ? "; " : "", role);
-        list_repr(&b, outside, n_outside, 8);
-        buf_puts(&b, " (allowed: [");
-        for (size_t k = 0; k < n_allowed; k++) {
-          if (k) buf_puts(&b, ", ");
-          py_repr(&b, allowed[k], strlen(allowed[k]));
-        }
-        buf_puts(&b, "])");
-      }
-      for (size_t i = 0; i < n_ops; i++) declared[i] = (slice){(const unsigned char *)ops[i], strlen(ops[i])};
-      size_t n_declared_unique;
-      slice *declared_unique = sorted_unique(declared, n_ops, &n_declared_unique);
-      int same = declared_unique && n_declared_unique == n_real;
-      for (size_t i = 0; same && i < n_real; i++) same = !slice_cmp(&real[i], &declared_unique[i]);
-      if (!declared_unique) b.failed = 1;
-      else if (!same) {
-        qsort(declared, n_ops, sizeof *declared, slice_cmp); /* Python sorts the list, duplicates kept */
-        buf_printf(&b, "%sits operators ", n++ ? "; " : "");
-        list_repr(&b, real, n_real, 20);
-        buf_puts(&b, " differ from the manifest's list ");
-        list_repr(&b, declared, n_ops, 20);
-      }
-      free(declared_unique);
-    }
-    free(real);
-    free(declared);
-    if (!b.failed && n) {
-      fail_with(err, where, &b, n);
-      st = S2S_ERR_BUNDLE;
-    }
-  }
-  if (b.failed && st == S2S_OK) st = s2s_fail(err, S2S_ERR_MEMORY, "%s: out of memory checking the model", where);
+  int ok = inspect_problems(&s, &b, &n, &longest, &any_loop);
+  if (ok && !n) ok = role_problems(&s, format, role, ops, n_ops, loop_limit, longest, any_loop, &b, &n);
+  if (!ok || b.failed) st = s2s_fail(err, S2S_ERR_MEMORY, "%s: out of memory checking the model", where);
+  else if (n) st = fail_with(err, where, &b, n);
   buf_free(&b);
   summary_free(&s);
   return st;
