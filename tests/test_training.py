@@ -107,6 +107,43 @@ def test_min_improvement_is_checked(tmp_path):
         trainer.task_defaults("digits", min_improvement=1.5)
 
 
+@requires_train
+def test_monitor_accuracy_keeps_the_epoch_of_best_validation_accuracy_not_of_lowest_loss():
+    import keras
+    import numpy as np
+
+    from seq2seq_edge.errors import TrainOptionError
+    from seq2seq_edge.train import progress, trainer
+
+    # Label smoothing: the loss can rise while the accuracy still climbs. Epoch 3 has the lowest loss, epoch 5 the
+    # best accuracy; the weights of each epoch are its number.
+    curve = [(1.0, 0.50), (0.8, 0.60), (0.7, 0.70), (0.75, 0.8), (0.9, 0.85), (0.95, 0.85), (1.0, 0.8501),
+             (1.1, 0.84), (1.2, 0.84)]
+    kept = {}
+    for monitor in trainer.MONITORS:
+        model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, use_bias=False)])
+        key, mode = trainer.MONITORS[monitor]
+        stopping = progress.EarlyStopping(patience=3, min_improvement=0.001, monitor=key, mode=mode)
+        stopping.set_model(model)
+        model.stop_training = False
+        stopping.on_train_begin()
+        for epoch, (loss, accuracy) in enumerate(curve):
+            model.set_weights([np.full((1, 1), epoch + 1.0, "float32")])
+            stopping.on_epoch_end(epoch, {"val_loss": loss, "val_accuracy": accuracy})
+            if model.stop_training:
+                break
+        stopping.on_train_end()
+        kept[monitor] = (float(model.get_weights()[0][0, 0]), epoch + 1)
+    # loss: best at epoch 3, stopped 3 epochs later. accuracy: best at 5; 0.8501 is not 0.1% less error than 0.85.
+    assert kept == {"loss": (3.0, 6), "accuracy": (5.0, 8)}
+    history = {"val_loss": [c[0] for c in curve], "val_accuracy": [c[1] for c in curve],
+               "loss": [0.5] * len(curve), "accuracy": [0.9] * len(curve)}
+    assert trainer.generalisation(history, "loss")["best_epoch"] == 3
+    assert trainer.generalisation(history, "accuracy")["best_epoch"] == 7  # the curve's own maximum
+    with pytest.raises(TrainOptionError, match=r"^unknown --monitor 'wer'; choose one of loss, accuracy$"):
+        trainer.task_defaults("data", data_file="x.tsv", monitor="wer")
+
+
 @pytest.mark.slow
 def test_time_budget_ends_training_on_time_and_says_so(tmp_path):
     from seq2seq_edge.train import progress, trainer

@@ -194,13 +194,14 @@ class TrainingProgress(keras.callbacks.Callback):
 
 
 class EarlyStopping(keras.callbacks.EarlyStopping):
-    """Early stopping on validation loss, restoring the best weights, where an epoch counts as better only if it
-    lowers the best loss by at least ``min_improvement`` of it (a loss creeping down by crumbs does not keep a run
-    going), and which also stops once the validation sample has been decoded without an error for ``patience``
-    evaluated epochs in a row (nothing left to gain on it)."""
+    """Early stopping on a validation figure (the loss, ``mode="min"``, or the token accuracy, ``mode="max"``),
+    restoring the best weights, where an epoch counts as better only if it lowers the best loss, or the best error
+    (1 - accuracy), by at least ``min_improvement`` of it (a figure creeping by crumbs does not keep a run going),
+    and which also stops once the validation sample has been decoded without an error for ``patience`` evaluated
+    epochs in a row (nothing left to gain on it)."""
 
-    def __init__(self, patience: int, min_improvement: float):
-        super().__init__(monitor="val_loss", mode="min", patience=patience, restore_best_weights=True)
+    def __init__(self, patience: int, min_improvement: float, monitor: str = "val_loss", mode: str = "min"):
+        super().__init__(monitor=monitor, mode=mode, patience=patience, restore_best_weights=True)
         self.min_improvement = min_improvement
         self.perfect_epochs = 0
         self.stopped_on_exact_match = False
@@ -208,6 +209,8 @@ class EarlyStopping(keras.callbacks.EarlyStopping):
     def _is_improvement(self, monitor_value, reference_value):
         if reference_value is None or not math.isfinite(reference_value):
             return True
+        if self.mode == "max":  # an accuracy: its error must fall
+            return 1.0 - monitor_value < (1.0 - reference_value) * (1.0 - self.min_improvement)
         return monitor_value < reference_value * (1.0 - self.min_improvement)
 
     def on_epoch_end(self, epoch, logs=None):

@@ -61,6 +61,8 @@ class TrainConfig:
     min_improvement: float = 0.001    # early stopping: an epoch must lower the best val loss by this share of it
     time_budget_s: float | None = None  # stop before an epoch that would end past this much training time
     lr_schedule: str = "constant"     # constant | plateau (halve the learning rate after 2 epochs without progress)
+    monitor: str = "loss"             # what early stopping, the plateau schedule and the kept weights follow: the
+                                      # validation loss, or the validation token accuracy (MONITORS)
     validation_fraction: float = 0.1
     test_fraction: float = 0.1
     seed: int = 0
@@ -90,6 +92,10 @@ DATA_UNIDIRECTIONAL_LATENT = 256
 
 DECODERS = ("seed", "attention")
 LR_SCHEDULES = ("constant", "plateau")
+#: --monitor: the validation figure that decides the best epoch (Keras' log key, and whether larger is better).
+#: "accuracy" is the validation split's token accuracy under teacher forcing, padding excluded: unlike the loss, it
+#: is not moved by label smoothing or by growing confidence on the tokens a model already gets right.
+MONITORS = {"loss": ("val_loss", "min"), "accuracy": ("val_accuracy", "max")}
 #: --lr-schedule plateau: halve the learning rate after this many epochs without a better validation loss.
 PLATEAU_PATIENCE = 2
 
@@ -117,6 +123,8 @@ def task_defaults(task: str, **overrides) -> TrainConfig:
         raise TrainOptionError(f"--weight-decay must be from 0 to below 1, got {cfg.weight_decay}")
     if cfg.lr_schedule not in LR_SCHEDULES:
         raise TrainOptionError(f"unknown --lr-schedule {cfg.lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}")
+    if cfg.monitor not in MONITORS:
+        raise TrainOptionError(f"unknown --monitor {cfg.monitor!r}; choose one of {', '.join(MONITORS)}")
     if cfg.time_budget_s is not None and not cfg.time_budget_s > 0:
         raise TrainOptionError(f"--time-budget must be positive, got {cfg.time_budget_s} s")
     if type(cfg.min_symbol_count) is not int or cfg.min_symbol_count < 1:
@@ -333,11 +341,12 @@ def fit(model, cfg: TrainConfig, prep: pp.Preprocessing, splits: data_mod.Splits
         validation = splits.train
     # The sample's score goes into the epoch's logs before CSVLogger writes them.
     callbacks = [progress.ValidationSample(model, prep, validation), progress.CSVLogger(str(history_file))]
+    monitor, mode = MONITORS[cfg.monitor]
     if cfg.patience:
-        callbacks.append(progress.EarlyStopping(cfg.patience, cfg.min_improvement))
+        callbacks.append(progress.EarlyStopping(cfg.patience, cfg.min_improvement, monitor=monitor, mode=mode))
     if cfg.lr_schedule == "plateau":
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=PLATEAU_PATIENCE,
-                                                           min_lr=cfg.learning_rate / 64))
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, factor=0.5,
+                                                           patience=PLATEAU_PATIENCE, min_lr=cfg.learning_rate / 64))
     budget = progress.TimeBudget(cfg.time_budget_s) if cfg.time_budget_s else None
     if budget:
         callbacks.append(budget)
@@ -362,13 +371,17 @@ def fit(model, cfg: TrainConfig, prep: pp.Preprocessing, splits: data_mod.Splits
                                 batch_size=cfg.batch_size, epochs=cfg.epochs, shuffle=True, callbacks=callbacks,
                                 verbose=0).history
     return history, {"epochs_run": len(history["loss"]), "train_seconds": round(time.perf_counter() - started, 2),
-                     "stopped_by_time_budget": bool(budget and budget.stopped), **generalisation(history)}
+                     "stopped_by_time_budget": bool(budget and budget.stopped),
+                     **generalisation(history, cfg.monitor)}
 
 
-def generalisation(history: dict) -> dict:
-    """The validation curve's best epoch and, at that epoch, token accuracy on training and validation batches
-    and their gap (a large gap: the model memorises rather than generalises)."""
-    best = min(range(len(history["val_loss"])), key=history["val_loss"].__getitem__)
+def generalisation(history: dict, monitor: str = "loss") -> dict:
+    """The best epoch by the monitored validation figure (``MONITORS``) and, at that epoch, the validation loss
+    and token accuracy on training and validation batches and their gap (a large gap: the model memorises rather
+    than generalises)."""
+    key, mode = MONITORS[monitor]
+    curve = history[key]
+    best = (min if mode == "min" else max)(range(len(curve)), key=curve.__getitem__)
     out = {"best_val_loss": float(history["val_loss"][best]), "best_epoch": best + 1}
     if "accuracy" in history and "val_accuracy" in history:
         train_acc, val_acc = float(history["accuracy"][best]), float(history["val_accuracy"][best])

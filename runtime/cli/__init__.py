@@ -97,8 +97,11 @@ def _add_train_model_options(m) -> None:
                    help="plateau: halve the learning rate after 2 epochs without a better validation loss "
                         "(--data: plateau; the tasks: constant)")
     m.add_argument("--min-improvement", type=float, metavar="F",
-                   help="early stopping: an epoch is better only if it lowers the best validation loss by at least "
-                        "this share of it (default: 0.001)")
+                   help="early stopping: an epoch is better only if it lowers the best validation loss (or error, "
+                        "with --monitor accuracy) by at least this share of it (default: 0.001)")
+    m.add_argument("--monitor", choices=["loss", "accuracy"],
+                   help="the validation figure early stopping, --lr-schedule plateau and the kept weights follow: "
+                        "the loss, or the token accuracy under teacher forcing (default: loss)")
     m.add_argument("--decoder", choices=["seed", "attention"],
                    help="seed: the tutorial's decoder (sees the encoder's final state); attention: also attends "
                         "over every input position (Luong) (--data: attention; the tasks: seed)")
@@ -154,7 +157,7 @@ def _cmd_train(args) -> int:
         bidirectional=args.bidirectional, dropout=args.dropout, recurrent_dropout=args.recurrent_dropout,
         min_symbol_count=args.min_symbol_count, label_smoothing=args.label_smoothing,
         weight_decay=args.weight_decay, length_buckets=args.length_buckets, min_improvement=args.min_improvement,
-        time_budget_s=_duration(args.time_budget), lr_schedule=args.lr_schedule,
+        time_budget_s=_duration(args.time_budget), lr_schedule=args.lr_schedule, monitor=args.monitor,
         validation_fraction=args.validation_fraction, test_fraction=args.test_fraction)
     out = args.out or f"runs/{task if task != 'data' else _stem(args.data)}"
     result = trainer.train(cfg, out, force=args.force, quiet=args.quiet, distribute=args.distribute)
