@@ -30,10 +30,12 @@ def read_model_file(bundle_dir: Path, entry: mf.ModelFile) -> bytes:
     return content
 
 
-def check_model_ops(content: bytes, entry: mf.ModelFile, path: str, loop_limit: int = 0) -> None:
+def check_model_ops(content: bytes, entry: mf.ModelFile, path: str, loop_limit: int = 0,
+                    row_limit: int | None = None) -> None:
     """The model's real operators, read from its bytes, must be ones its role allows and the manifest's list, and
     each of its loops (proven bounded from the bytes) may run at most ``loop_limit`` times
-    (``BundleManifest.loop_limit``)."""
+    (``BundleManifest.loop_limit``). With ``row_limit`` (``BundleManifest.row_limit``), every tensor's shape is
+    also proved from the entry's input shapes, within that many elements per batch row (``backends.prove_shapes``)."""
     try:
         real, bounds = backends.inspect_model(entry.format, content)
     except BundleError as e:
@@ -50,6 +52,11 @@ def check_model_ops(content: bytes, entry: mf.ModelFile, path: str, loop_limit: 
         problems.append(f"its operators {sorted(real)[:20]} differ from the manifest's list {sorted(entry.ops)[:20]}")
     if problems:
         raise BundleError(problems, where=path)
+    if row_limit is not None:  # only operators the role allows: each has a shape rule
+        try:
+            backends.prove_shapes(entry.format, content, {t.name: tuple(t.shape) for t in entry.inputs}, row_limit)
+        except BundleError as e:
+            raise BundleError(e.problems, where=path) from None
 
 
 def check_model_io(model, entry: mf.ModelFile, path: str) -> None:
@@ -247,7 +254,7 @@ def load(bundle_dir: str | Path, backend: str = "auto", variant: str = "fp32", t
     contents = [read_model_file(bundle_dir, e) for e in entries]  # all checksums before any interpreter
     labels = [str(bundle_dir / e.path) for e in entries]
     for content, entry, label in zip(contents, entries, labels):
-        check_model_ops(content, entry, label, manifest.loop_limit(entry.role))
+        check_model_ops(content, entry, label, manifest.loop_limit(entry.role), manifest.row_limit())
     # XNNPACK for every model, loops included: measured faster at every length and batch (docs/benchmarks.md).
     probe.probe(backend, [(label, content, e.sha256, True) for label, content, e in zip(labels, contents, entries)],
                 threads)

@@ -243,6 +243,17 @@ class BundleManifest:
             return max(self.encoder_time_steps, self.preprocessing.max_output_tokens + 1)
         return 0
 
+    def row_limit(self) -> int:
+        """The most elements any tensor of this bundle's models may hold per batch row (the shape proof's bound,
+        ``backends.prove_shapes``): four times the longest sequence (input or output) times the widest vector
+        (state, encoder output, either vocabulary). The exporter's largest, the encoder's gates over every input
+        position (positions x 4 x units), stays within it."""
+        pre = self.preprocessing
+        longest = max(self.encoder_time_steps, pre.max_output_tokens + 1)
+        widest = max(self.latent_dim, self.encoder_output_dim or 0, len(pre.target_vocabulary),
+                     len(pre.input_vocabulary))
+        return 4 * longest * widest
+
     @property
     def roles(self) -> tuple[str, ...]:
         """The roles this bundle has models for (``ROLES``, and ``GREEDY`` when it holds one)."""

@@ -155,6 +155,68 @@ def nested(h):
     return tf.while_loop(lambda h: tf.reduce_sum(h) < 1e30, lambda h: (inner(h),), (h,), maximum_iterations=1)[0]
 
 
+# ---- shapes that grow faster than the batch, or inside a loop (the shape proof refuses them) ----------------------
+def encoder_growing(manifest, grow):
+    """``encoder_fn`` whose state comes out of ``grow(h, input_ids)``."""
+    import tensorflow as tf
+    from seq2seq_edge import manifest as mf
+
+    steps, latent = manifest.encoder_time_steps, manifest.latent_dim
+
+    @tf.function(input_signature=[tf.TensorSpec([None, steps], tf.int32, name=mf.INPUT_IDS)])
+    def serve(input_ids):
+        h = tf.zeros([tf.shape(input_ids)[0], latent]) + tf.cast(input_ids[:, :1], tf.float32)
+        h = grow(h, input_ids)
+        return {mf.STATE_H: h, mf.STATE_C: h}
+    return serve
+
+
+def batch_squared(h, input_ids):
+    """A zero tensor of [batch, batch], summed back into the state: a size made of the input's shape only, but of
+    the batch twice (at the runtime's batch limit, 4096 x 4096 floats per call)."""
+    import tensorflow as tf
+
+    batch = tf.shape(input_ids)[0]
+    return h + tf.reduce_sum(tf.zeros(tf.stack([batch, batch])), axis=1, keepdims=True)
+
+
+def outer_product(h, input_ids):
+    """[batch, 1, units] x [1, batch, units]: a broadcast, no size read from any value, of batch x batch x units."""
+    import tensorflow as tf
+
+    return h + tf.reduce_sum(h[:, None, :] * h[None, :, :], axis=1)
+
+
+def growing_loop(h, input_ids):
+    """A loop bounded by the limit that doubles the tensor it carries at every step (a Concat with itself): the
+    bound on its steps says nothing about its size, which grows as 2^steps (here up to the digits encoder's 1)."""
+    import tensorflow as tf
+
+    _, grown = tf.while_loop(lambda i, x: i < 1, lambda i, x: (i + 1, tf.concat([x, x], 0)), (0, h),
+                             shape_invariants=(tf.TensorShape([]), tf.TensorShape([None, h.shape[1]])),
+                             maximum_iterations=1)
+    return h + tf.reduce_sum(grown)
+
+
+def with_constant_bomb(model: bytes, output: str, elements: tuple[int, int]) -> bytes:
+    """``model`` (an encoder .onnx) whose ``output`` also adds a slice of a ConstantOfShape of a constant size
+    ``elements``: nothing read from the input, but 4 bytes x the product of ``elements`` allocated per call."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    proto = onnx.load_from_string(model)
+    graph = proto.graph
+    producer = next(n for n in graph.node if output in n.output)
+    producer.output[list(producer.output).index(output)] = output + "_inner"
+    graph.initializer.extend([helper.make_tensor("bomb_shape", TensorProto.INT64, [2], list(elements)),
+                              helper.make_tensor("zero_starts", TensorProto.INT64, [2], [0, 0]),
+                              helper.make_tensor("one_ends", TensorProto.INT64, [2], [1, 1])])
+    graph.node.extend([helper.make_node("ConstantOfShape", ["bomb_shape"], ["bomb"]),
+                       helper.make_node("Slice", ["bomb", "zero_starts", "one_ends"], ["bomb_1"]),
+                       helper.make_node("Add", [output + "_inner", "bomb_1"], [output])])
+    return proto.SerializeToString()
+
+
 def patched_loop_limit(content: bytes, old: int, new: int) -> bytes:
     """``content`` (a .tflite) with the constant limit of a loop raised from ``old`` to ``new``: the int32 ``old``
     in the file whose change moves a proven loop bound (found by trying each occurrence)."""

@@ -26,12 +26,14 @@ CRAFTED_FILE = "crafted.json"
 
 def _entry(manifest, role: str, fmt: str) -> dict:
     e = manifest.find(role, fmt, "fp32")
-    return {"format": fmt, "role": role, "ops": list(e.ops), "loop_limit": manifest.loop_limit(role)}
+    return {"format": fmt, "role": role, "ops": list(e.ops), "loop_limit": manifest.loop_limit(role),
+            "inputs": [t.to_dict() for t in e.inputs], "row_limit": manifest.row_limit()}
 
 
 def _attacks(bundle: Path) -> list[tuple[str, bytes, dict]]:
     """(name, bytes, entry) of every crafted case built from the digits bundle."""
     import craft
+    from seq2seq_edge import backends
     from seq2seq_edge import manifest as mf
     from seq2seq_edge.backends import onnx_wire
 
@@ -68,6 +70,15 @@ def _attacks(bundle: Path) -> list[tuple[str, bytes, dict]]:
             cases.append((f"{fmt}-encoder-{name}", build(craft.encoder_fn(manifest, loop)), encoder[fmt]))
         cases.append((f"{fmt}-encoder-allocation-sized-by-the-input",
                       build(craft.encoder_with_allocation(manifest)), encoder[fmt]))
+    # The shape proof's attacks (ONNX: tests/make_crafted.py's SHAPE_PROOF names the runtimes that run it).
+    shapes = {**encoder["onnx"], "proof": "shapes"}
+    for name, grow in (("batch-squared", craft.batch_squared), ("outer-product-of-the-batch", craft.outer_product),
+                       ("loop-that-grows-what-it-carries", craft.growing_loop)):
+        content = craft.onnx_file(craft.encoder_growing(manifest, grow))
+        cases.append((f"onnx-encoder-{name}", content, {**shapes, "ops": sorted(backends.model_ops("onnx", content))}))
+    bomb = craft.with_constant_bomb(enc_onnx, mf.STATE_H, (50_000, 50_000))
+    cases.append(("onnx-encoder-constant-of-a-huge-constant-size", bomb,
+                  {**shapes, "ops": sorted(backends.model_ops("onnx", bomb))}))
     return cases
 
 
@@ -80,7 +91,8 @@ def _real_models(bundles: Path) -> list[tuple[str, bytes, dict]]:
         manifest = mf.BundleManifest.load(bundles / name)
         for m in manifest.models:
             if m.variant in ("fp32", "int8"):
-                entry = {"format": m.format, "role": m.role, "ops": list(m.ops), "loop_limit": manifest.loop_limit(m.role)}
+                entry = {"format": m.format, "role": m.role, "ops": list(m.ops), "loop_limit": manifest.loop_limit(m.role),
+                         "inputs": [t.to_dict() for t in m.inputs], "row_limit": manifest.row_limit()}
                 cases.append((f"{name}-{m.path}", (bundles / name / m.path).read_bytes(), entry))
     return cases
 
@@ -90,10 +102,18 @@ MUST_PASS = {"onnx-loop-bound-over-64-bits",        # protobuf keeps a varint's 
              "tflite-fills-of-one-shared-size"}     # FILLs sized by a constant: many, but no size read from values
 
 
-def make(fixtures: Path) -> Path:
-    """Write FIXTURES/crafted/ (the model files and crafted.json) from the bundles under FIXTURES/bundles."""
+def _model_entry(case: dict):
+    """What ``loader.check_model_ops`` reads of a manifest entry, from a crafted case."""
     from types import SimpleNamespace
 
+    from seq2seq_edge.manifest import TensorSpec
+
+    return SimpleNamespace(format=case["format"], role=case["role"], ops=case["ops"],
+                           inputs=tuple(TensorSpec.from_dict(t) for t in case["inputs"]))
+
+
+def make(fixtures: Path) -> Path:
+    """Write FIXTURES/crafted/ (the model files and crafted.json) from the bundles under FIXTURES/bundles."""
     from seq2seq_edge.errors import BundleError
     from seq2seq_edge.loader import check_model_ops
 
@@ -107,7 +127,7 @@ def make(fixtures: Path) -> Path:
         file = f"{name}.{entry['format']}"
         (out / file).write_bytes(content)
         try:
-            check_model_ops(content, SimpleNamespace(**entry), file, entry["loop_limit"])
+            check_model_ops(content, _model_entry(entry), file, entry["loop_limit"], entry["row_limit"])
             error = None
         except BundleError as e:
             error = str(e)

@@ -347,8 +347,9 @@ def test_outputs_wider_than_the_contract_at_run_time_are_refused(digits_bundle, 
 
 
 @needs_onnx_package
-def test_a_memory_bomb_is_stopped_by_the_probes_limits(digits_bundle, tmp_path):
-    """An encoder that fills 10 GB (ConstantOfShape, an op the encoder may use) before it returns its state."""
+def test_a_memory_bomb_is_refused_by_the_shape_proof_and_stopped_by_the_probes_limits(digits_bundle, tmp_path):
+    """An encoder that fills 10 GB (ConstantOfShape, an op the encoder may use) before it returns its state: the
+    shape proof refuses it from the bytes; the probe, the second line, stops it within its limits on its own."""
     import onnx
     from onnx import TensorProto, helper
 
@@ -367,9 +368,12 @@ def test_a_memory_bomb_is_stopped_by_the_probes_limits(digits_bundle, tmp_path):
     ])
     content = proto.SerializeToString()
     resign(bundle, name, content, ops=sorted(backends.model_ops("onnx", content)))
-    started = time.monotonic()
     proc = s2s_limited("run", bundle, "7", "--backend", "onnx", cache=tmp_path / "cache", timeout=120)
-    assert_refused(proc, rf"{name}: .*(alloc|memory)")
+    assert_refused(proc, rf"{name}: holds a tensor \('bomb'\) of 2500000000 elements, more than the bundle's shapes "
+                         r"allow \(768 per batch row, 4096 in all without the batch; refused\)$")
+    started = time.monotonic()
+    with pytest.raises(BundleError, match=r"(alloc|memory)"):
+        probe._run_child("onnx", [(name, content, True)], 1)
     assert time.monotonic() - started < 60
 
 

@@ -76,8 +76,7 @@ def test_text_policy_answers_as_the_vectors_say(vectors):
 def test_crafted_models_are_judged_as_the_vectors_say(fixture_dir):
     """The crafted model files (tests/make_crafted.py) get the recorded verdict, message for message, from this
     install's reader: the JavaScript runtime is held to the same file."""
-    from types import SimpleNamespace
-
+    from make_crafted import _model_entry
     from seq2seq_edge.errors import BundleError
     from seq2seq_edge.loader import check_model_ops
 
@@ -87,10 +86,9 @@ def test_crafted_models_are_judged_as_the_vectors_say(fixture_dir):
     cases = json.loads(path.read_text(encoding="utf-8"))["cases"]
     assert sum(c["expect"] == "accepted" for c in cases) >= 30 and sum(c["expect"] == "refused" for c in cases) >= 20
     for case in cases:
-        entry = SimpleNamespace(format=case["format"], role=case["role"], ops=case["ops"])
         content = (path.parent / case["file"]).read_bytes()
         try:
-            check_model_ops(content, entry, case["file"], case["loop_limit"])
+            check_model_ops(content, _model_entry(case), case["file"], case["loop_limit"], case["row_limit"])
             got = None
         except BundleError as e:
             got = str(e)

@@ -351,3 +351,163 @@ def value_sized_problems(s: OnnxSummary) -> list[str]:
                                 "constants (it could allocate without bound; refused)")
                 break
     return problems
+
+
+# ---- the graphs as trees, for the shape proof (onnx_shapes) ----------------------------------------------------------
+#: Integer tensors up to this many elements keep their values (shape vectors, axes, indices, slice bounds).
+MAX_KEPT_INTS = 1024
+_ATTR_NAME, _ATTR_I, _ATTR_INTS = 1, 3, 8
+_NODE_NAME = 3
+_GRAPH_OUTPUT = 12
+_CONST_VALUE_INT, _CONST_VALUE_INTS = "value_int", "value_ints"
+
+
+@dataclass
+class Const:
+    """A tensor of the file: its dims, data type, and its values when it is a small integer tensor (else None)."""
+
+    dims: tuple[int, ...] | None   # None: not known (a sparse initializer)
+    data_type: int | None
+    ints: list[int] | None
+
+
+@dataclass
+class Node:
+    op: str                    # "domain:op" outside the default domain
+    inputs: list[str]
+    outputs: list[str]
+    #: Attributes by name: an int, a list of ints, a Const (t), a Graph (g), or None for any other kind.
+    attrs: dict
+
+
+@dataclass
+class Graph:
+    nodes: list[Node] = field(default_factory=list)
+    initializers: dict[str, Const] = field(default_factory=dict)
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+
+
+def _signed64(v: int) -> int:
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+def _const(buf: bytes) -> tuple[str, Const]:
+    name, dims, data_type, values, raw = "", [], None, [], None
+    for number, wire, value in fields(buf):
+        if number == _TENSOR_NAME and wire == 2:
+            name = _text(value)
+        elif number == _TENSOR_DIMS:
+            if wire == 0:
+                dims.append(_signed64(value))
+            elif wire == 2:
+                pos = 0
+                while pos < len(value):
+                    v, pos = _varint(value, pos)
+                    dims.append(_signed64(v))
+        elif number == _TENSOR_DATA_TYPE and wire == 0:
+            data_type = value
+        elif number in (_TENSOR_INT32_DATA, _TENSOR_INT64_DATA) and len(values) <= MAX_KEPT_INTS:
+            if wire == 0:
+                values.append(_signed64(value))
+            elif wire == 2:
+                pos = 0
+                while pos < len(value) and len(values) <= MAX_KEPT_INTS:
+                    v, pos = _varint(value, pos)
+                    values.append(_signed64(v))
+        elif number == _TENSOR_RAW_DATA and wire == 2:
+            raw = value
+    count = 1
+    for d in dims:
+        count *= max(d, 0)
+    ints = None
+    if data_type in (_INT32, _INT64) and count <= MAX_KEPT_INTS:
+        width = 4 if data_type == _INT32 else 8
+        if raw is not None and len(raw) == count * width:
+            ints = [int.from_bytes(raw[i:i + width], "little", signed=True) for i in range(0, len(raw), width)]
+        elif raw is None and len(values) == count:
+            ints = [v if data_type == _INT64 else (v & 0xFFFFFFFF) - ((v & 0x80000000) << 1) for v in values]
+    return name, Const(tuple(dims), data_type, ints)
+
+
+def _attr(buf: bytes, depth: int):
+    name, ints, kind = "", [], None
+    value = None
+    for number, wire, v in fields(buf):
+        if number == _ATTR_NAME and wire == 2:
+            name = _text(v)
+        elif number == _ATTR_I and wire == 0:
+            value, kind = _signed64(v), "i"
+        elif number == _ATTR_INTS:
+            kind = "ints"
+            if wire == 0:
+                ints.append(_signed64(v))
+            elif wire == 2:
+                pos = 0
+                while pos < len(v):
+                    x, pos = _varint(v, pos)
+                    ints.append(_signed64(x))
+        elif number == _ATTR_T and wire == 2:
+            value, kind = _const(v)[1], "t"
+        elif number == _ATTR_G and wire == 2:
+            value, kind = _tree(v, depth + 1), "g"
+    return name, (ints if kind == "ints" else value)
+
+
+def _tree_node(buf: bytes, depth: int) -> Node:
+    op, domain, inputs, outputs, attrs = "", "", [], [], {}
+    for number, wire, value in fields(buf):
+        if wire != 2:
+            continue
+        if number == _NODE_OP_TYPE:
+            op = _text(value)
+        elif number == _NODE_DOMAIN:
+            domain = _text(value)
+        elif number == _NODE_INPUT:
+            inputs.append(_text(value))
+        elif number == _NODE_OUTPUT:
+            outputs.append(_text(value))
+        elif number == _NODE_ATTRIBUTE:
+            name, v = _attr(value, depth)
+            attrs[name] = v  # the last attribute of a name counts, as ONNX Runtime's map keeps it
+    domain = "" if domain == "ai.onnx" else domain
+    return Node(f"{domain}:{op}" if domain else op, inputs, outputs, attrs)
+
+
+def _tree(buf: bytes, depth: int = 0) -> Graph:
+    if depth > _MAX_DEPTH:
+        raise WireError("subgraphs nested too deeply")
+    g = Graph()
+    for number, wire, value in fields(buf):
+        if wire != 2:
+            continue
+        if number == _GRAPH_NODE:
+            g.nodes.append(_tree_node(value, depth))
+        elif number == _GRAPH_INITIALIZER:
+            name, c = _const(value)
+            # a name defined twice has no one shape a proof can take (ONNX Runtime keeps one of them)
+            g.initializers[name] = c if name not in g.initializers else Const(None, None, None)
+        elif number == _GRAPH_SPARSE_INITIALIZER:
+            for n2, w2, v2 in fields(value):
+                if n2 == _SPARSE_VALUES and w2 == 2:
+                    g.initializers[_last_name(v2, _TENSOR_NAME)] = Const(None, None, None)
+        elif number == _GRAPH_INPUT:
+            g.inputs.append(_last_name(value, _VALUE_INFO_NAME))
+        elif number == _GRAPH_OUTPUT:
+            g.outputs.append(_last_name(value, _VALUE_INFO_NAME))
+    return g
+
+
+def graph_tree(content: bytes) -> Graph:
+    """The main graph as a tree of nodes, attributes and subgraphs (read after ``summarize`` accepted the file).
+    A graph field given twice is merged, as protobuf merges a singular message field."""
+    merged = Graph()
+    for number, wire, value in fields(memoryview(content)):
+        if number == _MODEL_GRAPH and wire == 2:
+            g = _tree(value)
+            merged.nodes += g.nodes
+            merged.inputs += g.inputs
+            merged.outputs += g.outputs
+            for name, c in g.initializers.items():
+                merged.initializers[name] = c if name not in merged.initializers else Const(None, None, None)
+    return merged

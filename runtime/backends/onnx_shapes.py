@@ -1,0 +1,557 @@
+"""The shape proof of an ONNX model: every tensor's shape worked out from the bytes, with the batch symbolic.
+
+A model's inputs have the contract's shapes (the batch, then constants). From them, each node's output shape
+follows from its op's rule; a size read from tensor values (``Expand``, ``ConstantOfShape``) must be a value the
+proof can compute: made of constants and input shapes. A dimension is a polynomial in the batch ``B`` with
+non-negative coefficients, exact or an upper bound (a slice of the batch axis is at most the slice's length). A
+Loop's body is worked out with its carried tensors' first shapes, and each carried tensor must leave the body with
+the shape it came in with: a loop cannot grow what it carries.
+
+The proof then bounds every tensor: its element count may grow at most linearly in the batch, by at most
+``row_limit`` elements per batch row, plus at most ``max(row_limit, the largest tensor of the file)`` elements that
+do not depend on the batch. Anything the proof cannot work out (an op it has no rule for, a size whose value it
+cannot compute, a carried tensor that changes shape) is refused: the runtime accepts what it can prove.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..options import MAX_BATCH_SIZE as MAX_BATCH
+from .onnx_wire import Const, Graph, Node
+
+_INT32, _INT64 = 6, 7
+_BOOL = 9
+_INT32_MAX = 2**31 - 1
+
+
+class ShapeError(ValueError):
+    """The proof cannot work out a shape, or a shape is larger than the contract allows."""
+
+
+# ---- dimensions: polynomials in the batch ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Dim:
+    """c[0] + c[1]·B + c[2]·B² + …; ``exact`` False when the real dimension is at most this. A constant may be
+    negative as a value (a slice bound, -1 in a reshape target), never as a dimension."""
+
+    c: tuple[int, ...]
+    exact: bool = True
+
+    @staticmethod
+    def of(n: int, exact: bool = True) -> "Dim":
+        return Dim((n,), exact)
+
+    @property
+    def const(self) -> int | None:
+        return self.c[0] if len(self.c) == 1 else None
+
+    def __mul__(self, other: "Dim") -> "Dim":
+        out = [0] * (len(self.c) + len(other.c) - 1)
+        for i, a in enumerate(self.c):
+            for j, b in enumerate(other.c):
+                out[i + j] += a * b
+        return _dim(out, self.exact and other.exact)
+
+    def __add__(self, other: "Dim") -> "Dim":
+        n = max(len(self.c), len(other.c))
+        return _dim([(self.c[i] if i < len(self.c) else 0) + (other.c[i] if i < len(other.c) else 0)
+                     for i in range(n)], self.exact and other.exact)
+
+    def at_most(self, other: "Dim") -> "Dim":
+        """An upper bound of both (coefficient by coefficient), exact only when both are the same exact dim."""
+        if self.exact and self.const is not None and self.const != 1:
+            return self  # broadcast with an exact dim other than 1: that dim, or the interpreter refuses
+        if other.exact and other.const is not None and other.const != 1:
+            return other
+        if self.c == other.c:
+            return Dim(self.c, self.exact and other.exact)
+        n = max(len(self.c), len(other.c))
+        return _dim([max(self.c[i] if i < len(self.c) else 0, other.c[i] if i < len(other.c) else 0)
+                     for i in range(n)], False)
+
+    def largest(self) -> int:
+        """The value at the largest batch the runtime runs."""
+        return sum(c * MAX_BATCH ** i for i, c in enumerate(self.c))
+
+    def __str__(self) -> str:
+        def term(i: int, c: int) -> str:
+            power = "" if i == 0 else "B" if i == 1 else f"B^{i}"
+            return f"{c}" if not power else power if c == 1 else f"{c}·{power}"
+        terms = [term(i, c) for i, c in enumerate(self.c) if c]
+        return " + ".join(reversed(terms)) or "0"
+
+
+def _dim(coefficients, exact: bool) -> Dim:
+    c = list(coefficients)
+    while len(c) > 1 and c[-1] == 0:
+        c.pop()
+    return Dim(tuple(c), exact)
+
+
+BATCH = Dim((0, 1))
+ONE = Dim.of(1)
+
+
+@dataclass
+class Tensor:
+    """A tensor's shape (None: not worked out), and its values when the proof can compute them (small integer
+    tensors made of constants and shapes: the sizes of Expand and ConstantOfShape)."""
+
+    shape: tuple[Dim, ...] | None
+    values: tuple[Dim, ...] | None = None
+
+
+def count(shape: tuple[Dim, ...]) -> Dim:
+    n = ONE
+    for d in shape:
+        n = n * d
+    return n
+
+
+def _nonneg(d: Dim) -> Dim:
+    """A dimension from a value: a negative constant is no allocation (the interpreter refuses it)."""
+    return Dim.of(0, d.exact) if d.const is not None and d.const < 0 else d
+
+
+# ---- the rules --------------------------------------------------------------------------------------------------------
+def _axis(axis: int, rank: int, op: str) -> int:
+    if not -rank <= axis < rank:
+        raise ShapeError(f"a {op} with axis {axis} of a rank-{rank} tensor")
+    return axis % rank
+
+
+def _broadcast(*shapes: tuple[Dim, ...]) -> tuple[Dim, ...]:
+    rank = max(len(s) for s in shapes)
+    out = []
+    for i in range(rank):
+        dims = [s[len(s) - rank + i] for s in shapes if len(s) - rank + i >= 0]
+        d = None
+        for x in dims:
+            if x.c == (1,) and x.exact:
+                continue
+            d = x if d is None else d.at_most(x)
+        out.append(d or ONE)
+    return tuple(out)
+
+
+def _slice_length(length: int, start: int, end: int, step: int) -> int:
+    """How many elements ONNX's Slice takes from an axis of ``length`` (the operator's clamping rules)."""
+    if step == 0:
+        raise ShapeError("a Slice with step 0")
+    start = start + length if start < 0 else start
+    end = end + length if end < 0 else end
+    if step > 0:
+        start, end = min(max(start, 0), length), min(max(end, 0), length)
+        return max(0, -(-(end - start) // step))
+    start, end = min(max(start, 0), length - 1), min(max(end, -1), length - 1)
+    return max(0, -(-(start - end) // -step))
+
+
+def _slice_indices(length: int, start: int, end: int, step: int) -> list[int]:
+    n = _slice_length(length, start, end, step)
+    start = start + length if start < 0 else start
+    first = min(max(start, 0), length) if step > 0 else min(max(start, 0), length - 1)
+    return [first + i * step for i in range(n)]
+
+
+class Prover:
+    """Works out every tensor of one model; ``problems`` lists what it refuses."""
+
+    def __init__(self, row_limit: int):
+        self.row_limit = row_limit
+        self.largest_constant = 0
+        self.problems: list[str] = []
+        self.checked: list[tuple[str, tuple[Dim, ...]]] = []
+
+    # -- constants and values
+    def const_tensor(self, c: Const) -> Tensor:
+        if c.dims is None or any(d < 0 for d in c.dims):
+            return Tensor(None)
+        shape = tuple(Dim.of(d) for d in c.dims)
+        n = 1
+        for d in c.dims:
+            n *= d
+        self.largest_constant = max(self.largest_constant, n)
+        values = tuple(Dim.of(v) for v in c.ints) if c.ints is not None else None
+        return Tensor(shape, values)
+
+    def known(self, t: Tensor | None, what: str, node: Node) -> tuple[Dim, ...]:
+        if t is None or t.values is None:
+            raise ShapeError(f"a {node.op} whose {what} the proof cannot compute from constants and input shapes")
+        return t.values
+
+    def ints(self, t: Tensor | None, what: str, node: Node) -> list[int]:
+        values = self.known(t, what, node)
+        if any(v.const is None for v in values):
+            raise ShapeError(f"a {node.op} whose {what} depends on the batch")
+        return [v.const for v in values]
+
+    # -- one graph
+    def graph(self, g: Graph, scope: dict[str, Tensor], where: str) -> dict[str, Tensor]:
+        """Works out ``g``'s nodes in order; ``scope`` holds what the graph sees (its inputs, outer names)."""
+        env = dict(scope)
+        for name, c in g.initializers.items():
+            env[name] = self.const_tensor(c)
+        for node in g.nodes:
+            try:
+                outputs = self.node(node, [env.get(i) if i else None for i in node.inputs], env)
+            except ShapeError as e:
+                raise ShapeError(f"{where}: {e}") from None
+            for name, t in zip(node.outputs, outputs):
+                if name:
+                    env[name] = t
+                    if t.shape is not None:
+                        self.checked.append((name, t.shape))
+        return env
+
+    def node(self, node: Node, ins: list[Tensor | None], env: dict[str, Tensor]) -> list[Tensor]:
+        op, a = node.op, node.attrs
+        for i, t in enumerate(ins):
+            if node.inputs[i] and (t is None or t.shape is None):
+                raise ShapeError(f"a {op} reads {node.inputs[i][:60]!r}, whose shape the proof does not know")
+        rule = _RULES.get(op)
+        if rule is None:
+            raise ShapeError(f"no shape rule for {op}")
+        out = rule(self, node, ins, a, env)
+        return out if isinstance(out, list) else [out]
+
+    # -- the bound on every tensor
+    def check_sizes(self) -> None:
+        const_limit = max(self.row_limit, self.largest_constant)
+        for name, shape in self.checked:
+            n = count(shape)
+            if len(n.c) > 2:
+                self.problems.append(f"holds a tensor ({name[:60]!r}) of {n} elements: it grows with a power of the "
+                                     "batch (the contract's tensors grow linearly; refused)")
+            elif (len(n.c) == 2 and n.c[1] > self.row_limit) or n.c[0] > const_limit:
+                self.problems.append(f"holds a tensor ({name[:60]!r}) of {n} elements, more than the bundle's "
+                                     f"shapes allow ({self.row_limit} per batch row, {const_limit} in all without "
+                                     "the batch; refused)")
+            else:
+                continue
+            if len(self.problems) >= 3:
+                return
+
+
+# Each rule: (prover, node, input tensors, attributes, environment) -> output tensor(s).
+def _same(p, node, ins, a, env):
+    return Tensor(ins[0].shape)
+
+
+def _cast(p, node, ins, a, env):
+    t = ins[0]
+    keep = a.get("to") in (_INT32, _INT64) and t.values is not None and all(
+        v.largest() <= _INT32_MAX and (v.const is None or -_INT32_MAX <= v.const) for v in t.values)
+    return Tensor(t.shape, t.values if keep else None)
+
+
+def _elementwise(p, node, ins, a, env):
+    return Tensor(_broadcast(*(t.shape for t in ins if t is not None)))
+
+
+def _matmul(p, node, ins, a, env):
+    x, y = ins[0].shape, ins[1].shape
+    if not x or not y:
+        raise ShapeError(f"a {node.op} of a scalar")
+    x2 = (ONE,) + x if len(x) == 1 else x
+    y2 = y + (ONE,) if len(y) == 1 else y
+    out = _broadcast(x2[:-2], y2[:-2]) + (x2[-2], y2[-1])
+    if len(x) == 1:
+        out = out[:-2] + out[-1:]
+    if len(y) == 1:
+        out = out[:-1]
+    return Tensor(out)
+
+
+def _gemm(p, node, ins, a, env):
+    x, y = ins[0].shape, ins[1].shape
+    if len(x) != 2 or len(y) != 2:
+        raise ShapeError("a Gemm of a tensor that is not a matrix")
+    m = x[1] if a.get("transA") else x[0]
+    n = y[0] if a.get("transB") else y[1]
+    return Tensor((m, n))
+
+
+def _gather(p, node, ins, a, env):
+    data, idx = ins[0], ins[1]
+    if not data.shape:
+        raise ShapeError("a Gather from a scalar")
+    axis = _axis(a.get("axis", 0), len(data.shape), "Gather")
+    shape = data.shape[:axis] + idx.shape + data.shape[axis + 1:]
+    values = None
+    if len(data.shape) == 1 and data.values is not None and idx.values is not None:
+        n = len(data.values)
+        picks = [v.const for v in idx.values]
+        if all(i is not None and -n <= i < n for i in picks):
+            values = tuple(data.values[i] for i in picks)
+    return Tensor(shape, values)
+
+
+def _split(p, node, ins, a, env):
+    shape = ins[0].shape
+    axis = _axis(a.get("axis", 0), len(shape), "Split")
+    n = len(node.outputs)
+    if len(ins) > 1 and ins[1] is not None:
+        sizes = p.ints(ins[1], "split sizes", node)
+    elif "split" in a:
+        sizes = list(a["split"])
+    else:
+        d = shape[axis]
+        sizes = None
+        part = _dim([-(-c // n) for c in d.c], d.exact and all(c % n == 0 for c in d.c))
+    if sizes is not None and len(sizes) != n:
+        raise ShapeError(f"a Split into {n} outputs with {len(sizes)} sizes")
+    return [Tensor(shape[:axis] + ((Dim.of(max(sizes[i], 0)) if sizes is not None else part),) + shape[axis + 1:])
+            for i in range(n)]
+
+
+def _concat(p, node, ins, a, env):
+    parts = [t for t in ins if t is not None]
+    rank = len(parts[0].shape)
+    if any(len(t.shape) != rank for t in parts):
+        raise ShapeError("a Concat of tensors of different ranks")
+    axis = _axis(a.get("axis", 0), rank, "Concat")
+    dims = []
+    for i in range(rank):
+        if i == axis:
+            d = parts[0].shape[i]
+            for t in parts[1:]:
+                d = d + t.shape[i]
+        else:
+            d = parts[0].shape[i]
+            for t in parts[1:]:
+                d = d.at_most(t.shape[i])
+        dims.append(d)
+    values = None
+    if rank == 1 and all(t.values is not None for t in parts):
+        values = tuple(v for t in parts for v in t.values)
+    return Tensor(tuple(dims), values)
+
+
+def _slice(p, node, ins, a, env):
+    data = ins[0]
+    rank = len(data.shape)
+    params = [t for t in ins[1:] if t is not None]
+    if any(t.values is None or any(v.const is None for v in t.values) for t in params):
+        # bounds read from tensor values: a slice is never larger than what it slices
+        return Tensor(tuple(Dim(d.c, False) for d in data.shape))
+    starts = p.ints(ins[1], "starts", node) if len(ins) > 1 else list(a.get("starts", []))
+    ends = p.ints(ins[2], "ends", node) if len(ins) > 2 else list(a.get("ends", []))
+    axes = p.ints(ins[3], "axes", node) if len(ins) > 3 and ins[3] is not None else list(
+        a.get("axes", range(len(starts))))
+    steps = p.ints(ins[4], "steps", node) if len(ins) > 4 and ins[4] is not None else [1] * len(starts)
+    if not len(starts) == len(ends) == len(axes) == len(steps):
+        raise ShapeError("a Slice whose starts, ends, axes and steps differ in length")
+    dims = list(data.shape)
+    values = data.values
+    for start, end, axis, step in zip(starts, ends, axes, steps):
+        axis = _axis(axis, rank, "Slice")
+        d = dims[axis]
+        if d.const is not None:
+            dims[axis] = Dim.of(_slice_length(d.const, start, end, step), d.exact)
+            if rank == 1 and values is not None and d.exact:
+                values = tuple(values[i] for i in _slice_indices(d.const, start, end, step))
+        elif step == 1 and start == 0 and end >= d.largest():
+            pass  # the whole axis, at any batch the runtime runs
+        elif step == 1 and 0 <= start < end:
+            dims[axis] = Dim.of(end - start, False)  # at most the slice's length
+        elif step == 1 and start < 0 and end >= d.largest():
+            dims[axis] = Dim.of(-start, False)  # the last -start elements at most
+        else:
+            dims[axis] = Dim(d.c, False)
+    if rank != 1 or any(not d.exact for d in dims):
+        values = None
+    return Tensor(tuple(dims), values)
+
+
+def _axes(p, node, ins, a, what="axes"):
+    if len(ins) > 1 and ins[1] is not None:
+        return p.ints(ins[1], what, node)
+    return list(a["axes"]) if a.get("axes") is not None else None
+
+
+def _squeeze(p, node, ins, a, env):
+    shape = ins[0].shape
+    axes = _axes(p, node, ins, a)
+    if axes is None:
+        if any(d.const is None or not d.exact for d in shape):
+            raise ShapeError("a Squeeze without axes of a tensor whose dimensions depend on the batch")
+        keep = [i for i, d in enumerate(shape) if d.const != 1]
+    else:
+        drop = {_axis(x, len(shape), "Squeeze") for x in axes}
+        keep = [i for i in range(len(shape)) if i not in drop]
+    values = ins[0].values if len(shape) <= 1 and ins[0].values is not None and len(ins[0].values) == 1 else None
+    return Tensor(tuple(shape[i] for i in keep), values)
+
+
+def _unsqueeze(p, node, ins, a, env):
+    shape = ins[0].shape
+    axes = _axes(p, node, ins, a)
+    if axes is None:
+        raise ShapeError("an Unsqueeze without axes")
+    rank = len(shape) + len(axes)
+    at = sorted({_axis(x, rank, "Unsqueeze") for x in axes})
+    if len(at) != len(axes):
+        raise ShapeError("an Unsqueeze with an axis given twice")
+    out, rest = [], iter(shape)
+    for i in range(rank):
+        out.append(ONE if i in at else next(rest))
+    values = ins[0].values if rank <= 1 else None
+    return Tensor(tuple(out), values)
+
+
+def _transpose(p, node, ins, a, env):
+    shape = ins[0].shape
+    perm = a.get("perm") or list(range(len(shape)))[::-1]
+    if sorted(perm) != list(range(len(shape))):
+        raise ShapeError("a Transpose whose perm is not a permutation of the axes")
+    return Tensor(tuple(shape[i] for i in perm))
+
+
+def _reshape(p, node, ins, a, env):
+    data = ins[0]
+    target = p.known(ins[1], "target shape", node)
+    total = count(data.shape)
+    dims, infer = [], None
+    for i, v in enumerate(target):
+        if v.const == -1:
+            if infer is not None:
+                raise ShapeError("a Reshape with two -1s")
+            infer = i
+            dims.append(None)
+        elif v.const == 0 and not a.get("allowzero"):
+            if i >= len(data.shape):
+                raise ShapeError("a Reshape that copies an axis its input does not have")
+            dims.append(data.shape[i])
+        elif v.const is not None and v.const < 0:
+            raise ShapeError(f"a Reshape to a negative dimension {v.const}")
+        else:
+            dims.append(v)
+    if infer is not None:
+        known = count([d for d in dims if d is not None])
+        dims[infer] = _divide(total, known)
+    values = data.values if len(dims) <= 1 else None
+    return Tensor(tuple(dims), values)
+
+
+def _divide(total: Dim, by: Dim) -> Dim:
+    """total / by for Reshape's -1: exact when both are exact and it divides; otherwise the total bounds it."""
+    if total.exact and by.exact:
+        k = next((i for i, c in enumerate(by.c) if c), None)
+        if k is not None and by.c[k + 1:] == tuple(0 for _ in by.c[k + 1:]) and all(c == 0 for c in total.c[:k]) \
+                and all(c % by.c[k] == 0 for c in total.c[k:]):
+            return _dim([c // by.c[k] for c in total.c[k:]], True)
+    return Dim(total.c, False)
+
+
+def _shape(p, node, ins, a, env):
+    dims = ins[0].shape
+    start, end = a.get("start", 0), a.get("end", len(dims))
+    picked = dims[slice(start, end)]
+    return Tensor((Dim.of(len(picked)),), tuple(picked))
+
+
+def _constant_of_shape(p, node, ins, a, env):
+    return Tensor(tuple(_nonneg(v) for v in p.known(ins[0], "size", node)))
+
+
+def _expand(p, node, ins, a, env):
+    size = tuple(_nonneg(v) for v in p.known(ins[1], "size", node))
+    return Tensor(_broadcast(ins[0].shape, size))
+
+
+def _reduce(p, node, ins, a, env):
+    shape = ins[0].shape
+    axes = _axes(p, node, ins, a)
+    keep = a.get("keepdims", 1)
+    if not axes:
+        if a.get("noop_with_empty_axes") and axes is not None:
+            return Tensor(shape)
+        axes = range(len(shape))
+    drop = {_axis(x, len(shape), node.op) for x in axes}
+    out = tuple(ONE if i in drop else d for i, d in enumerate(shape) if keep or i not in drop)
+    return Tensor(out)
+
+
+def _argmax(p, node, ins, a, env):
+    shape = ins[0].shape
+    axis = _axis(a.get("axis", 0), len(shape), node.op)
+    keep = a.get("keepdims", 1)
+    return Tensor(tuple(ONE if i == axis else d for i, d in enumerate(shape) if keep or i != axis))
+
+
+def _dynamic_quantize(p, node, ins, a, env):
+    return [Tensor(ins[0].shape), Tensor(()), Tensor(())]
+
+
+def _constant(p, node, ins, a, env):
+    if isinstance(a.get("value"), Const):
+        return p.const_tensor(a["value"])
+    if isinstance(a.get("value_int"), int):
+        return Tensor((), (Dim.of(a["value_int"]),))
+    if isinstance(a.get("value_ints"), list):
+        return Tensor((Dim.of(len(a["value_ints"])),), tuple(Dim.of(v) for v in a["value_ints"]))
+    raise ShapeError("a Constant of a kind the proof does not read (value, value_int, value_ints)")
+
+
+def _loop(p, node, ins, a, env):
+    body = a.get("body")
+    if not isinstance(body, Graph):
+        raise ShapeError("a Loop without a body graph")
+    carried = ins[2:]
+    if len(body.inputs) != 2 + len(carried) or len(body.outputs) < 1 + len(carried):
+        raise ShapeError("a Loop whose body's inputs and outputs do not match its carried tensors")
+    scope = dict(env)
+    scope[body.inputs[0]] = Tensor(())                      # the iteration number
+    scope[body.inputs[1]] = Tensor(())                      # the condition
+    for name, t in zip(body.inputs[2:], carried):
+        scope[name] = Tensor(t.shape)                       # values change from step to step
+    inner = p.graph(body, scope, "its Loop body")
+    for name, first, out_name in zip(body.inputs[2:], carried, body.outputs[1:]):
+        after = inner.get(out_name)
+        if after is None or after.shape is None or len(after.shape) != len(first.shape) or any(
+                x.c != y.c or not (x.exact and y.exact) for x, y in zip(first.shape, after.shape)):
+            raise ShapeError(f"a Loop whose body changes the shape of the tensor it carries as {name[:60]!r} (a loop "
+                             "may not grow what it carries)")
+    trips = ins[0].values[0] if ins[0] is not None and ins[0].values else None
+    outs = [Tensor(t.shape) for t in carried]
+    for out_name in body.outputs[1 + len(carried):]:          # scan outputs: one slice per iteration
+        step = inner.get(out_name)
+        if trips is None or trips.const is None or step is None or step.shape is None:
+            raise ShapeError("a Loop with a scan output whose size the proof cannot bound")
+        outs.append(Tensor((Dim.of(max(trips.const, 0), False),) + step.shape))
+    return outs
+
+
+_RULES = {
+    "Identity": _same, "Sigmoid": _same, "Tanh": _same, "Not": _same, "Softmax": _same,
+    "QuantizeLinear": _same, "DequantizeLinear": _same,
+    "Cast": _cast,
+    "Add": _elementwise, "Sub": _elementwise, "Mul": _elementwise, "Equal": _elementwise, "Less": _elementwise,
+    "Greater": _elementwise, "And": _elementwise, "Or": _elementwise, "Where": _elementwise,
+    "MatMul": _matmul, "MatMulInteger": _matmul, "Gemm": _gemm, "Gather": _gather, "Split": _split,
+    "Concat": _concat, "Slice": _slice, "Squeeze": _squeeze, "Unsqueeze": _unsqueeze, "Transpose": _transpose,
+    "Reshape": _reshape, "Shape": _shape, "ConstantOfShape": _constant_of_shape, "Expand": _expand,
+    "ReduceSum": _reduce, "ReduceMax": _reduce, "ArgMax": _argmax, "DynamicQuantizeLinear": _dynamic_quantize,
+    "Constant": _constant, "Loop": _loop,
+}
+
+
+def prove(g: Graph, inputs: dict[str, tuple[int, ...]], row_limit: int) -> list[str]:
+    """Problems with ``g``'s shapes (empty: every tensor is proved within bounds). ``inputs`` maps each contract
+    input to its shape (-1: the batch); ``row_limit`` bounds the elements of any tensor per batch row."""
+    p = Prover(row_limit)
+    scope = {}
+    for name in g.inputs:
+        if name in g.initializers:
+            continue  # an input with a default value: ONNX Runtime feeds the initializer unless given one
+        if name not in inputs:
+            return [f"has an input {name[:60]!r} the contract does not name (its shape cannot be proved)"]
+        scope[name] = Tensor(tuple(BATCH if d == -1 else Dim.of(d) for d in inputs[name]))
+    try:
+        p.graph(g, scope, "the main graph")
+    except ShapeError as e:
+        return [f"cannot prove its shapes: {e} (refused: the runtime runs what it can bound)"]
+    p.check_sizes()
+    return p.problems
