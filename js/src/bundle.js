@@ -101,7 +101,7 @@ export async function loadBundle({ readFile, sha256 = webCryptoSha256, engine, v
     }
     contents.push(bytes);
   }
-  entries.forEach((entry, i) => checkModelOps(contents[i], entry, where(entry.path), manifest.loopLimit(entry.role)));
+  entries.forEach((entry, i) => checkModelOps(contents[i], entry, where(entry.path), manifest.loopLimit(entry.role), manifest.rowLimit()));
   const models = [];
   for (let i = 0; i < entries.length; i++) {
     const entry = entries[i];

@@ -156,6 +156,14 @@ export class BundleManifest {
     return 0;
   }
 
+  /** The most elements any tensor of this bundle's models may hold per batch row (Python's BundleManifest.row_limit,
+   * the shape proof's bound): four times the longest sequence times the widest vector. */
+  rowLimit() {
+    const longest = Math.max(this.encoderTimeSteps, this.maxOutputTokens + 1);
+    const widest = Math.max(this.latentDim, this.encoderOutputDim ?? 0, this.targetVocab.tokens.length, this.inputVocab.tokens.length);
+    return 4 * longest * widest;
+  }
+
   /** Variants of `format` with both an encoder and a decoder step. */
   variants(format) {
     const order = format === 'tflite' ? ['fp32', 'fp16', 'int8'] : ['fp32', 'int8'];

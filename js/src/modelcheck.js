@@ -5,6 +5,7 @@ import schema from './manifest.schema.json' with { type: 'json' };
 import { BundleError } from './errors.js';
 import { byCodePoint, pyRepr } from './text.js';
 import * as onnx from './wire/onnx.js';
+import { proveShapes } from './wire/onnx_shapes.js';
 import * as tflite from './wire/tflite.js';
 
 const ALLOWED_OPS = schema['x-contract'].allowed_ops;
@@ -51,8 +52,10 @@ export function inspectModel(format, bytes) {
 }
 
 /** A model's real operators, read from its bytes, must be ones its role allows and the manifest's list, and each
- * of its loops (proved bounded from the bytes) may run at most `loopLimit` times; BundleError naming `where`. */
-export function checkModelOps(bytes, entry, where, loopLimit) {
+ * of its loops (proved bounded from the bytes) may run at most `loopLimit` times; with `rowLimit`
+ * (BundleManifest.rowLimit), an ONNX model's shapes are also proved from the entry's input shapes, every tensor
+ * within that many elements per batch row (wire/onnx_shapes.js). BundleError naming `where`. */
+export function checkModelOps(bytes, entry, where, loopLimit, rowLimit = null) {
   let real, bounds;
   try { ({ ops: real, bounds } = inspectModel(entry.format, bytes)); } catch (e) {
     if (e instanceof BundleError) throw new BundleError(e.problems, where);
@@ -71,4 +74,14 @@ export function checkModelOps(bytes, entry, where, loopLimit) {
     problems.push(`its operators ${pyList(sorted(real).slice(0, 20))} differ from the manifest's list ${pyList(sorted(entry.ops ?? []).slice(0, 20))}`);
   }
   if (problems.length) throw new BundleError(problems, where);
+  if (rowLimit !== null && entry.format === 'onnx') { // only operators the role allows: each has a shape rule
+    let tree;
+    try { tree = onnx.graphTree(bytes); } catch (e) {
+      if (e instanceof onnx.WireError) throw new BundleError(`not a valid ONNX model (${e.message})`, where);
+      throw e;
+    }
+    const inputs = new Map((entry.inputs ?? []).map((t) => [t.name, t.shape]));
+    const shapeProblems = proveShapes(tree, inputs, rowLimit);
+    if (shapeProblems.length) throw new BundleError(shapeProblems, where);
+  }
 }

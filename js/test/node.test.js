@@ -451,7 +451,7 @@ describe('crafted model files are judged from their bytes as the Python runtime 
     test(c.name, () => {
       const bytes = new Uint8Array(readFileSync(path.join(dir, c.file)));
       let got = null;
-      try { checkModelOps(bytes, c, c.file, c.loop_limit); } catch (e) {
+      try { checkModelOps(bytes, c, c.file, c.loop_limit, c.row_limit); } catch (e) {
         assert.ok(e instanceof BundleError, `${e?.name}: ${e?.message}`);
         got = e.message;
       }

@@ -255,3 +255,117 @@ export function valueSizedProblems(s) {
   }
   return problems;
 }
+
+// ---- the graphs as trees, for the shape proof (onnx_shapes.js; Python: onnx_wire.graph_tree) ----------------------
+/** Integer tensors up to this many elements keep their values (shape vectors, axes, indices, slice bounds). */
+export const MAX_KEPT_INTS = 1024;
+const ATTR_FIELD = { name: 1, i: 3, ints: 8 };
+const GRAPH_OUTPUT = 12;
+const signed64 = (v) => BigInt.asIntN(64, v);
+
+/** Every varint of a packed field, as signed 64-bit BigInts, stopping after `limit` of them (Infinity: all). */
+function packed(value, limit = Infinity) {
+  const out = [];
+  for (let p = 0; p < value.length && out.length < limit;) { let v; [, v, p] = varint(value, p); out.push(signed64(v)); }
+  return out;
+}
+
+/** [name, {dims: BigInt[] | null, dataType, ints: BigInt[] | null}] of a TensorProto. */
+function constTensor(buf) {
+  let name = '', dataType = null, raw = null;
+  const dims = [], values = [];
+  for (const [number, wire, value, big] of fields(buf)) {
+    if (number === TENSOR.name && wire === 2) name = text(value);
+    else if (number === TENSOR.dims) {
+      if (wire === 0) dims.push(signed64(big));
+      else if (wire === 2) dims.push(...packed(value));
+    } else if (number === TENSOR.dataType && wire === 0) dataType = value;
+    else if ((number === TENSOR.int32Data || number === TENSOR.int64Data) && values.length <= MAX_KEPT_INTS) {
+      if (wire === 0) values.push(signed64(big));
+      else if (wire === 2) values.push(...packed(value, MAX_KEPT_INTS + 1 - values.length));
+    } else if (number === TENSOR.rawData && wire === 2) raw = value;
+  }
+  let n = 1n;
+  for (const d of dims) n *= d > 0n ? d : 0n;
+  let ints = null;
+  if ((dataType === INT32 || dataType === INT64) && n <= BigInt(MAX_KEPT_INTS)) {
+    const width = dataType === INT32 ? 4 : 8;
+    if (raw !== null && raw.length === Number(n) * width) {
+      const view = new DataView(raw.buffer, raw.byteOffset, raw.length);
+      ints = [];
+      for (let i = 0; i < raw.length; i += width) ints.push(width === 4 ? BigInt(view.getInt32(i, true)) : view.getBigInt64(i, true));
+    } else if (raw === null && BigInt(values.length) === n) {
+      ints = values.map((v) => (dataType === INT64 ? v : BigInt.asIntN(32, v)));
+    }
+  }
+  return [name, { dims, dataType, ints }];
+}
+
+const UNKNOWN = Object.freeze({ dims: null, dataType: null, ints: null });
+
+/** [name, value] of an AttributeProto: a BigInt (i), BigInt[] (ints), a tensor (t), a graph (g), or null. */
+function treeAttribute(buf, depth) {
+  let name = '', kind = null, value = null;
+  const ints = [];
+  for (const [number, wire, v, big] of fields(buf)) {
+    if (number === ATTR_FIELD.name && wire === 2) name = text(v);
+    else if (number === ATTR_FIELD.i && wire === 0) { value = signed64(big); kind = 'i'; }
+    else if (number === ATTR_FIELD.ints) {
+      kind = 'ints';
+      if (wire === 0) ints.push(signed64(big));
+      else if (wire === 2) ints.push(...packed(v));
+    } else if (number === ATTR.t && wire === 2) { value = constTensor(v)[1]; kind = 't'; }
+    else if (number === ATTR.g && wire === 2) { value = tree(v, depth + 1); kind = 'g'; }
+  }
+  return [name, kind === 'ints' ? ints : value];
+}
+
+function treeNode(buf, depth) {
+  let op = '', domain = '';
+  const inputs = [], outputs = [], attrs = new Map();
+  for (const [number, wire, value] of fields(buf)) {
+    if (wire !== 2) continue;
+    if (number === NODE.opType) op = text(value);
+    else if (number === NODE.domain) domain = text(value);
+    else if (number === NODE.input) inputs.push(text(value));
+    else if (number === NODE.output) outputs.push(text(value));
+    else if (number === NODE.attribute) { const [name, v] = treeAttribute(value, depth); attrs.set(name, v); }
+  }
+  if (domain === 'ai.onnx') domain = '';
+  return { op: domain ? `${domain}:${op}` : op, inputs, outputs, attrs };
+}
+
+function newTree() { return { nodes: [], initializers: new Map(), inputs: [], outputs: [] }; }
+
+function tree(buf, depth = 0) {
+  if (depth > MAX_DEPTH) throw new WireError('subgraphs nested too deeply');
+  const g = newTree();
+  for (const [number, wire, value] of fields(buf)) {
+    if (wire !== 2) continue;
+    if (number === GRAPH.node) g.nodes.push(treeNode(value, depth));
+    else if (number === GRAPH.initializer) {
+      const [name, c] = constTensor(value);
+      // a name defined twice has no one shape a proof can take (ONNX Runtime keeps one of them)
+      g.initializers.set(name, g.initializers.has(name) ? UNKNOWN : c);
+    } else if (number === GRAPH.sparseInitializer) {
+      for (const [n2, w2, v2] of fields(value)) if (n2 === SPARSE.values && w2 === 2) g.initializers.set(lastName(v2, TENSOR.name), UNKNOWN);
+    } else if (number === GRAPH.input) g.inputs.push(lastName(value, 1));
+    else if (number === GRAPH_OUTPUT) g.outputs.push(lastName(value, 1));
+  }
+  return g;
+}
+
+/** The main graph as a tree of nodes, attributes and subgraphs (read after summarize() accepted the file); a graph
+ * field given twice is merged, as protobuf merges a singular message field. */
+export function graphTree(bytes) {
+  const merged = newTree();
+  for (const [number, wire, value] of fields(bytes)) {
+    if (number !== MODEL.graph || wire !== 2) continue;
+    const g = tree(value);
+    merged.nodes.push(...g.nodes);
+    merged.inputs.push(...g.inputs);
+    merged.outputs.push(...g.outputs);
+    for (const [name, c] of g.initializers) merged.initializers.set(name, merged.initializers.has(name) ? UNKNOWN : c);
+  }
+  return merged;
+}

@@ -1,0 +1,515 @@
+// The shape proof of an ONNX model: every tensor's shape worked out from the bytes, with the batch symbolic. The
+// Python runtime's runtime/backends/onnx_shapes.py, rule for rule and message for message (the shared crafted
+// files hold both to it): a dimension is a polynomial in the batch B (BigInt coefficients), exact or an upper
+// bound; a Loop must leave what it carries at the shape it came in with; every tensor must grow at most linearly
+// in the batch, within rowLimit elements per batch row, and within max(rowLimit, the file's largest constant)
+// elements without it. What the proof cannot work out is refused.
+import { pyRepr } from '../text.js';
+import { MAX_KEPT_INTS, display } from './onnx.js';
+
+const INT32 = 6n, INT64 = 7n;
+const INT32_MAX = 2n ** 31n - 1n;
+/** The batch the proof assumes at most (the runtime's batch limit, options.MAX_BATCH_SIZE in Python). */
+const MAX_BATCH = 4096n;
+/** Dimensions of any tensor (the exporter's have at most 3): a bound on the proof's own work per tensor. */
+export const MAX_RANK = 16;
+const MAX_VALUES = MAX_KEPT_INTS;
+
+export class ShapeError extends Error {}
+
+const name60 = (name) => pyRepr(Array.from(display(name)).slice(0, 60).join(''));
+const bmax = (a, b) => (a > b ? a : b);
+const floorDiv = (a, b) => { const q = a / b; return (a % b !== 0n && (a < 0n) !== (b < 0n)) ? q - 1n : q; };
+const ceilDiv = (a, b) => -floorDiv(-a, b);
+
+// ---- dimensions: polynomials in the batch ----------------------------------------------------------------------
+function dim(coefficients, exact = true) {
+  const c = [...coefficients];
+  while (c.length > 1 && c.at(-1) === 0n) c.pop();
+  return { c, exact };
+}
+const of = (n, exact = true) => ({ c: [BigInt(n)], exact });
+const constOf = (d) => (d.c.length === 1 ? d.c[0] : null);
+const sameC = (x, y) => x.c.length === y.c.length && x.c.every((v, i) => v === y.c[i]);
+const BATCH = Object.freeze({ c: [0n, 1n], exact: true });
+const ONE = Object.freeze({ c: [1n], exact: true });
+
+function mul(x, y) {
+  const out = new Array(x.c.length + y.c.length - 1).fill(0n);
+  x.c.forEach((a, i) => y.c.forEach((b, j) => { out[i + j] += a * b; }));
+  return dim(out, x.exact && y.exact);
+}
+function add(x, y) {
+  const n = Math.max(x.c.length, y.c.length);
+  return dim(Array.from({ length: n }, (_, i) => (x.c[i] ?? 0n) + (y.c[i] ?? 0n)), x.exact && y.exact);
+}
+/** An upper bound of both; an exact constant other than 1 is what a broadcast or a concatenation gives (or fails). */
+function atMost(x, y) {
+  if (x.exact && constOf(x) !== null && constOf(x) !== 1n) return x;
+  if (y.exact && constOf(y) !== null && constOf(y) !== 1n) return y;
+  if (sameC(x, y)) return { c: x.c, exact: x.exact && y.exact };
+  const n = Math.max(x.c.length, y.c.length);
+  return dim(Array.from({ length: n }, (_, i) => bmax(x.c[i] ?? 0n, y.c[i] ?? 0n)), false);
+}
+const largest = (d) => d.c.reduce((sum, c, i) => sum + c * MAX_BATCH ** BigInt(i), 0n);
+
+function show(d) {
+  const terms = [];
+  d.c.forEach((c, i) => {
+    if (!c) return;
+    const power = i === 0 ? '' : i === 1 ? 'B' : `B^${i}`;
+    terms.push(!power ? `${c}` : c === 1n ? power : `${c}·${power}`);
+  });
+  return terms.reverse().join(' + ') || '0';
+}
+
+function count(shape) { let n = ONE; for (const d of shape) n = mul(n, d); return n; }
+const nonneg = (d) => (constOf(d) !== null && constOf(d) < 0n ? of(0n, d.exact) : d);
+const tensor = (shape, values = null) => ({ shape, values });
+
+// ---- attributes -----------------------------------------------------------------------------------------------
+function intAttr(a, name, fallback) {
+  const v = a.has(name) ? a.get(name) : BigInt(fallback);
+  if (typeof v !== 'bigint') throw new ShapeError(`an attribute ${pyRepr(name)} that is not an integer`);
+  return v;
+}
+function intsAttr(a, name, fallback = null) {
+  if (!a.has(name)) return fallback;
+  const v = a.get(name);
+  if (!Array.isArray(v) || v.some((x) => typeof x !== 'bigint')) throw new ShapeError(`an attribute ${pyRepr(name)} that is not a list of integers`);
+  return [...v];
+}
+
+function axisOf(axis, rank, op) {
+  const r = BigInt(rank);
+  if (!(-r <= axis && axis < r)) throw new ShapeError(`a ${op} with axis ${axis} of a rank-${rank} tensor`);
+  return Number(((axis % r) + r) % r);
+}
+
+function broadcast(...shapes) {
+  const rank = Math.max(...shapes.map((s) => s.length));
+  const out = [];
+  for (let i = 0; i < rank; i++) {
+    let d = null;
+    for (const s of shapes) {
+      const j = s.length - rank + i;
+      if (j < 0) continue;
+      const x = s[j];
+      if (sameC(x, ONE) && x.exact) continue;
+      d = d === null ? x : atMost(d, x);
+    }
+    out.push(d ?? ONE);
+  }
+  return out;
+}
+
+function sliceLength(length, start, end, step) {
+  if (step === 0n) throw new ShapeError('a Slice with step 0');
+  if (start < 0n) start += length;
+  if (end < 0n) end += length;
+  const clamp = (v, lo, hi) => (v < lo ? lo : v > hi ? hi : v);
+  if (step > 0n) {
+    start = clamp(start, 0n, length); end = clamp(end, 0n, length);
+    return bmax(0n, ceilDiv(end - start, step));
+  }
+  start = clamp(start, 0n, length - 1n); end = clamp(end, -1n, length - 1n);
+  return bmax(0n, ceilDiv(start - end, -step));
+}
+
+function sliceIndices(length, start, end, step) {
+  const n = sliceLength(length, start, end, step);
+  if (start < 0n) start += length;
+  const first = step > 0n ? (start < 0n ? 0n : start > length ? length : start) : (start < 0n ? 0n : start > length - 1n ? length - 1n : start);
+  return Array.from({ length: Number(n) }, (_, i) => first + BigInt(i) * step);
+}
+
+/** Python's list[start:end] for ints. */
+function pySlice(items, start, end) {
+  const n = BigInt(items.length);
+  const norm = (v) => { if (v < 0n) v += n; return Number(v < 0n ? 0n : v > n ? n : v); };
+  return items.slice(norm(start), norm(end));
+}
+
+// ---- the prover ---------------------------------------------------------------------------------------------------
+class Prover {
+  constructor(rowLimit) {
+    this.rowLimit = BigInt(rowLimit);
+    this.largestConstant = 0n;
+    this.problems = [];
+    this.checked = [];
+  }
+
+  constTensor(c) {
+    if (c.dims === null || c.dims.some((d) => d < 0n) || c.dims.length > MAX_RANK) return tensor(null);
+    let n = 1n;
+    for (const d of c.dims) n *= d;
+    this.largestConstant = bmax(this.largestConstant, n);
+    return tensor(c.dims.map((d) => of(d)), c.ints === null ? null : c.ints.map((v) => of(v)));
+  }
+
+  known(t, what, node) {
+    if (t === null || t.values === null) throw new ShapeError(`a ${display(node.op)} whose ${what} the proof cannot compute from constants and input shapes`);
+    return t.values;
+  }
+
+  ints(t, what, node) {
+    const values = this.known(t, what, node);
+    if (values.some((v) => constOf(v) === null)) throw new ShapeError(`a ${display(node.op)} whose ${what} depends on the batch`);
+    return values.map(constOf);
+  }
+
+  graph(g, scope, where) {
+    const env = new Map(scope);
+    for (const [name, c] of g.initializers) env.set(name, this.constTensor(c));
+    for (const node of g.nodes) {
+      let outputs;
+      try {
+        outputs = this.node(node, node.inputs.map((i) => (i ? env.get(i) ?? null : null)), env);
+      } catch (e) {
+        if (e instanceof ShapeError) throw new ShapeError(`${where}: ${e.message}`);
+        throw e;
+      }
+      node.outputs.forEach((name, i) => {
+        const t = outputs[i];
+        if (t === undefined) return;
+        if (t.shape !== null && t.shape.length > MAX_RANK) {
+          throw new ShapeError(`${where}: a ${display(node.op)} whose output has ${t.shape.length} dimensions (at most ${MAX_RANK})`);
+        }
+        if (name) {
+          env.set(name, t);
+          if (t.shape !== null) this.checked.push([name, t.shape]);
+        }
+      });
+    }
+    return env;
+  }
+
+  node(node, ins, env) {
+    const op = node.op;
+    ins.forEach((t, i) => {
+      if (node.inputs[i] && (t === null || t.shape === null)) throw new ShapeError(`a ${display(op)} reads ${name60(node.inputs[i])}, whose shape the proof does not know`);
+    });
+    const rule = RULES.get(op);
+    if (!rule) throw new ShapeError(`no shape rule for ${display(op)}`);
+    const needed = INPUTS_NEEDED.get(op) ?? 1;
+    if (ins.length < needed || ins.slice(0, needed).some((t) => t === null) || !node.outputs.length) {
+      throw new ShapeError(`a ${display(op)} without the inputs and outputs it needs`);
+    }
+    let out;
+    try { out = rule(this, node, ins, node.attrs, env); } catch (e) {
+      if (e instanceof ShapeError) throw e;
+      if (e instanceof RangeError && /call stack/.test(e.message)) throw e;
+      throw new ShapeError(`a malformed ${display(op)}`);
+    }
+    return Array.isArray(out) ? out : [out];
+  }
+
+  checkSizes() {
+    const constLimit = bmax(this.rowLimit, this.largestConstant);
+    for (const [name, shape] of this.checked) {
+      const n = count(shape);
+      if (n.c.length > 2) {
+        this.problems.push(`holds a tensor (${name60(name)}) of ${show(n)} elements: it grows with a power of the batch (the contract's tensors grow linearly; refused)`);
+      } else if ((n.c.length === 2 && n.c[1] > this.rowLimit) || n.c[0] > constLimit) {
+        this.problems.push(`holds a tensor (${name60(name)}) of ${show(n)} elements, more than the bundle's shapes allow (${this.rowLimit} per batch row, ${constLimit} in all without the batch; refused)`);
+      } else continue;
+      if (this.problems.length >= 3) return;
+    }
+  }
+}
+
+// ---- the rules: (prover, node, inputs, attributes, environment) -> tensor(s) -----------------------------------------
+const same = (p, node, ins) => tensor(ins[0].shape);
+
+function cast(p, node, ins, a) {
+  const t = ins[0];
+  const to = intAttr(a, 'to', 0);
+  const keep = (to === INT32 || to === INT64) && t.values !== null
+    && t.values.every((v) => largest(v) <= INT32_MAX && (constOf(v) === null || -INT32_MAX <= constOf(v)));
+  return tensor(t.shape, keep ? t.values : null);
+}
+
+const elementwise = (p, node, ins) => tensor(broadcast(...ins.filter((t) => t !== null).map((t) => t.shape)));
+
+function matmul(p, node, ins) {
+  const x = ins[0].shape, y = ins[1].shape;
+  if (!x.length || !y.length) throw new ShapeError(`a ${display(node.op)} of a scalar`);
+  const x2 = x.length === 1 ? [ONE, ...x] : x;
+  const y2 = y.length === 1 ? [...y, ONE] : y;
+  let out = [...broadcast(x2.slice(0, -2), y2.slice(0, -2)), x2.at(-2), y2.at(-1)];
+  if (x.length === 1) out = [...out.slice(0, -2), ...out.slice(-1)];
+  if (y.length === 1) out = out.slice(0, -1);
+  return tensor(out);
+}
+
+function gemm(p, node, ins, a) {
+  const x = ins[0].shape, y = ins[1].shape;
+  if (x.length !== 2 || y.length !== 2) throw new ShapeError('a Gemm of a tensor that is not a matrix');
+  const m = intAttr(a, 'transA', 0) ? x[1] : x[0];
+  const n = intAttr(a, 'transB', 0) ? y[0] : y[1];
+  return tensor([m, n]);
+}
+
+function gather(p, node, ins, a) {
+  const [data, idx] = ins;
+  if (!data.shape.length) throw new ShapeError('a Gather from a scalar');
+  const axis = axisOf(intAttr(a, 'axis', 0), data.shape.length, 'Gather');
+  const shape = [...data.shape.slice(0, axis), ...idx.shape, ...data.shape.slice(axis + 1)];
+  let values = null;
+  if (data.shape.length === 1 && data.values !== null && idx.values !== null) {
+    const n = BigInt(data.values.length);
+    const picks = idx.values.map(constOf);
+    if (picks.every((i) => i !== null && -n <= i && i < n)) values = picks.map((i) => data.values[Number(i < 0n ? i + n : i)]);
+  }
+  return tensor(shape, values);
+}
+
+function split(p, node, ins, a) {
+  const shape = ins[0].shape;
+  const axis = axisOf(intAttr(a, 'axis', 0), shape.length, 'Split');
+  const n = node.outputs.length;
+  let sizes = null, part = null;
+  if (ins.length > 1 && ins[1] !== null) sizes = p.ints(ins[1], 'split sizes', node);
+  else if (a.has('split')) sizes = intsAttr(a, 'split');
+  else {
+    const d = shape[axis], bn = BigInt(n);
+    part = dim(d.c.map((c) => ceilDiv(c, bn)), d.exact && d.c.every((c) => c % bn === 0n));
+  }
+  if (sizes !== null && sizes.length !== n) throw new ShapeError(`a Split into ${n} outputs with ${sizes.length} sizes`);
+  return Array.from({ length: n }, (_, i) => tensor([...shape.slice(0, axis), sizes !== null ? of(bmax(sizes[i], 0n)) : part, ...shape.slice(axis + 1)]));
+}
+
+function concat(p, node, ins, a) {
+  const parts = ins.filter((t) => t !== null);
+  const rank = parts[0].shape.length;
+  if (parts.some((t) => t.shape.length !== rank)) throw new ShapeError('a Concat of tensors of different ranks');
+  const axis = axisOf(intAttr(a, 'axis', 0), rank, 'Concat');
+  const dims = [];
+  for (let i = 0; i < rank; i++) {
+    let d = parts[0].shape[i];
+    for (const t of parts.slice(1)) d = i === axis ? add(d, t.shape[i]) : atMost(d, t.shape[i]);
+    dims.push(d);
+  }
+  let values = null;
+  if (rank === 1 && parts.every((t) => t.values !== null) && parts.reduce((s, t) => s + t.values.length, 0) <= MAX_VALUES) {
+    values = parts.flatMap((t) => t.values);
+  }
+  return tensor(dims, values);
+}
+
+function slice(p, node, ins, a) {
+  const data = ins[0];
+  const rank = data.shape.length;
+  const params = ins.slice(1).filter((t) => t !== null);
+  if (params.some((t) => t.values === null || t.values.some((v) => constOf(v) === null))) {
+    return tensor(data.shape.map((d) => ({ c: d.c, exact: false }))); // bounds read from values: never larger
+  }
+  const starts = ins.length > 1 ? p.ints(ins[1], 'starts', node) : intsAttr(a, 'starts', []);
+  const ends = ins.length > 2 ? p.ints(ins[2], 'ends', node) : intsAttr(a, 'ends', []);
+  const axes = ins.length > 3 && ins[3] !== null ? p.ints(ins[3], 'axes', node) : intsAttr(a, 'axes', starts.map((_, i) => BigInt(i)));
+  const steps = ins.length > 4 && ins[4] !== null ? p.ints(ins[4], 'steps', node) : starts.map(() => 1n);
+  if (!(starts.length === ends.length && ends.length === axes.length && axes.length === steps.length)) {
+    throw new ShapeError('a Slice whose starts, ends, axes and steps differ in length');
+  }
+  const dims = [...data.shape];
+  let values = data.values;
+  starts.forEach((start, k) => {
+    const end = ends[k], step = steps[k];
+    const axis = axisOf(axes[k], rank, 'Slice');
+    const d = dims[axis];
+    const c = constOf(d);
+    if (c !== null) {
+      dims[axis] = of(sliceLength(c, start, end, step), d.exact);
+      if (rank === 1 && values !== null && d.exact) {
+        values = sliceIndices(c, start, end, step).map((i) => {
+          if (i >= BigInt(values.length)) throw new Error('index');
+          return values[Number(i)];
+        });
+      }
+    } else if (step === 1n && start === 0n && end >= largest(d)) {
+      // the whole axis, at any batch the runtime runs
+    } else if (step === 1n && start >= 0n && start < end) dims[axis] = of(end - start, false);
+    else if (step === 1n && start < 0n && end >= largest(d)) dims[axis] = of(-start, false);
+    else dims[axis] = { c: d.c, exact: false };
+  });
+  if (rank !== 1 || dims.some((d) => !d.exact)) values = null;
+  return tensor(dims, values);
+}
+
+const axesOf = (p, node, ins, a) => (ins.length > 1 && ins[1] !== null ? p.ints(ins[1], 'axes', node) : intsAttr(a, 'axes', null));
+
+function squeeze(p, node, ins, a) {
+  const shape = ins[0].shape;
+  const axes = axesOf(p, node, ins, a);
+  let keep;
+  if (axes === null) {
+    if (shape.some((d) => constOf(d) === null || !d.exact)) throw new ShapeError('a Squeeze without axes of a tensor whose dimensions depend on the batch');
+    keep = shape.map((d, i) => (constOf(d) !== 1n ? i : -1)).filter((i) => i >= 0);
+  } else {
+    const drop = new Set(axes.map((x) => axisOf(x, shape.length, 'Squeeze')));
+    keep = shape.map((_, i) => i).filter((i) => !drop.has(i));
+  }
+  const v = ins[0].values;
+  return tensor(keep.map((i) => shape[i]), shape.length <= 1 && v !== null && v.length === 1 ? v : null);
+}
+
+function unsqueeze(p, node, ins, a) {
+  const shape = ins[0].shape;
+  const axes = axesOf(p, node, ins, a);
+  if (axes === null) throw new ShapeError('an Unsqueeze without axes');
+  const rank = shape.length + axes.length;
+  const at = new Set(axes.map((x) => axisOf(x, rank, 'Unsqueeze')));
+  if (at.size !== axes.length) throw new ShapeError('an Unsqueeze with an axis given twice');
+  const out = [];
+  let next = 0;
+  for (let i = 0; i < rank; i++) out.push(at.has(i) ? ONE : shape[next++]);
+  return tensor(out, rank <= 1 ? ins[0].values : null);
+}
+
+function transpose(p, node, ins, a) {
+  const shape = ins[0].shape;
+  let perm = intsAttr(a, 'perm', null);
+  if (!perm || !perm.length) perm = shape.map((_, i) => BigInt(shape.length - 1 - i));
+  const ordered = [...perm].sort((x, y) => (x < y ? -1 : x > y ? 1 : 0));
+  if (ordered.length !== shape.length || ordered.some((v, i) => v !== BigInt(i))) {
+    throw new ShapeError('a Transpose whose perm is not a permutation of the axes');
+  }
+  return tensor(perm.map((i) => shape[Number(i)]));
+}
+
+function divide(total, by) {
+  if (total.exact && by.exact) {
+    const k = by.c.findIndex((c) => c !== 0n);
+    if (k >= 0 && by.c.slice(k + 1).every((c) => c === 0n) && total.c.slice(0, k).every((c) => c === 0n)
+        && total.c.slice(k).every((c) => c % by.c[k] === 0n)) {
+      return dim(total.c.slice(k).map((c) => c / by.c[k]), true);
+    }
+  }
+  return { c: total.c, exact: false };
+}
+
+function reshape(p, node, ins, a) {
+  const data = ins[0];
+  const target = p.known(ins[1], 'target shape', node);
+  const total = count(data.shape);
+  const dims = [];
+  let infer = null;
+  target.forEach((v, i) => {
+    const c = constOf(v);
+    if (c === -1n) {
+      if (infer !== null) throw new ShapeError('a Reshape with two -1s');
+      infer = i;
+      dims.push(null);
+    } else if (c === 0n && !intAttr(a, 'allowzero', 0)) {
+      if (i >= data.shape.length) throw new ShapeError('a Reshape that copies an axis its input does not have');
+      dims.push(data.shape[i]);
+    } else if (c !== null && c < 0n) throw new ShapeError(`a Reshape to a negative dimension ${c}`);
+    else dims.push(v);
+  });
+  if (infer !== null) dims[infer] = divide(total, count(dims.filter((d) => d !== null)));
+  return tensor(dims, dims.length <= 1 ? data.values : null);
+}
+
+function shapeOf(p, node, ins, a) {
+  const dims = ins[0].shape;
+  const picked = pySlice(dims, intAttr(a, 'start', 0), intAttr(a, 'end', dims.length));
+  return tensor([of(picked.length)], picked);
+}
+
+const constantOfShape = (p, node, ins) => tensor(p.known(ins[0], 'size', node).map(nonneg));
+const expand = (p, node, ins) => tensor(broadcast(ins[0].shape, p.known(ins[1], 'size', node).map(nonneg)));
+
+function reduce(p, node, ins, a) {
+  const shape = ins[0].shape;
+  let axes = axesOf(p, node, ins, a);
+  const keep = intAttr(a, 'keepdims', 1);
+  if (!axes || !axes.length) {
+    if (intAttr(a, 'noop_with_empty_axes', 0) && axes !== null) return tensor(shape);
+    axes = shape.map((_, i) => BigInt(i));
+  }
+  const drop = new Set(axes.map((x) => axisOf(x, shape.length, display(node.op))));
+  return tensor(shape.map((d, i) => (drop.has(i) ? ONE : d)).filter((_, i) => keep || !drop.has(i)));
+}
+
+function argmax(p, node, ins, a) {
+  const shape = ins[0].shape;
+  const axis = axisOf(intAttr(a, 'axis', 0), shape.length, display(node.op));
+  const keep = intAttr(a, 'keepdims', 1);
+  return tensor(shape.map((d, i) => (i === axis ? ONE : d)).filter((_, i) => keep || i !== axis));
+}
+
+const dynamicQuantize = (p, node, ins) => [tensor(ins[0].shape), tensor([]), tensor([])];
+
+function constant(p, node, ins, a) {
+  const v = a.get('value');
+  if (v && typeof v === 'object' && !Array.isArray(v) && 'dims' in v) return p.constTensor(v);
+  if (a.has('value_int')) return tensor([], [of(intAttr(a, 'value_int', 0))]);
+  if (a.has('value_ints')) {
+    const values = intsAttr(a, 'value_ints');
+    return tensor([of(values.length)], values.length <= MAX_VALUES ? values.map((x) => of(x)) : null);
+  }
+  throw new ShapeError('a Constant of a kind the proof does not read (value, value_int, value_ints)');
+}
+
+function loop(p, node, ins, a, env) {
+  const body = a.get('body');
+  if (!body || typeof body !== 'object' || !Array.isArray(body.nodes)) throw new ShapeError('a Loop without a body graph');
+  const carried = ins.slice(2);
+  if (body.inputs.length !== 2 + carried.length || body.outputs.length < 1 + carried.length) {
+    throw new ShapeError("a Loop whose body's inputs and outputs do not match its carried tensors");
+  }
+  const scope = new Map(env);
+  scope.set(body.inputs[0], tensor([])); // the iteration number
+  scope.set(body.inputs[1], tensor([])); // the condition
+  body.inputs.slice(2).forEach((name, i) => scope.set(name, tensor(carried[i].shape))); // values change per step
+  const inner = p.graph(body, scope, 'its Loop body');
+  body.inputs.slice(2).forEach((name, i) => {
+    const first = carried[i], after = inner.get(body.outputs[1 + i]);
+    if (after === undefined || after.shape === null || after.shape.length !== first.shape.length
+        || first.shape.some((x, j) => !sameC(x, after.shape[j]) || !(x.exact && after.shape[j].exact))) {
+      throw new ShapeError(`a Loop whose body changes the shape of the tensor it carries as ${name60(name)} (a loop may not grow what it carries)`);
+    }
+  });
+  const trips = ins[0] !== null && ins[0].values !== null && ins[0].values.length ? ins[0].values[0] : null;
+  const outs = carried.map((t) => tensor(t.shape));
+  for (const outName of body.outputs.slice(1 + carried.length)) { // scan outputs: one slice per iteration
+    const step = inner.get(outName);
+    if (trips === null || constOf(trips) === null || step === undefined || step.shape === null) {
+      throw new ShapeError('a Loop with a scan output whose size the proof cannot bound');
+    }
+    outs.push(tensor([of(bmax(constOf(trips), 0n), false), ...step.shape]));
+  }
+  return outs;
+}
+
+const INPUTS_NEEDED = new Map(Object.entries({ Add: 2, Sub: 2, Mul: 2, Equal: 2, Less: 2, Greater: 2, And: 2, Or: 2,
+  Where: 3, MatMul: 2, MatMulInteger: 2, Gemm: 2, Gather: 2, Reshape: 2, Expand: 2, Constant: 0, Loop: 0 }));
+
+const RULES = new Map(Object.entries({
+  Identity: same, Sigmoid: same, Tanh: same, Not: same, Softmax: same, QuantizeLinear: same, DequantizeLinear: same,
+  Cast: cast,
+  Add: elementwise, Sub: elementwise, Mul: elementwise, Equal: elementwise, Less: elementwise, Greater: elementwise,
+  And: elementwise, Or: elementwise, Where: elementwise,
+  MatMul: matmul, MatMulInteger: matmul, Gemm: gemm, Gather: gather, Split: split, Concat: concat, Slice: slice,
+  Squeeze: squeeze, Unsqueeze: unsqueeze, Transpose: transpose, Reshape: reshape, Shape: shapeOf,
+  ConstantOfShape: constantOfShape, Expand: expand, ReduceSum: reduce, ReduceMax: reduce, ArgMax: argmax,
+  DynamicQuantizeLinear: dynamicQuantize, Constant: constant, Loop: loop,
+}));
+
+/** Problems with a graph tree's shapes (onnx.graphTree; empty: every tensor proved within bounds). `inputs` maps each
+ * contract input's name to its shape (-1: the batch); `rowLimit` bounds any tensor's elements per batch row. */
+export function proveShapes(g, inputs, rowLimit) {
+  const p = new Prover(rowLimit);
+  const scope = new Map();
+  for (const name of g.inputs) {
+    if (g.initializers.has(name)) continue; // an input with a default value: ONNX Runtime feeds the initializer
+    if (!inputs.has(name)) return [`has an input ${name60(name)} the contract does not name (its shape cannot be proved)`];
+    scope.set(name, tensor(inputs.get(name).map((d) => (d === -1 ? BATCH : of(d)))));
+  }
+  try { p.graph(g, scope, 'the main graph'); } catch (e) {
+    if (!(e instanceof ShapeError)) throw e;
+    return [`cannot prove its shapes: ${e.message} (refused: the runtime runs what it can bound)`];
+  }
+  p.checkSizes();
+  return p.problems;
+}
