@@ -18,11 +18,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..options import MAX_BATCH_SIZE as MAX_BATCH
-from .onnx_wire import Const, Graph, Node
+from .onnx_wire import MAX_KEPT_INTS, Const, Graph, Node
 
 _INT32, _INT64 = 6, 7
 _BOOL = 9
 _INT32_MAX = 2**31 - 1
+
+
+#: Dimensions of any tensor (the exporter's have at most 3): a bound on the proof's own work per tensor.
+MAX_RANK = 16
+#: Elements of an integer tensor whose values the proof follows (onnx_wire keeps the file's up to this many).
+MAX_VALUES = MAX_KEPT_INTS
 
 
 class ShapeError(ValueError):
@@ -115,6 +121,24 @@ def _nonneg(d: Dim) -> Dim:
 
 
 # ---- the rules --------------------------------------------------------------------------------------------------------
+def _int(a: dict, name: str, default: int) -> int:
+    """An int attribute (``default`` when absent); ShapeError when it is of another kind."""
+    v = a.get(name, default)
+    if type(v) is not int:
+        raise ShapeError(f"an attribute {name!r} that is not an integer")
+    return v
+
+
+def _ints(a: dict, name: str, default=None):
+    """A list-of-ints attribute (``default`` when absent); ShapeError when it is of another kind."""
+    if name not in a:
+        return default
+    v = a[name]
+    if not isinstance(v, list) or any(type(x) is not int for x in v):
+        raise ShapeError(f"an attribute {name!r} that is not a list of integers")
+    return list(v)
+
+
 def _axis(axis: int, rank: int, op: str) -> int:
     if not -rank <= axis < rank:
         raise ShapeError(f"a {op} with axis {axis} of a rank-{rank} tensor")
@@ -166,7 +190,7 @@ class Prover:
 
     # -- constants and values
     def const_tensor(self, c: Const) -> Tensor:
-        if c.dims is None or any(d < 0 for d in c.dims):
+        if c.dims is None or any(d < 0 for d in c.dims) or len(c.dims) > MAX_RANK:
             return Tensor(None)
         shape = tuple(Dim.of(d) for d in c.dims)
         n = 1
@@ -199,6 +223,9 @@ class Prover:
             except ShapeError as e:
                 raise ShapeError(f"{where}: {e}") from None
             for name, t in zip(node.outputs, outputs):
+                if t.shape is not None and len(t.shape) > MAX_RANK:
+                    raise ShapeError(f"{where}: a {node.op} whose output has {len(t.shape)} dimensions (at most "
+                                     f"{MAX_RANK})")
                 if name:
                     env[name] = t
                     if t.shape is not None:
@@ -213,7 +240,15 @@ class Prover:
         rule = _RULES.get(op)
         if rule is None:
             raise ShapeError(f"no shape rule for {op}")
-        out = rule(self, node, ins, a, env)
+        needed = _INPUTS_NEEDED.get(op, 1)
+        if len(ins) < needed or any(t is None for t in ins[:needed]) or not node.outputs:
+            raise ShapeError(f"a {op} without the inputs and outputs it needs")
+        try:
+            out = rule(self, node, ins, a, env)
+        except (AttributeError, IndexError, KeyError, TypeError, ValueError, ZeroDivisionError) as e:
+            if isinstance(e, ShapeError):
+                raise
+            raise ShapeError(f"a malformed {op}") from None
         return out if isinstance(out, list) else [out]
 
     # -- the bound on every tensor
@@ -241,7 +276,7 @@ def _same(p, node, ins, a, env):
 
 def _cast(p, node, ins, a, env):
     t = ins[0]
-    keep = a.get("to") in (_INT32, _INT64) and t.values is not None and all(
+    keep = _int(a, "to", 0) in (_INT32, _INT64) and t.values is not None and all(
         v.largest() <= _INT32_MAX and (v.const is None or -_INT32_MAX <= v.const) for v in t.values)
     return Tensor(t.shape, t.values if keep else None)
 
@@ -268,8 +303,8 @@ def _gemm(p, node, ins, a, env):
     x, y = ins[0].shape, ins[1].shape
     if len(x) != 2 or len(y) != 2:
         raise ShapeError("a Gemm of a tensor that is not a matrix")
-    m = x[1] if a.get("transA") else x[0]
-    n = y[0] if a.get("transB") else y[1]
+    m = x[1] if _int(a, "transA", 0) else x[0]
+    n = y[0] if _int(a, "transB", 0) else y[1]
     return Tensor((m, n))
 
 
@@ -277,7 +312,7 @@ def _gather(p, node, ins, a, env):
     data, idx = ins[0], ins[1]
     if not data.shape:
         raise ShapeError("a Gather from a scalar")
-    axis = _axis(a.get("axis", 0), len(data.shape), "Gather")
+    axis = _axis(_int(a, "axis", 0), len(data.shape), "Gather")
     shape = data.shape[:axis] + idx.shape + data.shape[axis + 1:]
     values = None
     if len(data.shape) == 1 and data.values is not None and idx.values is not None:
@@ -290,12 +325,12 @@ def _gather(p, node, ins, a, env):
 
 def _split(p, node, ins, a, env):
     shape = ins[0].shape
-    axis = _axis(a.get("axis", 0), len(shape), "Split")
+    axis = _axis(_int(a, "axis", 0), len(shape), "Split")
     n = len(node.outputs)
     if len(ins) > 1 and ins[1] is not None:
         sizes = p.ints(ins[1], "split sizes", node)
     elif "split" in a:
-        sizes = list(a["split"])
+        sizes = _ints(a, "split")
     else:
         d = shape[axis]
         sizes = None
@@ -311,7 +346,7 @@ def _concat(p, node, ins, a, env):
     rank = len(parts[0].shape)
     if any(len(t.shape) != rank for t in parts):
         raise ShapeError("a Concat of tensors of different ranks")
-    axis = _axis(a.get("axis", 0), rank, "Concat")
+    axis = _axis(_int(a, "axis", 0), rank, "Concat")
     dims = []
     for i in range(rank):
         if i == axis:
@@ -324,7 +359,7 @@ def _concat(p, node, ins, a, env):
                 d = d.at_most(t.shape[i])
         dims.append(d)
     values = None
-    if rank == 1 and all(t.values is not None for t in parts):
+    if rank == 1 and all(t.values is not None for t in parts) and sum(len(t.values) for t in parts) <= MAX_VALUES:
         values = tuple(v for t in parts for v in t.values)
     return Tensor(tuple(dims), values)
 
@@ -336,10 +371,10 @@ def _slice(p, node, ins, a, env):
     if any(t.values is None or any(v.const is None for v in t.values) for t in params):
         # bounds read from tensor values: a slice is never larger than what it slices
         return Tensor(tuple(Dim(d.c, False) for d in data.shape))
-    starts = p.ints(ins[1], "starts", node) if len(ins) > 1 else list(a.get("starts", []))
-    ends = p.ints(ins[2], "ends", node) if len(ins) > 2 else list(a.get("ends", []))
+    starts = p.ints(ins[1], "starts", node) if len(ins) > 1 else _ints(a, "starts", [])
+    ends = p.ints(ins[2], "ends", node) if len(ins) > 2 else _ints(a, "ends", [])
     axes = p.ints(ins[3], "axes", node) if len(ins) > 3 and ins[3] is not None else list(
-        a.get("axes", range(len(starts))))
+        _ints(a, "axes", list(range(len(starts)))))
     steps = p.ints(ins[4], "steps", node) if len(ins) > 4 and ins[4] is not None else [1] * len(starts)
     if not len(starts) == len(ends) == len(axes) == len(steps):
         raise ShapeError("a Slice whose starts, ends, axes and steps differ in length")
@@ -368,7 +403,7 @@ def _slice(p, node, ins, a, env):
 def _axes(p, node, ins, a, what="axes"):
     if len(ins) > 1 and ins[1] is not None:
         return p.ints(ins[1], what, node)
-    return list(a["axes"]) if a.get("axes") is not None else None
+    return _ints(a, "axes", None)
 
 
 def _squeeze(p, node, ins, a, env):
@@ -403,7 +438,7 @@ def _unsqueeze(p, node, ins, a, env):
 
 def _transpose(p, node, ins, a, env):
     shape = ins[0].shape
-    perm = a.get("perm") or list(range(len(shape)))[::-1]
+    perm = _ints(a, "perm", None) or list(range(len(shape)))[::-1]
     if sorted(perm) != list(range(len(shape))):
         raise ShapeError("a Transpose whose perm is not a permutation of the axes")
     return Tensor(tuple(shape[i] for i in perm))
@@ -420,7 +455,7 @@ def _reshape(p, node, ins, a, env):
                 raise ShapeError("a Reshape with two -1s")
             infer = i
             dims.append(None)
-        elif v.const == 0 and not a.get("allowzero"):
+        elif v.const == 0 and not _int(a, "allowzero", 0):
             if i >= len(data.shape):
                 raise ShapeError("a Reshape that copies an axis its input does not have")
             dims.append(data.shape[i])
@@ -447,7 +482,7 @@ def _divide(total: Dim, by: Dim) -> Dim:
 
 def _shape(p, node, ins, a, env):
     dims = ins[0].shape
-    start, end = a.get("start", 0), a.get("end", len(dims))
+    start, end = _int(a, "start", 0), _int(a, "end", len(dims))
     picked = dims[slice(start, end)]
     return Tensor((Dim.of(len(picked)),), tuple(picked))
 
@@ -464,9 +499,9 @@ def _expand(p, node, ins, a, env):
 def _reduce(p, node, ins, a, env):
     shape = ins[0].shape
     axes = _axes(p, node, ins, a)
-    keep = a.get("keepdims", 1)
+    keep = _int(a, "keepdims", 1)
     if not axes:
-        if a.get("noop_with_empty_axes") and axes is not None:
+        if _int(a, "noop_with_empty_axes", 0) and axes is not None:
             return Tensor(shape)
         axes = range(len(shape))
     drop = {_axis(x, len(shape), node.op) for x in axes}
@@ -476,8 +511,8 @@ def _reduce(p, node, ins, a, env):
 
 def _argmax(p, node, ins, a, env):
     shape = ins[0].shape
-    axis = _axis(a.get("axis", 0), len(shape), node.op)
-    keep = a.get("keepdims", 1)
+    axis = _axis(_int(a, "axis", 0), len(shape), node.op)
+    keep = _int(a, "keepdims", 1)
     return Tensor(tuple(ONE if i == axis else d for i, d in enumerate(shape) if keep or i != axis))
 
 
@@ -488,10 +523,11 @@ def _dynamic_quantize(p, node, ins, a, env):
 def _constant(p, node, ins, a, env):
     if isinstance(a.get("value"), Const):
         return p.const_tensor(a["value"])
-    if isinstance(a.get("value_int"), int):
-        return Tensor((), (Dim.of(a["value_int"]),))
-    if isinstance(a.get("value_ints"), list):
-        return Tensor((Dim.of(len(a["value_ints"])),), tuple(Dim.of(v) for v in a["value_ints"]))
+    if "value_int" in a:
+        return Tensor((), (Dim.of(_int(a, "value_int", 0)),))
+    if "value_ints" in a:
+        values = _ints(a, "value_ints")
+        return Tensor((Dim.of(len(values)),), tuple(Dim.of(v) for v in values) if len(values) <= MAX_VALUES else None)
     raise ShapeError("a Constant of a kind the proof does not read (value, value_int, value_ints)")
 
 
@@ -523,6 +559,11 @@ def _loop(p, node, ins, a, env):
         outs.append(Tensor((Dim.of(max(trips.const, 0), False),) + step.shape))
     return outs
 
+
+#: Inputs each op needs present (the others are optional); an op not listed needs one.
+_INPUTS_NEEDED = {"Add": 2, "Sub": 2, "Mul": 2, "Equal": 2, "Less": 2, "Greater": 2, "And": 2, "Or": 2, "Where": 3,
+                  "MatMul": 2, "MatMulInteger": 2, "Gemm": 2, "Gather": 2, "Reshape": 2, "Expand": 2,
+                  "Constant": 0, "Loop": 0}
 
 _RULES = {
     "Identity": _same, "Sigmoid": _same, "Tanh": _same, "Not": _same, "Softmax": _same,
