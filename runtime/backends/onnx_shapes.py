@@ -15,109 +15,12 @@ cannot compute, a carried tensor that changes shape) is refused: the runtime acc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from .onnx_wire import Const, Graph, Node
+from .shapes import (BATCH, MAX_RANK, MAX_VALUES, ONE, Dim, ShapeError, SizeCheck, Tensor, axis_of, broadcast, dim,
+                     count, divide, keeps_shape, nonneg, slice_indices, slice_length)
 
-from ..options import MAX_BATCH_SIZE as MAX_BATCH
-from .onnx_wire import MAX_KEPT_INTS, Const, Graph, Node
-
-_INT32, _INT64 = 6, 7
-_BOOL = 9
+_INT32, _INT64 = 6, 7  # TensorProto.DataType
 _INT32_MAX = 2**31 - 1
-
-
-#: Dimensions of any tensor (the exporter's have at most 3): a bound on the proof's own work per tensor.
-MAX_RANK = 16
-#: Elements of an integer tensor whose values the proof follows (onnx_wire keeps the file's up to this many).
-MAX_VALUES = MAX_KEPT_INTS
-
-
-class ShapeError(ValueError):
-    """The proof cannot work out a shape, or a shape is larger than the contract allows."""
-
-
-# ---- dimensions: polynomials in the batch ----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Dim:
-    """c[0] + c[1]·B + c[2]·B² + …; ``exact`` False when the real dimension is at most this. A constant may be
-    negative as a value (a slice bound, -1 in a reshape target), never as a dimension."""
-
-    c: tuple[int, ...]
-    exact: bool = True
-
-    @staticmethod
-    def of(n: int, exact: bool = True) -> "Dim":
-        return Dim((n,), exact)
-
-    @property
-    def const(self) -> int | None:
-        return self.c[0] if len(self.c) == 1 else None
-
-    def __mul__(self, other: "Dim") -> "Dim":
-        out = [0] * (len(self.c) + len(other.c) - 1)
-        for i, a in enumerate(self.c):
-            for j, b in enumerate(other.c):
-                out[i + j] += a * b
-        return _dim(out, self.exact and other.exact)
-
-    def __add__(self, other: "Dim") -> "Dim":
-        n = max(len(self.c), len(other.c))
-        return _dim([(self.c[i] if i < len(self.c) else 0) + (other.c[i] if i < len(other.c) else 0)
-                     for i in range(n)], self.exact and other.exact)
-
-    def at_most(self, other: "Dim") -> "Dim":
-        """An upper bound of both (coefficient by coefficient), exact only when both are the same exact dim."""
-        if self.exact and self.const is not None and self.const != 1:
-            return self  # broadcast with an exact dim other than 1: that dim, or the interpreter refuses
-        if other.exact and other.const is not None and other.const != 1:
-            return other
-        if self.c == other.c:
-            return Dim(self.c, self.exact and other.exact)
-        n = max(len(self.c), len(other.c))
-        return _dim([max(self.c[i] if i < len(self.c) else 0, other.c[i] if i < len(other.c) else 0)
-                     for i in range(n)], False)
-
-    def largest(self) -> int:
-        """The value at the largest batch the runtime runs."""
-        return sum(c * MAX_BATCH ** i for i, c in enumerate(self.c))
-
-    def __str__(self) -> str:
-        def term(i: int, c: int) -> str:
-            power = "" if i == 0 else "B" if i == 1 else f"B^{i}"
-            return f"{c}" if not power else power if c == 1 else f"{c}·{power}"
-        terms = [term(i, c) for i, c in enumerate(self.c) if c]
-        return " + ".join(reversed(terms)) or "0"
-
-
-def _dim(coefficients, exact: bool) -> Dim:
-    c = list(coefficients)
-    while len(c) > 1 and c[-1] == 0:
-        c.pop()
-    return Dim(tuple(c), exact)
-
-
-BATCH = Dim((0, 1))
-ONE = Dim.of(1)
-
-
-@dataclass
-class Tensor:
-    """A tensor's shape (None: not worked out), and its values when the proof can compute them (small integer
-    tensors made of constants and shapes: the sizes of Expand and ConstantOfShape)."""
-
-    shape: tuple[Dim, ...] | None
-    values: tuple[Dim, ...] | None = None
-
-
-def count(shape: tuple[Dim, ...]) -> Dim:
-    n = ONE
-    for d in shape:
-        n = n * d
-    return n
-
-
-def _nonneg(d: Dim) -> Dim:
-    """A dimension from a value: a negative constant is no allocation (the interpreter refuses it)."""
-    return Dim.of(0, d.exact) if d.const is not None and d.const < 0 else d
 
 
 # ---- the rules --------------------------------------------------------------------------------------------------------
@@ -139,54 +42,11 @@ def _ints(a: dict, name: str, default=None):
     return list(v)
 
 
-def _axis(axis: int, rank: int, op: str) -> int:
-    if not -rank <= axis < rank:
-        raise ShapeError(f"a {op} with axis {axis} of a rank-{rank} tensor")
-    return axis % rank
-
-
-def _broadcast(*shapes: tuple[Dim, ...]) -> tuple[Dim, ...]:
-    rank = max(len(s) for s in shapes)
-    out = []
-    for i in range(rank):
-        dims = [s[len(s) - rank + i] for s in shapes if len(s) - rank + i >= 0]
-        d = None
-        for x in dims:
-            if x.c == (1,) and x.exact:
-                continue
-            d = x if d is None else d.at_most(x)
-        out.append(d or ONE)
-    return tuple(out)
-
-
-def _slice_length(length: int, start: int, end: int, step: int) -> int:
-    """How many elements ONNX's Slice takes from an axis of ``length`` (the operator's clamping rules)."""
-    if step == 0:
-        raise ShapeError("a Slice with step 0")
-    start = start + length if start < 0 else start
-    end = end + length if end < 0 else end
-    if step > 0:
-        start, end = min(max(start, 0), length), min(max(end, 0), length)
-        return max(0, -(-(end - start) // step))
-    start, end = min(max(start, 0), length - 1), min(max(end, -1), length - 1)
-    return max(0, -(-(start - end) // -step))
-
-
-def _slice_indices(length: int, start: int, end: int, step: int) -> list[int]:
-    n = _slice_length(length, start, end, step)
-    start = start + length if start < 0 else start
-    first = min(max(start, 0), length) if step > 0 else min(max(start, 0), length - 1)
-    return [first + i * step for i in range(n)]
-
-
 class Prover:
     """Works out every tensor of one model; ``problems`` lists what it refuses."""
 
     def __init__(self, row_limit: int):
-        self.row_limit = row_limit
-        self.largest_constant = 0
-        self.problems: list[str] = []
-        self.checked: list[tuple[str, tuple[Dim, ...]]] = []
+        self.sizes = SizeCheck(row_limit)
 
     # -- constants and values
     def const_tensor(self, c: Const) -> Tensor:
@@ -196,7 +56,7 @@ class Prover:
         n = 1
         for d in c.dims:
             n *= d
-        self.largest_constant = max(self.largest_constant, n)
+        self.sizes.constant(n)
         values = tuple(Dim.of(v) for v in c.ints) if c.ints is not None else None
         return Tensor(shape, values)
 
@@ -229,7 +89,7 @@ class Prover:
                 if name:
                     env[name] = t
                     if t.shape is not None:
-                        self.checked.append((name, t.shape))
+                        self.sizes.add(name, t.shape)
         return env
 
     def node(self, node: Node, ins: list[Tensor | None], env: dict[str, Tensor]) -> list[Tensor]:
@@ -251,23 +111,6 @@ class Prover:
             raise ShapeError(f"a malformed {op}") from None
         return out if isinstance(out, list) else [out]
 
-    # -- the bound on every tensor
-    def check_sizes(self) -> None:
-        const_limit = max(self.row_limit, self.largest_constant)
-        for name, shape in self.checked:
-            n = count(shape)
-            if len(n.c) > 2:
-                self.problems.append(f"holds a tensor ({name[:60]!r}) of {n} elements: it grows with a power of the "
-                                     "batch (the contract's tensors grow linearly; refused)")
-            elif (len(n.c) == 2 and n.c[1] > self.row_limit) or n.c[0] > const_limit:
-                self.problems.append(f"holds a tensor ({name[:60]!r}) of {n} elements, more than the bundle's "
-                                     f"shapes allow ({self.row_limit} per batch row, {const_limit} in all without "
-                                     "the batch; refused)")
-            else:
-                continue
-            if len(self.problems) >= 3:
-                return
-
 
 # Each rule: (prover, node, input tensors, attributes, environment) -> output tensor(s).
 def _same(p, node, ins, a, env):
@@ -282,7 +125,7 @@ def _cast(p, node, ins, a, env):
 
 
 def _elementwise(p, node, ins, a, env):
-    return Tensor(_broadcast(*(t.shape for t in ins if t is not None)))
+    return Tensor(broadcast(*(t.shape for t in ins if t is not None)))
 
 
 def _matmul(p, node, ins, a, env):
@@ -291,7 +134,7 @@ def _matmul(p, node, ins, a, env):
         raise ShapeError(f"a {node.op} of a scalar")
     x2 = (ONE,) + x if len(x) == 1 else x
     y2 = y + (ONE,) if len(y) == 1 else y
-    out = _broadcast(x2[:-2], y2[:-2]) + (x2[-2], y2[-1])
+    out = broadcast(x2[:-2], y2[:-2]) + (x2[-2], y2[-1])
     if len(x) == 1:
         out = out[:-2] + out[-1:]
     if len(y) == 1:
@@ -312,7 +155,7 @@ def _gather(p, node, ins, a, env):
     data, idx = ins[0], ins[1]
     if not data.shape:
         raise ShapeError("a Gather from a scalar")
-    axis = _axis(_int(a, "axis", 0), len(data.shape), "Gather")
+    axis = axis_of(_int(a, "axis", 0), len(data.shape), "Gather")
     shape = data.shape[:axis] + idx.shape + data.shape[axis + 1:]
     values = None
     if len(data.shape) == 1 and data.values is not None and idx.values is not None:
@@ -325,7 +168,7 @@ def _gather(p, node, ins, a, env):
 
 def _split(p, node, ins, a, env):
     shape = ins[0].shape
-    axis = _axis(_int(a, "axis", 0), len(shape), "Split")
+    axis = axis_of(_int(a, "axis", 0), len(shape), "Split")
     n = len(node.outputs)
     if len(ins) > 1 and ins[1] is not None:
         sizes = p.ints(ins[1], "split sizes", node)
@@ -334,7 +177,7 @@ def _split(p, node, ins, a, env):
     else:
         d = shape[axis]
         sizes = None
-        part = _dim([-(-c // n) for c in d.c], d.exact and all(c % n == 0 for c in d.c))
+        part = dim([-(-c // n) for c in d.c], d.exact and all(c % n == 0 for c in d.c))
     if sizes is not None and len(sizes) != n:
         raise ShapeError(f"a Split into {n} outputs with {len(sizes)} sizes")
     return [Tensor(shape[:axis] + ((Dim.of(max(sizes[i], 0)) if sizes is not None else part),) + shape[axis + 1:])
@@ -346,7 +189,7 @@ def _concat(p, node, ins, a, env):
     rank = len(parts[0].shape)
     if any(len(t.shape) != rank for t in parts):
         raise ShapeError("a Concat of tensors of different ranks")
-    axis = _axis(_int(a, "axis", 0), rank, "Concat")
+    axis = axis_of(_int(a, "axis", 0), rank, "Concat")
     dims = []
     for i in range(rank):
         if i == axis:
@@ -381,12 +224,12 @@ def _slice(p, node, ins, a, env):
     dims = list(data.shape)
     values = data.values
     for start, end, axis, step in zip(starts, ends, axes, steps):
-        axis = _axis(axis, rank, "Slice")
+        axis = axis_of(axis, rank, "Slice")
         d = dims[axis]
         if d.const is not None:
-            dims[axis] = Dim.of(_slice_length(d.const, start, end, step), d.exact)
+            dims[axis] = Dim.of(slice_length(d.const, start, end, step), d.exact)
             if rank == 1 and values is not None and d.exact:
-                values = tuple(values[i] for i in _slice_indices(d.const, start, end, step))
+                values = tuple(values[i] for i in slice_indices(d.const, start, end, step))
         elif step == 1 and start == 0 and end >= d.largest():
             pass  # the whole axis, at any batch the runtime runs
         elif step == 1 and 0 <= start < end:
@@ -414,7 +257,7 @@ def _squeeze(p, node, ins, a, env):
             raise ShapeError("a Squeeze without axes of a tensor whose dimensions depend on the batch")
         keep = [i for i, d in enumerate(shape) if d.const != 1]
     else:
-        drop = {_axis(x, len(shape), "Squeeze") for x in axes}
+        drop = {axis_of(x, len(shape), "Squeeze") for x in axes}
         keep = [i for i in range(len(shape)) if i not in drop]
     values = ins[0].values if len(shape) <= 1 and ins[0].values is not None and len(ins[0].values) == 1 else None
     return Tensor(tuple(shape[i] for i in keep), values)
@@ -426,7 +269,7 @@ def _unsqueeze(p, node, ins, a, env):
     if axes is None:
         raise ShapeError("an Unsqueeze without axes")
     rank = len(shape) + len(axes)
-    at = sorted({_axis(x, rank, "Unsqueeze") for x in axes})
+    at = sorted({axis_of(x, rank, "Unsqueeze") for x in axes})
     if len(at) != len(axes):
         raise ShapeError("an Unsqueeze with an axis given twice")
     out, rest = [], iter(shape)
@@ -465,19 +308,9 @@ def _reshape(p, node, ins, a, env):
             dims.append(v)
     if infer is not None:
         known = count([d for d in dims if d is not None])
-        dims[infer] = _divide(total, known)
+        dims[infer] = divide(total, known)
     values = data.values if len(dims) <= 1 else None
     return Tensor(tuple(dims), values)
-
-
-def _divide(total: Dim, by: Dim) -> Dim:
-    """total / by for Reshape's -1: exact when both are exact and it divides; otherwise the total bounds it."""
-    if total.exact and by.exact:
-        k = next((i for i, c in enumerate(by.c) if c), None)
-        if k is not None and by.c[k + 1:] == tuple(0 for _ in by.c[k + 1:]) and all(c == 0 for c in total.c[:k]) \
-                and all(c % by.c[k] == 0 for c in total.c[k:]):
-            return _dim([c // by.c[k] for c in total.c[k:]], True)
-    return Dim(total.c, False)
 
 
 def _shape(p, node, ins, a, env):
@@ -488,12 +321,12 @@ def _shape(p, node, ins, a, env):
 
 
 def _constant_of_shape(p, node, ins, a, env):
-    return Tensor(tuple(_nonneg(v) for v in p.known(ins[0], "size", node)))
+    return Tensor(tuple(nonneg(v) for v in p.known(ins[0], "size", node)))
 
 
 def _expand(p, node, ins, a, env):
-    size = tuple(_nonneg(v) for v in p.known(ins[1], "size", node))
-    return Tensor(_broadcast(ins[0].shape, size))
+    size = tuple(nonneg(v) for v in p.known(ins[1], "size", node))
+    return Tensor(broadcast(ins[0].shape, size))
 
 
 def _reduce(p, node, ins, a, env):
@@ -504,14 +337,14 @@ def _reduce(p, node, ins, a, env):
         if _int(a, "noop_with_empty_axes", 0) and axes is not None:
             return Tensor(shape)
         axes = range(len(shape))
-    drop = {_axis(x, len(shape), node.op) for x in axes}
+    drop = {axis_of(x, len(shape), node.op) for x in axes}
     out = tuple(ONE if i in drop else d for i, d in enumerate(shape) if keep or i not in drop)
     return Tensor(out)
 
 
 def _argmax(p, node, ins, a, env):
     shape = ins[0].shape
-    axis = _axis(_int(a, "axis", 0), len(shape), node.op)
+    axis = axis_of(_int(a, "axis", 0), len(shape), node.op)
     keep = _int(a, "keepdims", 1)
     return Tensor(tuple(ONE if i == axis else d for i, d in enumerate(shape) if keep or i != axis))
 
@@ -546,8 +379,7 @@ def _loop(p, node, ins, a, env):
     inner = p.graph(body, scope, "its Loop body")
     for name, first, out_name in zip(body.inputs[2:], carried, body.outputs[1:]):
         after = inner.get(out_name)
-        if after is None or after.shape is None or len(after.shape) != len(first.shape) or any(
-                x.c != y.c or not (x.exact and y.exact) for x, y in zip(first.shape, after.shape)):
+        if not keeps_shape(first.shape, after.shape if after is not None else None):
             raise ShapeError(f"a Loop whose body changes the shape of the tensor it carries as {name[:60]!r} (a loop "
                              "may not grow what it carries)")
     trips = ins[0].values[0] if ins[0] is not None and ins[0].values else None
@@ -594,5 +426,4 @@ def prove(g: Graph, inputs: dict[str, tuple[int, ...]], row_limit: int) -> list[
         p.graph(g, scope, "the main graph")
     except ShapeError as e:
         return [f"cannot prove its shapes: {e} (refused: the runtime runs what it can bound)"]
-    p.check_sizes()
-    return p.problems
+    return p.sizes.problems()
