@@ -116,10 +116,13 @@ def encoder_with_allocation(manifest):
 
 
 def tflite_file(fn) -> bytes:
-    """``fn`` converted with the TFLite converter."""
+    """``fn`` converted with the TFLite converter, bound to the ``serving_default`` signature as the exporter binds
+    its models (a trackable object beside the function)."""
     import tensorflow as tf
 
-    return tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()]).convert()
+    holder = tf.Module()
+    holder.serve = fn
+    return tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], holder).convert()
 
 
 def onnx_file(fn) -> bytes:

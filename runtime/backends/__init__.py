@@ -132,17 +132,24 @@ def inspect_model(fmt: str, content: bytes) -> tuple[set[str], list[int]]:
 
 def prove_shapes(fmt: str, content: bytes, inputs: dict[str, tuple[int, ...]], row_limit: int) -> None:
     """BundleError unless every tensor's shape of the model (read after ``inspect_model`` accepted it) is proved
-    from its contract ``inputs`` (name -> shape, -1 the batch) within ``row_limit`` elements per batch row and
-    linear in the batch, and no loop changes the shape of what it carries (``onnx_shapes``). ONNX only for now:
-    a TFLite model's shapes are not proved (docs/trust.md)."""
-    if fmt != "onnx":
-        return
-    from . import onnx_shapes, onnx_wire
+    from its contract ``inputs`` (name -> shape, -1 the batch; a TFLite model's bound through the signature the
+    interpreter runs, ``manifest.SIGNATURE_KEY``)
+    within ``row_limit`` elements per batch row and linear in the batch, and no loop changes the shape of what it
+    carries (``onnx_shapes``, ``tflite_shapes``; docs/trust.md)."""
+    if fmt == "onnx":
+        from . import onnx_shapes, onnx_wire
 
-    try:
-        problems = onnx_shapes.prove(onnx_wire.graph_tree(content), inputs, row_limit)
-    except onnx_wire.WireError as e:
-        raise BundleError(f"not a valid ONNX model ({e})") from None
+        try:
+            problems = onnx_shapes.prove(onnx_wire.graph_tree(content), inputs, row_limit)
+        except onnx_wire.WireError as e:
+            raise BundleError(f"not a valid ONNX model ({e})") from None
+    elif fmt == "tflite":
+        from . import tflite_shapes
+        from ..manifest import SIGNATURE_KEY
+
+        problems = tflite_shapes.prove(content, inputs, SIGNATURE_KEY, row_limit)
+    else:
+        raise BundleError(f"unknown model format {fmt!r}")
     if problems:
         raise BundleError(problems)
 

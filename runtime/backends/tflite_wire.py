@@ -339,3 +339,31 @@ def _fused(op: _Op) -> bool:
     """Whether an ADD carries a fused activation (which would change ``counter + 1``)."""
     options = op.table.table_field(4)
     return options is not None and options.scalar(0, "<b", 0) != 0  # AddOptions.fused_activation_function
+
+
+# ---- the graphs, for the shape proof (tflite_shapes) -------------------------------------------------------------------
+@dataclass
+class TfliteGraphs:
+    """A model's subgraphs (0 is the main graph), buffers and signatures: name -> (subgraph, {input name: tensor})."""
+
+    graphs: list["_Subgraph"]
+    buffers: list[_Table]
+    signatures: dict[str, tuple[int, dict[str, int]]]
+
+
+def model_graphs(content: bytes) -> TfliteGraphs:
+    """The subgraphs, buffers and signatures of a .tflite file ``summarize`` accepted; WireError if malformed."""
+    buf = _Buffer(content)
+    model = buf.table(buf.indirect(0))
+    op_codes = []
+    for code in model.tables(1):
+        builtin = max(code.scalar(0, "<b", 0), code.scalar(3, "<i", 0))
+        op_codes.append(BUILTIN_NAMES.get(builtin, f"BUILTIN_{builtin}"))
+    graphs = [_Subgraph(g, op_codes) for g in model.tables(2)]
+    signatures = {}
+    for sig in model.tables(7):  # Model.signature_defs
+        inputs = {}
+        for m in sig.tables(0):  # SignatureDef.inputs: TensorMap(name, tensor_index)
+            inputs[m.string(0) or ""] = m.scalar(1, "<I", 0)
+        signatures[sig.string(2) or ""] = (sig.scalar(4, "<I", 0), inputs)  # signature_key, subgraph_index
+    return TfliteGraphs(graphs, model.tables(4), signatures)
