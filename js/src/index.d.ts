@@ -58,9 +58,10 @@ export function decodeOptions(options?: DecodeOptions): Readonly<Required<Decode
 /** A model file's operators and proven loop bounds, read from its bytes; throws BundleError for anything a bundle
  * model may never be (the Python runtime's checks, with its messages). */
 export function inspectModel(format: 'onnx' | 'tflite', bytes: Uint8Array): { ops: Set<string>; bounds: bigint[] };
-/** Throws BundleError naming `where` unless the model's operators are its role's and the manifest entry's, and each
- * loop is proved to run at most `loopLimit` times. */
-export function checkModelOps(bytes: Uint8Array, entry: { format: string; role: string; ops: string[] }, where: string, loopLimit: number): void;
+/** Throws BundleError naming `where` unless the model's operators are its role's and the manifest entry's, each
+ * loop is proved to run at most `loopLimit` times, and (with `rowLimit`, BundleManifest.rowLimit()) every tensor's
+ * shape is proved from the entry's input shapes within that many elements per batch row. */
+export function checkModelOps(bytes: Uint8Array, entry: { format: string; role: string; ops: string[]; inputs?: { name: string; shape: number[] }[] }, where: string, loopLimit: number, rowLimit?: number | null): void;
 
 export class DecodeResult {
   readonly text: string;

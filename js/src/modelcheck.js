@@ -6,9 +6,13 @@ import { BundleError } from './errors.js';
 import { byCodePoint, pyRepr } from './text.js';
 import * as onnx from './wire/onnx.js';
 import { proveShapes } from './wire/onnx_shapes.js';
+import { proveTfliteShapes } from './wire/tflite_shapes.js';
 import * as tflite from './wire/tflite.js';
 
 const ALLOWED_OPS = schema['x-contract'].allowed_ops;
+/** The signature a TFLite engine runs, whatever a manifest entry says (Python's manifest.SIGNATURE_KEY): the shape
+ * proof binds the contract's inputs through it. */
+export const TFLITE_SIGNATURE = 'serving_default';
 const pyList = (items) => `[${items.map((x) => (typeof x === 'string' ? pyRepr(x) : String(x))).join(', ')}]`;
 const sorted = (items) => [...items].sort(byCodePoint);
 const own = (o, k) => (o !== null && typeof o === 'object' && Object.hasOwn(o, k) ? o[k] : undefined);
@@ -74,14 +78,17 @@ export function checkModelOps(bytes, entry, where, loopLimit, rowLimit = null) {
     problems.push(`its operators ${pyList(sorted(real).slice(0, 20))} differ from the manifest's list ${pyList(sorted(entry.ops ?? []).slice(0, 20))}`);
   }
   if (problems.length) throw new BundleError(problems, where);
-  if (rowLimit !== null && entry.format === 'onnx') { // only operators the role allows: each has a shape rule
+  if (rowLimit === null || rowLimit === undefined) return;
+  // only operators the role allows reach the proof: each has a shape rule
+  const inputs = new Map((entry.inputs ?? []).map((t) => [t.name, t.shape]));
+  let shapeProblems;
+  if (entry.format === 'onnx') {
     let tree;
     try { tree = onnx.graphTree(bytes); } catch (e) {
       if (e instanceof onnx.WireError) throw new BundleError(`not a valid ONNX model (${e.message})`, where);
       throw e;
     }
-    const inputs = new Map((entry.inputs ?? []).map((t) => [t.name, t.shape]));
-    const shapeProblems = proveShapes(tree, inputs, rowLimit);
-    if (shapeProblems.length) throw new BundleError(shapeProblems, where);
-  }
+    shapeProblems = proveShapes(tree, inputs, rowLimit);
+  } else shapeProblems = proveTfliteShapes(bytes, inputs, TFLITE_SIGNATURE, rowLimit);
+  if (shapeProblems.length) throw new BundleError(shapeProblems, where);
 }

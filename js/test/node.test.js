@@ -448,8 +448,7 @@ describe('crafted model files are judged from their bytes as the Python runtime 
     assert.ok(cases.filter((c) => c.error === null).length >= 30 && cases.filter((c) => c.error !== null).length >= 20);
   });
   for (const c of cases) {
-    // the TFLite shape proof is the Python runtime's only (docs/trust.md): its verdicts are left out here
-    test(c.name, { skip: c.proof === 'shapes' && c.format === 'tflite' }, () => {
+    test(c.name, () => {
       const bytes = new Uint8Array(readFileSync(path.join(dir, c.file)));
       let got = null;
       try { checkModelOps(bytes, c, c.file, c.loop_limit, c.row_limit); } catch (e) {

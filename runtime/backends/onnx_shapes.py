@@ -228,8 +228,10 @@ def _slice(p, node, ins, a, env):
         d = dims[axis]
         if d.const is not None:
             dims[axis] = Dim.of(slice_length(d.const, start, end, step), d.exact)
-            if rank == 1 and values is not None and d.exact:
+            if rank == 1 and values is not None and d.exact and len(values) == d.const:
                 values = tuple(values[i] for i in slice_indices(d.const, start, end, step))
+            else:
+                values = None
         elif step == 1 and start == 0 and end >= d.largest():
             pass  # the whole axis, at any batch the runtime runs
         elif step == 1 and 0 <= start < end:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import struct
 
 from .shapes import (BATCH, MAX_RANK, MAX_VALUES, ONE, Dim, ShapeError, SizeCheck, Tensor, axis_of, broadcast, count,
-                     dim, divide, keeps_shape, nonneg, slice_indices)
+                     dim, divide, keeps_shape, nonneg, slice_indices, slice_length)
 from .tflite_wire import TfliteGraphs, WireError, _Op, _Subgraph, model_graphs
 
 _INT32_MAX = 2**31 - 1
@@ -292,15 +292,16 @@ def _strided_slice(p, op, ins):
                 k = b + n if b < 0 else b
                 if not 0 <= k < n:
                     raise ShapeError("a STRIDED_SLICE that takes an element past the end")
-                picked = [k]
+                start, stop, s = k, k + 1, 1
             else:
                 start = (0 if s > 0 else n - 1) if begin_mask >> i & 1 else b
                 stop = (n if s > 0 else -n - 1) if end_mask >> i & 1 else e
-                picked = slice_indices(n, start, stop, s)
-            if len(x.shape) == 1 and values is not None and d.exact:
-                values = tuple(values[k] for k in picked)
+            if len(x.shape) == 1 and values is not None and d.exact and len(values) == n:
+                values = tuple(values[k] for k in slice_indices(n, start, stop, s))
+            else:
+                values = None
             if not shrink:
-                dims.append(Dim.of(len(picked), d.exact))
+                dims.append(Dim.of(slice_length(n, start, stop, s), d.exact))
             continue
         whole_start = begin_mask >> i & 1 or b == 0
         whole_end = end_mask >> i & 1 or e >= d.largest()
@@ -331,15 +332,15 @@ def _slice(p, op, ins):
             raise ShapeError("a SLICE with a negative begin or size")
         if n >= 0:
             dims[i] = Dim.of(n)
-            picked = list(range(b, b + n))
         elif d.const is not None:
             dims[i] = Dim.of(max(0, d.const - b), d.exact)
-            picked = list(range(b, d.const))
         else:
             dims[i] = d if b == 0 else Dim(d.c, False)
-            picked = None
-        if len(x.shape) == 1 and values is not None and picked is not None and d.exact:
-            values = tuple(values[k] for k in picked)
+        stop = b + n if n >= 0 else d.const
+        if len(x.shape) == 1 and values is not None and stop is not None and d.exact and stop <= len(values):
+            values = values[b:stop]
+        else:
+            values = None
     if len(x.shape) != 1 or any(not d.exact for d in dims):
         values = None
     return Tensor(tuple(dims), values)

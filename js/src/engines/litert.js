@@ -3,6 +3,7 @@
 // call (maxBatch 1: LiteRT.js cannot resize inputs, see tflite-batch.js): the decoder splits batches into rows.
 import { EngineError } from '../errors.js';
 import { pinBatchToOne } from './tflite-batch.js';
+import { TFLITE_SIGNATURE } from '../modelcheck.js';
 
 function details(list) {
   return list.map((t) => ({ name: t.name, dtype: t.dtype, shape: null }));
@@ -21,7 +22,7 @@ export function liteRtEngine(litert, { accelerator = 'wasm', threads = 1 } = {})
         throw new EngineError(`LiteRT.js cannot compile ${entry.path} (${entry.variant}): ${e?.message ?? e}; `
           + 'use the onnx engine for this bundle, or another variant');
       }
-      const key = entry.signature ?? 'serving_default';
+      const key = TFLITE_SIGNATURE; // the one the shape proof bound the contract through, as Python's backend
       const runner = model.signatures?.[key];
       if (!runner) {
         throw new EngineError(`LiteRT.js finds no signature '${key}' in ${entry.path} (it has ${JSON.stringify(Object.keys(model.signatures ?? {}))})`);

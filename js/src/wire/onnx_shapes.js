@@ -5,67 +5,16 @@
 // in the batch, within rowLimit elements per batch row, and within max(rowLimit, the file's largest constant)
 // elements without it. What the proof cannot work out is refused.
 import { pyRepr } from '../text.js';
-import { MAX_KEPT_INTS, display } from './onnx.js';
+import { display } from './onnx.js';
+import {
+  BATCH, INT32_MAX, MAX_RANK, MAX_VALUES, ONE, ShapeError, SizeCheck, add, atMost, axisOf, bmax, broadcast, ceilDiv, constOf,
+  count, dim, divide, keepsShape, largest, name60 as shown60, nonneg, of, pySlice, sliceIndices, sliceLength, tensor,
+} from './shapes.js';
 
+export { ShapeError };
 const INT32 = 6n, INT64 = 7n;
-const INT32_MAX = 2n ** 31n - 1n;
-/** The batch the proof assumes at most (the runtime's batch limit, options.MAX_BATCH_SIZE in Python). */
-const MAX_BATCH = 4096n;
-/** Dimensions of any tensor (the exporter's have at most 3): a bound on the proof's own work per tensor. */
-export const MAX_RANK = 16;
-const MAX_VALUES = MAX_KEPT_INTS;
+const name60 = (name) => shown60(display(name));
 
-export class ShapeError extends Error {}
-
-const name60 = (name) => pyRepr(Array.from(display(name)).slice(0, 60).join(''));
-const bmax = (a, b) => (a > b ? a : b);
-const floorDiv = (a, b) => { const q = a / b; return (a % b !== 0n && (a < 0n) !== (b < 0n)) ? q - 1n : q; };
-const ceilDiv = (a, b) => -floorDiv(-a, b);
-
-// ---- dimensions: polynomials in the batch ----------------------------------------------------------------------
-function dim(coefficients, exact = true) {
-  const c = [...coefficients];
-  while (c.length > 1 && c.at(-1) === 0n) c.pop();
-  return { c, exact };
-}
-const of = (n, exact = true) => ({ c: [BigInt(n)], exact });
-const constOf = (d) => (d.c.length === 1 ? d.c[0] : null);
-const sameC = (x, y) => x.c.length === y.c.length && x.c.every((v, i) => v === y.c[i]);
-const BATCH = Object.freeze({ c: [0n, 1n], exact: true });
-const ONE = Object.freeze({ c: [1n], exact: true });
-
-function mul(x, y) {
-  const out = new Array(x.c.length + y.c.length - 1).fill(0n);
-  x.c.forEach((a, i) => y.c.forEach((b, j) => { out[i + j] += a * b; }));
-  return dim(out, x.exact && y.exact);
-}
-function add(x, y) {
-  const n = Math.max(x.c.length, y.c.length);
-  return dim(Array.from({ length: n }, (_, i) => (x.c[i] ?? 0n) + (y.c[i] ?? 0n)), x.exact && y.exact);
-}
-/** An upper bound of both; an exact constant other than 1 is what a broadcast or a concatenation gives (or fails). */
-function atMost(x, y) {
-  if (x.exact && constOf(x) !== null && constOf(x) !== 1n) return x;
-  if (y.exact && constOf(y) !== null && constOf(y) !== 1n) return y;
-  if (sameC(x, y)) return { c: x.c, exact: x.exact && y.exact };
-  const n = Math.max(x.c.length, y.c.length);
-  return dim(Array.from({ length: n }, (_, i) => bmax(x.c[i] ?? 0n, y.c[i] ?? 0n)), false);
-}
-const largest = (d) => d.c.reduce((sum, c, i) => sum + c * MAX_BATCH ** BigInt(i), 0n);
-
-function show(d) {
-  const terms = [];
-  d.c.forEach((c, i) => {
-    if (!c) return;
-    const power = i === 0 ? '' : i === 1 ? 'B' : `B^${i}`;
-    terms.push(!power ? `${c}` : c === 1n ? power : `${c}·${power}`);
-  });
-  return terms.reverse().join(' + ') || '0';
-}
-
-function count(shape) { let n = ONE; for (const d of shape) n = mul(n, d); return n; }
-const nonneg = (d) => (constOf(d) !== null && constOf(d) < 0n ? of(0n, d.exact) : d);
-const tensor = (shape, values = null) => ({ shape, values });
 
 // ---- attributes -----------------------------------------------------------------------------------------------
 function intAttr(a, name, fallback) {
@@ -80,70 +29,15 @@ function intsAttr(a, name, fallback = null) {
   return [...v];
 }
 
-function axisOf(axis, rank, op) {
-  const r = BigInt(rank);
-  if (!(-r <= axis && axis < r)) throw new ShapeError(`a ${op} with axis ${axis} of a rank-${rank} tensor`);
-  return Number(((axis % r) + r) % r);
-}
-
-function broadcast(...shapes) {
-  const rank = Math.max(...shapes.map((s) => s.length));
-  const out = [];
-  for (let i = 0; i < rank; i++) {
-    let d = null;
-    for (const s of shapes) {
-      const j = s.length - rank + i;
-      if (j < 0) continue;
-      const x = s[j];
-      if (sameC(x, ONE) && x.exact) continue;
-      d = d === null ? x : atMost(d, x);
-    }
-    out.push(d ?? ONE);
-  }
-  return out;
-}
-
-function sliceLength(length, start, end, step) {
-  if (step === 0n) throw new ShapeError('a Slice with step 0');
-  if (start < 0n) start += length;
-  if (end < 0n) end += length;
-  const clamp = (v, lo, hi) => (v < lo ? lo : v > hi ? hi : v);
-  if (step > 0n) {
-    start = clamp(start, 0n, length); end = clamp(end, 0n, length);
-    return bmax(0n, ceilDiv(end - start, step));
-  }
-  start = clamp(start, 0n, length - 1n); end = clamp(end, -1n, length - 1n);
-  return bmax(0n, ceilDiv(start - end, -step));
-}
-
-function sliceIndices(length, start, end, step) {
-  const n = sliceLength(length, start, end, step);
-  if (start < 0n) start += length;
-  const first = step > 0n ? (start < 0n ? 0n : start > length ? length : start) : (start < 0n ? 0n : start > length - 1n ? length - 1n : start);
-  return Array.from({ length: Number(n) }, (_, i) => first + BigInt(i) * step);
-}
-
-/** Python's list[start:end] for ints. */
-function pySlice(items, start, end) {
-  const n = BigInt(items.length);
-  const norm = (v) => { if (v < 0n) v += n; return Number(v < 0n ? 0n : v > n ? n : v); };
-  return items.slice(norm(start), norm(end));
-}
-
 // ---- the prover ---------------------------------------------------------------------------------------------------
 class Prover {
-  constructor(rowLimit) {
-    this.rowLimit = BigInt(rowLimit);
-    this.largestConstant = 0n;
-    this.problems = [];
-    this.checked = [];
-  }
+  constructor(rowLimit) { this.sizes = new SizeCheck(rowLimit); }
 
   constTensor(c) {
     if (c.dims === null || c.dims.some((d) => d < 0n) || c.dims.length > MAX_RANK) return tensor(null);
     let n = 1n;
     for (const d of c.dims) n *= d;
-    this.largestConstant = bmax(this.largestConstant, n);
+    this.sizes.constant(n);
     return tensor(c.dims.map((d) => of(d)), c.ints === null ? null : c.ints.map((v) => of(v)));
   }
 
@@ -177,7 +71,7 @@ class Prover {
         }
         if (name) {
           env.set(name, t);
-          if (t.shape !== null) this.checked.push([name, t.shape]);
+          if (t.shape !== null) this.sizes.add(display(name), t.shape);
         }
       });
     }
@@ -202,19 +96,6 @@ class Prover {
       throw new ShapeError(`a malformed ${display(op)}`);
     }
     return Array.isArray(out) ? out : [out];
-  }
-
-  checkSizes() {
-    const constLimit = bmax(this.rowLimit, this.largestConstant);
-    for (const [name, shape] of this.checked) {
-      const n = count(shape);
-      if (n.c.length > 2) {
-        this.problems.push(`holds a tensor (${name60(name)}) of ${show(n)} elements: it grows with a power of the batch (the contract's tensors grow linearly; refused)`);
-      } else if ((n.c.length === 2 && n.c[1] > this.rowLimit) || n.c[0] > constLimit) {
-        this.problems.push(`holds a tensor (${name60(name)}) of ${show(n)} elements, more than the bundle's shapes allow (${this.rowLimit} per batch row, ${constLimit} in all without the batch; refused)`);
-      } else continue;
-      if (this.problems.length >= 3) return;
-    }
   }
 }
 
@@ -377,17 +258,6 @@ function transpose(p, node, ins, a) {
   return tensor(perm.map((i) => shape[Number(i)]));
 }
 
-function divide(total, by) {
-  if (total.exact && by.exact) {
-    const k = by.c.findIndex((c) => c !== 0n);
-    if (k >= 0 && by.c.slice(k + 1).every((c) => c === 0n) && total.c.slice(0, k).every((c) => c === 0n)
-        && total.c.slice(k).every((c) => c % by.c[k] === 0n)) {
-      return dim(total.c.slice(k).map((c) => c / by.c[k]), true);
-    }
-  }
-  return { c: total.c, exact: false };
-}
-
 function reshape(p, node, ins, a) {
   const data = ins[0];
   const target = p.known(ins[1], 'target shape', node);
@@ -465,8 +335,7 @@ function loop(p, node, ins, a, env) {
   const inner = p.graph(body, scope, 'its Loop body');
   body.inputs.slice(2).forEach((name, i) => {
     const first = carried[i], after = inner.get(body.outputs[1 + i]);
-    if (after === undefined || after.shape === null || after.shape.length !== first.shape.length
-        || first.shape.some((x, j) => !sameC(x, after.shape[j]) || !(x.exact && after.shape[j].exact))) {
+    if (!keepsShape(first.shape, after === undefined ? null : after.shape)) {
       throw new ShapeError(`a Loop whose body changes the shape of the tensor it carries as ${name60(name)} (a loop may not grow what it carries)`);
     }
   });
@@ -510,6 +379,5 @@ export function proveShapes(g, inputs, rowLimit) {
     if (!(e instanceof ShapeError)) throw e;
     return [`cannot prove its shapes: ${e.message} (refused: the runtime runs what it can bound)`];
   }
-  p.checkSizes();
-  return p.problems;
+  return p.sizes.problems();
 }

@@ -295,3 +295,21 @@ function fused(op) {
   const options = op.table.tableField(4);
   return options !== null && options.scalar(0, '<b', 0) !== 0;
 }
+
+/** A model's subgraphs (0 is the main graph), buffers and signatures (key -> [subgraph, Map input name -> tensor]),
+ * for the shape proof (tflite_shapes.js; Python: tflite_wire.model_graphs). */
+export function modelGraphs(bytes) {
+  const model = modelTable(bytes);
+  const opCodes = model.tables(1).map((code) => {
+    const builtin = Math.max(code.scalar(0, '<b', 0), code.scalar(3, '<i', 0));
+    return BUILTIN_NAMES.get(builtin) ?? `BUILTIN_${builtin}`;
+  });
+  const graphs = model.tables(2).map((g) => new Subgraph(g, opCodes));
+  const signatures = new Map();
+  for (const sig of model.tables(7)) { // Model.signature_defs
+    const inputs = new Map();
+    for (const m of sig.tables(0)) inputs.set(m.string(0) ?? '', m.scalar(1, '<I', 0)); // TensorMap(name, tensor_index)
+    signatures.set(sig.string(2) ?? '', [sig.scalar(4, '<I', 0), inputs]); // signature_key, subgraph_index
+  }
+  return { graphs, buffers: model.tables(4), signatures };
+}
