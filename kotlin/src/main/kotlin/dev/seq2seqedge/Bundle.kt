@@ -191,7 +191,7 @@ fun loadBundle(reader: BundleReader, engine: Engine, variant: String = "fp32", s
         contents.add(bytes)
     }
     // what each model can do, proved from its bytes (operators, loops, allocations) before any engine sees them
-    chosen.forEachIndexed { i, entry -> checkModelOps(contents[i], entry, where(entry.path), manifest.loopLimit(entry.role)) }
+    chosen.forEachIndexed { i, entry -> checkModelOps(contents[i], entry, where(entry.path), manifest.loopLimit(entry.role), manifest.rowLimit()) }
     val models = ArrayList<ModelRunner>()
     try {
         chosen.forEachIndexed { i, entry ->

@@ -195,6 +195,11 @@ class BundleManifest private constructor(d: JSONObject) {
 
     /** The most times any one loop of a `role` model may run (Python's BundleManifest.loop_limit): the encoder's
      * loops run over input positions, the greedy model's over output steps; the decoder step has no loop. */
+    /** The most elements any tensor of this bundle's models may hold per batch row (Python's
+     * BundleManifest.row_limit, the shape proof's bound): four times the longest sequence times the widest vector. */
+    fun rowLimit(): Long = 4L * maxOf(encoderTimeSteps, maxOutputTokens + 1) *
+        maxOf(latentDim, encoderOutputDim ?: 0, targetVocab.size, inputVocab.size)
+
     fun loopLimit(role: String): Int = when (role) {
         ENCODER -> encoderTimeSteps
         GREEDY -> maxOf(encoderTimeSteps, maxOutputTokens + 1)

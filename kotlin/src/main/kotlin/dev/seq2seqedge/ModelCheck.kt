@@ -29,7 +29,7 @@ private val BY_CODE_POINT = Comparator<String> { a, b ->
 private fun Iterable<String>.pySorted(): List<String> = sortedWith(BY_CODE_POINT)
 
 /** A name read as one char per byte (ONNX Runtime tells names apart by their bytes), shown as Python shows it. */
-private fun display(name: String): String = surrogateEscape(name.toByteArray(Charsets.ISO_8859_1))
+internal fun display(name: String): String = surrogateEscape(name.toByteArray(Charsets.ISO_8859_1))
 
 /** Bytes as Python's `bytes.decode("utf-8", "surrogateescape")` gives them: valid UTF-8 decoded, every other byte as
  * the lone surrogate U+DC80..U+DCFF (one string per byte sequence, readable as text). */
@@ -90,9 +90,12 @@ fun inspectModel(format: String, bytes: ByteArray): ModelSummary = when (format)
     else -> throw BundleError("unknown model format ${pyRepr(format)}")
 }
 
-/** The model's real operators must be ones its role allows and the manifest entry's list, and each loop (proved
- * bounded from the bytes) may run at most `loopLimit` times; BundleError naming `where` otherwise. */
-fun checkModelOps(bytes: ByteArray, format: String, role: String, ops: List<String>, where: String, loopLimit: Int) {
+/** The model's real operators must be ones its role allows and the manifest entry's list, each loop (proved bounded
+ * from the bytes) may run at most `loopLimit` times, and with `rowLimit` (BundleManifest.rowLimit) an ONNX model's
+ * every tensor is proved from `inputs` (name -> contract shape) within that many elements per batch row
+ * (OnnxShapes); BundleError naming `where` otherwise. */
+fun checkModelOps(bytes: ByteArray, format: String, role: String, ops: List<String>, where: String, loopLimit: Int,
+                  rowLimit: Long? = null, inputs: Map<String, List<Int>> = emptyMap()) {
     val summary = try { inspectModel(format, bytes) } catch (e: BundleError) { throw BundleError(e.problems, where) }
     val problems = ArrayList<String>()
     val longest = summary.bounds.maxOrNull()
@@ -103,11 +106,15 @@ fun checkModelOps(bytes: ByteArray, format: String, role: String, ops: List<Stri
     if (outside.isNotEmpty()) problems.add("uses operators a $role may not have: ${pyList(outside.take(8))} (allowed: ${pyList(allowed.pySorted())})")
     if (summary.ops != ops.toSet()) problems.add("its operators ${pyList(summary.ops.pySorted().take(20))} differ from the manifest's list ${pyList(ops.pySorted().take(20))}")
     if (problems.isNotEmpty()) throw BundleError(problems, where)
+    if (rowLimit == null || format != "onnx") return // this library loads ONNX models only
+    val tree = try { OnnxWire.graphTree(bytes) } catch (e: WireError) { throw BundleError("not a valid ONNX model (${e.message})", where) }
+    val shapeProblems = OnnxShapes.prove(tree, inputs, rowLimit)
+    if (shapeProblems.isNotEmpty()) throw BundleError(shapeProblems, where)
 }
 
-/** checkModelOps for a manifest entry. */
-fun checkModelOps(bytes: ByteArray, entry: ModelEntry, where: String, loopLimit: Int) =
-    checkModelOps(bytes, entry.format, entry.role, entry.ops, where, loopLimit)
+/** checkModelOps for a manifest entry, its shapes proved within `rowLimit` when given. */
+fun checkModelOps(bytes: ByteArray, entry: ModelEntry, where: String, loopLimit: Int, rowLimit: Long? = null) =
+    checkModelOps(bytes, entry.format, entry.role, entry.ops, where, loopLimit, rowLimit, entry.inputs.associate { it.name to it.shape })
 
 // -- ONNX: the protobuf wire format -------------------------------------------------------------------------------
 internal object OnnxWire {
@@ -318,6 +325,122 @@ internal object OnnxWire {
         }
         if (!graphSeen || out.irVersion == null) throw WireError("no graph or IR version: not an ONNX model")
         return out
+    }
+
+    // -- the graphs as trees, for the shape proof (OnnxShapes; Python: onnx_wire.graph_tree) --------------------
+    /** Integer tensors up to this many elements keep their values (shape vectors, axes, indices, slice bounds). */
+    const val MAX_KEPT_INTS = 1024
+
+    /** A tensor of the file: dims (null: not known, a sparse or twice-defined initializer), type, small int values. */
+    class Const(val dims: List<Long>?, val dataType: Long?, val ints: List<Long>?)
+    /** An attribute's value: Long (i), List<Long> (ints), Const (t), Graph (g), or null for any other kind. */
+    class Node(val op: String, val inputs: List<String>, val outputs: List<String>, val attrs: Map<String, Any?>)
+    class Graph(val nodes: MutableList<Node> = ArrayList(), val initializers: MutableMap<String, Const> = LinkedHashMap(),
+                val inputs: MutableList<String> = ArrayList(), val outputs: MutableList<String> = ArrayList())
+    private val UNKNOWN = Const(null, null, null)
+
+    private fun packed(buf: ByteArray, start: Int, end: Int, into: MutableList<Long>, limit: Int = Int.MAX_VALUE) {
+        var p = start
+        while (p < end && into.size < limit) { val (v, next) = varint(buf, p, end); into.add(v); p = next }
+    }
+
+    private fun const(m: Bytes): Pair<String, Const> {
+        var name = ""
+        var dataType: Long? = null
+        var raw: Bytes? = null
+        val dims = ArrayList<Long>()
+        val values = ArrayList<Long>()
+        for (f in fields(m)) {
+            when {
+                f.number == 8L && f.wire == 2 -> name = sub(m, f).text()
+                f.number == 1L && f.wire == 0 -> dims.add(f.value)
+                f.number == 1L && f.wire == 2 -> packed(m.buf, f.start, f.end, dims)
+                f.number == 2L && f.wire == 0 -> dataType = f.value
+                (f.number == 5L || f.number == 7L) && values.size <= MAX_KEPT_INTS ->
+                    if (f.wire == 0) values.add(f.value) else if (f.wire == 2) packed(m.buf, f.start, f.end, values, MAX_KEPT_INTS + 1)
+                f.number == 9L && f.wire == 2 -> raw = sub(m, f)
+            }
+        }
+        var n = java.math.BigInteger.ONE
+        for (d in dims) n = n.multiply(java.math.BigInteger.valueOf(maxOf(d, 0L)))
+        var ints: List<Long>? = null
+        if ((dataType == 6L || dataType == 7L) && n <= java.math.BigInteger.valueOf(MAX_KEPT_INTS.toLong())) {
+            val width = if (dataType == 6L) 4 else 8
+            val r = raw
+            if (r != null && r.size.toLong() == n.toLong() * width) {
+                val bb = ByteBuffer.wrap(m.buf, r.start, r.size).order(ByteOrder.LITTLE_ENDIAN)
+                ints = (0 until n.toInt()).map { if (width == 4) bb.int.toLong() else bb.long }
+            } else if (r == null && values.size.toLong() == n.toLong()) {
+                ints = values.map { if (dataType == 7L) it else it.toInt().toLong() }
+            }
+        }
+        return name to Const(dims, dataType, ints)
+    }
+
+    private fun treeAttribute(m: Bytes, depth: Int): Pair<String, Any?> {
+        var name = ""
+        var kind: String? = null
+        var value: Any? = null
+        val ints = ArrayList<Long>()
+        for (f in fields(m)) {
+            when {
+                f.number == 1L && f.wire == 2 -> name = sub(m, f).text()
+                f.number == 3L && f.wire == 0 -> { value = f.value; kind = "i" }
+                f.number == 8L -> { kind = "ints"; if (f.wire == 0) ints.add(f.value) else if (f.wire == 2) packed(m.buf, f.start, f.end, ints) }
+                f.number == 5L && f.wire == 2 -> { value = const(sub(m, f)).second; kind = "t" }
+                f.number == 6L && f.wire == 2 -> { value = tree(sub(m, f), depth + 1); kind = "g" }
+            }
+        }
+        return name to (if (kind == "ints") ints else value)
+    }
+
+    private fun treeNode(m: Bytes, depth: Int): Node {
+        var op = ""
+        var domain = ""
+        val inputs = ArrayList<String>()
+        val outputs = ArrayList<String>()
+        val attrs = LinkedHashMap<String, Any?>()
+        for (f in fields(m)) {
+            if (f.wire != 2) continue
+            when (f.number) {
+                4L -> op = sub(m, f).text()
+                7L -> domain = sub(m, f).text()
+                1L -> inputs.add(sub(m, f).text())
+                2L -> outputs.add(sub(m, f).text())
+                5L -> { val (name, v) = treeAttribute(sub(m, f), depth); attrs[name] = v }
+            }
+        }
+        if (domain == "ai.onnx") domain = ""
+        return Node(if (domain.isEmpty()) op else "$domain:$op", inputs, outputs, attrs)
+    }
+
+    private fun tree(m: Bytes, depth: Int = 0): Graph {
+        if (depth > MAX_DEPTH) throw WireError("subgraphs nested too deeply")
+        val g = Graph()
+        for (f in fields(m)) {
+            if (f.wire != 2) continue
+            when (f.number) {
+                1L -> g.nodes.add(treeNode(sub(m, f), depth))
+                5L -> { val (name, c) = const(sub(m, f)); g.initializers[name] = if (name in g.initializers) UNKNOWN else c }
+                15L -> for (s in fields(sub(m, f))) if (s.number == 1L && s.wire == 2) g.initializers[lastName(sub(sub(m, f), s), 8L)] = UNKNOWN
+                11L -> g.inputs.add(lastName(sub(m, f), 1L))
+                12L -> g.outputs.add(lastName(sub(m, f), 1L))
+            }
+        }
+        return g
+    }
+
+    /** The main graph as a tree (read after summarize() accepted the file); a graph field given twice is merged. */
+    fun graphTree(bytes: ByteArray): Graph {
+        val merged = Graph()
+        val m = Bytes(bytes, 0, bytes.size)
+        for (f in fields(m)) {
+            if (f.number != 7L || f.wire != 2) continue
+            val g = tree(sub(m, f))
+            merged.nodes.addAll(g.nodes); merged.inputs.addAll(g.inputs); merged.outputs.addAll(g.outputs)
+            for ((name, c) in g.initializers) merged.initializers[name] = if (name in merged.initializers) UNKNOWN else c
+        }
+        return merged
     }
 
     fun loopBounds(s: Summary): List<Long> {
