@@ -338,6 +338,9 @@ static s2s_status load(s2s_decoder *d, s2s_read_file_fn read_file, void *ctx, co
     snprintf(label, sizeof label, "%s/%s", source, e->path);
     st = modelcheck_ops(bytes[i], sizes[i], e->format, e->role, (const char *const *)e->ops, e->n_ops,
                         manifest_loop_limit(d->manifest, e->role), label, err);
+    if (st == S2S_OK) {
+      st = modelcheck_shapes(bytes[i], sizes[i], e->inputs, e->n_inputs, manifest_row_limit(d->manifest), label, err);
+    }
   }
   if (st == S2S_OK) st = start_onnxruntime(d, source, err); /* only now: nothing above needs it */
   model *models[3] = {&d->encoder, &d->step, &d->greedy};

@@ -108,6 +108,8 @@ int manifest_expected_io(const s2s_manifest *m, const char *role, s2s_spec *inpu
                          s2s_spec *outputs, int *n_outputs);
 /* The most times any one loop of a `role` model may run (Python's BundleManifest.loop_limit). */
 size_t manifest_loop_limit(const s2s_manifest *m, const char *role);
+/* The most elements any tensor of the bundle's models may hold per batch row (Python's BundleManifest.row_limit). */
+int64_t manifest_row_limit(const s2s_manifest *m);
 const s2s_model_entry *manifest_find(const s2s_manifest *m, const char *role, const char *format,
                                      const char *variant);
 const char *dtype_name(int dtype);

@@ -609,6 +609,16 @@ size_t manifest_loop_limit(const s2s_manifest *m, const char *role) {
   return 0;
 }
 
+int64_t manifest_row_limit(const s2s_manifest *m) {
+  int64_t longest = m->encoder_time_steps > (int64_t)m->max_output_tokens + 1 ? m->encoder_time_steps
+                                                                             : (int64_t)m->max_output_tokens + 1;
+  int64_t widest = m->latent_dim;
+  if (m->encoder_output_dim > widest) widest = m->encoder_output_dim;
+  if ((int64_t)m->target.n > widest) widest = (int64_t)m->target.n;
+  if ((int64_t)m->input.n > widest) widest = (int64_t)m->input.n;
+  return 4 * longest * widest;
+}
+
 const s2s_model_entry *manifest_find(const s2s_manifest *m, const char *role, const char *format,
                                      const char *variant) {
   for (size_t i = 0; i < m->n_models; i++) {

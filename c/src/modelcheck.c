@@ -10,6 +10,7 @@
 
 #include "internal.h"
 #include "modelcheck.h"
+#include "protobuf.h"
 
 /* The operators an ONNX model of each role may hold: runtime/manifest.py ALLOWED_OPS (the manifest schema's
  * x-contract.allowed_ops, which tests/test_vectors.c compares with these lists). Sorted. */
@@ -36,26 +37,8 @@ const char *const *modelcheck_allowed_ops(const char *format, const char *role) 
   return NULL;
 }
 
-/* ---- the protobuf wire format ---- */
-typedef struct {
-  const unsigned char *p;
-  size_t n;
-} slice;
-
-typedef struct {
-  uint64_t number, value; /* value: wire 0 */
-  int wire;
-  slice bytes; /* wire 1, 2, 5 */
-} field;
-
-typedef struct {
-  slice m;
-  size_t pos;
-  const char *error; /* set when the message is malformed */
-  char text[48];     /* an error with a number in it */
-} fields;
-
-static int varint(slice s, size_t *pos, uint64_t *out, const char **error) {
+/* ---- the protobuf wire format (protobuf.h) ---- */
+int pb_varint(slice s, size_t *pos, uint64_t *out, const char **error) {
   uint64_t result = 0;
   for (unsigned shift = 0;; shift += 7) {
     if (*pos >= s.n || shift > 63) {
@@ -72,10 +55,10 @@ static int varint(slice s, size_t *pos, uint64_t *out, const char **error) {
 }
 
 /* The next field of a message: 1, 0 at its end, -1 (it->error set) when malformed. */
-static int next_field(fields *it, field *f) {
+int pb_next_field(fields *it, field *f) {
   if (it->error || it->pos >= it->m.n) return it->error ? -1 : 0;
   uint64_t key;
-  if (!varint(it->m, &it->pos, &key, &it->error)) return -1;
+  if (!pb_varint(it->m, &it->pos, &key, &it->error)) return -1;
   f->number = key >> 3;
   f->wire = (int)(key & 7);
   if (f->number == 0) {
@@ -87,12 +70,12 @@ static int next_field(fields *it, field *f) {
     return -1;
   }
   size_t width = 0;
-  if (f->wire == 0) return varint(it->m, &it->pos, &f->value, &it->error) ? 1 : -1;
+  if (f->wire == 0) return pb_varint(it->m, &it->pos, &f->value, &it->error) ? 1 : -1;
   if (f->wire == 1) width = 8;
   else if (f->wire == 5) width = 4;
   else if (f->wire == 2) {
     uint64_t length;
-    if (!varint(it->m, &it->pos, &length, &it->error)) return -1;
+    if (!pb_varint(it->m, &it->pos, &length, &it->error)) return -1;
     if (length > it->m.n - it->pos) {
       it->error = "length-delimited field runs past the end";
       return -1;
@@ -203,7 +186,7 @@ static int name_of(summary *s, slice msg, uint64_t number, slice *out) {
   field f;
   int r;
   *out = (slice){(const unsigned char *)"", 0};
-  while ((r = next_field(&it, &f)) > 0) {
+  while ((r = pb_next_field(&it, &f)) > 0) {
     if (f.number == number && f.wire == 2) *out = f.bytes;
   }
   return r < 0 ? keep_error(s, &it) : 1;
@@ -218,7 +201,7 @@ static int read_tensor(summary *s, slice t, int main) {
   uint64_t data_type = 0, value = 0;
   int have_type = 0;
   slice name = {(const unsigned char *)"", 0}, raw = {0};
-  while ((r = next_field(&it, &f)) > 0) {
+  while ((r = pb_next_field(&it, &f)) > 0) {
     if (f.number == 8 && f.wire == 2) name = f.bytes;
     else if (f.number == 13 && f.wire == 2) external = 1;
     else if (f.number == 14 && f.wire == 0 && f.value == 1) external = 1;
@@ -234,7 +217,7 @@ static int read_tensor(summary *s, slice t, int main) {
         n_values++;
       } else { /* packed: every varint in it (two are enough to say it is not a scalar) */
         for (size_t pos = 0; pos < f.bytes.n && n_values < 2; n_values++) {
-          if (!varint(f.bytes, &pos, &value, &s->error)) return 0;
+          if (!pb_varint(f.bytes, &pos, &value, &s->error)) return 0;
         }
       }
     } else if (f.number == 9 && f.wire == 2) { /* the last one counts, as protobuf keeps it */
@@ -266,7 +249,7 @@ static int read_sparse(summary *s, slice t, int main) {
   fields it = {t, 0, NULL, {0}};
   field f;
   int r;
-  while ((r = next_field(&it, &f)) > 0) {
+  while ((r = pb_next_field(&it, &f)) > 0) {
     if ((f.number == 1 || f.number == 2) && f.wire == 2) {
       if (!read_tensor(s, f.bytes, 0)) return 0;
       if (main && f.number == 1) { /* a sparse initializer is named by its values tensor */
@@ -284,7 +267,7 @@ static int read_attribute(summary *s, slice a, size_t depth, size_t *graphs) {
   fields it = {a, 0, NULL, {0}};
   field f;
   int r;
-  while ((r = next_field(&it, &f)) > 0) {
+  while ((r = pb_next_field(&it, &f)) > 0) {
     if (f.wire != 2) continue;
     if ((f.number == 5 || f.number == 10) && !read_tensor(s, f.bytes, 0)) return 0;
     if ((f.number == 22 || f.number == 23) && !read_sparse(s, f.bytes, 0)) return 0;
@@ -305,7 +288,7 @@ static int read_node(summary *s, slice n, size_t depth) {
   slice type = {(const unsigned char *)"", 0}, domain = {(const unsigned char *)"", 0};
   size_t graphs = 0, n_in = 0, c_in = 0, n_out = 0, c_out = 0;
   slice *ins = NULL, *outs = NULL;
-  while (ok && (r = next_field(&it, &f)) > 0) {
+  while (ok && (r = pb_next_field(&it, &f)) > 0) {
     if (f.wire != 2) continue;
     if (f.number == 4) type = f.bytes;
     else if (f.number == 7) domain = f.bytes;
@@ -345,7 +328,7 @@ static int read_graph(summary *s, slice g, size_t depth) {
   fields it = {g, 0, NULL, {0}};
   field f;
   int r;
-  while ((r = next_field(&it, &f)) > 0) {
+  while ((r = pb_next_field(&it, &f)) > 0) {
     if (f.wire != 2) continue;
     if (f.number == 5 && !read_tensor(s, f.bytes, depth == 0)) return 0;
     if (f.number == 15 && !read_sparse(s, f.bytes, depth == 0)) return 0;
@@ -364,7 +347,7 @@ static int read_function(summary *s, slice fn) {
   field f;
   int r;
   slice name = {(const unsigned char *)"<unnamed>", 9};
-  while ((r = next_field(&it, &f)) > 0) {
+  while ((r = pb_next_field(&it, &f)) > 0) {
     if (f.wire != 2) continue;
     if (f.number == 1) name = f.bytes;
     else if (f.number == 7 && !read_node(s, f.bytes, 1)) return 0;
@@ -382,13 +365,13 @@ static int summarize(summary *s, slice model) {
   fields it = {model, 0, NULL, {0}};
   field f;
   int r;
-  while ((r = next_field(&it, &f)) > 0) {
+  while ((r = pb_next_field(&it, &f)) > 0) {
     if (f.number == 1 && f.wire == 0) s->has_ir = 1;
     else if (f.number == 8 && f.wire == 2) { /* an opset: read to be well-formed */
       fields o = {f.bytes, 0, NULL, {0}};
       field g;
       int q;
-      while ((q = next_field(&o, &g)) > 0) {
+      while ((q = pb_next_field(&o, &g)) > 0) {
       }
       if (q < 0) return keep_error(s, &o);
     } else if (f.number == 7 && f.wire == 2) {
