@@ -201,23 +201,76 @@ def growing_loop(h, input_ids):
     return h + tf.reduce_sum(grown)
 
 
-def with_constant_bomb(model: bytes, output: str, elements: tuple[int, int]) -> bytes:
-    """``model`` (an encoder .onnx) whose ``output`` also adds a slice of a ConstantOfShape of a constant size
-    ``elements``: nothing read from the input, but 4 bytes x the product of ``elements`` allocated per call."""
+def rewired(model: bytes, output: str, inits: list, nodes: list) -> bytes:
+    """``model`` (an .onnx) whose ``output`` is computed by ``nodes`` from what its producer wrote, renamed
+    ``output + "_inner"``; ``inits`` are added to the main graph."""
     import onnx
-    from onnx import TensorProto, helper
 
     proto = onnx.load_from_string(model)
     graph = proto.graph
     producer = next(n for n in graph.node if output in n.output)
     producer.output[list(producer.output).index(output)] = output + "_inner"
-    graph.initializer.extend([helper.make_tensor("bomb_shape", TensorProto.INT64, [2], list(elements)),
-                              helper.make_tensor("zero_starts", TensorProto.INT64, [2], [0, 0]),
-                              helper.make_tensor("one_ends", TensorProto.INT64, [2], [1, 1])])
-    graph.node.extend([helper.make_node("ConstantOfShape", ["bomb_shape"], ["bomb"]),
-                       helper.make_node("Slice", ["bomb", "zero_starts", "one_ends"], ["bomb_1"]),
-                       helper.make_node("Add", [output + "_inner", "bomb_1"], [output])])
+    graph.initializer.extend(inits)
+    graph.node.extend(nodes)
     return proto.SerializeToString()
+
+
+def with_constant_bomb(model: bytes, output: str, elements: tuple[int, int]) -> bytes:
+    """``model`` (an encoder .onnx) whose ``output`` also adds a slice of a ConstantOfShape of a constant size
+    ``elements``: nothing read from the input, but 4 bytes x the product of ``elements`` allocated per call."""
+    from onnx import TensorProto, helper
+
+    return rewired(model, output, [helper.make_tensor("bomb_shape", TensorProto.INT64, [2], list(elements)),
+                                   helper.make_tensor("zero_starts", TensorProto.INT64, [2], [0, 0]),
+                                   helper.make_tensor("one_ends", TensorProto.INT64, [2], [1, 1])],
+                   [helper.make_node("ConstantOfShape", ["bomb_shape"], ["bomb"]),
+                    helper.make_node("Slice", ["bomb", "zero_starts", "one_ends"], ["bomb_1"]),
+                    helper.make_node("Add", [output + "_inner", "bomb_1"], [output])])
+
+
+def with_zeros_per_row(model: bytes, output: str, inputs: str, width: int) -> bytes:
+    """``output`` plus the row sums of a zero tensor of [batch, ``width``] (an Expand sized by the batch of
+    ``inputs`` and a constant): ``width`` elements per batch row, which the shape proof holds to the row limit."""
+    from onnx import TensorProto, helper
+
+    return rewired(model, output, [helper.make_tensor("w_zero", TensorProto.FLOAT, [], [0.0]),
+                                   helper.make_tensor("w_width", TensorProto.INT64, [1], [width]),
+                                   helper.make_tensor("w_0", TensorProto.INT64, [1], [0]),
+                                   helper.make_tensor("w_1", TensorProto.INT64, [1], [1])],
+                   [helper.make_node("Shape", [inputs], ["w_shape"]),
+                    helper.make_node("Slice", ["w_shape", "w_0", "w_1"], ["w_batch"]),
+                    helper.make_node("Concat", ["w_batch", "w_width"], ["w_size"], axis=0),
+                    helper.make_node("Expand", ["w_zero", "w_size"], ["wide"]),
+                    helper.make_node("ReduceSum", ["wide", "w_1"], ["wide_sum"], keepdims=1),
+                    helper.make_node("Add", [output + "_inner", "wide_sum"], [output])])
+
+
+def with_slice_bounded_by_values(model: bytes, output: str, inputs: str) -> bytes:
+    """``output`` plus the row sums of its own first ``max(inputs)`` columns: a Slice whose end is read from the
+    input's values, which is never larger than what it slices (the proof takes that bound)."""
+    from onnx import TensorProto, helper
+
+    return rewired(model, output, [helper.make_tensor("v_0", TensorProto.INT64, [1], [0]),
+                                   helper.make_tensor("v_1", TensorProto.INT64, [1], [1]),
+                                   helper.make_tensor("v_shape1", TensorProto.INT64, [1], [1])],
+                   [helper.make_node("ReduceMax", [inputs], ["v_max"], keepdims=0),
+                    helper.make_node("Cast", ["v_max"], ["v_max64"], to=TensorProto.INT64),
+                    helper.make_node("Reshape", ["v_max64", "v_shape1"], ["v_end"]),
+                    helper.make_node("Slice", [output + "_inner", "v_0", "v_end", "v_1"], ["v_cols"]),
+                    helper.make_node("ReduceSum", ["v_cols", "v_1"], ["v_sum"], keepdims=1),
+                    helper.make_node("Add", [output + "_inner", "v_sum"], [output])])
+
+
+def with_rank(model: bytes, output: str, rank: int) -> bytes:
+    """``output`` through an Unsqueeze to ``rank`` dimensions and a Reshape back: a tensor of more dimensions
+    than the shape proof follows (16)."""
+    from onnx import TensorProto, helper
+
+    extra = rank - 2
+    return rewired(model, output, [helper.make_tensor("r_axes", TensorProto.INT64, [extra], list(range(2, rank))),
+                                   helper.make_tensor("r_back", TensorProto.INT64, [2], [0, -1])],
+                   [helper.make_node("Unsqueeze", [output + "_inner", "r_axes"], ["r_high"]),
+                    helper.make_node("Reshape", ["r_high", "r_back"], [output])])
 
 
 def patched_loop_limit(content: bytes, old: int, new: int) -> bytes:

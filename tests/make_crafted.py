@@ -79,9 +79,14 @@ def _attacks(bundle: Path) -> list[tuple[str, bytes, dict]]:
             content = build(craft.encoder_growing(manifest, grow))
             cases.append((f"{fmt}-encoder-{name}", content,
                           {**encoder[fmt], "proof": "shapes", "ops": sorted(backends.model_ops(fmt, content))}))
-    bomb = craft.with_constant_bomb(enc_onnx, mf.STATE_H, (50_000, 50_000))
-    cases.append(("onnx-encoder-constant-of-a-huge-constant-size", bomb,
-                  {**encoder["onnx"], "proof": "shapes", "ops": sorted(backends.model_ops("onnx", bomb))}))
+    row = manifest.row_limit()
+    for name, content in (
+            ("onnx-encoder-constant-of-a-huge-constant-size", craft.with_constant_bomb(enc_onnx, mf.STATE_H, (50_000, 50_000))),
+            ("onnx-encoder-zeros-at-the-row-limit", craft.with_zeros_per_row(enc_onnx, mf.STATE_H, mf.INPUT_IDS, row)),
+            ("onnx-encoder-zeros-past-the-row-limit", craft.with_zeros_per_row(enc_onnx, mf.STATE_H, mf.INPUT_IDS, row + 1)),
+            ("onnx-encoder-slice-bounded-by-values", craft.with_slice_bounded_by_values(enc_onnx, mf.STATE_H, mf.INPUT_IDS)),
+            ("onnx-encoder-rank-17", craft.with_rank(enc_onnx, mf.STATE_H, 17))):
+        cases.append((name, content, {**encoder["onnx"], "proof": "shapes", "ops": sorted(backends.model_ops("onnx", content))}))
     return cases
 
 
@@ -101,7 +106,9 @@ def _real_models(bundles: Path) -> list[tuple[str, bytes, dict]]:
 
 
 #: The crafted files that must be accepted: the readers must not refuse more than protobuf or the proof says.
-MUST_PASS = {"onnx-loop-bound-over-64-bits"}        # protobuf keeps a varint's low 64 bits: M is 3, in the limit
+MUST_PASS = {"onnx-loop-bound-over-64-bits",         # protobuf keeps a varint's low 64 bits: M is 3, in the limit
+             "onnx-encoder-zeros-at-the-row-limit",  # row_limit elements per batch row: the bound, not past it
+             "onnx-encoder-slice-bounded-by-values"}  # a slice read from values is at most what it slices
 
 
 def _model_entry(case: dict):
