@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from .onnx_wire import Const, Graph, Node
 from .shapes import (BATCH, MAX_RANK, MAX_VALUES, ONE, Dim, ShapeError, SizeCheck, Tensor, axis_of, broadcast, dim,
-                     count, divide, keeps_shape, nonneg, slice_indices, slice_length)
+                     count, divide, ints_of, keeps_shape, nonneg, slice_indices, slice_length, values_of)
 
 _INT32, _INT64 = 6, 7  # TensorProto.DataType
 _INT32_MAX = 2**31 - 1
@@ -61,15 +61,10 @@ class Prover:
         return Tensor(shape, values)
 
     def known(self, t: Tensor | None, what: str, node: Node) -> tuple[Dim, ...]:
-        if t is None or t.values is None:
-            raise ShapeError(f"a {node.op} whose {what} the proof cannot compute from constants and input shapes")
-        return t.values
+        return values_of(t, what, node.op)
 
     def ints(self, t: Tensor | None, what: str, node: Node) -> list[int]:
-        values = self.known(t, what, node)
-        if any(v.const is None for v in values):
-            raise ShapeError(f"a {node.op} whose {what} depends on the batch")
-        return [v.const for v in values]
+        return ints_of(t, what, node.op)
 
     # -- one graph
     def graph(self, g: Graph, scope: dict[str, Tensor], where: str) -> dict[str, Tensor]:

@@ -158,6 +158,21 @@ def divide(total: Dim, by: Dim) -> Dim:
 
 
 
+def values_of(t: Tensor | None, what: str, op: str) -> tuple[Dim, ...]:
+    """The values of an operator's input the proof follows (a size, axes, slice bounds), or ShapeError."""
+    if t is None or t.values is None:
+        raise ShapeError(f"a {op} whose {what} the proof cannot compute from constants and input shapes")
+    return t.values
+
+
+def ints_of(t: Tensor | None, what: str, op: str) -> list[int]:
+    """``values_of`` as integers: ShapeError when one depends on the batch."""
+    values = values_of(t, what, op)
+    if any(v.const is None for v in values):
+        raise ShapeError(f"a {op} whose {what} depends on the batch")
+    return [v.const for v in values]
+
+
 class SizeCheck:
     """The bound on every tensor a proof worked out: ``add`` each one, then ``problems``."""
 

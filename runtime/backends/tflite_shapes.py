@@ -13,7 +13,7 @@ from __future__ import annotations
 import struct
 
 from .shapes import (BATCH, MAX_RANK, MAX_VALUES, ONE, Dim, ShapeError, SizeCheck, Tensor, axis_of, broadcast, count,
-                     dim, divide, keeps_shape, nonneg, slice_indices, slice_length)
+                     dim, divide, ints_of, keeps_shape, nonneg, slice_indices, slice_length, values_of)
 from .tflite_wire import TfliteGraphs, WireError, _Op, _Subgraph, model_graphs
 
 _INT32_MAX = 2**31 - 1
@@ -131,15 +131,10 @@ class Prover:
         return out if isinstance(out, list) else [out]
 
     def known(self, t: Tensor | None, what: str, op: _Op) -> tuple[Dim, ...]:
-        if t is None or t.values is None:
-            raise ShapeError(f"a {op.name} whose {what} the proof cannot compute from constants and input shapes")
-        return t.values
+        return values_of(t, what, op.name)
 
     def ints(self, t: Tensor | None, what: str, op: _Op) -> list[int]:
-        values = self.known(t, what, op)
-        if any(v.const is None for v in values):
-            raise ShapeError(f"a {op.name} whose {what} depends on the batch")
-        return [v.const for v in values]
+        return ints_of(t, what, op.name)
 
 
 # ---- the rules: (prover, operator, input tensors) -> output tensor(s) ----------------------------------------------------

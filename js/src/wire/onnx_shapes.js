@@ -8,7 +8,7 @@ import { pyRepr } from '../text.js';
 import { display } from './onnx.js';
 import {
   BATCH, INT32_MAX, MAX_RANK, MAX_VALUES, ONE, ShapeError, SizeCheck, add, atMost, axisOf, bmax, broadcast, ceilDiv, constOf,
-  count, dim, divide, keepsShape, largest, name60 as shown60, nonneg, of, pySlice, sliceIndices, sliceLength, tensor,
+  count, dim, divide, intsOf, keepsShape, largest, name60 as shown60, nonneg, of, pySlice, sliceIndices, sliceLength, tensor, valuesOf,
 } from './shapes.js';
 
 export { ShapeError };
@@ -41,16 +41,9 @@ class Prover {
     return tensor(c.dims.map((d) => of(d)), c.ints === null ? null : c.ints.map((v) => of(v)));
   }
 
-  known(t, what, node) {
-    if (t === null || t.values === null) throw new ShapeError(`a ${display(node.op)} whose ${what} the proof cannot compute from constants and input shapes`);
-    return t.values;
-  }
+  known(t, what, node) { return valuesOf(t, what, display(node.op)); }
 
-  ints(t, what, node) {
-    const values = this.known(t, what, node);
-    if (values.some((v) => constOf(v) === null)) throw new ShapeError(`a ${display(node.op)} whose ${what} depends on the batch`);
-    return values.map(constOf);
-  }
+  ints(t, what, node) { return intsOf(t, what, display(node.op)); }
 
   graph(g, scope, where) {
     const env = new Map(scope);

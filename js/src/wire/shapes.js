@@ -128,6 +128,19 @@ export function divide(total, by) {
 }
 
 
+/** The values of an operator's input the proof follows (a size, axes, slice bounds), or ShapeError. */
+export function valuesOf(t, what, op) {
+  if (t === null || t.values === null) throw new ShapeError(`a ${op} whose ${what} the proof cannot compute from constants and input shapes`);
+  return t.values;
+}
+
+/** valuesOf as BigInts: ShapeError when one depends on the batch. */
+export function intsOf(t, what, op) {
+  const values = valuesOf(t, what, op);
+  if (values.some((v) => constOf(v) === null)) throw new ShapeError(`a ${op} whose ${what} depends on the batch`);
+  return values.map(constOf);
+}
+
 /** The bound on every tensor a proof worked out: add() each one (its name as it is shown), then problems(). */
 export class SizeCheck {
   constructor(rowLimit) { this.rowLimit = BigInt(rowLimit); this.largestConstant = 0n; this.checked = []; }

@@ -5,7 +5,7 @@
 // SizeCheck's bound. What the proof cannot work out is refused.
 import {
   BATCH, INT32_MAX, MAX_RANK, MAX_VALUES, ONE, ShapeError, SizeCheck, add, atMost, axisOf, bmax, broadcast, ceilDiv, constOf,
-  count, dim, divide, keepsShape, largest, name60, nonneg, of, sliceIndices, sliceLength, tensor,
+  count, dim, divide, intsOf, keepsShape, largest, name60, nonneg, of, sliceIndices, sliceLength, tensor, valuesOf,
 } from './shapes.js';
 import { pyRepr } from '../text.js';
 import { WireError, modelGraphs } from './tflite.js';
@@ -112,16 +112,9 @@ class Prover {
     return Array.isArray(out) ? out : [out];
   }
 
-  known(t, what, op) {
-    if (t === null || t.values === null) throw new ShapeError(`a ${op.name} whose ${what} the proof cannot compute from constants and input shapes`);
-    return t.values;
-  }
+  known(t, what, op) { return valuesOf(t, what, op.name); }
 
-  ints(t, what, op) {
-    const values = this.known(t, what, op);
-    if (values.some((v) => constOf(v) === null)) throw new ShapeError(`a ${op.name} whose ${what} depends on the batch`);
-    return values.map(constOf);
-  }
+  ints(t, what, op) { return intsOf(t, what, op.name); }
 }
 
 // ---- the rules: (prover, operator, input tensors) -> tensor(s) ----------------------------------------------------------
