@@ -144,8 +144,50 @@ def make(fixtures: Path) -> Path:
             raise AssertionError(f"{name}: the Python reader says {error or 'accepted'}; it must be {expect}")
         cases.append({"name": name, "file": file, **entry, "expect": expect, "error": error})
     path = out / CRAFTED_FILE
-    path.write_text(json.dumps({"cases": cases}, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    doc = {"cases": cases, "mutants": _mutants(fixtures / "bundles", out)}
+    path.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
+
+
+#: Mutants per model (tests/mutants.py), of the digits and attention bundles' fp32 and int8 models.
+MUTANTS_PER_MODEL = 20
+
+
+def _mutants(bundles: Path, out: Path) -> list[dict]:
+    """Seeded mutants of the fixture models with the Python reader's verdict (``error``, null when accepted): not
+    stated by hand, but recorded so that every other runtime gives the same one, word for word."""
+    import mutants
+    from seq2seq_edge.errors import BundleError
+    from seq2seq_edge.loader import check_model_ops
+    from seq2seq_edge import manifest as mf
+
+    folder = out / "mutants"
+    folder.mkdir(exist_ok=True)
+    models, entries = [], {}
+    for name in ("digits", "attention"):
+        manifest = mf.BundleManifest.load(bundles / name)
+        for m in manifest.models:
+            if m.variant in ("fp32", "int8"):
+                label = f"{name}-{m.path}"
+                models.append((label, m.format, (bundles / name / m.path).read_bytes()))
+                entries[label] = {"format": m.format, "role": m.role, "ops": list(m.ops),
+                                  "loop_limit": manifest.loop_limit(m.role), "inputs": [t.to_dict() for t in m.inputs],
+                                  "row_limit": manifest.row_limit()}
+    records = []
+    for name, label, content in mutants.mutants(models, MUTANTS_PER_MODEL):
+        entry = entries[label]
+        file = f"mutants/{name}"
+        (out / file).write_bytes(content)
+        try:
+            check_model_ops(content, _model_entry(entry), file, entry["loop_limit"], entry["row_limit"])
+            error = None
+        except BundleError as e:
+            error = str(e)
+        records.append({"name": name, "file": file, **entry, "error": error})
+    accepted = sum(r["error"] is None for r in records)
+    if not 0 < accepted < len(records):
+        raise AssertionError(f"the mutants are all {'accepted' if accepted else 'refused'}: they test nothing")
+    return records
 
 
 if __name__ == "__main__":

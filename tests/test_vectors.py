@@ -73,6 +73,26 @@ def test_text_policy_answers_as_the_vectors_say(vectors):
             assert got == want, f"{policy['name']}: {case['input']!r}"
 
 
+def test_mutated_models_are_judged_as_when_they_were_written(fixture_dir):
+    """The seeded mutants of the fixture models (tests/mutants.py) get the verdict the training install's reader
+    recorded, word for word: the runtime-only installs, and the other runtimes' tests, are held to the same list."""
+    from make_crafted import _model_entry
+    from seq2seq_edge.errors import BundleError
+    from seq2seq_edge.loader import check_model_ops
+
+    path = fixture_dir / "crafted" / "crafted.json"
+    mutants = json.loads(path.read_text(encoding="utf-8"))["mutants"]
+    assert len(mutants) >= 200 and 0 < sum(m["error"] is None for m in mutants) < len(mutants)
+    for m in mutants:
+        try:
+            check_model_ops((path.parent / m["file"]).read_bytes(), _model_entry(m), m["file"], m["loop_limit"],
+                            m["row_limit"])
+            got = None
+        except BundleError as e:
+            got = str(e)
+        assert got == m["error"], m["name"]
+
+
 def test_crafted_models_are_judged_as_the_vectors_say(fixture_dir):
     """The crafted model files (tests/make_crafted.py) get the recorded verdict, message for message, from this
     install's reader: the JavaScript runtime is held to the same file."""

@@ -214,8 +214,52 @@ static void load_errors(const char *fixtures) {
   s2s_decoder_free(d);
 }
 
-/* The crafted model files of tests/make_crafted.py (attacks, and every model the exporter wrote), judged from their
- * bytes as the Python runtime judges them, message for message (the ONNX ones: this library reads ONNX only). */
+/* One crafted or mutated ONNX model judged from its bytes, as loading judges it: its operators and loops, then its
+ * shapes from the case's contract inputs (-1: the batch). */
+static s2s_status judge(const char *fixtures, const cJSON *c, s2s_error *err) {
+  char path[1024];
+  size_t len;
+  const char *file = cJSON_GetObjectItem(c, "file")->valuestring;
+  snprintf(path, sizeof path, "%s/crafted/%s", fixtures, file);
+  char *bytes = slurp(path, &len);
+  if (!bytes) {
+    snprintf(err->message, sizeof err->message, "cannot read %.900s", path);
+    return S2S_ERR_BUNDLE;
+  }
+  const char *names[256];
+  size_t n = 0;
+  const cJSON *o;
+  cJSON_ArrayForEach(o, cJSON_GetObjectItem(c, "ops")) if (n < 256) names[n++] = o->valuestring;
+  s2s_status st = modelcheck_ops((const unsigned char *)bytes, len, "onnx", cJSON_GetObjectItem(c, "role")->valuestring,
+                                 names, n, (size_t)cJSON_GetObjectItem(c, "loop_limit")->valuedouble, file, err);
+  if (st == S2S_OK) {
+    s2s_spec specs[S2S_MAX_SPECS];
+    int n_specs = 0;
+    const cJSON *t;
+    cJSON_ArrayForEach(t, cJSON_GetObjectItem(c, "inputs")) {
+      if (n_specs == S2S_MAX_SPECS) break;
+      s2s_spec *sp = &specs[n_specs++];
+      memset(sp, 0, sizeof *sp);
+      snprintf(sp->name, sizeof sp->name, "%s", cJSON_GetObjectItem(t, "name")->valuestring);
+      const cJSON *d;
+      cJSON_ArrayForEach(d, cJSON_GetObjectItem(t, "shape")) if (sp->rank < 4) sp->shape[sp->rank++] = (int64_t)d->valuedouble;
+    }
+    st = modelcheck_shapes((const unsigned char *)bytes, len, specs, n_specs,
+                           (int64_t)cJSON_GetObjectItem(c, "row_limit")->valuedouble, file, err);
+  }
+  free(bytes);
+  return st;
+}
+
+/* Python's verdict on one case: accepted (error null) or this message, cut where this library's messages end. */
+static int same_verdict(s2s_status st, const s2s_error *err, const cJSON *error) {
+  if (cJSON_IsNull(error)) return st == S2S_OK;
+  return st == S2S_ERR_BUNDLE && !strncmp(err->message, error->valuestring, S2S_MESSAGE_MAX - 1);
+}
+
+/* The crafted model files of tests/make_crafted.py (attacks, and every model the exporter wrote), and the seeded
+ * mutants of the fixture models (tests/mutants.py), judged from their bytes as the Python runtime judges them,
+ * message for message (the ONNX ones: this library reads ONNX only). */
 static void crafted_models(const char *fixtures) {
   char path[1024];
   size_t len;
@@ -224,52 +268,33 @@ static void crafted_models(const char *fixtures) {
   cJSON *doc = text ? cJSON_ParseWithLength(text, len) : NULL;
   EXPECT(doc != NULL, "cannot read %s (python tests/make_crafted.py %s)", path, fixtures);
   const cJSON *c;
-  int refused = 0, accepted = 0;
+  int refused = 0, accepted = 0, mutants = 0;
   cJSON_ArrayForEach(c, cJSON_GetObjectItem(doc, "cases")) {
     if (strcmp(cJSON_GetObjectItem(c, "format")->valuestring, "onnx")) continue;
     const char *file = cJSON_GetObjectItem(c, "file")->valuestring;
-    snprintf(path, sizeof path, "%s/crafted/%s", fixtures, file);
-    char *bytes = slurp(path, &len);
-    const cJSON *ops = cJSON_GetObjectItem(c, "ops"), *error = cJSON_GetObjectItem(c, "error");
-    const char *names[256];
-    size_t n = 0;
-    const cJSON *o;
-    cJSON_ArrayForEach(o, ops) if (n < 256) names[n++] = o->valuestring;
+    const cJSON *error = cJSON_GetObjectItem(c, "error");
     s2s_error err = {0};
-    s2s_status st = bytes ? modelcheck_ops((const unsigned char *)bytes, len, "onnx",
-                                           cJSON_GetObjectItem(c, "role")->valuestring, names, n,
-                                           (size_t)cJSON_GetObjectItem(c, "loop_limit")->valuedouble, file, &err)
-                          : S2S_ERR_MEMORY;
-    if (st == S2S_OK && bytes) { /* the shape proof, from the case's contract inputs (-1: the batch) */
-      s2s_spec specs[S2S_MAX_SPECS];
-      int n_specs = 0;
-      const cJSON *t;
-      cJSON_ArrayForEach(t, cJSON_GetObjectItem(c, "inputs")) {
-        if (n_specs == S2S_MAX_SPECS) break;
-        s2s_spec *sp = &specs[n_specs++];
-        memset(sp, 0, sizeof *sp);
-        snprintf(sp->name, sizeof sp->name, "%s", cJSON_GetObjectItem(t, "name")->valuestring);
-        const cJSON *d;
-        cJSON_ArrayForEach(d, cJSON_GetObjectItem(t, "shape")) if (sp->rank < 4) sp->shape[sp->rank++] = (int64_t)d->valuedouble;
-      }
-      st = modelcheck_shapes((const unsigned char *)bytes, len, specs, n_specs,
-                             (int64_t)cJSON_GetObjectItem(c, "row_limit")->valuedouble, file, &err);
-    }
+    s2s_status st = judge(fixtures, c, &err);
     const char *expect = cJSON_GetObjectItem(c, "expect")->valuestring; /* the verdict stated by hand */
     EXPECT(cJSON_IsNull(error) == !strcmp(expect, "accepted"), "crafted %s: expected %s", file, expect);
-    if (cJSON_IsNull(error)) {
-      accepted++;
-      EXPECT(st == S2S_OK, "crafted %s: refused: %s", file, err.message);
-    } else {
-      refused++;
-      /* the message as Python words it, cut where this library's messages end (S2S_MESSAGE_MAX) */
-      EXPECT(st == S2S_ERR_BUNDLE && !strncmp(err.message, error->valuestring, S2S_MESSAGE_MAX - 1),
-             "crafted %s:\n  got    %s\n  Python %s", file, err.message, error->valuestring);
-    }
-    free(bytes);
+    if (cJSON_IsNull(error)) accepted++;
+    else refused++;
+    EXPECT(same_verdict(st, &err, error), "crafted %s:\n  got    %s\n  Python %s", file, st == S2S_OK ? "accepted" : err.message,
+           cJSON_IsNull(error) ? "accepted" : error->valuestring);
   }
   EXPECT(accepted >= 10 && refused >= 10, "crafted.json: %d accepted and %d refused ONNX cases", accepted, refused);
   printf("%-44s %d refused, %d accepted\n", "crafted ONNX models", refused, accepted);
+  cJSON_ArrayForEach(c, cJSON_GetObjectItem(doc, "mutants")) {
+    if (strcmp(cJSON_GetObjectItem(c, "format")->valuestring, "onnx")) continue;
+    const cJSON *error = cJSON_GetObjectItem(c, "error");
+    s2s_error err = {0};
+    s2s_status st = judge(fixtures, c, &err);
+    mutants++;
+    EXPECT(same_verdict(st, &err, error), "mutant %s:\n  got    %s\n  Python %s", cJSON_GetObjectItem(c, "file")->valuestring,
+           st == S2S_OK ? "accepted" : err.message, cJSON_IsNull(error) ? "accepted" : error->valuestring);
+  }
+  EXPECT(mutants >= 100, "crafted.json: %d ONNX mutants", mutants);
+  printf("%-44s %d, Python's verdicts\n", "mutated ONNX models", mutants);
   cJSON_Delete(doc);
   free(text);
 }

@@ -29,11 +29,12 @@ export function vectors() {
 
 /** The Python runtime's outputs for a bundle's golden inputs: {batch: [...], single: [...]} (texts). ONNX: from the
  * shared vectors (the step loop, as the Python runtime decodes ONNX by default); other backends: run it here. */
-/** The crafted model files and the Python runtime's verdict on each (tests/make_crafted.py). */
+/** The crafted model files and the seeded mutants, and the Python runtime's verdict on each (tests/make_crafted.py). */
 export function crafted() {
   const file = path.join(FIXTURES, 'crafted', 'crafted.json');
   if (!existsSync(file)) throw new Error(`${file} is missing: python tests/make_crafted.py ${FIXTURES}`);
-  return { dir: path.dirname(file), cases: JSON.parse(readFileSync(file, 'utf8')).cases };
+  const doc = JSON.parse(readFileSync(file, 'utf8'));
+  return { dir: path.dirname(file), cases: doc.cases, mutants: doc.mutants ?? [] };
 }
 
 export function pythonReference(name, backend, variant) {

@@ -443,7 +443,18 @@ describe('the TFLite batch-pinning pass is bounded by the file\'s size', () => {
 });
 
 describe('crafted model files are judged from their bytes as the Python runtime judges them', () => {
-  const { dir, cases } = crafted();
+  const { dir, cases, mutants } = crafted();
+  test('seeded mutants of the fixture models (tests/mutants.py): the Python reader\'s verdicts, word for word', () => {
+    assert.ok(mutants.length >= 200);
+    for (const m of mutants) {
+      let got = null;
+      try { checkModelOps(new Uint8Array(readFileSync(path.join(dir, m.file))), m, m.file, m.loop_limit, m.row_limit); } catch (e) {
+        assert.ok(e instanceof BundleError, `${m.name}: ${e?.name}: ${e?.message}`);
+        got = e.message;
+      }
+      assert.equal(got, m.error, m.name);
+    }
+  });
   test('the shared cases: attacks and the exporter\'s own models', () => {
     assert.ok(cases.filter((c) => c.error === null).length >= 30 && cases.filter((c) => c.error !== null).length >= 20);
   });

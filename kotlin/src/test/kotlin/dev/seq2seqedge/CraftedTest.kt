@@ -18,6 +18,24 @@ class CraftedTest {
     }
 
     @Test
+    fun seededMutantsGetPythonsVerdictWordForWord() {
+        // tests/mutants.py: the fixture models with changed bytes, attributes, wiring and constants (ONNX here)
+        val mutants = JSONObject(String(Files.readAllBytes(Fixtures.crafted.resolve("crafted.json")), Charsets.UTF_8))
+            .getJSONArray("mutants").objects().filter { it.getString("format") == "onnx" }
+        assertTrue(mutants.size >= 100)
+        for (m in mutants) {
+            val inputs = m.getJSONArray("inputs").objects().associate { t ->
+                t.getString("name") to t.getJSONArray("shape").let { s -> (0 until s.length()).map { s.getInt(it) } } }
+            val got = try {
+                checkModelOps(Files.readAllBytes(Fixtures.crafted.resolve(m.getString("file"))), m.getString("format"), m.getString("role"),
+                    m.getJSONArray("ops").strings(), m.getString("file"), m.getInt("loop_limit"), m.getLong("row_limit"), inputs)
+                null
+            } catch (e: BundleError) { e.message }
+            assertEquals(if (m.isNull("error")) null else m.getString("error"), got, m.getString("name"))
+        }
+    }
+
+    @Test
     fun theSharedCasesHoldAttacksAndTheExportersModels() {
         assertTrue(cases.count { it.isNull("error") } >= 30)
         assertTrue(cases.count { !it.isNull("error") } >= 20)
