@@ -432,3 +432,75 @@ def tflite_fills_of_one_shared_size(fills: int, parts: int) -> bytes:
     b.Finish(table([(0, "u32", 3), (1, "off", codes), (2, "off", offsets([graph])), (4, "off", buffers)]),
              file_identifier=b"TFL3")
     return bytes(b.Output())
+
+
+# ---- ways past a weaker shape proof (found by an attack on the first version; all refused now) --------------------
+def _encoder_model(nodes: list, inits: list, extra_inputs: bool = False) -> bytes:
+    """A digits-shaped encoder (input_ids [B, 1] -> state_h, state_c [B, 32]) whose state is ``nodes``' "rs" added to
+    zeros."""
+    import numpy as np
+    from onnx import TensorProto as T, helper as h, numpy_helper as nh
+
+    nodes = nodes + [h.make_node("ReduceSum", ["rs_in"], ["rs"], keepdims=0),
+                     h.make_node("Cast", ["input_ids"], ["xf_out"], to=T.FLOAT),
+                     h.make_node("Mul", ["xf_out", "z32"], ["z"]),
+                     h.make_node("Add", ["z", "rs"], ["state_h"]), h.make_node("Identity", ["state_h"], ["state_c"])]
+    inits = inits + [nh.from_array(np.zeros((1, 32), np.float32), "z32")]
+    g = h.make_graph(nodes, "g", [h.make_tensor_value_info("input_ids", T.INT32, [None, 1])],
+                     [h.make_tensor_value_info("state_h", T.FLOAT, [None, 32]),
+                      h.make_tensor_value_info("state_c", T.FLOAT, [None, 32])], initializer=inits)
+    model = h.make_model(g, opset_imports=[h.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def _i64(name: str, values: list):
+    import numpy as np
+    from onnx import numpy_helper as nh
+
+    return nh.from_array(np.array(values, dtype=np.int64), name)
+
+
+def reduce_without_axes_kept_whole() -> bytes:
+    """A ReduceSum with no axes and noop_with_empty_axes=1 (ONNX Runtime returns its input as it is) taken for a
+    reduction to [1, 1]: then [n, 1] + [n] broadcast to [n, n] twice over, B^4 elements, where a proof that
+    reduced saw [1, 1]."""
+    from onnx import TensorProto as T, helper as h
+
+    nodes = [h.make_node("Cast", ["input_ids"], ["xf"], to=T.FLOAT), h.make_node("Reshape", ["xf", "minus1"], ["x1"]),
+             h.make_node("Unsqueeze", ["x1", "ax0"], ["U"]),
+             h.make_node("ReduceSum", ["U"], ["Q"], noop_with_empty_axes=1),
+             h.make_node("Squeeze", ["Q", "ax0"], ["R0"])]
+    for r in range(2):
+        nodes += [h.make_node("Unsqueeze", [f"R{r}", "ax1"], [f"C{r}"]), h.make_node("Add", [f"C{r}", f"R{r}"], [f"A{r}"]),
+                  h.make_node("Reshape", [f"A{r}", "minus1"], [f"R{r + 1}"])]
+    nodes.append(h.make_node("Identity", ["R2"], ["rs_in"]))
+    return _encoder_model(nodes, [_i64("ax0", [0]), _i64("ax1", [1]), _i64("minus1", [-1])])
+
+
+def bound_taken_for_a_value(n: int = 64) -> bytes:
+    """A slice start known only as a bound (the shape of a slice whose start was read from values) used as if it
+    were the value: the proof would see an empty slice where ONNX Runtime takes all n, then n x n, then n^3."""
+    import numpy as np
+    from onnx import helper as h, numpy_helper as nh
+
+    nodes = [h.make_node("Add", ["cN", "c0"], ["st_dyn"]), h.make_node("Slice", ["K", "st_dyn", "cN"], ["S1"]),
+             h.make_node("Shape", ["S1"], ["sh"]), h.make_node("Slice", ["K", "sh", "cN"], ["R0"])]
+    for r in range(2):
+        nodes += [h.make_node("Unsqueeze", [f"R{r}", "ax1"], [f"U{r}"]), h.make_node("Add", [f"U{r}", "K"], [f"A{r}"]),
+                  h.make_node("Reshape", [f"A{r}", "minus1"], [f"R{r + 1}"])]
+    nodes.append(h.make_node("Identity", ["R2"], ["rs_in"]))
+    return _encoder_model(nodes, [nh.from_array(np.zeros(n, np.float32), "K"), _i64("cN", [n]), _i64("c0", [0]),
+                                  _i64("ax1", [1]), _i64("minus1", [-1])])
+
+
+def contract_input_also_an_initializer() -> bytes:
+    """input_ids also a [1, 1] initializer: ONNX Runtime takes the caller's [B, 1] in its place, and [B, 1] + [1, B]
+    is [B, B] where the initializer's shape gives [1, 1]."""
+    import numpy as np
+    from onnx import TensorProto as T, helper as h, numpy_helper as nh
+
+    nodes = [h.make_node("Cast", ["input_ids"], ["xf"], to=T.FLOAT), h.make_node("Reshape", ["xf", "m1_1"], ["col"]),
+             h.make_node("Reshape", ["xf", "one_m1"], ["row"]), h.make_node("Add", ["col", "row"], ["rs_in"])]
+    return _encoder_model(nodes, [nh.from_array(np.zeros((1, 1), np.int32), "input_ids"), _i64("m1_1", [-1, 1]),
+                                  _i64("one_m1", [1, -1])])

@@ -85,7 +85,10 @@ def _attacks(bundle: Path) -> list[tuple[str, bytes, dict]]:
             ("onnx-encoder-zeros-at-the-row-limit", craft.with_zeros_per_row(enc_onnx, mf.STATE_H, mf.INPUT_IDS, row)),
             ("onnx-encoder-zeros-past-the-row-limit", craft.with_zeros_per_row(enc_onnx, mf.STATE_H, mf.INPUT_IDS, row + 1)),
             ("onnx-encoder-slice-bounded-by-values", craft.with_slice_bounded_by_values(enc_onnx, mf.STATE_H, mf.INPUT_IDS)),
-            ("onnx-encoder-rank-17", craft.with_rank(enc_onnx, mf.STATE_H, 17))):
+            ("onnx-encoder-rank-17", craft.with_rank(enc_onnx, mf.STATE_H, 17)),
+            ("onnx-encoder-reduce-without-axes-kept-whole", craft.reduce_without_axes_kept_whole()),
+            ("onnx-encoder-bound-taken-for-a-value", craft.bound_taken_for_a_value()),
+            ("onnx-encoder-contract-input-also-an-initializer", craft.contract_input_also_an_initializer())):
         cases.append((name, content, {**encoder["onnx"], "proof": "shapes", "ops": sorted(backends.model_ops("onnx", content))}))
     return cases
 

@@ -686,6 +686,8 @@ static int ints_of(prover *p, const tensor *t, const char *what, const char *op,
   if (!known(p, t, what, op)) return 0;
   for (long i = 0; i < t->n_values; i++)
     if (!is_const(&t->values[i])) return fail(p, "a %s whose %s depends on the batch", op, what);
+  for (long i = 0; i < t->n_values; i++)
+    if (!t->values[i].exact) return fail(p, "a %s whose %s the proof knows only as a bound", op, what);
   *len = (size_t)t->n_values;
   for (long i = 0; i < t->n_values; i++) out[i] = t->values[i].c[0];
   return 1;
@@ -821,7 +823,7 @@ static int r_gather(call *c) {
     int ok = 1;
     for (long i = 0; ok && i < idx->n_values; i++) {
       const dim *v = &idx->values[i];
-      ok = is_const(v) && v->c[0] >= -size && v->c[0] < size;
+      ok = is_const(v) && v->exact && v->c[0] >= -size && v->c[0] < size;
       if (ok) scratch_b[i] = data->values[(size_t)(v->c[0] < 0 ? v->c[0] + size : v->c[0])];
     }
     if (ok) nv = idx->n_values;
@@ -907,10 +909,10 @@ static int r_concat(call *c) {
   return put(c, shaped(c->p, scratch_a, rank, values ? scratch_b : NULL, values ? (long)nv : -1));
 }
 
-static int all_const_values(const tensor *t) {
+static int all_const_values(const tensor *t) { /* followed, constant and exact */
   if (t->n_values < 0) return 0;
   for (long i = 0; i < t->n_values; i++)
-    if (!is_const(&t->values[i])) return 0;
+    if (!is_const(&t->values[i]) || !t->values[i].exact) return 0;
   return 1;
 }
 
@@ -1176,7 +1178,7 @@ static int r_reduce(call *c) {
   if (!axes_of(c, ax, &n_ax, &present) || !attr_int(c->p, c->n, "keepdims", 1, &keep)) return 0;
   if (!present || !n_ax) {
     if (!attr_int(c->p, c->n, "noop_with_empty_axes", 0, &noop)) return 0;
-    if (noop && present) return put(c, shaped(c->p, x->shape, x->rank, NULL, -1));
+    if (noop) return put(c, shaped(c->p, x->shape, x->rank, NULL, -1)); /* no axes, given empty or not: the input */
     for (size_t i = 0; i < x->rank; i++) drop[i] = 1;
   } else {
     for (size_t i = 0; i < n_ax; i++) {
@@ -1455,10 +1457,17 @@ s2s_status modelcheck_shapes(const unsigned char *data, size_t len, const s2s_sp
   for (size_t i = 0; ok && i < g->n_inputs; i++) { /* the contract's shapes, the batch symbolic */
     int is_init = 0;
     for (size_t k = 0; k < g->n_inits && !is_init; k++) is_init = !slice_cmp(g->inits[k].name, g->inputs[i]);
-    if (is_init) continue; /* an input with a default value: ONNX Runtime feeds the initializer */
     const s2s_spec *spec = NULL;
     for (int k = 0; k < n_inputs && !spec; k++)
       if (slice_is(g->inputs[i], inputs[k].name)) spec = &inputs[k];
+    if (is_init && spec) {
+      fail_named(&p, "has an initializer ", g->inputs[i], " of the name of a contract input (ONNX Runtime would take "
+                 "the caller's value in its place: its shape cannot be proved)");
+      ok = 0;
+      found = -1;
+      break;
+    }
+    if (is_init) continue; /* an input with a default value the runtime never feeds: the initializer */
     if (!spec) {
       fail_named(&p, "has an input ", g->inputs[i], " the contract does not name (its shape cannot be proved)");
       ok = 0;

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from .onnx_wire import Const, Graph, Node
 from .shapes import (BATCH, MAX_RANK, MAX_VALUES, ONE, Dim, ShapeError, SizeCheck, Tensor, axis_of, broadcast, dim,
-                     count, divide, ints_of, keeps_shape, nonneg, slice_indices, slice_length, values_of)
+                     count, divide, exact_ints, ints_of, keeps_shape, nonneg, slice_indices, slice_length, values_of)
 
 _INT32, _INT64 = 6, 7  # TensorProto.DataType
 _INT32_MAX = 2**31 - 1
@@ -155,7 +155,7 @@ def _gather(p, node, ins, a, env):
     values = None
     if len(data.shape) == 1 and data.values is not None and idx.values is not None:
         n = len(data.values)
-        picks = [v.const for v in idx.values]
+        picks = [v.const if v.exact else None for v in idx.values]
         if all(i is not None and -n <= i < n for i in picks):
             values = tuple(data.values[i] for i in picks)
     return Tensor(shape, values)
@@ -206,7 +206,7 @@ def _slice(p, node, ins, a, env):
     data = ins[0]
     rank = len(data.shape)
     params = [t for t in ins[1:] if t is not None]
-    if any(t.values is None or any(v.const is None for v in t.values) for t in params):
+    if not all(exact_ints(t) for t in params):
         # bounds read from tensor values: a slice is never larger than what it slices
         return Tensor(tuple(Dim(d.c, False) for d in data.shape))
     starts = p.ints(ins[1], "starts", node) if len(ins) > 1 else _ints(a, "starts", [])
@@ -331,7 +331,7 @@ def _reduce(p, node, ins, a, env):
     axes = _axes(p, node, ins, a)
     keep = _int(a, "keepdims", 1)
     if not axes:
-        if _int(a, "noop_with_empty_axes", 0) and axes is not None:
+        if _int(a, "noop_with_empty_axes", 0):  # no axes, given empty or not given: the input as it is
             return Tensor(shape)
         axes = range(len(shape))
     drop = {axis_of(x, len(shape), node.op) for x in axes}
@@ -414,8 +414,11 @@ def prove(g: Graph, inputs: dict[str, tuple[int, ...]], row_limit: int) -> list[
     p = Prover(row_limit)
     scope = {}
     for name in g.inputs:
+        if name in g.initializers and name in inputs:
+            return [f"has an initializer {name[:60]!r} of the name of a contract input (ONNX Runtime would take "
+                    "the caller's value in its place: its shape cannot be proved)"]
         if name in g.initializers:
-            continue  # an input with a default value: ONNX Runtime feeds the initializer unless given one
+            continue  # an input with a default value the runtime never feeds: the initializer
         if name not in inputs:
             return [f"has an input {name[:60]!r} the contract does not name (its shape cannot be proved)"]
         scope[name] = Tensor(tuple(BATCH if d == -1 else Dim.of(d) for d in inputs[name]))

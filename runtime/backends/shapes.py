@@ -166,11 +166,20 @@ def values_of(t: Tensor | None, what: str, op: str) -> tuple[Dim, ...]:
 
 
 def ints_of(t: Tensor | None, what: str, op: str) -> list[int]:
-    """``values_of`` as integers: ShapeError when one depends on the batch."""
+    """``values_of`` as exact integers (axes, bounds, split sizes, indices are used as they are, so an upper
+    bound will not do): ShapeError when one depends on the batch or is known only as a bound."""
     values = values_of(t, what, op)
     if any(v.const is None for v in values):
         raise ShapeError(f"a {op} whose {what} depends on the batch")
+    if not all(v.exact for v in values):
+        raise ShapeError(f"a {op} whose {what} the proof knows only as a bound")
     return [v.const for v in values]
+
+
+def exact_ints(t: Tensor) -> bool:
+    """Whether all of a tensor's values are followed, constant and exact (else a slice reads its bounds from
+    values, and is bounded by what it slices)."""
+    return t.values is not None and all(v.const is not None and v.exact for v in t.values)
 
 
 class SizeCheck:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import struct
 
 from .shapes import (BATCH, MAX_RANK, MAX_VALUES, ONE, Dim, ShapeError, SizeCheck, Tensor, axis_of, broadcast, count,
-                     dim, divide, ints_of, keeps_shape, nonneg, slice_indices, slice_length, values_of)
+                     dim, divide, exact_ints, ints_of, keeps_shape, nonneg, slice_indices, slice_length, values_of)
 from .tflite_wire import TfliteGraphs, WireError, _Op, _Subgraph, model_graphs
 
 _INT32_MAX = 2**31 - 1
@@ -53,8 +53,14 @@ class Prover:
 
     def output_type(self, op: _Op) -> int | None:
         """The TensorType of the operator's first output (CAST's target type)."""
+        return self._type(op.outputs[0] if op.outputs else -1)
+
+    def input_type(self, op: _Op, k: int) -> int | None:
+        """The TensorType of the operator's input ``k``."""
+        return self._type(op.inputs[k] if k < len(op.inputs) else -1)
+
+    def _type(self, i: int) -> int | None:
         g = self.current
-        i = op.outputs[0] if op.outputs else -1
         return g.tensors[i].scalar(1, "<b", 0) if g is not None and 0 <= i < len(g.tensors) else None
 
     def tensor_name(self, g: _Subgraph, index: int) -> str:
@@ -184,7 +190,7 @@ def _gather(p, op, ins):
     values = None
     if len(params.shape) == 1 and params.values is not None and idx.values is not None:
         n = len(params.values)
-        picks = [v.const for v in idx.values]
+        picks = [v.const if v.exact else None for v in idx.values]
         if all(i is not None and 0 <= i < n for i in picks):
             values = tuple(params.values[i] for i in picks)
     return Tensor(shape, values)
@@ -219,10 +225,11 @@ def _split_v(p, op, ins):
 
 def _reshape(p, op, ins):
     x = ins[0]
-    if len(ins) > 1 and ins[1] is not None:
-        target = p.known(ins[1], "target shape", op)
+    if len(ins) > 1 and ins[1] is not None and len(ins[1].shape) == 1 and p.input_type(op, 1) == _INT32:
+        target = p.known(ins[1], "target shape", op)  # the interpreter reads a shape input only as an int32 vector
     else:
-        target = tuple(Dim.of(v) for v in _opt_ints(op, "RESHAPE", 0))
+        new_shape = _opt_ints(op, "RESHAPE", 0)
+        target = () if new_shape == [0] else tuple(Dim.of(v) for v in new_shape)  # [0]: a scalar (legacy files)
     dims, infer = [], None
     for i, v in enumerate(target):
         if v.const == -1:
@@ -260,7 +267,7 @@ def _concatenation(p, op, ins):
 def _strided_slice(p, op, ins):
     x = ins[0]
     params = [t for t in ins[1:4] if t is not None]
-    if len(params) != 3 or any(t.values is None or any(v.const is None for v in t.values) for t in params):
+    if len(params) != 3 or not all(exact_ints(t) for t in params):
         return Tensor(tuple(Dim(d.c, False) for d in x.shape))  # bounds read from values: never larger
     begin, end, strides = (p.ints(t, what, op) for t, what in zip(ins[1:4], ("begin", "end", "strides")))
     masks = [_opt(op, "STRIDED_SLICE", i) for i in range(5)]
@@ -315,7 +322,7 @@ def _strided_slice(p, op, ins):
 
 def _slice(p, op, ins):
     x = ins[0]
-    if any(t.values is None or any(v.const is None for v in t.values) for t in ins[1:3]):
+    if not all(exact_ints(t) for t in ins[1:3]):
         return Tensor(tuple(Dim(d.c, False) for d in x.shape))
     begin, size = p.ints(ins[1], "begin", op), p.ints(ins[2], "size", op)
     if len(begin) != len(size) or len(begin) > len(x.shape):

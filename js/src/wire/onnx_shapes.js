@@ -8,7 +8,7 @@ import { pyRepr } from '../text.js';
 import { display } from './onnx.js';
 import {
   BATCH, INT32_MAX, MAX_RANK, MAX_VALUES, ONE, ShapeError, SizeCheck, add, atMost, axisOf, bmax, broadcast, ceilDiv, constOf,
-  count, dim, divide, intsOf, keepsShape, largest, name60 as shown60, nonneg, of, pySlice, sliceIndices, sliceLength, tensor, valuesOf,
+  count, dim, divide, exactInts, intsOf, keepsShape, largest, name60 as shown60, nonneg, of, pySlice, sliceIndices, sliceLength, tensor, valuesOf,
 } from './shapes.js';
 
 export { ShapeError };
@@ -132,7 +132,7 @@ function gather(p, node, ins, a) {
   let values = null;
   if (data.shape.length === 1 && data.values !== null && idx.values !== null) {
     const n = BigInt(data.values.length);
-    const picks = idx.values.map(constOf);
+    const picks = idx.values.map((v) => (v.exact ? constOf(v) : null));
     if (picks.every((i) => i !== null && -n <= i && i < n)) values = picks.map((i) => data.values[Number(i < 0n ? i + n : i)]);
   }
   return tensor(shape, values);
@@ -175,7 +175,7 @@ function slice(p, node, ins, a) {
   const data = ins[0];
   const rank = data.shape.length;
   const params = ins.slice(1).filter((t) => t !== null);
-  if (params.some((t) => t.values === null || t.values.some((v) => constOf(v) === null))) {
+  if (!params.every(exactInts)) {
     return tensor(data.shape.map((d) => ({ c: d.c, exact: false }))); // bounds read from values: never larger
   }
   const starts = ins.length > 1 ? p.ints(ins[1], 'starts', node) : intsAttr(a, 'starts', []);
@@ -287,7 +287,7 @@ function reduce(p, node, ins, a) {
   let axes = axesOf(p, node, ins, a);
   const keep = intAttr(a, 'keepdims', 1);
   if (!axes || !axes.length) {
-    if (intAttr(a, 'noop_with_empty_axes', 0) && axes !== null) return tensor(shape);
+    if (intAttr(a, 'noop_with_empty_axes', 0)) return tensor(shape); // no axes, given empty or not given: the input
     axes = shape.map((_, i) => BigInt(i));
   }
   const drop = new Set(axes.map((x) => axisOf(x, shape.length, display(node.op))));
@@ -364,7 +364,10 @@ export function proveShapes(g, inputs, rowLimit) {
   const p = new Prover(rowLimit);
   const scope = new Map();
   for (const name of g.inputs) {
-    if (g.initializers.has(name)) continue; // an input with a default value: ONNX Runtime feeds the initializer
+    if (g.initializers.has(name) && inputs.has(name)) {
+      return [`has an initializer ${name60(name)} of the name of a contract input (ONNX Runtime would take the caller's value in its place: its shape cannot be proved)`];
+    }
+    if (g.initializers.has(name)) continue; // an input with a default value the runtime never feeds: the initializer
     if (!inputs.has(name)) return [`has an input ${name60(name)} the contract does not name (its shape cannot be proved)`];
     scope.set(name, tensor(inputs.get(name).map((d) => (d === -1 ? BATCH : of(d)))));
   }

@@ -134,12 +134,17 @@ export function valuesOf(t, what, op) {
   return t.values;
 }
 
-/** valuesOf as BigInts: ShapeError when one depends on the batch. */
+/** valuesOf as exact BigInts (an upper bound will not do for axes, bounds, sizes, indices): ShapeError when one
+ * depends on the batch or is known only as a bound. */
 export function intsOf(t, what, op) {
   const values = valuesOf(t, what, op);
   if (values.some((v) => constOf(v) === null)) throw new ShapeError(`a ${op} whose ${what} depends on the batch`);
+  if (!values.every((v) => v.exact)) throw new ShapeError(`a ${op} whose ${what} the proof knows only as a bound`);
   return values.map(constOf);
 }
+
+/** Whether all of a tensor's values are followed, constant and exact. */
+export const exactInts = (t) => t.values !== null && t.values.every((v) => constOf(v) !== null && v.exact);
 
 /** The bound on every tensor a proof worked out: add() each one (its name as it is shown), then problems(). */
 export class SizeCheck {

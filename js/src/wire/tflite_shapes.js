@@ -5,7 +5,7 @@
 // SizeCheck's bound. What the proof cannot work out is refused.
 import {
   BATCH, INT32_MAX, MAX_RANK, MAX_VALUES, ONE, ShapeError, SizeCheck, add, atMost, axisOf, bmax, broadcast, ceilDiv, constOf,
-  count, dim, divide, intsOf, keepsShape, largest, name60, nonneg, of, sliceIndices, sliceLength, tensor, valuesOf,
+  count, dim, divide, exactInts, intsOf, keepsShape, largest, name60, nonneg, of, sliceIndices, sliceLength, tensor, valuesOf,
 } from './shapes.js';
 import { pyRepr } from '../text.js';
 import { WireError, modelGraphs } from './tflite.js';
@@ -29,8 +29,12 @@ class Prover {
     this.current = null; // the graph whose operator a rule works out
   }
 
-  outputType(op) {
-    const g = this.current, i = op.outputs.length ? op.outputs[0] : -1;
+  outputType(op) { return this.type(op.outputs.length ? op.outputs[0] : -1); }
+
+  inputType(op, k) { return this.type(k < op.inputs.length ? op.inputs[k] : -1); }
+
+  type(i) {
+    const g = this.current;
     return g !== null && i >= 0 && i < g.tensors.length ? g.tensors[i].scalar(1, '<b', 0) : null;
   }
 
@@ -120,7 +124,7 @@ class Prover {
 // ---- the rules: (prover, operator, input tensors) -> tensor(s) ----------------------------------------------------------
 const same = (p, op, ins) => tensor(ins[0].shape);
 const inexact = (shape) => shape.map((d) => ({ c: d.c, exact: false }));
-const allKnown = (ts) => ts.every((t) => t.values !== null && t.values.every((v) => constOf(v) !== null));
+const allKnown = (ts) => ts.every(exactInts);
 
 function cast(p, op, ins) {
   const t = ins[0];
@@ -158,7 +162,7 @@ function gather(p, op, ins) {
   let values = null;
   if (params.shape.length === 1 && params.values !== null && idx.values !== null) {
     const n = BigInt(params.values.length);
-    const picks = idx.values.map(constOf);
+    const picks = idx.values.map((v) => (v.exact ? constOf(v) : null));
     if (picks.every((i) => i !== null && i >= 0n && i < n)) values = picks.map((i) => params.values[Number(i)]);
   }
   return tensor(shape, values);
@@ -191,7 +195,13 @@ function splitV(p, op, ins) {
 
 function reshape(p, op, ins) {
   const x = ins[0];
-  const target = ins.length > 1 && ins[1] !== null ? p.known(ins[1], 'target shape', op) : optInts(op, 'RESHAPE', 0).map((v) => of(v));
+  let target;
+  if (ins.length > 1 && ins[1] !== null && ins[1].shape.length === 1 && p.inputType(op, 1) === INT32) {
+    target = p.known(ins[1], 'target shape', op); // the interpreter reads a shape input only as an int32 vector
+  } else {
+    const newShape = optInts(op, 'RESHAPE', 0);
+    target = newShape.length === 1 && newShape[0] === 0 ? [] : newShape.map((v) => of(v)); // [0]: a scalar (legacy files)
+  }
   const dims = [];
   let infer = null;
   target.forEach((v, i) => {

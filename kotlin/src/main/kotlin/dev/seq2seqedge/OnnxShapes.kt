@@ -158,6 +158,7 @@ internal object OnnxShapes {
         fun ints(t: Tensor?, what: String, node: OnnxWire.Node): List<BigInteger> {
             val values = known(t, what, node)
             if (values.any { it.const == null }) throw ShapeError("a ${display(node.op)} whose $what depends on the batch")
+            if (!values.all { it.exact }) throw ShapeError("a ${display(node.op)} whose $what the proof knows only as a bound")
             return values.map { it.const!! }
         }
 
@@ -262,7 +263,7 @@ internal object OnnxShapes {
         var values: List<Dim>? = null
         if (ds.size == 1 && data.values != null && idx.values != null) {
             val size = BigInteger.valueOf(data.values.size.toLong())
-            val picks = idx.values.map { it.const }
+            val picks = idx.values.map { if (it.exact) it.const else null }
             if (picks.all { it != null && it >= size.negate() && it < size }) {
                 values = picks.map { data.values[(if (it!!.signum() < 0) it.add(size) else it).toInt()] }
             }
@@ -302,7 +303,7 @@ internal object OnnxShapes {
         val shape = data.shape!!
         val rank = shape.size
         val params = ins.drop(1).filterNotNull()
-        if (params.any { t -> t.values == null || t.values.any { it.const == null } }) {
+        if (!params.all { t -> t.values != null && t.values.all { it.const != null && it.exact } }) {
             return listOf(Tensor(shape.map { Dim(it.c, false) })) // bounds read from values: never larger
         }
         val a = n.attrs
@@ -417,7 +418,8 @@ internal object OnnxShapes {
         var ax = axes(p, n, ins)
         val keep = intAttr(n.attrs, "keepdims", 1).signum() != 0
         if (ax.isNullOrEmpty()) {
-            if (intAttr(n.attrs, "noop_with_empty_axes", 0).signum() != 0 && ax != null) return listOf(Tensor(shape))
+            // no axes, given empty or not given: the input as it is
+            if (intAttr(n.attrs, "noop_with_empty_axes", 0).signum() != 0) return listOf(Tensor(shape))
             ax = shape.indices.map { BigInteger.valueOf(it.toLong()) }
         }
         val drop = ax.map { axisOf(it, shape.size, display(n.op)) }.toSet()
@@ -495,7 +497,10 @@ internal object OnnxShapes {
         val p = Prover(rowLimit)
         val scope = HashMap<String, Tensor>()
         for (name in g.inputs) {
-            if (name in g.initializers) continue // an input with a default value: ONNX Runtime feeds the initializer
+            if (name in g.initializers && name in inputs) {
+                return listOf("has an initializer ${name60(name)} of the name of a contract input (ONNX Runtime would take the caller's value in its place: its shape cannot be proved)")
+            }
+            if (name in g.initializers) continue // an input with a default value the runtime never feeds: the initializer
             val shape = inputs[name] ?: return listOf("has an input ${name60(name)} the contract does not name (its shape cannot be proved)")
             scope[name] = Tensor(shape.map { if (it == -1) BATCH else of(it.toLong()) })
         }
