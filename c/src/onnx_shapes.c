@@ -104,7 +104,17 @@ struct graph {
 typedef struct {
   arena a;
   const char *error; /* a malformed file */
+  char text[48];     /* an error with a number in it, copied out of the field reader that wrote it */
 } reader;
+
+/* The field reader's error, kept by the reader (a message it wrote itself lives in the field reader, on the stack). */
+static const char *keep_error(reader *r, const fields *it) {
+  if (it->error == it->text) {
+    snprintf(r->text, sizeof r->text, "%s", it->text);
+    return r->error = r->text;
+  }
+  return r->error = it->error;
+}
 
 static int64_t s64(uint64_t v) { return (int64_t)v; }
 
@@ -139,7 +149,7 @@ static int read_constant(reader *r, slice m, constant_t *c) {
       n_dims += (size_t)k;
     }
   }
-  if (rc < 0) return r->error = it.error, 0;
+  if (rc < 0) return keep_error(r, &it), 0;
   c->dims = alloc(&r->a, (n_dims ? n_dims : 1) * sizeof *c->dims);
   int64_t *values = alloc(&r->a, (MAX_VALUES + 1) * sizeof *values);
   if (!c->dims || !values) return 0;
@@ -158,7 +168,7 @@ static int read_constant(reader *r, slice m, constant_t *c) {
       }
     } else if (f.number == 9 && f.wire == 2) raw = f.bytes, has_raw = 1;
   }
-  if (rc < 0) return r->error = it.error, 0;
+  if (rc < 0) return keep_error(r, &it), 0;
   c->known = 1;
   big count = 1;
   for (size_t i = 0; i < c->rank && count <= MAX_VALUES; i++) count *= c->dims[i] > 0 ? c->dims[i] : 0;
@@ -197,7 +207,7 @@ static int read_attr(reader *r, slice m, size_t depth, attr_t *a) {
       n_ints += (size_t)k;
     }
   }
-  if (rc < 0) return r->error = it.error, 0;
+  if (rc < 0) return keep_error(r, &it), 0;
   a->ints = alloc(&r->a, (n_ints ? n_ints : 1) * sizeof *a->ints);
   if (!a->ints) return 0;
   it = (fields){m, 0, NULL, {0}};
@@ -217,7 +227,7 @@ static int read_attr(reader *r, slice m, size_t depth, attr_t *a) {
       kind = A_GRAPH;
     }
   }
-  if (rc < 0) return r->error = it.error, 0;
+  if (rc < 0) return keep_error(r, &it), 0;
   a->kind = kind;
   return 1;
 }
@@ -234,7 +244,7 @@ static int read_node(reader *r, slice m, size_t depth, node_t *n) {
     else if (f.number == 2) no++;
     else if (f.number == 5) na++;
   }
-  if (rc < 0) return r->error = it.error, 0;
+  if (rc < 0) return keep_error(r, &it), 0;
   n->in = alloc(&r->a, (ni ? ni : 1) * sizeof *n->in);
   n->out = alloc(&r->a, (no ? no : 1) * sizeof *n->out);
   n->attrs = alloc(&r->a, (na ? na : 1) * sizeof *n->attrs);
@@ -248,7 +258,7 @@ static int read_node(reader *r, slice m, size_t depth, node_t *n) {
     else if (f.number == 2) n->out[n->n_out++] = f.bytes;
     else if (f.number == 5 && !read_attr(r, f.bytes, depth, &n->attrs[n->n_attrs++])) return 0;
   }
-  if (rc < 0) return r->error = it.error, 0;
+  if (rc < 0) return keep_error(r, &it), 0;
   n->default_domain = domain.n == 0 || slice_is(domain, "ai.onnx");
   return 1;
 }
@@ -260,7 +270,7 @@ static int name_of(reader *r, slice m, slice *out) { /* a ValueInfoProto's name:
   *out = (slice){0};
   while ((rc = pb_next_field(&it, &f)) > 0)
     if (f.number == 1 && f.wire == 2) *out = f.bytes;
-  if (rc < 0) return r->error = it.error, 0;
+  if (rc < 0) return keep_error(r, &it), 0;
   return 1;
 }
 
@@ -276,10 +286,10 @@ static int sparse_name(reader *r, slice m, slice *out, int *found) { /* a sparse
     *out = (slice){0};
     while ((q = pb_next_field(&t, &g)) > 0)
       if (g.number == 8 && g.wire == 2) *out = g.bytes;
-    if (q < 0) return r->error = t.error, 0;
+    if (q < 0) return keep_error(r, &t), 0;
     *found = 1;
   }
-  if (rc < 0) return r->error = it.error, 0;
+  if (rc < 0) return keep_error(r, &it), 0;
   return 1;
 }
 
@@ -295,7 +305,7 @@ static int count_graph(reader *r, slice m, size_t *nn, size_t *ninit, size_t *ni
     else if (f.number == 11) (*nin)++;
     else if (f.number == 12) (*nout)++;
   }
-  if (rc < 0) return r->error = it.error, 0;
+  if (rc < 0) return keep_error(r, &it), 0;
   return 1;
 }
 
@@ -320,7 +330,7 @@ static int fill_graph(reader *r, slice m, size_t depth, graph *g) {
       if (!name_of(r, f.bytes, &g->outputs[g->n_outputs++])) return 0;
     }
   }
-  if (rc < 0) return r->error = it.error, 0;
+  if (rc < 0) return keep_error(r, &it), 0;
   return 1;
 }
 
@@ -372,7 +382,7 @@ static graph *read_model(reader *r, slice model) {
   size_t nn = 0, ninit = 0, nin = 0, nout = 0;
   while ((rc = pb_next_field(&it, &f)) > 0)
     if (f.number == 7 && f.wire == 2 && !count_graph(r, f.bytes, &nn, &ninit, &nin, &nout)) return NULL;
-  if (rc < 0) return r->error = it.error, NULL;
+  if (rc < 0) return keep_error(r, &it), NULL;
   graph *g = alloc_graph(r, nn, ninit, nin, nout);
   if (!g) return NULL;
   it = (fields){model, 0, NULL, {0}};
@@ -1422,7 +1432,7 @@ static int size_problems(prover *p, s2s_buf *b) {
 
 s2s_status modelcheck_shapes(const unsigned char *data, size_t len, const s2s_spec *inputs, int n_inputs,
                              int64_t row_limit, const char *where, s2s_error *err) {
-  reader r = {{0}, NULL};
+  reader r = {{0}, NULL, {0}};
   s2s_buf msg = {0}, problems = {0};
   s2s_status st = S2S_OK;
   graph *g = read_model(&r, (slice){data, len});
