@@ -124,11 +124,21 @@ def _model_entry(case: dict):
                            inputs=tuple(TensorSpec.from_dict(t) for t in case["inputs"]))
 
 
-def make(fixtures: Path) -> Path:
-    """Write FIXTURES/crafted/ (the model files and crafted.json) from the bundles under FIXTURES/bundles."""
+def _verdict(out: Path, file: str, content: bytes, entry: dict) -> str | None:
+    """Write ``content`` to OUT/FILE and return the Python reader's message for it (None: accepted)."""
     from seq2seq_edge.errors import BundleError
     from seq2seq_edge.loader import check_model_ops
 
+    (out / file).write_bytes(content)
+    try:
+        check_model_ops(content, _model_entry(entry), file, entry["loop_limit"], entry["row_limit"])
+        return None
+    except BundleError as e:
+        return str(e)
+
+
+def make(fixtures: Path) -> Path:
+    """Write FIXTURES/crafted/ (the model files and crafted.json) from the bundles under FIXTURES/bundles."""
     out = fixtures / CRAFTED_DIR
     out.mkdir(parents=True, exist_ok=True)
     cases = []
@@ -137,12 +147,7 @@ def make(fixtures: Path) -> Path:
     for (name, content, entry), expect in ([(a, "accepted" if a[0] in MUST_PASS else "refused") for a in attacks]
                                            + [(r, "accepted") for r in real]):
         file = f"{name}.{entry['format']}"
-        (out / file).write_bytes(content)
-        try:
-            check_model_ops(content, _model_entry(entry), file, entry["loop_limit"], entry["row_limit"])
-            error = None
-        except BundleError as e:
-            error = str(e)
+        error = _verdict(out, file, content, entry)
         if (error is None) != (expect == "accepted"):
             raise AssertionError(f"{name}: the Python reader says {error or 'accepted'}; it must be {expect}")
         cases.append({"name": name, "file": file, **entry, "expect": expect, "error": error})
@@ -160,8 +165,6 @@ def _mutants(bundles: Path, out: Path) -> list[dict]:
     """Seeded mutants of the fixture models with the Python reader's verdict (``error``, null when accepted): not
     stated by hand, but recorded so that every other runtime gives the same one, word for word."""
     import mutants
-    from seq2seq_edge.errors import BundleError
-    from seq2seq_edge.loader import check_model_ops
     from seq2seq_edge import manifest as mf
 
     folder = out / "mutants"
@@ -180,12 +183,7 @@ def _mutants(bundles: Path, out: Path) -> list[dict]:
     for name, label, content in mutants.mutants(models, MUTANTS_PER_MODEL):
         entry = entries[label]
         file = f"mutants/{name}"
-        (out / file).write_bytes(content)
-        try:
-            check_model_ops(content, _model_entry(entry), file, entry["loop_limit"], entry["row_limit"])
-            error = None
-        except BundleError as e:
-            error = str(e)
+        error = _verdict(out, file, content, entry)
         records.append({"name": name, "file": file, **entry, "error": error})
     accepted = sum(r["error"] is None for r in records)
     if not 0 < accepted < len(records):
