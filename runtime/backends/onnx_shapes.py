@@ -16,11 +16,11 @@ cannot compute, a carried tensor that changes shape) is refused: the runtime acc
 from __future__ import annotations
 
 from .onnx_wire import Const, Graph, Node
-from .shapes import (BATCH, MAX_RANK, MAX_VALUES, ONE, Dim, ShapeError, SizeCheck, Tensor, axis_of, broadcast, dim,
-                     count, divide, exact_ints, ints_of, keeps_shape, nonneg, slice_indices, slice_length, values_of)
+from .shapes import (BATCH, MAX_RANK, MAX_VALUES, ONE, Dim, ShapeError, SizeCheck, Tensor, axis_of, broadcast, cast,
+                     concatenate, count, dim, divide, exact_ints, ints_of, keeps_shape, nonneg, slice_indices,
+                     slice_length, squeeze, values_of)
 
 _INT32, _INT64 = 6, 7  # TensorProto.DataType
-_INT32_MAX = 2**31 - 1
 
 
 # ---- the rules --------------------------------------------------------------------------------------------------------
@@ -113,10 +113,7 @@ def _same(p, node, ins, a, env):
 
 
 def _cast(p, node, ins, a, env):
-    t = ins[0]
-    keep = _int(a, "to", 0) in (_INT32, _INT64) and t.values is not None and all(
-        v.largest() <= _INT32_MAX and (v.const is None or -_INT32_MAX <= v.const) for v in t.values)
-    return Tensor(t.shape, t.values if keep else None)
+    return cast(ins[0], _int(a, "to", 0) in (_INT32, _INT64))
 
 
 def _elementwise(p, node, ins, a, env):
@@ -180,26 +177,7 @@ def _split(p, node, ins, a, env):
 
 
 def _concat(p, node, ins, a, env):
-    parts = [t for t in ins if t is not None]
-    rank = len(parts[0].shape)
-    if any(len(t.shape) != rank for t in parts):
-        raise ShapeError("a Concat of tensors of different ranks")
-    axis = axis_of(_int(a, "axis", 0), rank, "Concat")
-    dims = []
-    for i in range(rank):
-        if i == axis:
-            d = parts[0].shape[i]
-            for t in parts[1:]:
-                d = d + t.shape[i]
-        else:
-            d = parts[0].shape[i]
-            for t in parts[1:]:
-                d = d.at_most(t.shape[i])
-        dims.append(d)
-    values = None
-    if rank == 1 and all(t.values is not None for t in parts) and sum(len(t.values) for t in parts) <= MAX_VALUES:
-        values = tuple(v for t in parts for v in t.values)
-    return Tensor(tuple(dims), values)
+    return concatenate(ins, lambda: _int(a, "axis", 0), "Concat")
 
 
 def _slice(p, node, ins, a, env):
@@ -247,17 +225,7 @@ def _axes(p, node, ins, a, what="axes"):
 
 
 def _squeeze(p, node, ins, a, env):
-    shape = ins[0].shape
-    axes = _axes(p, node, ins, a)
-    if axes is None:
-        if any(d.const is None or not d.exact for d in shape):
-            raise ShapeError("a Squeeze without axes of a tensor whose dimensions depend on the batch")
-        keep = [i for i, d in enumerate(shape) if d.const != 1]
-    else:
-        drop = {axis_of(x, len(shape), "Squeeze") for x in axes}
-        keep = [i for i in range(len(shape)) if i not in drop]
-    values = ins[0].values if len(shape) <= 1 and ins[0].values is not None and len(ins[0].values) == 1 else None
-    return Tensor(tuple(shape[i] for i in keep), values)
+    return squeeze(ins[0], _axes(p, node, ins, a), "Squeeze")
 
 
 def _unsqueeze(p, node, ins, a, env):

@@ -158,6 +158,47 @@ def divide(total: Dim, by: Dim) -> Dim:
 
 
 
+# ---- rules both formats share (their op name in messages) ------------------------------------------------------
+def cast(t: Tensor, to_integer: bool) -> Tensor:
+    """A cast: the same shape, and the values it follows kept only through a cast to int32/int64 that holds them."""
+    keep = to_integer and t.values is not None and all(
+        v.largest() <= _INT32_MAX and (v.const is None or -_INT32_MAX <= v.const) for v in t.values)
+    return Tensor(t.shape, t.values if keep else None)
+
+
+def concatenate(ins: list[Tensor | None], read_axis, op: str) -> Tensor:
+    """The inputs side by side along the axis ``read_axis()`` gives (read once the ranks are known to agree)."""
+    parts = [t for t in ins if t is not None]
+    rank = len(parts[0].shape)
+    if any(len(t.shape) != rank for t in parts):
+        raise ShapeError(f"a {op} of tensors of different ranks")
+    axis = axis_of(read_axis(), rank, op)
+    dims = []
+    for i in range(rank):
+        d = parts[0].shape[i]
+        for t in parts[1:]:
+            d = d + t.shape[i] if i == axis else d.at_most(t.shape[i])
+        dims.append(d)
+    values = None
+    if rank == 1 and all(t.values is not None for t in parts) and sum(len(t.values) for t in parts) <= MAX_VALUES:
+        values = tuple(v for t in parts for v in t.values)
+    return Tensor(tuple(dims), values)
+
+
+def squeeze(t: Tensor, axes: list[int] | None, op: str) -> Tensor:
+    """``t`` without the ``axes`` (None: without every dimension that is exactly 1)."""
+    shape = t.shape
+    if axes is None:
+        if any(d.const is None or not d.exact for d in shape):
+            raise ShapeError(f"a {op} without axes of a tensor whose dimensions depend on the batch")
+        keep = [i for i, d in enumerate(shape) if d.const != 1]
+    else:
+        drop = {axis_of(x, len(shape), op) for x in axes}
+        keep = [i for i in range(len(shape)) if i not in drop]
+    values = t.values if len(shape) <= 1 and t.values is not None and len(t.values) == 1 else None
+    return Tensor(tuple(shape[i] for i in keep), values)
+
+
 def values_of(t: Tensor | None, what: str, op: str) -> tuple[Dim, ...]:
     """The values of an operator's input the proof follows (a size, axes, slice bounds), or ShapeError."""
     if t is None or t.values is None:

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import struct
 
-from .shapes import (BATCH, MAX_RANK, MAX_VALUES, ONE, Dim, ShapeError, SizeCheck, Tensor, axis_of, broadcast, count,
-                     dim, divide, exact_ints, ints_of, keeps_shape, nonneg, slice_indices, slice_length, values_of)
+from .shapes import (BATCH, MAX_RANK, MAX_VALUES, ONE, Dim, ShapeError, SizeCheck, Tensor, axis_of, broadcast, cast,
+                     concatenate, count, dim, divide, exact_ints, ints_of, keeps_shape, nonneg, slice_indices,
+                     slice_length, squeeze, values_of)
 from .tflite_wire import TfliteGraphs, WireError, _Op, _Subgraph, model_graphs
 
-_INT32_MAX = 2**31 - 1
 # TensorType
 _INT32, _INT64 = 2, 4
 # BuiltinOptions union types, and each options table's fields (tensorflow/compiler/mlir/lite/schema/schema.fbs)
@@ -149,10 +149,7 @@ def _same(p, op, ins):
 
 
 def _cast(p, op, ins):
-    t = ins[0]
-    keep = p.output_type(op) in (_INT32, _INT64) and t.values is not None and all(
-        v.largest() <= _INT32_MAX and (v.const is None or -_INT32_MAX <= v.const) for v in t.values)
-    return Tensor(t.shape, t.values if keep else None)
+    return cast(ins[0], p.output_type(op) in (_INT32, _INT64))
 
 
 def _elementwise(p, op, ins):
@@ -247,21 +244,7 @@ def _reshape(p, op, ins):
 
 
 def _concatenation(p, op, ins):
-    parts = [t for t in ins if t is not None]
-    rank = len(parts[0].shape)
-    if any(len(t.shape) != rank for t in parts):
-        raise ShapeError("a CONCATENATION of tensors of different ranks")
-    axis = axis_of(_opt(op, "CONCATENATION", 0), rank, "CONCATENATION")
-    dims = []
-    for i in range(rank):
-        d = parts[0].shape[i]
-        for t in parts[1:]:
-            d = d + t.shape[i] if i == axis else d.at_most(t.shape[i])
-        dims.append(d)
-    values = None
-    if rank == 1 and all(t.values is not None for t in parts) and sum(len(t.values) for t in parts) <= MAX_VALUES:
-        values = tuple(v for t in parts for v in t.values)
-    return Tensor(tuple(dims), values)
+    return concatenate(ins, lambda: _opt(op, "CONCATENATION", 0), "CONCATENATION")
 
 
 def _strided_slice(p, op, ins):
@@ -349,17 +332,7 @@ def _slice(p, op, ins):
 
 
 def _squeeze(p, op, ins):
-    shape = ins[0].shape
-    axes = _opt_ints(op, "SQUEEZE", 0)
-    if not axes:
-        if any(d.const is None or not d.exact for d in shape):
-            raise ShapeError("a SQUEEZE without axes of a tensor whose dimensions depend on the batch")
-        keep = [i for i, d in enumerate(shape) if d.const != 1]
-    else:
-        drop = {axis_of(a, len(shape), "SQUEEZE") for a in axes}
-        keep = [i for i in range(len(shape)) if i not in drop]
-    values = ins[0].values if len(shape) <= 1 and ins[0].values is not None and len(ins[0].values) == 1 else None
-    return Tensor(tuple(shape[i] for i in keep), values)
+    return squeeze(ins[0], _opt_ints(op, "SQUEEZE", 0) or None, "SQUEEZE")
 
 
 def _expand_dims(p, op, ins):

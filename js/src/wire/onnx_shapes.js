@@ -7,8 +7,9 @@
 import { pyRepr } from '../text.js';
 import { display } from './onnx.js';
 import {
-  BATCH, INT32_MAX, MAX_RANK, MAX_VALUES, ONE, ShapeError, SizeCheck, add, atMost, axisOf, bmax, broadcast, ceilDiv, constOf,
-  count, dim, divide, exactInts, intsOf, keepsShape, largest, name60 as shown60, nonneg, of, pySlice, sliceIndices, sliceLength, tensor, valuesOf,
+  BATCH, MAX_RANK, MAX_VALUES, ONE, ShapeError, SizeCheck, add, axisOf, bmax, broadcast, ceilDiv, constOf, count, dim,
+  divide, exactInts, intsOf, keepsShape, largest, name60 as shown60, nonneg, of, pySlice, sliceIndices, sliceLength,
+  tensor, valuesOf, castTo, concatenate, squeezeAxes,
 } from './shapes.js';
 
 export { ShapeError };
@@ -96,11 +97,8 @@ class Prover {
 const same = (p, node, ins) => tensor(ins[0].shape);
 
 function cast(p, node, ins, a) {
-  const t = ins[0];
   const to = intAttr(a, 'to', 0);
-  const keep = (to === INT32 || to === INT64) && t.values !== null
-    && t.values.every((v) => largest(v) <= INT32_MAX && (constOf(v) === null || -INT32_MAX <= constOf(v)));
-  return tensor(t.shape, keep ? t.values : null);
+  return castTo(ins[0], to === INT32 || to === INT64);
 }
 
 const elementwise = (p, node, ins) => tensor(broadcast(...ins.filter((t) => t !== null).map((t) => t.shape)));
@@ -154,21 +152,7 @@ function split(p, node, ins, a) {
 }
 
 function concat(p, node, ins, a) {
-  const parts = ins.filter((t) => t !== null);
-  const rank = parts[0].shape.length;
-  if (parts.some((t) => t.shape.length !== rank)) throw new ShapeError('a Concat of tensors of different ranks');
-  const axis = axisOf(intAttr(a, 'axis', 0), rank, 'Concat');
-  const dims = [];
-  for (let i = 0; i < rank; i++) {
-    let d = parts[0].shape[i];
-    for (const t of parts.slice(1)) d = i === axis ? add(d, t.shape[i]) : atMost(d, t.shape[i]);
-    dims.push(d);
-  }
-  let values = null;
-  if (rank === 1 && parts.every((t) => t.values !== null) && parts.reduce((s, t) => s + t.values.length, 0) <= MAX_VALUES) {
-    values = parts.flatMap((t) => t.values);
-  }
-  return tensor(dims, values);
+  return concatenate(ins, () => intAttr(a, 'axis', 0), 'Concat');
 }
 
 function slice(p, node, ins, a) {
@@ -213,18 +197,7 @@ function slice(p, node, ins, a) {
 const axesOf = (p, node, ins, a) => (ins.length > 1 && ins[1] !== null ? p.ints(ins[1], 'axes', node) : intsAttr(a, 'axes', null));
 
 function squeeze(p, node, ins, a) {
-  const shape = ins[0].shape;
-  const axes = axesOf(p, node, ins, a);
-  let keep;
-  if (axes === null) {
-    if (shape.some((d) => constOf(d) === null || !d.exact)) throw new ShapeError('a Squeeze without axes of a tensor whose dimensions depend on the batch');
-    keep = shape.map((d, i) => (constOf(d) !== 1n ? i : -1)).filter((i) => i >= 0);
-  } else {
-    const drop = new Set(axes.map((x) => axisOf(x, shape.length, 'Squeeze')));
-    keep = shape.map((_, i) => i).filter((i) => !drop.has(i));
-  }
-  const v = ins[0].values;
-  return tensor(keep.map((i) => shape[i]), shape.length <= 1 && v !== null && v.length === 1 ? v : null);
+  return squeezeAxes(ins[0], axesOf(p, node, ins, a), 'Squeeze');
 }
 
 function unsqueeze(p, node, ins, a) {

@@ -128,6 +128,48 @@ export function divide(total, by) {
 }
 
 
+// ---- rules both formats share (their op name in messages) -----------------------------------------------------
+/** A cast: the same shape, and the values it follows kept only through a cast to int32/int64 that holds them. */
+export function castTo(t, toInteger) {
+  const keep = toInteger && t.values !== null
+    && t.values.every((v) => largest(v) <= INT32_MAX && (constOf(v) === null || -INT32_MAX <= constOf(v)));
+  return tensor(t.shape, keep ? t.values : null);
+}
+
+/** The inputs side by side along the axis readAxis() gives (read once the ranks are known to agree). */
+export function concatenate(ins, readAxis, op) {
+  const parts = ins.filter((t) => t !== null);
+  const rank = parts[0].shape.length;
+  if (parts.some((t) => t.shape.length !== rank)) throw new ShapeError(`a ${op} of tensors of different ranks`);
+  const axis = axisOf(BigInt(readAxis()), rank, op);
+  const dims = [];
+  for (let i = 0; i < rank; i++) {
+    let d = parts[0].shape[i];
+    for (const t of parts.slice(1)) d = i === axis ? add(d, t.shape[i]) : atMost(d, t.shape[i]);
+    dims.push(d);
+  }
+  let values = null;
+  if (rank === 1 && parts.every((t) => t.values !== null) && parts.reduce((s, t) => s + t.values.length, 0) <= MAX_VALUES) {
+    values = parts.flatMap((t) => t.values);
+  }
+  return tensor(dims, values);
+}
+
+/** `t` without the `axes` (BigInts; null: without every dimension that is exactly 1). */
+export function squeezeAxes(t, axes, op) {
+  const shape = t.shape;
+  let keep;
+  if (axes === null) {
+    if (shape.some((d) => constOf(d) === null || !d.exact)) throw new ShapeError(`a ${op} without axes of a tensor whose dimensions depend on the batch`);
+    keep = shape.map((d, i) => (constOf(d) !== 1n ? i : -1)).filter((i) => i >= 0);
+  } else {
+    const drop = new Set(axes.map((x) => axisOf(x, shape.length, op)));
+    keep = shape.map((_, i) => i).filter((i) => !drop.has(i));
+  }
+  const v = t.values;
+  return tensor(keep.map((i) => shape[i]), shape.length <= 1 && v !== null && v.length === 1 ? v : null);
+}
+
 /** The values of an operator's input the proof follows (a size, axes, slice bounds), or ShapeError. */
 export function valuesOf(t, what, op) {
   if (t === null || t.values === null) throw new ShapeError(`a ${op} whose ${what} the proof cannot compute from constants and input shapes`);

@@ -4,8 +4,9 @@
 // symbolic; a WHILE body must return each loop variable at the shape it came in with; every tensor is then held to
 // SizeCheck's bound. What the proof cannot work out is refused.
 import {
-  BATCH, INT32_MAX, MAX_RANK, MAX_VALUES, ONE, ShapeError, SizeCheck, add, atMost, axisOf, bmax, broadcast, ceilDiv, constOf,
-  count, dim, divide, exactInts, intsOf, keepsShape, largest, name60, nonneg, of, sliceIndices, sliceLength, tensor, valuesOf,
+  BATCH, MAX_RANK, MAX_VALUES, ONE, ShapeError, SizeCheck, add, atMost, axisOf, bmax, broadcast, ceilDiv, constOf,
+  count, dim, divide, exactInts, intsOf, keepsShape, largest, name60, nonneg, of, sliceIndices, sliceLength, tensor,
+  valuesOf, castTo, concatenate, squeezeAxes,
 } from './shapes.js';
 import { pyRepr } from '../text.js';
 import { WireError, modelGraphs } from './tflite.js';
@@ -127,11 +128,8 @@ const inexact = (shape) => shape.map((d) => ({ c: d.c, exact: false }));
 const allKnown = (ts) => ts.every(exactInts);
 
 function cast(p, op, ins) {
-  const t = ins[0];
   const type = p.outputType(op);
-  const keep = (type === INT32 || type === INT64) && t.values !== null
-    && t.values.every((v) => largest(v) <= INT32_MAX && (constOf(v) === null || -INT32_MAX <= constOf(v)));
-  return tensor(t.shape, keep ? t.values : null);
+  return castTo(ins[0], type === INT32 || type === INT64);
 }
 
 const elementwise = (p, op, ins) => tensor(broadcast(...ins.filter((t) => t !== null).map((t) => t.shape)));
@@ -218,19 +216,7 @@ function reshape(p, op, ins) {
 }
 
 function concatenation(p, op, ins) {
-  const parts = ins.filter((t) => t !== null);
-  const rank = parts[0].shape.length;
-  if (parts.some((t) => t.shape.length !== rank)) throw new ShapeError('a CONCATENATION of tensors of different ranks');
-  const axis = axisOf(BigInt(opt(op, 'CONCATENATION', 0)), rank, 'CONCATENATION');
-  const dims = [];
-  for (let i = 0; i < rank; i++) {
-    let d = parts[0].shape[i];
-    for (const t of parts.slice(1)) d = i === axis ? add(d, t.shape[i]) : atMost(d, t.shape[i]);
-    dims.push(d);
-  }
-  let values = null;
-  if (rank === 1 && parts.every((t) => t.values !== null) && parts.reduce((s, t) => s + t.values.length, 0) <= MAX_VALUES) values = parts.flatMap((t) => t.values);
-  return tensor(dims, values);
+  return concatenate(ins, () => opt(op, 'CONCATENATION', 0), 'CONCATENATION');
 }
 
 function stridedSlice(p, op, ins) {
@@ -303,18 +289,8 @@ function slice(p, op, ins) {
 }
 
 function squeeze(p, op, ins) {
-  const shape = ins[0].shape;
   const axes = optInts(op, 'SQUEEZE', 0);
-  let keep;
-  if (!axes.length) {
-    if (shape.some((d) => constOf(d) === null || !d.exact)) throw new ShapeError('a SQUEEZE without axes of a tensor whose dimensions depend on the batch');
-    keep = shape.map((d, i) => (constOf(d) !== 1n ? i : -1)).filter((i) => i >= 0);
-  } else {
-    const drop = new Set(axes.map((a) => axisOf(BigInt(a), shape.length, 'SQUEEZE')));
-    keep = shape.map((_, i) => i).filter((i) => !drop.has(i));
-  }
-  const v = ins[0].values;
-  return tensor(keep.map((i) => shape[i]), shape.length <= 1 && v !== null && v.length === 1 ? v : null);
+  return squeezeAxes(ins[0], axes.length ? axes.map((a) => BigInt(a)) : null, 'SQUEEZE');
 }
 
 function expandDims(p, op, ins) {
