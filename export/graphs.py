@@ -40,6 +40,9 @@ class Seq2SeqWeights:
     attention_query: np.ndarray | None = None
     attention_combine_kernel: np.ndarray | None = None
     attention_combine_bias: np.ndarray | None = None
+    #: Attention models that attend to the input embeddings too: the encoder's embedding table [input vocab, D]
+    #: (one-hot models: the one-hot table), whose rows follow the LSTM's in the encoder's outputs.
+    encoder_embedding: np.ndarray | None = None
 
     @property
     def latent_dim(self) -> int:
@@ -100,6 +103,8 @@ def extract_weights(model) -> Seq2SeqWeights:
         attention = dict(attention_query=np.asarray(query, np.float32),
                          attention_combine_kernel=np.asarray(combine_kernel, np.float32),
                          attention_combine_bias=np.asarray(combine_bias, np.float32))
+        if model_mod.attends_embeddings(model):
+            attention["encoder_embedding"] = np.asarray(enc_emb.get_weights()[0], np.float32)
     return Seq2SeqWeights(enc_table, enc_recurrent, dec_table, dec_recurrent, np.asarray(kernel, np.float32),
                           np.asarray(bias, np.float32), backward[0], backward[1], **attention)
 
@@ -211,6 +216,9 @@ class _Graphs:
             h_b, c_b, outputs_b = self.run_lstm(w.encoder_backward_table, w.encoder_backward_recurrent,
                                                 input_ids, keep, length, True)
             h, c, outputs = tf.concat([h, h_b], -1), tf.concat([c, c_b], -1), tf.concat([outputs, outputs_b], -1)
+        if w.encoder_embedding is not None:  # [LSTM outputs; embedding], the embedding zero at padding
+            embedded = tf.gather(tf.constant(w.encoder_embedding), input_ids) * tf.cast(keep, tf.float32)
+            outputs = tf.concat([outputs, embedded], -1)
         return {mf.STATE_H: h, mf.STATE_C: c, mf.ENCODER_OUTPUTS: outputs,
                 mf.ENCODER_MASK: tf.cast(keep[:, :, 0], tf.float32)}
 

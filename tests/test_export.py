@@ -246,6 +246,34 @@ def test_learned_embedding_exports_with_parity(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("embedding_dim", [0, 6])
+def test_attended_embeddings_export_with_parity(tmp_path, embedding_dim):
+    """--attend-embeddings: the encoder's outputs are [LSTM outputs; input embedding] (one-hot or learned), in
+    Keras, TFLite and ONNX alike; the runtime decodes what Keras decodes."""
+    import seq2seq_edge
+    from seq2seq_edge.export import export_bundle
+    from seq2seq_edge.train import trainer
+    from seq2seq_edge.train.reference import decode_texts, load_reference
+
+    cfg = trainer.task_defaults("numbers", max_number=99, latent_dim=8, embedding_dim=embedding_dim, epochs=8,
+                                batch_size=16, learning_rate=5e-3, patience=0, decoder="attention",
+                                bidirectional=True, attend_embeddings=True)
+    trainer.train(cfg, tmp_path / "run", quiet=True)
+    result = export_bundle(tmp_path / "run", tmp_path / "b", formats=["tflite", "onnx"], quantize=["fp32"])
+    assert result["passed"] and all(v["agreement"] == 1.0 for v in result["variants"])
+    manifest = mf.BundleManifest.load(tmp_path / "b")
+    inputs = len(manifest.preprocessing.input_vocabulary)
+    assert manifest.encoder_output_dim == 2 * 8 + (embedding_dim or inputs)
+    keras_decoder, prep = load_reference(tmp_path / "run")
+    words = [str(n) for n in range(100)]
+    expected = decode_texts(keras_decoder, prep, words)
+    for backend in ("litert", "onnx"):
+        for one_call in (False, True):
+            decoder = seq2seq_edge.load(tmp_path / "b", backend=backend, one_call=one_call)
+            assert decoder.decode_batch(words) == expected, (backend, one_call)
+
+
+@pytest.mark.slow
 def test_a_model_with_large_cell_states_exports(tmp_path):
     """LSTM cell states are not bounded by 1: forget and input gates held open make c count the input's 40
     positions. The export must pass the gate on the differences float32 really makes at that scale."""

@@ -144,6 +144,90 @@ def test_monitor_accuracy_keeps_the_epoch_of_best_validation_accuracy_not_of_low
         trainer.task_defaults("data", data_file="x.tsv", monitor="wer")
 
 
+def test_best_epochs_keeps_the_k_best_by_the_monitored_figure_and_averages_them():
+    import keras
+
+    from seq2seq_edge.train import checkpoints
+
+    # The weights of each epoch are its number; epochs 2, 4 and 5 have the three lowest losses.
+    losses = [0.9, 0.5, 0.7, 0.4, 0.45, float("nan"), 0.8]
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, use_bias=False)])
+    best = checkpoints.BestEpochs(3, "val_loss", "min")
+    best.set_model(model)
+    for epoch, loss in enumerate(losses):
+        model.set_weights([np.full((1, 1), epoch + 1.0, "float32")])
+        best.on_epoch_end(epoch, {"val_loss": loss})
+    assert best.epochs == [2, 4, 5]
+    (average,) = best.average()
+    assert average.dtype == np.float32 and average.tolist() == [[np.float32(11.0 / 3.0)]]
+    accuracy = checkpoints.BestEpochs(2, "val_accuracy", "max")
+    accuracy.set_model(model)
+    for epoch, value in enumerate([0.5, 0.9, 0.7, 0.9]):
+        model.set_weights([np.full((1, 1), epoch + 1.0, "float32")])
+        accuracy.on_epoch_end(epoch, {"val_accuracy": value})
+    assert accuracy.epochs == [2, 4]  # a tie keeps the earlier epoch first, and both fit
+    with pytest.raises(ValueError):
+        checkpoints.BestEpochs(1)
+
+
+def test_checkpoint_average_is_kept_only_when_it_decodes_more_validation_pairs_exactly(fixture_dir):
+    from seq2seq_edge.train import checkpoints
+    from seq2seq_edge.train.reference import KerasDecoder, decode_texts, normalized_targets
+    from seq2seq_edge.train.run_folder import RunFolder
+
+    run = RunFolder.open(fixture_dir / "runs" / "attention")
+    prep, validation = run.read_config().preprocessing, run.read_split("validation")
+    model = run.load_keras_model()
+    trained = [v.numpy().copy() for v in model.trainable_variables]
+    zeros = [np.zeros_like(w) for w in trained]
+    references = normalized_targets(prep, validation)
+
+    def exact() -> float:
+        decoder = KerasDecoder.from_training_model(model, prep.max_output_tokens)
+        return sum(o == r for o, r in zip(decode_texts(decoder, prep, [p.source for p in validation]), references))
+
+    def weights() -> list:
+        return [v.numpy() for v in model.trainable_variables]
+
+    def kept_epochs(*epochs):
+        best = checkpoints.BestEpochs(2)
+        best.kept = [(float(i), i + 1, w) for i, w in enumerate(epochs)]
+        return best
+
+    def set_weights(ws):
+        for v, w in zip(model.trainable_variables, ws):
+            v.assign(w)
+
+    trained_exact = exact()
+    assert trained_exact > 0
+    # Fitted weights that decode nothing, an average of trained weights: the average is kept.
+    set_weights(zeros)
+    summary = checkpoints.keep_better(model, kept_epochs(trained, trained), prep, validation)["checkpoint_average"]
+    assert summary["kept"] == "average" and summary["epochs"] == [1, 2]
+    assert summary["val_exact_match_average"] == round(trained_exact / len(validation), 6)
+    assert summary["val_exact_match_fitted"] == 0.0 and summary["scored_pairs"] == len(validation)
+    assert all(np.array_equal(a, b) for a, b in zip(weights(), trained)) and exact() == trained_exact
+    # An average that decodes worse, and one that decodes the same (a tie): the fitted weights stay, bit for bit.
+    for epochs in ((zeros, zeros), (trained, trained)):
+        summary = checkpoints.keep_better(model, kept_epochs(*epochs), prep, validation)["checkpoint_average"]
+        assert summary["kept"] == "fitted"
+        assert all(np.array_equal(a, b) for a, b in zip(weights(), trained))
+    assert checkpoints.keep_better(model, kept_epochs(trained), prep, validation) == {}
+
+
+def test_average_checkpoints_is_checked_and_on_for_data_only():
+    from seq2seq_edge.errors import TrainOptionError
+    from seq2seq_edge.train import trainer
+
+    assert trainer.task_defaults("data", data_file="x.tsv").average_checkpoints == 5
+    assert trainer.task_defaults("digits").average_checkpoints == 0
+    assert trainer.task_defaults("numbers").average_checkpoints == 0
+    for bad in (1, -2, 2.5):
+        with pytest.raises(TrainOptionError, match=rf"^--average-checkpoints must be 0 \(off\) or an integer of at "
+                                                   rf"least 2, got {bad}$"):
+            trainer.task_defaults("data", data_file="x.tsv", average_checkpoints=bad)
+
+
 @pytest.mark.slow
 def test_time_budget_ends_training_on_time_and_says_so(tmp_path):
     from seq2seq_edge.train import progress, trainer

@@ -13,6 +13,10 @@ concatenated, so the decoder has twice the encoder's units):
     decoder_lstm -> s_t;  scores = (attention_query(s_t)) . encoder_outputs, padding at -1e9;  a = softmax(scores)
     context = a . encoder_outputs;  attention_combine = tanh(W [context; s_t] + b) -> decoder_output (softmax)
 
+With ``attend_embeddings=True`` the attention reads each input position's embedding beside the encoder's output
+there (the encoder's outputs are [LSTM outputs; embedding], as the attention values of ConvS2S, Gehring et al.
+2017, hold the input embeddings): the decoder can see which symbol it attends to without the LSTM carrying it.
+
 With ``embedding_dim=0`` (the default) both embeddings are frozen one-hot tables, so the LSTMs see exactly the
 seed's one-hot vectors; id 0 (padding) maps to a zero vector and is masked in the encoder, so right-padding does
 not change the final state. The step model calls the decoder LSTM's cell once: no loop in its graph.
@@ -34,6 +38,7 @@ DECODER_INPUT_IDS = "decoder_input_ids"
 ATTENTION_QUERY = "attention_query"
 ATTENTION = "attention"
 ATTENTION_COMBINE = "attention_combine"
+ATTENTION_MEMORY = "attention_memory"
 
 
 def _one_hot_table(vocab_size: int) -> np.ndarray:
@@ -51,7 +56,7 @@ def _embedding(keras, name, vocab_size, embedding_dim, mask_zero):
 
 def build_training_model(input_vocab_size: int, target_vocab_size: int, latent_dim: int,
                          embedding_dim: int = 0, *, attention: bool = False, bidirectional: bool = False,
-                         dropout: float = 0.0, recurrent_dropout: float = 0.0):
+                         dropout: float = 0.0, recurrent_dropout: float = 0.0, attend_embeddings: bool = False):
     """The teacher-forcing model: inputs ``input_ids`` and ``decoder_input_ids``, output softmax per step.
 
     ``latent_dim`` is the encoder's units (per direction); the decoder has as many units as the encoder's final
@@ -59,8 +64,8 @@ def build_training_model(input_vocab_size: int, target_vocab_size: int, latent_d
     during training only: no weight is added, so nothing changes for export."""
     import keras
 
-    if bidirectional and not attention:
-        raise ValueError("a bidirectional encoder needs the attention decoder")
+    if (bidirectional or attend_embeddings) and not attention:
+        raise ValueError("a bidirectional encoder and attended embeddings need the attention decoder")
     input_ids = keras.Input(shape=(None,), dtype="int32", name=mf.INPUT_IDS)
     decoder_ids = keras.Input(shape=(None,), dtype="int32", name=DECODER_INPUT_IDS)
     # mask_zero masks id 0, which is text.PAD_ID: right-padding leaves the encoder's final state as it was.
@@ -68,14 +73,17 @@ def build_training_model(input_vocab_size: int, target_vocab_size: int, latent_d
     dec_emb = _embedding(keras, DECODER_EMBEDDING, target_vocab_size, embedding_dim, mask_zero=False)
     lstm = keras.layers.LSTM(latent_dim, return_sequences=attention, return_state=True, dropout=dropout,
                              recurrent_dropout=recurrent_dropout, name=ENCODER_LSTM)
+    embedded = enc_emb(input_ids)
     if bidirectional:
-        seq, h_f, c_f, h_b, c_b = keras.layers.Bidirectional(lstm, name=ENCODER_LSTM)(enc_emb(input_ids))
+        seq, h_f, c_f, h_b, c_b = keras.layers.Bidirectional(lstm, name=ENCODER_LSTM)(embedded)
         h = keras.layers.Concatenate(name="encoder_state_h")([h_f, h_b])
         c = keras.layers.Concatenate(name="encoder_state_c")([c_f, c_b])
         decoder_units = 2 * latent_dim
     else:
-        seq, h, c = lstm(enc_emb(input_ids))
+        seq, h, c = lstm(embedded)
         decoder_units = latent_dim
+    if attend_embeddings:
+        seq = keras.layers.Concatenate(name=ATTENTION_MEMORY)([seq, embedded])
     dec_seq = keras.layers.LSTM(decoder_units, return_sequences=True, return_state=True, dropout=dropout,
                                 recurrent_dropout=recurrent_dropout,
                                 name=DECODER_LSTM)(dec_emb(decoder_ids), initial_state=[h, c])[0]
@@ -95,6 +103,11 @@ def build_training_model(input_vocab_size: int, target_vocab_size: int, latent_d
 
 def has_attention(model) -> bool:
     return any(layer.name == ATTENTION for layer in model.layers)
+
+
+def attends_embeddings(model) -> bool:
+    """Whether the encoder's outputs hold the input embeddings beside the LSTM's (``attend_embeddings``)."""
+    return any(layer.name == ATTENTION_MEMORY for layer in model.layers)
 
 
 def is_bidirectional(model) -> bool:
@@ -119,6 +132,8 @@ def encoder_model(model):
         c = model.get_layer("encoder_state_c")([c_f, c_b])
     else:
         seq, h, c = model.get_layer(ENCODER_LSTM)(emb)
+    if attends_embeddings(model):
+        seq = model.get_layer(ATTENTION_MEMORY)([seq, emb])
     mask = keras.layers.Identity(name=mf.ENCODER_MASK)(
         keras.ops.cast(keras.ops.not_equal(input_ids, text.PAD_ID), "float32"))
     return keras.Model(input_ids, {mf.STATE_H: h, mf.STATE_C: c, mf.ENCODER_OUTPUTS: seq, mf.ENCODER_MASK: mask},

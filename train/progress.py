@@ -44,16 +44,13 @@ class ValidationSample(keras.callbacks.Callback):
 
     def __init__(self, model, prep, pairs):
         super().__init__()
-        from seq2seq_edge import text
-
-        from .reference import KerasDecoder
+        from .reference import KerasDecoder, normalized_targets
 
         step = max(1, len(pairs) // SAMPLE_SIZE)
         sample = list(pairs)[::step][:SAMPLE_SIZE]
-        tok = prep.target_tokenization
         self.prep = prep
         self.sources = [p.source for p in sample]
-        self.references = [text.detokenize(text.tokenize(text.normalize(p.target), tok), tok) for p in sample]
+        self.references = normalized_targets(prep, sample)
         self.decoder = KerasDecoder.from_training_model(model, prep.max_output_tokens) if sample else None
         self.every = 1
         self.cost = self.epoch_seconds = 0.0

@@ -108,6 +108,12 @@ def decode_texts(decoder: KerasDecoder, prep: pp.Preprocessing, sources: list[st
             for ids in decoder.greedy_token_ids(input_ids)]
 
 
+def normalized_targets(prep: pp.Preprocessing, pairs) -> list[str]:
+    """The pairs' targets as a decode that gets them right prints them (normalized, tokenized, joined again)."""
+    tok = prep.target_tokenization
+    return [text.detokenize(text.tokenize(text.normalize(p.target), tok), tok) for p in pairs]
+
+
 def load_reference(run_dir) -> tuple[KerasDecoder, pp.Preprocessing]:
     """The Keras reference decoder of a run folder, with the run's preprocessing."""
     run = RunFolder.open(run_dir)

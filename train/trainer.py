@@ -15,7 +15,7 @@ from seq2seq_edge.errors import DataFileError, InputTextError, RunFolderError, T
 from seq2seq_edge.evaluation.pairs import read_tsv
 from seq2seq_edge.quiet import native_logs_caught
 
-from . import batches
+from . import batches, checkpoints
 from . import data as data_mod
 from .model import build_training_model
 from .reference import KerasDecoder, decode_texts
@@ -46,6 +46,7 @@ class TrainConfig:
     embedding_dim: int | None = None  # 0: one-hot inputs, as in the seed; None: one-hot up to ONE_HOT_MAX_VOCAB
     decoder: str = "seed"             # seed | attention
     bidirectional: bool = False       # attention only: a bidirectional encoder
+    attend_embeddings: bool = False   # attention only: the attention reads the input embeddings too (model.py)
     dropout: float = 0.0              # on the LSTMs' inputs, during training only
     recurrent_dropout: float = 0.0    # on the LSTMs' recurrent state, during training only
     min_symbol_count: int = 1         # input symbols seen fewer times in training become text.UNKNOWN_TOKEN
@@ -63,6 +64,7 @@ class TrainConfig:
     lr_schedule: str = "constant"     # constant | plateau (halve the learning rate after 2 epochs without progress)
     monitor: str = "loss"             # what early stopping, the plateau schedule and the kept weights follow: the
                                       # validation loss, or the validation token accuracy (MONITORS)
+    average_checkpoints: int = 0      # average the weights of this many best epochs (checkpoints.py); 0: off
     validation_fraction: float = 0.1
     test_fraction: float = 0.1
     seed: int = 0
@@ -82,7 +84,8 @@ TASK_DEFAULTS = {
     # rate halved on plateaus. Latent 128 per direction keeps a CMUdict word under a millisecond on LiteRT.
     "data": dict(input_tokenization="char", target_tokenization="char", latent_dim=128, epochs=100,
                  batch_size=64, learning_rate=1e-3, clipnorm=1.0, patience=5, length_buckets=True,
-                 decoder="attention", bidirectional=True, dropout=0.2, label_smoothing=0.1, lr_schedule="plateau"),
+                 decoder="attention", bidirectional=True, dropout=0.2, label_smoothing=0.1, lr_schedule="plateau",
+                 average_checkpoints=5),
 }
 
 
@@ -108,6 +111,8 @@ def task_defaults(task: str, **overrides) -> TrainConfig:
     values = {**TASK_DEFAULTS[task], **given}
     if given.get("decoder") == "seed" and "bidirectional" not in given:
         values["bidirectional"] = False  # a task's bidirectional default belongs to its attention decoder
+    if given.get("decoder") == "seed" and "attend_embeddings" not in given:
+        values["attend_embeddings"] = False  # as is attending to the embeddings
     if task == "data" and not values["bidirectional"] and "latent_dim" not in given:
         values["latent_dim"] = DATA_UNIDIRECTIONAL_LATENT  # the decoder keeps the 256 units it has with both directions
     cfg = TrainConfig(task=task, **values)
@@ -115,6 +120,8 @@ def task_defaults(task: str, **overrides) -> TrainConfig:
         raise TrainOptionError(f"unknown decoder {cfg.decoder!r}; choose one of {', '.join(DECODERS)}")
     if cfg.bidirectional and cfg.decoder != "attention":
         raise TrainOptionError("--bidirectional needs --decoder attention (the seed decoder sees only the final state)")
+    if cfg.attend_embeddings and cfg.decoder != "attention":
+        raise TrainOptionError("--attend-embeddings needs --decoder attention")
     for name in ("dropout", "recurrent_dropout", "label_smoothing", "min_improvement"):
         value = getattr(cfg, name)
         if not 0.0 <= value < 1.0:
@@ -127,6 +134,9 @@ def task_defaults(task: str, **overrides) -> TrainConfig:
         raise TrainOptionError(f"unknown --monitor {cfg.monitor!r}; choose one of {', '.join(MONITORS)}")
     if cfg.time_budget_s is not None and not cfg.time_budget_s > 0:
         raise TrainOptionError(f"--time-budget must be positive, got {cfg.time_budget_s} s")
+    if type(cfg.average_checkpoints) is not int or cfg.average_checkpoints < 0 or cfg.average_checkpoints == 1:
+        raise TrainOptionError(f"--average-checkpoints must be 0 (off) or an integer of at least 2, got "
+                               f"{cfg.average_checkpoints}")
     if type(cfg.min_symbol_count) is not int or cfg.min_symbol_count < 1:
         raise TrainOptionError(f"--min-symbol-count must be an integer of at least 1, got {cfg.min_symbol_count}")
     return cfg
@@ -296,7 +306,7 @@ def compile_model(cfg: TrainConfig, prep: pp.Preprocessing):
     model = build_training_model(len(prep.input_vocabulary), len(prep.target_vocabulary), cfg.latent_dim,
                                  cfg.embedding_dim, attention=cfg.decoder == "attention",
                                  bidirectional=cfg.bidirectional, dropout=cfg.dropout,
-                                 recurrent_dropout=cfg.recurrent_dropout)
+                                 recurrent_dropout=cfg.recurrent_dropout, attend_embeddings=cfg.attend_embeddings)
     opt_kwargs = {"learning_rate": cfg.learning_rate}
     if cfg.clipnorm:
         opt_kwargs["clipnorm"] = cfg.clipnorm
@@ -347,6 +357,10 @@ def fit(model, cfg: TrainConfig, prep: pp.Preprocessing, splits: data_mod.Splits
     if cfg.lr_schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, factor=0.5,
                                                            patience=PLATEAU_PATIENCE, min_lr=cfg.learning_rate / 64))
+    best_epochs = (checkpoints.BestEpochs(cfg.average_checkpoints, monitor, mode) if cfg.average_checkpoints
+                   else None)
+    if best_epochs:
+        callbacks.append(best_epochs)
     budget = progress.TimeBudget(cfg.time_budget_s) if cfg.time_budget_s else None
     if budget:
         callbacks.append(budget)
@@ -370,9 +384,11 @@ def fit(model, cfg: TrainConfig, prep: pp.Preprocessing, splits: data_mod.Splits
             history = model.fit(x, y, sample_weight=w, validation_data=vectorize(validation, prep),
                                 batch_size=cfg.batch_size, epochs=cfg.epochs, shuffle=True, callbacks=callbacks,
                                 verbose=0).history
-    return history, {"epochs_run": len(history["loss"]), "train_seconds": round(time.perf_counter() - started, 2),
+    train_seconds = round(time.perf_counter() - started, 2)
+    averaged = checkpoints.keep_better(model, best_epochs, prep, validation) if best_epochs else {}
+    return history, {"epochs_run": len(history["loss"]), "train_seconds": train_seconds,
                      "stopped_by_time_budget": bool(budget and budget.stopped),
-                     **generalisation(history, cfg.monitor)}
+                     **generalisation(history, cfg.monitor), **averaged}
 
 
 def generalisation(history: dict, monitor: str = "loss") -> dict:
