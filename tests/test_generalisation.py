@@ -2,6 +2,7 @@
 token (--min-symbol-count), label smoothing, and their option errors."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -276,10 +277,16 @@ def test_the_unknown_token_field_in_a_manifest(digits_bundle):
     ("--label-smoothing", "-0.1", "--label-smoothing must be from 0 to below 1, got -0.1"),
     ("--weight-decay", "2", "--weight-decay must be from 0 to below 1, got 2.0"),
     ("--min-symbol-count", "0", "--min-symbol-count must be an integer of at least 1, got 0"),
+    ("--average-checkpoints", "1", "--average-checkpoints must be 0 (off) or an integer of at least 2, got 1"),
+    ("--attend-embeddings", None, "--attend-embeddings needs --decoder attention"),
 ])
 def test_invalid_hygiene_options_are_one_line_errors(tmp_path, option, value, message):
+    # Without the test session's TF_CPP_MIN_LOG_LEVEL, as a user runs it: the options are checked before
+    # TensorFlow is imported, so its native log lines cannot come before the error.
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     proc = subprocess.run([sys.executable, "-m", "seq2seq_edge.cli", "train", "--task", "digits", "--out",
-                           str(tmp_path / "run"), option, value], capture_output=True, text=True)
+                           str(tmp_path / "run"), option] + ([value] if value else []), capture_output=True, text=True,
+                          env=env)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [f"s2s train: error: {message}"]

@@ -15,7 +15,7 @@ from seq2seq_edge.errors import DataFileError, InputTextError, RunFolderError, T
 from seq2seq_edge.evaluation.pairs import read_tsv
 from seq2seq_edge.quiet import native_logs_caught
 
-from . import batches, checkpoints
+from . import batches
 from . import data as data_mod
 from .model import build_training_model
 from .reference import KerasDecoder, decode_texts
@@ -342,7 +342,7 @@ def fit(model, cfg: TrainConfig, prep: pp.Preprocessing, splits: data_mod.Splits
     Returns Keras' history (lists per metric) and its summary for ``metrics.json``."""
     import keras
 
-    from . import progress
+    from . import checkpoints, progress
 
     train_pairs = data_mod.balance_input_lengths(splits.train) if cfg.balance_lengths else splits.train
     validation = without_unseen_symbols(splits.validation, prep)
