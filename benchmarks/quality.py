@@ -72,6 +72,14 @@ MODELS = {
     "pinyin-monitor-accuracy": ("pinyin", "pinyin (pypinyin phrases), `s2s train --data` defaults + `--monitor "
                                 "accuracy`, 30 min budget",
                                 ["--target-tokens", "space", "--monitor", "accuracy", "--time-budget", "30m"]),
+    # The attention also reads each input position's embedding (--attend-embeddings): for the pinyin set, where a
+    # character seen once or twice in training must be read off its embedding rather than carried by the LSTM.
+    "pinyin-attend-embeddings": ("pinyin", "pinyin (pypinyin phrases), `s2s train --data` defaults + "
+                                 "`--attend-embeddings`, 30 min budget",
+                                 ["--target-tokens", "space", "--attend-embeddings", "--time-budget", "30m"]),
+    "cmudict-attend-embeddings": ("cmudict", "CMUdict G2P, `s2s train --data` defaults + `--attend-embeddings`, 60 "
+                                  "min budget", ["--target-tokens", "space", "--attend-embeddings", "--time-budget",
+                                                 "60m"]),
 }
 
 #: Published CMUdict WERs, beside ours, with their data and split (not measured here): the cmusphinx g2p-seq2seq
@@ -189,6 +197,7 @@ def rows_for(name: str, bundle: Path, scored_tsv: Path, train_seconds: float, ru
                 "train_seconds": round(train_seconds), "epochs": metrics.get("epochs_run"),
                 "model_kb": model_kb(bundle, variant),
                 "ms_per_word": round(per_word_ms(bundle, words, variant), 3) if beam == 1 else None,
+                "checkpoint_average": metrics.get("checkpoint_average"),
             })
             log.info("%s %s %s: %s", name, variant, rows[-1]["decoding"],
                      {k: rows[-1][k] for k in ("exact_match", "token_error_rate", "word_error_any_reference")})
@@ -246,7 +255,16 @@ def run_numbers(work: Path, reuse: bool) -> list[dict]:
 
 
 def markdown(results: dict) -> str:
+    latest = f"{results['date']} on {results['machine']}"
+    earlier = {}
+    for r in results["rows"]:
+        if r.get("measured") != latest:
+            earlier.setdefault(r.get("measured") or "runs from before rows recorded their machine", []).append(r["model"])
     lines = [f"Machine: {results['machine']}. Measured {results['date']} by `benchmarks/quality.py`; "
+             "latency: LiteRT, batch 1, 1 thread, median. Rows kept from earlier runs (`--only` reruns one model) "
+             "were measured elsewhere, listed below the table: compare their milliseconds with care, machines "
+             "differ." if earlier else
+             f"Machine: {results['machine']}. Measured {results['date']} by `benchmarks/quality.py`; "
              "latency: LiteRT, batch 1, 1 thread, median.", "",
              "| model | variant | decoding | inputs | exact match | WER | PER / token error | WER any ref. | "
              "PER any ref. | train | model KB | ms/word |",
@@ -270,6 +288,18 @@ def markdown(results: dict) -> str:
                      f"{pct(r['token_error_rate_any_reference'])} | {trained(r)} | "
                      f"{'–' if r['model_kb'] is None else format(r['model_kb'], ',')} | "
                      f"{'–' if r['ms_per_word'] is None else r['ms_per_word']} |")
+    if earlier:
+        lines += ["", "Measured in earlier runs:", ""]
+        lines += [f"- {when}: {'; '.join(dict.fromkeys(models))}" for when, models in earlier.items()]
+    averaged = {r["model"]: r["checkpoint_average"] for r in results["rows"] if r.get("checkpoint_average")}
+    if averaged:
+        lines += ["", "Checkpoint averaging (`--average-checkpoints`, the `--data` default of 5): greedy exact match "
+                  "on the validation split with the best epoch's weights and with the mean of the best epochs' "
+                  "weights, as `s2s train` measured them to choose (`metrics.json`):", ""]
+        lines += [f"- {model}: best epoch {pct(a['val_exact_match_fitted'])}, mean of epochs "
+                  f"{', '.join(map(str, a['epochs']))} {pct(a['val_exact_match_average'])} "
+                  f"({a['scored_pairs']:,} pairs): kept the {'mean' if a['kept'] == 'average' else 'best epoch'}"
+                  for model, a in averaged.items()]
     lines += ["", f"Published CMUdict word error rates, not measured here ({PUBLISHED_SOURCE}); ours above are on a "
               "random 80/10/10 split of the latest dictionary by `s2s train --data`, so they compare with the first "
               "four rows as splits of the same dictionary, not the same test words:", "",
@@ -300,6 +330,10 @@ def main() -> int:
     if args.report_only:
         write(json.loads((RESULTS / "quality.json").read_text()))
         return 0
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    machine = f"{cpu}, {os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}"
+    today = time.strftime("%Y-%m-%d")
     rows = []
     for name, (data, _, _) in MODELS.items():
         if args.only in (None, name):
@@ -309,14 +343,13 @@ def main() -> int:
                 rows += run_pinyin(name, args.work / name, args.reuse)
             else:
                 rows += run_cmudict(name, args.work / name, args.epochs, args.reuse)
+    for r in rows:  # kept with each row: a run with --only keeps the other rows, measured in earlier runs
+        r["measured"] = f"{today} on {machine}"
     previous = RESULTS / "quality.json"
     if args.only and previous.is_file():  # keep the other models' rows of the last run, read now, at the end
         rows = [r for r in json.loads(previous.read_text())["rows"] if r.get("key") != args.only] + rows
         rows.sort(key=lambda r: list(MODELS).index(r["key"]) if r.get("key") in MODELS else len(MODELS))
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    write({"machine": f"{cpu}, {os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}",
-           "date": time.strftime("%Y-%m-%d"), "rows": rows})
+    write({"machine": machine, "date": today, "rows": rows})
     return 0
 
 

@@ -15,8 +15,9 @@ from .. import manifest as mf
 #: parity.json is a few KB per variant; a larger one is not one s2s export wrote.
 MAX_PARITY_BYTES = 4 * 2**20
 #: The training settings worth showing (the manifest's provenance.training holds them all).
-TRAINING_KEYS = ("task", "lang", "max_number", "decoder", "bidirectional", "latent_dim", "embedding_dim", "epochs",
-                 "epochs_run", "batch_size", "learning_rate", "patience", "seed")
+TRAINING_KEYS = ("task", "lang", "max_number", "decoder", "bidirectional", "attend_embeddings", "latent_dim",
+                 "embedding_dim", "epochs", "epochs_run", "batch_size", "learning_rate", "patience",
+                 "average_checkpoints", "seed")
 
 
 def bundle_info(bundle_dir: str | Path) -> dict[str, Any]:
