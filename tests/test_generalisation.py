@@ -285,8 +285,8 @@ def test_invalid_hygiene_options_are_one_line_errors(tmp_path, option, value, me
     # TensorFlow is imported, so its native log lines cannot come before the error.
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     proc = subprocess.run([sys.executable, "-m", "seq2seq_edge.cli", "train", "--task", "digits", "--out",
-                           str(tmp_path / "run"), option] + ([value] if value else []), capture_output=True, text=True,
-                          env=env)
+                           str(tmp_path / "run"), "--time-budget", "30m", option] + ([value] if value else []),
+                          capture_output=True, text=True, env=env)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [f"s2s train: error: {message}"]

@@ -206,6 +206,7 @@ def test_checkpoint_average_is_kept_only_when_it_decodes_more_validation_pairs_e
     assert summary["kept"] == "average" and summary["epochs"] == [1, 2]
     assert summary["val_exact_match_average"] == round(trained_exact / len(validation), 6)
     assert summary["val_exact_match_fitted"] == 0.0 and summary["scored_pairs"] == len(validation)
+    assert summary["seconds"] >= 0
     assert all(np.array_equal(a, b) for a, b in zip(weights(), trained)) and exact() == trained_exact
     # An average that decodes worse, and one that decodes the same (a tie): the fitted weights stay, bit for bit.
     for epochs in ((zeros, zeros), (trained, trained)):
@@ -230,11 +231,11 @@ def test_average_checkpoints_is_checked_and_on_for_data_only():
 
 @pytest.mark.slow
 def test_time_budget_ends_training_on_time_and_says_so(tmp_path):
-    from seq2seq_edge.train import progress, trainer
+    from seq2seq_edge.train import durations, trainer
 
-    assert [progress.parse_duration(t) for t in ("90s", "45m", "2h", "1h30m", "10")] == [90, 2700, 7200, 5400, 600]
+    assert [durations.parse_duration(t) for t in ("90s", "45m", "2h", "1h30m", "10")] == [90, 2700, 7200, 5400, 600]
     with pytest.raises(ValueError, match=r"^not a duration: 'soon' \(say 90s, 45m, 2h or 1h30m\)$"):
-        progress.parse_duration("soon")
+        durations.parse_duration("soon")
     cfg = trainer.task_defaults("digits", epochs=100_000, time_budget_s=4.0, lr_schedule="plateau")
     metrics = trainer.train(cfg, tmp_path / "run", quiet=True)
     assert metrics["stopped_by_time_budget"] and metrics["epochs_run"] < 100_000

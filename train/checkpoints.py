@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 
 import keras
 import numpy as np
@@ -55,10 +56,12 @@ class BestEpochs(keras.callbacks.Callback):
 
 def keep_better(model, best: BestEpochs, prep, validation) -> dict:
     """Set ``model``'s weights to the average of ``best``'s epochs if it decodes more of the ``validation`` pairs
-    exactly than the weights it has (ties keep them); return what was compared, for ``metrics.json``. Nothing
-    happens with fewer than 2 kept epochs."""
+    exactly than the weights it has (ties keep them): early stopping's best epoch, or the last epoch without early
+    stopping. Returns what was compared and how long it took, for ``metrics.json``; nothing happens with fewer
+    than 2 kept epochs. The two decodes come after training, outside ``--time-budget``."""
     if len(best.kept) < 2 or not validation:
         return {}
+    started = time.perf_counter()
     from .reference import KerasDecoder, decode_texts, normalized_targets
 
     step = max(1, math.ceil(len(validation) / MAX_SCORED_PAIRS))
@@ -85,4 +88,5 @@ def keep_better(model, best: BestEpochs, prep, validation) -> dict:
              "averaged" if kept == "average" else "fitted")
     return {"checkpoint_average": {"epochs": best.epochs, "scored_pairs": len(pairs),
                                    "val_exact_match_fitted": round(fitted_score, 6),
-                                   "val_exact_match_average": round(average_score, 6), "kept": kept}}
+                                   "val_exact_match_average": round(average_score, 6), "kept": kept,
+                                   "seconds": round(time.perf_counter() - started, 1)}}

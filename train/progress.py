@@ -17,6 +17,8 @@ import time
 
 import keras
 
+from .durations import duration
+
 #: Without a terminal, a progress line at most this often (seconds).
 LINE_EVERY_S = 10.0
 #: Validation pairs decoded at the end of an epoch for ``val_sample_exact_match``.
@@ -25,15 +27,6 @@ SAMPLE_SIZE = 32
 #: that share of an epoch, it runs every few epochs instead (NaN in the history for the epochs between).
 SAMPLE_BUDGET = 0.1
 SAMPLE_KEY = "val_sample_exact_match"
-
-
-def duration(seconds: float) -> str:
-    """A duration as people say it: 42 s, 3 min, 1 h 05 min."""
-    seconds = round(seconds)
-    if seconds < 120:
-        return f"{seconds} s"
-    hours, minutes = divmod(round(seconds / 60), 60)
-    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
 
 
 class ValidationSample(keras.callbacks.Callback):
@@ -251,17 +244,3 @@ class TimeBudget(keras.callbacks.Callback):
         if now - self.started + self.longest > self.seconds:
             self.stopped = True
             self.model.stop_training = True
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in "90s", "45m", "2h", "1h30m" or a bare number of minutes; ValueError otherwise."""
-    import re
-
-    t = text.strip().lower()
-    if re.fullmatch(r"\d+(\.\d+)?", t):
-        return float(t) * 60
-    parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?:in)?)?(?:(\d+(?:\.\d+)?)s)?", t)
-    if not t or not parts or not any(parts.groups()):
-        raise ValueError(f"not a duration: {text!r} (say 90s, 45m, 2h or 1h30m)")
-    h, m, s = (float(g) if g else 0.0 for g in parts.groups())
-    return h * 3600 + m * 60 + s

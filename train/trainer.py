@@ -8,6 +8,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from seq2seq_edge import manifest as mf
 from seq2seq_edge import preprocessing as pp
 from seq2seq_edge import text
 from seq2seq_edge.evaluation import metrics
@@ -290,13 +291,19 @@ def seed_everything(seed: int) -> dict[str, str]:
 
 
 def choose_embedding(cfg: TrainConfig, prep: pp.Preprocessing) -> TrainConfig:
-    """With ``embedding_dim=None``: one-hot inputs up to ONE_HOT_MAX_VOCAB tokens, else a learned embedding."""
-    if cfg.embedding_dim is not None:
-        return cfg
-    largest = max(len(prep.input_vocabulary), len(prep.target_vocabulary))
-    cfg = replace(cfg, embedding_dim=0 if largest <= ONE_HOT_MAX_VOCAB else AUTO_EMBEDDING_DIM)
-    log.info("embedding: %s", "one-hot" if not cfg.embedding_dim else f"learned, {cfg.embedding_dim} dims "
-             f"({largest} tokens is more than {ONE_HOT_MAX_VOCAB} for one-hot inputs)")
+    """With ``embedding_dim=None``: one-hot inputs up to ONE_HOT_MAX_VOCAB tokens, else a learned embedding.
+    Refuses an ``attend_embeddings`` model whose encoder outputs would be wider than a bundle may declare."""
+    if cfg.embedding_dim is None:
+        largest = max(len(prep.input_vocabulary), len(prep.target_vocabulary))
+        cfg = replace(cfg, embedding_dim=0 if largest <= ONE_HOT_MAX_VOCAB else AUTO_EMBEDDING_DIM)
+        log.info("embedding: %s", "one-hot" if not cfg.embedding_dim else f"learned, {cfg.embedding_dim} dims "
+                 f"({largest} tokens is more than {ONE_HOT_MAX_VOCAB} for one-hot inputs)")
+    if cfg.attend_embeddings:
+        width = cfg.latent_dim * (2 if cfg.bidirectional else 1) + (cfg.embedding_dim or len(prep.input_vocabulary))
+        if width > mf.MAX_LATENT_DIM:
+            raise TrainOptionError(f"--attend-embeddings: the encoder's outputs would be {width} wide (LSTM outputs "
+                                   f"and the input embedding), more than a bundle's {mf.MAX_LATENT_DIM}; use a "
+                                   f"smaller --latent or --embedding-dim")
     return cfg
 
 
@@ -385,7 +392,12 @@ def fit(model, cfg: TrainConfig, prep: pp.Preprocessing, splits: data_mod.Splits
                                 batch_size=cfg.batch_size, epochs=cfg.epochs, shuffle=True, callbacks=callbacks,
                                 verbose=0).history
     train_seconds = round(time.perf_counter() - started, 2)
-    averaged = checkpoints.keep_better(model, best_epochs, prep, validation) if best_epochs else {}
+    averaged = {}
+    if best_epochs and validation is splits.train:
+        log.warning("checkpoint averaging skipped: with no validation split, the choice would favour the weights "
+                    "that memorise the training split")
+    elif best_epochs:
+        averaged = checkpoints.keep_better(model, best_epochs, prep, validation)
     return history, {"epochs_run": len(history["loss"]), "train_seconds": train_seconds,
                      "stopped_by_time_budget": bool(budget and budget.stopped),
                      **generalisation(history, cfg.monitor), **averaged}

@@ -160,7 +160,8 @@ def _cmd_train(args) -> int:
         latent_dim=args.latent_dim, embedding_dim=args.embedding_dim, epochs=args.epochs,
         batch_size=args.batch_size, learning_rate=args.learning_rate,
         clipnorm=args.clipnorm, patience=args.patience, seed=args.seed, decoder=args.decoder,
-        bidirectional=args.bidirectional, attend_embeddings=args.attend_embeddings, dropout=args.dropout, recurrent_dropout=args.recurrent_dropout,
+        bidirectional=args.bidirectional, attend_embeddings=args.attend_embeddings, dropout=args.dropout,
+        recurrent_dropout=args.recurrent_dropout,
         min_symbol_count=args.min_symbol_count, label_smoothing=args.label_smoothing,
         weight_decay=args.weight_decay, length_buckets=args.length_buckets, min_improvement=args.min_improvement,
         time_budget_s=_duration(args.time_budget), lr_schedule=args.lr_schedule, monitor=args.monitor,
@@ -178,7 +179,7 @@ def _cmd_train(args) -> int:
 def _duration(text: str | None) -> float | None:
     if text is None:
         return None
-    from ..train.progress import parse_duration
+    from ..train.durations import parse_duration
 
     try:
         return parse_duration(text)

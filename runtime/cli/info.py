@@ -108,8 +108,11 @@ def format_info(info: dict[str, Any]) -> str:
     if task == "numbers" and "lang" in t:
         task += f" ({t['lang']}, 0-{t.get('max_number', '?')})"
     settings = ", ".join(f"{k.replace('_', ' ')} {t[k]}" for k in ("decoder", "latent_dim", "seed") if k in t)
+    extras = (["attending to the input embeddings"] if t.get("attend_embeddings") is True else []) + (
+        [f"checkpoint averaging of {t['average_checkpoints']}"] if t.get("average_checkpoints") else [])
     if "epochs_run" in t:
-        settings += f", {t['epochs_run']} epochs" if settings else f"{t['epochs_run']} epochs"
+        extras.append(f"{t['epochs_run']} epochs")
+    settings = ", ".join(([settings] if settings else []) + extras)
     lines = [f"{info['bundle']}: seq2seq-edge bundle (format {info['format_version']}, {info['architecture']})",
              f"task:      {task}" + (f"; trained with {settings}" if settings else "")]
     i, o = info["input"], info["output"]
