@@ -102,6 +102,19 @@ def baseline(train: list[Pair], test: list[Pair]) -> dict:
     return metrics.score(triples, "space", input_tokenization="char", max_errors=5)
 
 
+def out_of_reach(train: list[Pair], test: list[Pair]) -> dict:
+    """Test phrases no model trained on ``train`` can get right: a character the training split never shows, or a
+    character read (in that phrase) as the training split never reads it. Their share is the set's error floor."""
+    readings: dict[str, set[str]] = {}
+    for p in train:
+        for ch, syllable in zip(p.source, p.target.split()):
+            readings.setdefault(ch, set()).add(syllable)
+    unseen = [p for p in test if any(ch not in readings for ch in p.source)]
+    new_reading = [p for p in test if p not in unseen
+                   and any(s not in readings[ch] for ch, s in zip(p.source, p.target.split()))]
+    return {"test_phrases": len(test), "unseen_character": len(unseen), "unseen_reading": len(new_reading)}
+
+
 # ---- the variants ---------------------------------------------------------------------------------------------------
 def s2s_train(data: Path, out: Path, args: list[str]) -> float:
     cmd = [str(Path(sys.executable).with_name("s2s")), "train", "--data", str(data), "--out", str(out), "--force",

@@ -236,7 +236,8 @@ def run_pinyin(name: str, work: Path, reuse: bool) -> list[dict]:
              "word_error": 1 - lookup["exact_match"], "token_error_rate": lookup.get("word_error_rate"),
              "character_error_rate": lookup["character_error_rate"], "word_error_any_reference": None,
              "token_error_rate_any_reference": None, "worst_buckets": [], "train_seconds": 0, "epochs": None,
-             "model_kb": None, "ms_per_word": None}]
+             "model_kb": None, "ms_per_word": None,
+             "out_of_reach": hygiene.out_of_reach(read_tsv(run / "train.tsv"), test)}]
     return rows + rows_for(label, bundle, run / "test.tsv", seconds, run, [p.source for p in test[:LATENCY_WORDS]])
 
 
@@ -288,6 +289,14 @@ def markdown(results: dict) -> str:
                      f"{pct(r['token_error_rate_any_reference'])} | {trained(r)} | "
                      f"{'–' if r['model_kb'] is None else format(r['model_kb'], ',')} | "
                      f"{'–' if r['ms_per_word'] is None else r['ms_per_word']} |")
+    reach = next((r["out_of_reach"] for r in results["rows"] if r.get("out_of_reach")), None)
+    if reach:
+        n = reach["test_phrases"]
+        lines += ["", f"Out of reach on the pinyin split, for any model trained on it: {reach['unseen_character']:,} "
+                  f"of {n:,} test phrases ({pct(reach['unseen_character'] / n)}) hold a character the training "
+                  f"split never shows, {reach['unseen_reading']:,} more ({pct(reach['unseen_reading'] / n)}) read a "
+                  "character as the training split never reads it: the set's error floor is "
+                  f"{pct((reach['unseen_character'] + reach['unseen_reading']) / n)}."]
     if earlier:
         lines += ["", "Measured in earlier runs:", ""]
         lines += [f"- {when}: {'; '.join(dict.fromkeys(models))}" for when, models in earlier.items()]
