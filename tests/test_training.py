@@ -341,11 +341,13 @@ def test_the_data_defaults_and_what_opting_out_of_them_gives():
     from seq2seq_edge.train import trainer
 
     cfg = trainer.task_defaults("data")
-    assert (cfg.decoder, cfg.bidirectional, cfg.latent_dim, cfg.dropout, cfg.label_smoothing, cfg.lr_schedule) == (
-        "attention", True, 128, 0.2, 0.1, "plateau")
+    assert (cfg.decoder, cfg.bidirectional, cfg.attend_embeddings, cfg.latent_dim, cfg.dropout, cfg.label_smoothing,
+            cfg.lr_schedule, cfg.average_checkpoints) == ("attention", True, True, 128, 0.2, 0.1, "plateau", 5)
     for overrides in ({"decoder": "seed"}, {"bidirectional": False}):
         cfg = trainer.task_defaults("data", **overrides)
         assert (cfg.bidirectional, cfg.latent_dim) == (False, 256), overrides
+    assert trainer.task_defaults("data", decoder="seed").attend_embeddings is False  # the seed decoder cannot
+    assert trainer.task_defaults("data", attend_embeddings=False).attend_embeddings is False
     assert trainer.task_defaults("data", decoder="seed", latent_dim=64).latent_dim == 64
     with pytest.raises(TrainOptionError, match="--bidirectional needs --decoder attention"):
         trainer.task_defaults("data", decoder="seed", bidirectional=True)

@@ -112,7 +112,7 @@ def _add_train_model_options(m) -> None:
                    help="with --decoder attention: a bidirectional encoder (--data: on, unless --decoder seed)")
     m.add_argument("--attend-embeddings", action=argparse.BooleanOptionalAction, default=None,
                    help="with --decoder attention: the attention reads each input position's embedding beside the "
-                        "encoder's output there (default: off)")
+                        "encoder's output there (--data: on, unless --decoder seed; the tasks: off)")
     m.add_argument("--dropout", type=float,
                    help="dropout on the LSTMs' inputs while training (--data: 0.2; the tasks: 0)")
     m.add_argument("--recurrent-dropout", type=float, metavar="P",
