@@ -109,10 +109,13 @@ def out_of_reach(train: list[Pair], test: list[Pair]) -> dict:
     for p in train:
         for ch, syllable in zip(p.source, p.target.split()):
             readings.setdefault(ch, set()).add(syllable)
-    unseen = [p for p in test if any(ch not in readings for ch in p.source)]
-    new_reading = [p for p in test if p not in unseen
-                   and any(s not in readings[ch] for ch, s in zip(p.source, p.target.split()))]
-    return {"test_phrases": len(test), "unseen_character": len(unseen), "unseen_reading": len(new_reading)}
+    unseen = new_reading = 0
+    for p in test:
+        if any(ch not in readings for ch in p.source):
+            unseen += 1
+        elif any(s not in readings[ch] for ch, s in zip(p.source, p.target.split())):
+            new_reading += 1
+    return {"test_phrases": len(test), "unseen_character": unseen, "unseen_reading": new_reading}
 
 
 # ---- the variants ---------------------------------------------------------------------------------------------------

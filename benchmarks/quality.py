@@ -262,11 +262,9 @@ def markdown(results: dict) -> str:
         if r.get("measured") != latest:
             earlier.setdefault(r.get("measured") or "runs from before rows recorded their machine", []).append(r["model"])
     lines = [f"Machine: {results['machine']}. Measured {results['date']} by `benchmarks/quality.py`; "
-             "latency: LiteRT, batch 1, 1 thread, median. Rows kept from earlier runs (`--only` reruns one model) "
-             "were measured elsewhere, listed below the table: compare their milliseconds with care, machines "
-             "differ." if earlier else
-             f"Machine: {results['machine']}. Measured {results['date']} by `benchmarks/quality.py`; "
-             "latency: LiteRT, batch 1, 1 thread, median.", "",
+             "latency: LiteRT, batch 1, 1 thread, median." + (
+                 " Rows kept from earlier runs (`--only` reruns one model) were measured elsewhere, listed below the "
+                 "table: compare their milliseconds with care, machines differ." if earlier else ""), "",
              "| model | variant | decoding | inputs | exact match | WER | PER / token error | WER any ref. | "
              "PER any ref. | train | model KB | ms/word |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]

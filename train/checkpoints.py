@@ -41,7 +41,7 @@ class BestEpochs(keras.callbacks.Callback):
         score = self.sign * float(value)
         if len(self.kept) == self.count and score >= self.kept[-1][0]:
             return
-        weights = [np.array(v.numpy(), copy=True) for v in self.model.trainable_variables]
+        weights = _snapshot(self.model.trainable_variables)
         self.kept = sorted(self.kept + [(score, epoch + 1, weights)], key=lambda k: (k[0], k[1]))[:self.count]
 
     @property
@@ -54,6 +54,15 @@ class BestEpochs(keras.callbacks.Callback):
         return [np.mean(np.stack(ws), axis=0).astype(ws[0].dtype) for ws in zip(*(w for _, _, w in self.kept))]
 
 
+def _snapshot(variables) -> list[np.ndarray]:
+    return [np.array(v.numpy(), copy=True) for v in variables]
+
+
+def _assign(variables, weights) -> None:
+    for v, w in zip(variables, weights):
+        v.assign(w)
+
+
 def keep_better(model, best: BestEpochs, prep, validation) -> dict:
     """Set ``model``'s weights to the average of ``best``'s epochs if it decodes more of the ``validation`` pairs
     exactly than the weights it has (ties keep them): early stopping's best epoch, or the last epoch without early
@@ -62,27 +71,20 @@ def keep_better(model, best: BestEpochs, prep, validation) -> dict:
     if len(best.kept) < 2 or not validation:
         return {}
     started = time.perf_counter()
-    from .reference import KerasDecoder, decode_texts, normalized_targets
+    from .reference import KerasDecoder, exact_match, normalized_targets
 
     step = max(1, math.ceil(len(validation) / MAX_SCORED_PAIRS))
     pairs = list(validation)[::step]
-    references = normalized_targets(prep, pairs)
+    sources, references = [p.source for p in pairs], normalized_targets(prep, pairs)
     decoder = KerasDecoder.from_training_model(model, prep.max_output_tokens)  # shares the model's variables
-
-    def exact_match() -> float:
-        outputs = decode_texts(decoder, prep, [p.source for p in pairs])
-        return sum(o == r for o, r in zip(outputs, references)) / len(pairs)
-
     variables = model.trainable_variables
-    fitted = [np.array(v.numpy(), copy=True) for v in variables]
-    fitted_score = exact_match()
-    for v, w in zip(variables, best.average()):
-        v.assign(w)
-    average_score = exact_match()
+    fitted = _snapshot(variables)
+    fitted_score = exact_match(decoder, prep, sources, references)
+    _assign(variables, best.average())
+    average_score = exact_match(decoder, prep, sources, references)
     kept = "average" if average_score > fitted_score else "fitted"
     if kept == "fitted":
-        for v, w in zip(variables, fitted):
-            v.assign(w)
+        _assign(variables, fitted)
     log.info("checkpoint average of epochs %s: validation exact match %.2f%% (fitted weights: %.2f%%), keeping the "
              "%s weights", ", ".join(map(str, best.epochs)), 100 * average_score, 100 * fitted_score,
              "averaged" if kept == "average" else "fitted")

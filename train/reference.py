@@ -114,6 +114,12 @@ def normalized_targets(prep: pp.Preprocessing, pairs) -> list[str]:
     return [text.detokenize(text.tokenize(text.normalize(p.target), tok), tok) for p in pairs]
 
 
+def exact_match(decoder: KerasDecoder, prep: pp.Preprocessing, sources: list[str], references: list[str]) -> float:
+    """The share of ``sources`` whose greedy decode is their reference (``normalized_targets``) exactly."""
+    outputs = decode_texts(decoder, prep, sources)
+    return sum(o == r for o, r in zip(outputs, references)) / len(sources)
+
+
 def load_reference(run_dir) -> tuple[KerasDecoder, pp.Preprocessing]:
     """The Keras reference decoder of a run folder, with the run's preprocessing."""
     run = RunFolder.open(run_dir)

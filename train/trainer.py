@@ -111,10 +111,8 @@ def task_defaults(task: str, **overrides) -> TrainConfig:
         raise ValueError(f"unknown task {task!r}")
     given = {k: v for k, v in overrides.items() if v is not None}
     values = {**TASK_DEFAULTS[task], **given}
-    if given.get("decoder") == "seed" and "bidirectional" not in given:
-        values["bidirectional"] = False  # a task's bidirectional default belongs to its attention decoder
-    if given.get("decoder") == "seed" and "attend_embeddings" not in given:
-        values["attend_embeddings"] = False  # as is attending to the embeddings
+    if given.get("decoder") == "seed":  # a task's bidirectional and attend defaults belong to its attention decoder
+        values.update({name: False for name in ("bidirectional", "attend_embeddings") if name not in given})
     if task == "data" and not values["bidirectional"] and "latent_dim" not in given:
         values["latent_dim"] = DATA_UNIDIRECTIONAL_LATENT  # the decoder keeps the 256 units it has with both directions
     cfg = TrainConfig(task=task, **values)
