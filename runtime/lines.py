@@ -3,8 +3,10 @@
 Each source yields ``(where, text)`` pairs, where names the place ("argument 2", "stdin:3", "words.txt:3") and
 text is the line, or an ``InputTextError`` naming that place when the line is not valid UTF-8 or is too long;
 reading goes on after it. A line longer than the limit is refused as soon as that many bytes of it have arrived
-and the rest of it is skipped unread, so at most the limit plus one chunk is held whatever arrives. A reader of a
-pipe also yields ``PAUSE`` before a read that would block, so its caller can answer what it holds first.
+and the rest of it is skipped unread, so at most the limit plus one chunk is held whatever arrives. Before each
+read a source yields a marker, ``READ``, or ``PAUSE`` when the read would block: every line read so far has been
+yielded, so its caller can answer what it holds, stop there (Ctrl-C) or wait for input (``wait_for_input``) with
+nothing lost.
 """
 
 from __future__ import annotations
@@ -21,13 +23,18 @@ READ_CHUNK = 64 * 1024
 UTF8_BOM = b"\xef\xbb\xbf"
 
 
-class _Pause:
+class _Marker:
+    def __init__(self, name: str):
+        self.name = name
+
     def __repr__(self) -> str:
-        return "PAUSE"
+        return self.name
 
 
-#: Yielded by a reader when its next read would block: answer what is pending first.
-PAUSE = _Pause()
+#: Yielded by a source before a read: every line read so far has been yielded.
+READ = _Marker("READ")
+#: Yielded instead of READ when the read would block: answer what is pending first.
+PAUSE = _Marker("PAUSE")
 
 Item = tuple[str, "str | InputTextError"]
 
@@ -50,6 +57,7 @@ def arguments(texts) -> Iterator[Item]:
     """("argument N", text) of each TEXT argument. Python hands arguments over as str, with bytes that are not
     valid UTF-8 smuggled in as lone surrogates: recover the bytes and refuse them as lines are refused."""
     for i, t in enumerate(texts, start=1):
+        yield READ
         where = f"argument {i}"
         if not t.isascii():
             try:
@@ -68,8 +76,17 @@ def _would_block(fd: int) -> bool:
         return True
 
 
-def fd_lines(fd: int, limit: int, name: str = "stdin") -> Iterator[Item | _Pause]:
-    """(f"{name}:N", text) of each line of ``fd``, read in chunks, and PAUSE before a read that would block.
+def wait_for_input(fd: int) -> None:
+    """Wait until ``fd`` has input or is at its end: the wait a caller may interrupt after ``PAUSE``, as nothing
+    is being read. An fd select cannot watch returns at once (the read then waits)."""
+    try:
+        select.select([fd], [], [])
+    except (OSError, ValueError):
+        pass
+
+
+def fd_lines(fd: int, limit: int, name: str = "stdin") -> Iterator[Item | _Marker]:
+    """(f"{name}:N", text) of each line of ``fd``, read in chunks, and READ (PAUSE if it would block) before each read.
     A UTF-8 byte-order mark at the very start is dropped; CRLF ends a line too."""
     held = bytearray()  # the start of a line whose end has not arrived yet
     lineno = 0
@@ -90,12 +107,12 @@ def fd_lines(fd: int, limit: int, name: str = "stdin") -> Iterator[Item | _Pause
         return f"{name}:{n}", InputTextError(f"{name}:{n}: line is longer than the model's limit of {limit} bytes")
 
     while True:
-        if _would_block(fd):
-            yield PAUSE
+        yield PAUSE if _would_block(fd) else READ
         try:
             chunk = os.read(fd, READ_CHUNK)
-        except BlockingIOError:  # a non-blocking descriptor: wait for it
-            select.select([fd], [], [])
+        except BlockingIOError:  # a non-blocking descriptor that had nothing after all: wait for it
+            yield PAUSE
+            wait_for_input(fd)
             continue
         except OSError as e:
             what = "standard input" if name == "stdin" else "it"
@@ -126,7 +143,7 @@ def fd_lines(fd: int, limit: int, name: str = "stdin") -> Iterator[Item | _Pause
         yield line(bytes(held))
 
 
-def file_lines(path: str, limit: int) -> Iterator[Item | _Pause]:
+def file_lines(path: str, limit: int) -> Iterator[Item | _Marker]:
     """The lines of ``path`` ("-": standard input, named "stdin"), named FILE:N, as ``fd_lines`` reads them."""
     if path == "-":
         yield from fd_lines(sys.stdin.fileno(), limit)

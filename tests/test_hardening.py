@@ -89,3 +89,33 @@ def test_ctrl_c_answers_every_line_read(digits_bundle):
     assert proc.returncode == 130
     assert out.decode() == "four\nfive\n"
     assert b"Traceback" not in err and b"s2s run: interrupted" in err
+
+
+def test_ctrl_c_while_a_chunk_is_split_into_lines_loses_none(digits_bundle, monkeypatch, capsys):
+    """The race the test above can only sometimes hit, made certain: Ctrl-C arrives while the reader is between two
+    lines of one chunk. Both are answered, then the command stops with 130 without reading on."""
+    import os
+
+    from seq2seq_edge import lines
+    from seq2seq_edge.cli import main
+
+    read_on = []
+
+    def one_chunk_then_ctrl_c(fd, limit, name="stdin"):
+        yield lines.READ
+        yield "stdin:1", "4"
+        os.kill(os.getpid(), signal.SIGINT)  # delivered here, inside the reader
+        yield "stdin:2", "5"
+        yield lines.READ
+        read_on.append(True)
+        yield "stdin:3", "6"
+
+    r, w = os.pipe()
+    monkeypatch.setattr(lines, "fd_lines", one_chunk_then_ctrl_c)
+    with os.fdopen(r) as stdin:
+        monkeypatch.setattr(sys, "stdin", stdin)
+        assert main(["run", str(digits_bundle), "--batch-size", "3"]) == 130
+    os.close(w)
+    out, err = capsys.readouterr()
+    assert out == "four\nfive\n" and "s2s run: interrupted" in err and not read_on
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -56,18 +56,25 @@ def run_command(args) -> int:
     try:
         while True:
             try:
-                with ctrl_c.interruptible():
-                    item = next(source, None)
-            except (Seq2SeqEdgeError, KeyboardInterrupt):
+                item = next(source, None)  # Ctrl-C here waits for the next marker: no line read is lost
+            except Seq2SeqEdgeError:
                 printer.answer(pending)  # every line read so far is answered
                 raise
             if item is None:
                 break
-            if item is not lines.PAUSE:
-                pending.append(item)
-                pending_chars += len(item[1]) if isinstance(item[1], str) else 0
-            if pending and (item is lines.PAUSE or len(pending) >= batch_size or pending_chars >= MAX_PENDING_CHARS
-                            or (isinstance(item[1], InputTextError) and not opts.keep_going)):
+            if item is lines.READ or item is lines.PAUSE:  # every line read has been yielded
+                if item is lines.PAUSE or ctrl_c.pressed:
+                    printer.answer(pending)
+                    pending, pending_chars = [], 0
+                ctrl_c.raise_if_pressed()
+                if item is lines.PAUSE:
+                    with ctrl_c.interruptible():
+                        lines.wait_for_input(sys.stdin.fileno())
+                continue
+            pending.append(item)
+            pending_chars += len(item[1]) if isinstance(item[1], str) else 0
+            if (len(pending) >= batch_size or pending_chars >= MAX_PENDING_CHARS
+                    or (isinstance(item[1], InputTextError) and not opts.keep_going)):
                 printer.answer(pending)
                 pending, pending_chars = [], 0
         printer.answer(pending)
@@ -96,8 +103,8 @@ def _stdout_to_devnull() -> None:
 
 
 class _CtrlC:
-    """Ctrl-C interrupts only the wait for input; pressed while lines are decoded, it takes effect once they are
-    answered. Either way every line read is answered, and KeyboardInterrupt is raised once (CPython may run the
+    """Ctrl-C interrupts only the wait for input; pressed while lines are read or decoded, it takes effect at the
+    source's next marker, once every line read is answered. Either way every line read is answered, and KeyboardInterrupt is raised once (CPython may run the
     handler a second time for the same signal when an interrupted read returns)."""
 
     def __init__(self):
@@ -118,9 +125,9 @@ class _CtrlC:
 
     @contextlib.contextmanager
     def interruptible(self):
-        self.raise_if_pressed()
         self.waiting = True
         try:
+            self.raise_if_pressed()  # after waiting is set: a press just before it is not missed
             yield
         finally:
             self.waiting = False

@@ -125,7 +125,7 @@ def read_inputs(path: str, limit: int, *, skip: int = 0, pauses: bool = False):
     n = 0
     for item in lines.file_lines(path, limit):
         if not isinstance(item, tuple):
-            if pauses:
+            if pauses and item is lines.PAUSE:
                 yield item
             continue
         n += 1
