@@ -249,7 +249,8 @@ def test_learned_embedding_exports_with_parity(tmp_path):
 @pytest.mark.parametrize("embedding_dim", [0, 6])
 def test_attended_embeddings_export_with_parity(tmp_path, embedding_dim):
     """--attend-embeddings: the encoder's outputs are [LSTM outputs; input embedding] (one-hot or learned), in
-    Keras, TFLite and ONNX alike; the runtime decodes what Keras decodes."""
+    Keras, TFLite and ONNX alike; the runtime decodes what Keras decodes. The learned one is trained with
+    --attention-dropout, whose layers act in training only."""
     import seq2seq_edge
     from seq2seq_edge.export import export_bundle
     from seq2seq_edge.train import trainer
@@ -257,13 +258,16 @@ def test_attended_embeddings_export_with_parity(tmp_path, embedding_dim):
 
     cfg = trainer.task_defaults("numbers", max_number=99, latent_dim=8, embedding_dim=embedding_dim, epochs=8,
                                 batch_size=16, learning_rate=5e-3, patience=0, decoder="attention",
-                                bidirectional=True, attend_embeddings=True)
+                                bidirectional=True, attend_embeddings=True,
+                                attention_dropout=0.2 if embedding_dim else None)
     trainer.train(cfg, tmp_path / "run", quiet=True)
     result = export_bundle(tmp_path / "run", tmp_path / "b", formats=["tflite", "onnx"], quantize=["fp32"])
     assert result["passed"] and all(v["agreement"] == 1.0 for v in result["variants"])
     manifest = mf.BundleManifest.load(tmp_path / "b")
     inputs = len(manifest.preprocessing.input_vocabulary)
     assert manifest.encoder_output_dim == 2 * 8 + (embedding_dim or inputs)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["training"]["attention_dropout"] == (0.2 if embedding_dim else 0.0)
     keras_decoder, prep = load_reference(tmp_path / "run")
     words = [str(n) for n in range(100)]
     expected = decode_texts(keras_decoder, prep, words)

@@ -56,16 +56,19 @@ def _embedding(keras, name, vocab_size, embedding_dim, mask_zero):
 
 def build_training_model(input_vocab_size: int, target_vocab_size: int, latent_dim: int,
                          embedding_dim: int = 0, *, attention: bool = False, bidirectional: bool = False,
-                         dropout: float = 0.0, recurrent_dropout: float = 0.0, attend_embeddings: bool = False):
+                         dropout: float = 0.0, recurrent_dropout: float = 0.0, attend_embeddings: bool = False,
+                         attention_dropout: float = 0.0):
     """The teacher-forcing model: inputs ``input_ids`` and ``decoder_input_ids``, output softmax per step.
 
     ``latent_dim`` is the encoder's units (per direction); the decoder has as many units as the encoder's final
-    state is wide. ``dropout`` applies to the LSTMs' inputs and ``recurrent_dropout`` to their recurrent state,
-    during training only: no weight is added, so nothing changes for export."""
+    state is wide. ``dropout`` applies to the LSTMs' inputs and ``recurrent_dropout`` to their recurrent state;
+    ``attention_dropout`` to the embeddings the attention reads (``attend_embeddings``) and to the attention's
+    output before the softmax layer. All during training only: no weight is added, so nothing changes for export."""
     import keras
 
-    if (bidirectional or attend_embeddings) and not attention:
-        raise ValueError("a bidirectional encoder and attended embeddings need the attention decoder")
+    if (bidirectional or attend_embeddings or attention_dropout) and not attention:
+        raise ValueError("a bidirectional encoder, attended embeddings and attention dropout need the attention "
+                         "decoder")
     input_ids = keras.Input(shape=(None,), dtype="int32", name=mf.INPUT_IDS)
     decoder_ids = keras.Input(shape=(None,), dtype="int32", name=DECODER_INPUT_IDS)
     # mask_zero masks id 0, which is text.PAD_ID: right-padding leaves the encoder's final state as it was.
@@ -83,7 +86,9 @@ def build_training_model(input_vocab_size: int, target_vocab_size: int, latent_d
         seq, h, c = lstm(embedded)
         decoder_units = latent_dim
     if attend_embeddings:
-        seq = keras.layers.Concatenate(name=ATTENTION_MEMORY)([seq, embedded])
+        attended = (keras.layers.Dropout(attention_dropout, name="attended_embedding_dropout")(embedded)
+                    if attention_dropout else embedded)
+        seq = keras.layers.Concatenate(name=ATTENTION_MEMORY)([seq, attended])
     dec_seq = keras.layers.LSTM(decoder_units, return_sequences=True, return_state=True, dropout=dropout,
                                 recurrent_dropout=recurrent_dropout,
                                 name=DECODER_LSTM)(dec_emb(decoder_ids), initial_state=[h, c])[0]
@@ -93,6 +98,8 @@ def build_training_model(input_vocab_size: int, target_vocab_size: int, latent_d
         context = keras.layers.Attention(name=ATTENTION)([query, seq])
         dec_seq = keras.layers.Dense(decoder_units, activation="tanh", name=ATTENTION_COMBINE)(
             keras.layers.Concatenate(name="attention_concat")([context, dec_seq]))
+        if attention_dropout:
+            dec_seq = keras.layers.Dropout(attention_dropout, name="attention_output_dropout")(dec_seq)
     probs = keras.layers.Dense(target_vocab_size, activation="softmax", name=DECODER_OUTPUT)(dec_seq)
     model = keras.Model([input_ids, decoder_ids], probs, name="seq2seq")
     if not embedding_dim:

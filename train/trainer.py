@@ -50,6 +50,7 @@ class TrainConfig:
     attend_embeddings: bool = False   # attention only: the attention reads the input embeddings too (model.py)
     dropout: float = 0.0              # on the LSTMs' inputs, during training only
     recurrent_dropout: float = 0.0    # on the LSTMs' recurrent state, during training only
+    attention_dropout: float = 0.0    # attention only: on the attended embeddings and the attention's output
     min_symbol_count: int = 1         # input symbols seen fewer times in training become text.UNKNOWN_TOKEN
     label_smoothing: float = 0.0      # share of each target's probability spread over the target vocabulary
     weight_decay: float = 0.0         # decoupled weight decay (AdamW); 0: Adam
@@ -96,6 +97,8 @@ TASK_DEFAULTS = {
 DATA_UNIDIRECTIONAL_LATENT = 256
 
 DECODERS = ("seed", "attention")
+#: Options that only the attention decoder has, and their values without it (``--decoder seed`` resets them).
+ATTENTION_ONLY = {"bidirectional": False, "attend_embeddings": False, "attention_dropout": 0.0}
 LR_SCHEDULES = ("constant", "plateau")
 #: --monitor: the validation figure that decides the best epoch (Keras' log key, and whether larger is better).
 #: "accuracy" is the validation split's token accuracy under teacher forcing, padding excluded: unlike the loss, it
@@ -111,8 +114,8 @@ def task_defaults(task: str, **overrides) -> TrainConfig:
         raise ValueError(f"unknown task {task!r}")
     given = {k: v for k, v in overrides.items() if v is not None}
     values = {**TASK_DEFAULTS[task], **given}
-    if given.get("decoder") == "seed":  # a task's bidirectional and attend defaults belong to its attention decoder
-        values.update({name: False for name in ("bidirectional", "attend_embeddings") if name not in given})
+    if given.get("decoder") == "seed":  # a task's attention-only defaults belong to its attention decoder
+        values.update({name: off for name, off in ATTENTION_ONLY.items() if name not in given})
     if task == "data" and not values["bidirectional"] and "latent_dim" not in given:
         values["latent_dim"] = DATA_UNIDIRECTIONAL_LATENT  # the decoder keeps the 256 units it has with both directions
     cfg = TrainConfig(task=task, **values)
@@ -122,7 +125,9 @@ def task_defaults(task: str, **overrides) -> TrainConfig:
         raise TrainOptionError("--bidirectional needs --decoder attention (the seed decoder sees only the final state)")
     if cfg.attend_embeddings and cfg.decoder != "attention":
         raise TrainOptionError("--attend-embeddings needs --decoder attention")
-    for name in ("dropout", "recurrent_dropout", "label_smoothing", "min_improvement"):
+    if cfg.attention_dropout and cfg.decoder != "attention":
+        raise TrainOptionError("--attention-dropout needs --decoder attention")
+    for name in ("dropout", "recurrent_dropout", "attention_dropout", "label_smoothing", "min_improvement"):
         value = getattr(cfg, name)
         if not 0.0 <= value < 1.0:
             raise TrainOptionError(f"--{name.replace('_', '-')} must be from 0 to below 1, got {value}")
@@ -312,7 +317,8 @@ def compile_model(cfg: TrainConfig, prep: pp.Preprocessing):
     model = build_training_model(len(prep.input_vocabulary), len(prep.target_vocabulary), cfg.latent_dim,
                                  cfg.embedding_dim, attention=cfg.decoder == "attention",
                                  bidirectional=cfg.bidirectional, dropout=cfg.dropout,
-                                 recurrent_dropout=cfg.recurrent_dropout, attend_embeddings=cfg.attend_embeddings)
+                                 recurrent_dropout=cfg.recurrent_dropout, attend_embeddings=cfg.attend_embeddings,
+                                 attention_dropout=cfg.attention_dropout)
     opt_kwargs = {"learning_rate": cfg.learning_rate}
     if cfg.clipnorm:
         opt_kwargs["clipnorm"] = cfg.clipnorm

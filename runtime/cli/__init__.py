@@ -117,6 +117,9 @@ def _add_train_model_options(m) -> None:
                    help="dropout on the LSTMs' inputs while training (--data: 0.2; the tasks: 0)")
     m.add_argument("--recurrent-dropout", type=float, metavar="P",
                    help="dropout on the LSTMs' recurrent state while training (default: 0)")
+    m.add_argument("--attention-dropout", type=float, metavar="P",
+                   help="with --decoder attention: dropout on the embeddings the attention reads and on its output "
+                        "while training (default: 0)")
     m.add_argument("--min-symbol-count", type=int, metavar="N",
                    help="input symbols seen fewer than N times in the training split are replaced by an unknown "
                         "token, which any unseen input symbol then maps to at run time (default: 1, none)")
@@ -161,7 +164,7 @@ def _cmd_train(args) -> int:
         batch_size=args.batch_size, learning_rate=args.learning_rate,
         clipnorm=args.clipnorm, patience=args.patience, seed=args.seed, decoder=args.decoder,
         bidirectional=args.bidirectional, attend_embeddings=args.attend_embeddings, dropout=args.dropout,
-        recurrent_dropout=args.recurrent_dropout,
+        recurrent_dropout=args.recurrent_dropout, attention_dropout=args.attention_dropout,
         min_symbol_count=args.min_symbol_count, label_smoothing=args.label_smoothing,
         weight_decay=args.weight_decay, length_buckets=args.length_buckets, min_improvement=args.min_improvement,
         time_budget_s=_duration(args.time_budget), lr_schedule=args.lr_schedule, monitor=args.monitor,
