@@ -104,16 +104,20 @@ def _stdout_to_devnull() -> None:
 
 class _CtrlC:
     """Ctrl-C interrupts only the wait for input; pressed while lines are read or decoded, it takes effect at the
-    source's next marker, once every line read is answered. Either way every line read is answered, and KeyboardInterrupt is raised once (CPython may run the
-    handler a second time for the same signal when an interrupted read returns)."""
+    source's next marker, once every line read is answered. Either way every line read is answered, and
+    KeyboardInterrupt is raised once (CPython may run the handler a second time for the same signal when an
+    interrupted read returns). A process started with SIGINT ignored keeps ignoring it."""
 
     def __init__(self):
         self.hit = self.pressed = False
         self.waiting = False
+        self.previous = None
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+            return  # started with SIGINT ignored (a background job of a script, nohup): it stays ignored, as Python keeps it
         try:
             self.previous = signal.signal(signal.SIGINT, self._handler)
         except ValueError:  # not the main thread: keep Python's default
-            self.previous = None
+            pass
 
     def _handler(self, signum, frame):
         if self.hit:
