@@ -96,10 +96,26 @@ def lookup_table(train: list[Pair]) -> dict[str, str]:
     return {ch: min(c.items(), key=lambda kv: (-kv[1], kv[0]))[0] for ch, c in counts.items()}
 
 
+def lookup_output(table: dict[str, str], phrase: str) -> str:
+    """The lookup's pinyin for ``phrase``: each known character's syllable (an unknown one has none)."""
+    return " ".join(table[ch] for ch in phrase if ch in table)
+
+
 def baseline(train: list[Pair], test: list[Pair]) -> dict:
     table = lookup_table(train)
-    triples = [(p.source, p.target, " ".join(table[ch] for ch in p.source if ch in table)) for p in test]
+    triples = [(p.source, p.target, lookup_output(table, p.source)) for p in test]
     return metrics.score(triples, "space", input_tokenization="char", max_errors=5)
+
+
+def against_lookup(train: list[Pair], test: list[Pair], outputs: list[str]) -> dict:
+    """Test phrases as a model (``outputs``, one per phrase; "" where it could not encode one) and the lookup
+    read them: right by both, by the model only, by the lookup only, by neither."""
+    table = lookup_table(train)
+    counts = dict.fromkeys(("both", "model_only", "lookup_only", "neither"), 0)
+    for p, out in zip(test, outputs, strict=True):
+        model, lookup = out == p.target, lookup_output(table, p.source) == p.target
+        counts["both" if model and lookup else "model_only" if model else "lookup_only" if lookup else "neither"] += 1
+    return counts
 
 
 def out_of_reach(train: list[Pair], test: list[Pair]) -> dict:

@@ -474,3 +474,10 @@ def test_the_lookup_baseline_of_the_hygiene_benchmark():
     scores = hygiene.baseline(train, [Pair("行人", "xíng rén"), Pair("行业", "háng yè")])
     assert scores["exact_match"] == 0.5  # 行 is read xíng (2 of 3); 业 was never seen: no syllable
     assert scores["word_error_rate"] == 0.5  # 2 of 4 reference syllables wrong
+    # Phrase by phrase, a model's outputs against the lookup's ("" where the model could not encode the phrase).
+    test = [Pair("行人", "xíng rén"), Pair("银行", "yín háng"), Pair("人们", "rén men"), Pair("行业", "háng yè")]
+    outputs = ["xíng rén", "yín háng", "rén mén", ""]  # the lookup reads 银行 yín xíng and 行业 xíng
+    assert hygiene.against_lookup(train, test, outputs) == {"both": 1, "model_only": 1, "lookup_only": 1,
+                                                             "neither": 1}
+    with pytest.raises(ValueError):  # one output per phrase, or the counts would be of the wrong phrases
+        hygiene.against_lookup(train, test, outputs[:3])
