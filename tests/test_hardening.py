@@ -92,20 +92,24 @@ def test_ctrl_c_answers_every_line_read(digits_bundle):
 
 
 def test_a_run_started_with_sigint_ignored_keeps_ignoring_it(digits_bundle):
-    """A script's background job (or nohup) inherits SIGINT ignored: the Ctrl-C meant for the script's foreground
+    """A job a script starts with & inherits SIGINT ignored: the Ctrl-C meant for the script's foreground
     must not stop it. s2s run answers on and ends when its input does."""
     proc = subprocess.Popen([sys.executable, "-m", "seq2seq_edge.cli", "run", str(digits_bundle)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
-    proc.stdin.write(b"1\n")
-    proc.stdin.flush()
-    assert proc.stdout.readline() == b"one\n"  # in its read loop, SIGINT handling settled
-    proc.send_signal(signal.SIGINT)
-    proc.stdin.write(b"2\n")
-    proc.stdin.flush()
-    assert proc.stdout.readline() == b"two\n"
-    out, err = proc.communicate(b"3\n", timeout=30)
-    assert (proc.returncode, out, err) == (0, b"three\n", b"")
+    try:
+        proc.stdin.write(b"1\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == b"one\n"  # in its read loop, SIGINT handling settled
+        proc.send_signal(signal.SIGINT)
+        proc.stdin.write(b"2\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == b"two\n"
+        out, err = proc.communicate(b"3\n", timeout=30)
+        assert (proc.returncode, out, err) == (0, b"three\n", b"")
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_ctrl_c_while_a_chunk_is_split_into_lines_loses_none(digits_bundle, monkeypatch, capsys):
@@ -129,7 +133,7 @@ def test_ctrl_c_while_a_chunk_is_split_into_lines_loses_none(digits_bundle, monk
 
     r, w = os.pipe()
     monkeypatch.setattr(lines, "fd_lines", one_chunk_then_ctrl_c)
-    # As a terminal starts Python, whatever started pytest (a job in the background inherits SIGINT ignored).
+    # As a terminal starts Python, whatever started pytest (a job a script starts with & inherits SIGINT ignored).
     inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with os.fdopen(r) as stdin:

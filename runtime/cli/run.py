@@ -113,7 +113,7 @@ class _CtrlC:
         self.waiting = False
         self.previous = None
         if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-            return  # started with SIGINT ignored (a background job of a script, nohup): it stays ignored, as Python keeps it
+            return  # started with SIGINT ignored (a job a script starts with &): it stays ignored, as Python keeps it
         try:
             self.previous = signal.signal(signal.SIGINT, self._handler)
         except ValueError:  # not the main thread: keep Python's default
