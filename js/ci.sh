@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # What CI runs for the JavaScript runtime (js/). Called by .ci/run with S2S_FIXTURES set to the fixtures folder
-# (bundles/digits, numbers, attention with golden.json) and the repository's .venv built (the tests compare int8
+# (bundles/digits, numbers, attention, embeddings with golden.json) and the repository's .venv built (the tests compare int8
 # and fp16 outputs with the Python runtime's: S2S_PYTHON, default ../.venv/bin/python).
 set -euo pipefail
 cd "$(dirname "$0")"
-: "${S2S_FIXTURES:?set S2S_FIXTURES to the test fixtures folder (bundles/digits, numbers, attention)}"
+: "${S2S_FIXTURES:?set S2S_FIXTURES to the test fixtures folder (bundles/digits, numbers, attention, embeddings)}"
 export S2S_PYTHON="${S2S_PYTHON:-$PWD/../.venv/bin/python}"
 t0=$(date +%s)
 node -e 'if (+process.versions.node.split(".")[0] < 20) { console.error(`node ${process.version}: need 20 or newer`); process.exit(1); }'

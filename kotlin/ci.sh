@@ -34,7 +34,7 @@ t=$SECONDS
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 checked=0
-for bundle in digits numbers attention; do
+for bundle in digits numbers attention embeddings; do
   for path in one-call step-loop; do
     # the first GOLDEN inputs of the fp32 vectors of this path, and the Python runtime's single-input texts
     lines=(python3 ../tests/make_vectors.py --lines "$S2S_FIXTURES/vectors.json" "$bundle" fp32 "$path")

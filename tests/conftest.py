@@ -14,6 +14,7 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).parent))
+from make_vectors import BUNDLES  # noqa: E402 (the fixture bundles; make_vectors imports nothing third-party)
 # The runtime remembers probed model files in $XDG_CACHE_HOME; keep the tests' entries out of the user's cache.
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="s2s-test-cache-")
 
@@ -25,7 +26,7 @@ requires_train = pytest.mark.skipif(not HAS_TRAIN, reason="needs the [train] ext
 def fixture_dir(tmp_path_factory, pytestconfig) -> Path:
     env = os.environ.get("S2S_FIXTURES")
     out = Path(env) if env else tmp_path_factory.mktemp("fixtures")
-    needed = [out / "bundles" / n / "manifest.json" for n in ("digits", "numbers", "attention")]
+    needed = [out / "bundles" / n / "manifest.json" for n in BUNDLES]
     if not all(p.is_file() for p in needed):
         if not HAS_TRAIN:
             pytest.fail(f"no fixture bundles in {out} and no TensorFlow to make them: "
@@ -33,7 +34,7 @@ def fixture_dir(tmp_path_factory, pytestconfig) -> Path:
         import make_fixtures
 
         say = _say(pytestconfig)
-        say(f"\nbuilding the test fixtures in {out}: training and exporting three small models (one to a few "
+        say(f"\nbuilding the test fixtures in {out}: training and exporting {len(BUNDLES)} small models (one to a few "
             "minutes on 2 cores; S2S_FIXTURES=DIR keeps them for the next run)")
         make_fixtures.make(out, say=say)
     if not (out / "vectors.json").is_file() and importlib.util.find_spec("onnxruntime") is not None:

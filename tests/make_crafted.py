@@ -20,6 +20,8 @@ import json
 import sys
 from pathlib import Path
 
+from make_vectors import BUNDLES
+
 CRAFTED_DIR = "crafted"
 CRAFTED_FILE = "crafted.json"
 
@@ -98,7 +100,7 @@ def _real_models(bundles: Path) -> list[tuple[str, bytes, dict]]:
     from seq2seq_edge import manifest as mf
 
     cases = []
-    for name in ("digits", "numbers", "attention"):
+    for name in BUNDLES:
         manifest = mf.BundleManifest.load(bundles / name)
         for m in manifest.models:
             if m.variant in ("fp32", "int8"):

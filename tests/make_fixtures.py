@@ -2,10 +2,13 @@
 
     python tests/make_fixtures.py OUT_DIR
 
-writes OUT_DIR/runs/{digits,numbers,attention}, OUT_DIR/bundles/{digits,numbers,attention} and
+writes OUT_DIR/runs/{digits,numbers,attention,embeddings}, OUT_DIR/bundles/{digits,numbers,attention,embeddings} and
 OUT_DIR/vectors.json (tests/make_vectors.py: the test vectors the Python, JavaScript, C and Kotlin tests share). ``digits`` is the seed task with its
 defaults (9/9 exact); ``numbers`` is a small, quick model of 0-999 with word targets, whose inputs have mixed
 lengths (1-3 characters) and whose outputs need not be right: the tests compare against Keras' own strings.
+``attention`` and ``embeddings`` are the attention decoder over a bidirectional encoder on the same task; ``embeddings``
+is the architecture ``s2s train --data`` trains by default: learned input embeddings, which the attention also reads
+(a wider attention memory), trained with dropout.
 Everything is seeded, so the same command gives the same files.
 """
 
@@ -23,6 +26,11 @@ FIXTURES = {
     # The attention decoder over a bidirectional encoder, on the same small task.
     "attention": dict(task="numbers", max_number=999, latent_dim=16, epochs=12, batch_size=32,
                       learning_rate=5e-3, patience=0, decoder="attention", bidirectional=True),
+    # What `s2s train --data` trains by default, small: learned embeddings the attention reads beside the encoder's
+    # outputs (the encoder/step contract is the same, its attention memory wider), dropout while training.
+    "embeddings": dict(task="numbers", max_number=999, latent_dim=16, embedding_dim=8, epochs=12, batch_size=32,
+                       learning_rate=5e-3, patience=0, decoder="attention", bidirectional=True,
+                       attend_embeddings=True, dropout=0.2),
 }
 
 

@@ -2,7 +2,7 @@
 
     python tests/make_vectors.py FIXTURES      # writes FIXTURES/vectors.json (needs onnxruntime)
 
-``decodes``: for each fixture bundle (digits, numbers, attention), each ONNX variant and each greedy path
+``decodes``: for each fixture bundle (``BUNDLES``), each ONNX variant and each greedy path
 (``step-loop``; ``one-call`` where the bundle has a greedy model), the bundle's golden inputs decoded as one batch
 (``batch_size`` rows per call) and one by one: text, tokens, per-token probabilities and ``finished``. Dynamic int8
 quantization depends on the batch's values, so both are given.
@@ -27,7 +27,8 @@ import sys
 from pathlib import Path
 
 VECTORS_FILE = "vectors.json"
-BUNDLES = ("digits", "numbers", "attention")
+#: The fixture bundles (tests/make_fixtures.py), in the order every runtime's tests list them.
+BUNDLES = ("digits", "numbers", "attention", "embeddings")
 BATCH_SIZE = 32
 
 #: Inputs that have tripped text policies: combining marks, Unicode spaces and separators, controls, emoji,

@@ -16,8 +16,8 @@ Raspberry Pi OS Bookworm 64-bit is Debian bookworm on arm64 with Python 3.11. Th
    [tflite] venv, as a device's user would, qemu emulating a Raspberry Pi 4's core (Cortex-A72); the results say
    machine.emulated = true (and EMULATED in the Markdown), and with --bench-out DIR they are copied out as
    DIR/<bundle>-on-<machine>.json and .md (about a minute);
-6. with --vectors FILE (the shared test vectors, tests/make_vectors.py; give the digits, numbers and attention
-   bundles it was made from): builds the C library (c/) inside the root with its own gcc and CMake against ONNX
+6. with --vectors FILE (the shared test vectors, tests/make_vectors.py; give every fixture bundle it was made
+   from: digits, numbers, attention and embeddings): builds the C library (c/) inside the root with its own gcc and CMake against ONNX
    Runtime's linux-aarch64 library, and runs its tests there: every vector decoded as the Python runtime on
    x86-64 decoded it, and the command-line tests;
 7. unmounts what it mounted and removes what it copied in, also when it fails.
@@ -39,6 +39,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from make_vectors import BUNDLES
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("S2S_PI_CACHE", "/var/cache/seq2seq-edge/pi-rootfs-bookworm-arm64"))
@@ -306,8 +308,8 @@ def main(argv=None) -> int:
                     f"numpy {report['numpy']}")
         if args.vectors:
             names = {b.name for b in args.bundles}
-            if not {"digits", "numbers", "attention"} <= names:
-                sys.exit("[pi] --vectors needs the digits, numbers and attention bundles it was made from")
+            if not set(BUNDLES) <= names:
+                sys.exit(f"[pi] --vectors needs the {', '.join(BUNDLES)} bundles it was made from")
             failures += c_library(root, work, args.vectors)
         if not args.no_bench:
             failures += bench(root, inside[0], args.bench_out)

@@ -20,6 +20,7 @@ from seq2seq_edge.decoder import Seq2SeqDecoder
 from seq2seq_edge.errors import BundleError
 
 import craft
+from make_vectors import BUNDLES
 from support import TFLITE_BACKEND, assert_refused, copy_bundle, resign, s2s_limited
 
 HAS_TF = importlib.util.find_spec("tensorflow") is not None
@@ -79,7 +80,7 @@ def test_onnx_encoder_loops_other_than_the_exporters_are_refused(digits_bundle, 
     assert_refused(proc, rf"{name}: .*{pattern}")
 
 
-@pytest.mark.parametrize("bundle_name", ["digits", "numbers", "attention"])
+@pytest.mark.parametrize("bundle_name", BUNDLES)
 def test_exported_loops_are_bounded_by_the_bundle(fixture_dir, bundle_name):
     """What export writes passes: every loop's proven bound is at most its role's limit, and the greedy model's
     decode loop is exactly max_tokens + 1 steps."""

@@ -22,6 +22,8 @@ from seq2seq_edge.decoder import ONE_CALL_ATOL
 from seq2seq_edge import DecodeOptions, OptionError
 from seq2seq_edge.errors import BackendUnavailableError, BundleError, InputTextError
 
+from make_vectors import BUNDLES
+
 INSTALLED = [b for b in backends.AUTO_ORDER if backends.is_installed(b)]
 FP32 = [(b, "fp32") for b in INSTALLED]
 ALL_VARIANTS = [(b, v) for b in INSTALLED for v in mf.VARIANTS[backends.BACKENDS[b].format]]
@@ -37,7 +39,7 @@ def test_some_backend_is_installed():
 
 
 @pytest.mark.parametrize("backend,variant", FP32)
-@pytest.mark.parametrize("bundle_name", ["digits", "numbers", "attention"])
+@pytest.mark.parametrize("bundle_name", BUNDLES)
 def test_fp32_reproduces_keras_golden_strings(fixture_dir, bundle_name, backend, variant):
     bundle = fixture_dir / "bundles" / bundle_name
     inputs, expected = golden(bundle)
@@ -47,7 +49,7 @@ def test_fp32_reproduces_keras_golden_strings(fixture_dir, bundle_name, backend,
 
 
 @pytest.mark.parametrize("backend,variant", ALL_VARIANTS)
-@pytest.mark.parametrize("bundle_name", ["digits", "numbers", "attention"])
+@pytest.mark.parametrize("bundle_name", BUNDLES)
 def test_one_call_and_step_loop_decode_alike(fixture_dir, bundle_name, backend, variant):
     """The one-call greedy model and the step loop give the same results (texts, finished, probabilities) on
     every golden input, one by one and in batches; fp32 gives the exporter's strings through both."""

@@ -13,6 +13,8 @@ import seq2seq_edge
 from seq2seq_edge.errors import InputTextError
 from seq2seq_edge.preprocessing import Preprocessing
 
+from make_vectors import BUNDLES
+
 HAS_ONNX = importlib.util.find_spec("onnxruntime") is not None
 HAS_TFLITE = any(importlib.util.find_spec(m) is not None for m in ("tflite_runtime", "ai_edge_litert"))
 
@@ -34,7 +36,7 @@ def _expected(items):
 
 
 @pytest.mark.skipif(not HAS_ONNX, reason="needs onnxruntime")
-@pytest.mark.parametrize("bundle", ["digits", "numbers", "attention"])
+@pytest.mark.parametrize("bundle", BUNDLES)
 def test_onnx_decodes_as_the_vectors_say(vectors, fixture_dir, bundle):
     for v in vectors["decodes"][bundle]:
         decoder = seq2seq_edge.load(fixture_dir / "bundles" / bundle, backend="onnx", variant=v["variant"],
@@ -50,7 +52,7 @@ def test_onnx_decodes_as_the_vectors_say(vectors, fixture_dir, bundle):
 
 
 @pytest.mark.skipif(not HAS_TFLITE, reason="needs tflite-runtime or ai-edge-litert")
-@pytest.mark.parametrize("bundle", ["digits", "numbers", "attention"])
+@pytest.mark.parametrize("bundle", BUNDLES)
 def test_tflite_fp32_gives_the_onnx_vectors_texts(vectors, fixture_dir, bundle):
     backend = "litert" if importlib.util.find_spec("ai_edge_litert") else "tflite"
     for v in vectors["decodes"][bundle]:

@@ -26,13 +26,14 @@ class ManifestTest {
 
     @Test
     fun theRealManifestsParse() {
-        for (name in listOf("digits", "numbers", "attention")) {
+        for (name in VectorsTest.BUNDLES) {
             val bytes = Files.readAllBytes(Fixtures.bundle(name).resolve(MANIFEST_FILE))
             val m = BundleManifest.fromJson(bytes, name)
             assertEquals(listOf("fp32", "int8"), m.variants("onnx"))
             assertEquals(m.maxInputTokens * 64 + 1024, m.maxInputChars)
-            assertEquals(name == "attention", m.encoderOutputDim != null)
-            assertEquals(if (name == "attention") ATTENTION_ARCHITECTURE else SEED_ARCHITECTURE, m.architecture)
+            val attention = name == "attention" || name == "embeddings"
+            assertEquals(attention, m.encoderOutputDim != null)
+            assertEquals(if (attention) ATTENTION_ARCHITECTURE else SEED_ARCHITECTURE, m.architecture)
             for (e in m.models) {
                 val want = m.io(e.role)
                 assertEquals(formatSpecs(want.inputs), formatSpecs(e.inputs))
