@@ -10,9 +10,10 @@ Importing this package loads numpy only; TensorFlow, Keras and ONNX are never im
 from .decoder import DecodeResult, Seq2SeqDecoder
 from .options import DecodeOptions, OptionError
 from .loader import load
+from .ensemble import EnsembleDecoder, load_ensemble
 from .errors import BackendUnavailableError, BundleError, DataFileError, InputTextError, Seq2SeqEdgeError
 
 # The runtime's own errors; training's and export's (TrainOptionError, RunFolderError, ExportError) are in
 # seq2seq_edge.errors beside them.
-__all__ = ["load", "Seq2SeqDecoder", "DecodeOptions", "DecodeResult", "Seq2SeqEdgeError", "InputTextError",
-           "OptionError", "BundleError", "BackendUnavailableError", "DataFileError"]
+__all__ = ["load", "load_ensemble", "Seq2SeqDecoder", "EnsembleDecoder", "DecodeOptions", "DecodeResult",
+           "Seq2SeqEdgeError", "InputTextError", "OptionError", "BundleError", "BackendUnavailableError", "DataFileError"]

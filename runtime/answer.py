@@ -96,6 +96,20 @@ class RunOptions:
         return replace(self, backend=decoder.backend, variant=decoder.variant,
                        one_call=decoder.decode_path == "one-call")
 
+    def load(self, bundle, ensemble=()):
+        """The decoder these options describe: ``bundle`` as ``load`` loads it, or with ``ensemble`` (more bundle
+        folders) ``bundle`` and those as one ensemble (``load_ensemble``, which decodes by the step loop)."""
+        if not ensemble:
+            from .loader import load
+
+            return load(bundle, **self.load_kwargs())
+        if self.one_call:
+            raise OptionError("--one-call: an ensemble decodes by the step loop (each bundle's step, then their "
+                              "mean), never by a one-call greedy model")
+        from .ensemble import load_ensemble
+
+        return load_ensemble([bundle, *ensemble], backend=self.backend, variant=self.variant, threads=self.threads)
+
     def load_kwargs(self) -> dict:
         """The keyword arguments of ``load`` (one_call only when chosen)."""
         kwargs = {"backend": self.backend, "variant": self.variant, "threads": self.threads}

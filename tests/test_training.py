@@ -41,15 +41,23 @@ def _weights(run):
 
 @pytest.mark.slow
 def test_same_seed_same_weights(tmp_path):
+    """--seed sets the weights and, unless --split-seed is given, the held-out split: runs with other seeds and one
+    split seed hold out the same pairs with the same vocabularies (the members of an ensemble)."""
     from seq2seq_edge.train import trainer
 
-    for name, seed in (("a", 5), ("b", 5), ("c", 6)):
-        cfg = trainer.task_defaults("numbers", max_number=60, latent_dim=8, epochs=2, batch_size=16, seed=seed)
+    for name, seed, split_seed in (("a", 5, None), ("b", 5, None), ("c", 6, None), ("d", 6, 5)):
+        cfg = trainer.task_defaults("numbers", max_number=60, latent_dim=8, epochs=2, batch_size=16, seed=seed,
+                                    split_seed=split_seed)
         trainer.train(cfg, tmp_path / name, quiet=True)
-    a, b, c = (_weights(tmp_path / n) for n in "abc")
+    a, b, c, d = (_weights(tmp_path / n) for n in "abcd")
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
     assert not all(np.array_equal(x, y) for x, y in zip(a, c))
-    assert (tmp_path / "a" / "test.tsv").read_text() == (tmp_path / "b" / "test.tsv").read_text()
+    assert not all(np.array_equal(x, y) for x, y in zip(a, d))  # one split, other weights
+    held_out = {n: [(tmp_path / n / f"{part}.tsv").read_text() for part in ("validation", "test")] for n in "abcd"}
+    assert held_out["a"] == held_out["b"] == held_out["d"] != held_out["c"]
+    config = {n: json.loads((tmp_path / n / "config.json").read_text()) for n in "ad"}
+    assert config["a"]["preprocessing"] == config["d"]["preprocessing"]
+    assert (config["a"]["training"]["split_seed"], config["d"]["training"]["split_seed"]) == (None, 5)
 
 
 @pytest.mark.slow

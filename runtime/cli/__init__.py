@@ -132,6 +132,10 @@ def _add_train_model_options(m) -> None:
                    help="batches of similar lengths, padded per batch: faster on long, mixed-length data "
                         "(default: on for --data, off for the built-in tasks)")
     m.add_argument("--seed", type=int, default=0, help="seeds every random source; same seed, same weights")
+    m.add_argument("--split-seed", type=int, metavar="SEED",
+                   help="the held-out split's own seed (default: --seed): runs with other --seed values and the same "
+                        "--split-seed hold out the same pairs and share vocabularies, so they can decode as one "
+                        "ensemble (s2s run --ensemble)")
     m.add_argument("--distribute", choices=["mirrored", "multiworker"],
                    help="data-parallel training with tf.distribute: mirrored (this machine's devices) or "
                         "multiworker (the machines in TF_CONFIG; worker 0 writes the run folder); --batch-size "
@@ -162,8 +166,8 @@ def _cmd_train(args) -> int:
         input_tokenization=args.input_tokenization, target_tokenization=args.target_tokenization,
         latent_dim=args.latent_dim, embedding_dim=args.embedding_dim, epochs=args.epochs,
         batch_size=args.batch_size, learning_rate=args.learning_rate,
-        clipnorm=args.clipnorm, patience=args.patience, seed=args.seed, decoder=args.decoder,
-        bidirectional=args.bidirectional, attend_embeddings=args.attend_embeddings, dropout=args.dropout,
+        clipnorm=args.clipnorm, patience=args.patience, seed=args.seed, split_seed=args.split_seed,
+        decoder=args.decoder, bidirectional=args.bidirectional, attend_embeddings=args.attend_embeddings, dropout=args.dropout,
         recurrent_dropout=args.recurrent_dropout, attention_dropout=args.attention_dropout,
         min_symbol_count=args.min_symbol_count, label_smoothing=args.label_smoothing,
         weight_decay=args.weight_decay, length_buckets=args.length_buckets, min_improvement=args.min_improvement,
@@ -291,6 +295,10 @@ def _add_run(sub) -> None:
     p.add_argument("--max-output-len", type=int,
                    help="stop outputs at this many tokens, 1 to the trained maximum (default: the trained maximum)")
     p.add_argument("--skip-unknown", action="store_true", help="drop symbols the model never saw instead of failing")
+    p.add_argument("--ensemble", metavar="OTHER", action="append", default=[],
+                   help="decode with BUNDLE and OTHER together (repeat for more, 8 bundles in all): at each step the "
+                        "mean of their log-probabilities; bundles trained on the same data with the same "
+                        "tokenization (docs/quality.md: what it buys, per millisecond). Step loop only")
     loop = p.add_mutually_exclusive_group()
     loop.add_argument("--one-call", dest="one_call", action="store_const", const=True,
                       help="greedy decodes with the bundle's one-call greedy model, an error if it has none "
@@ -351,6 +359,8 @@ def _add_eval(sub) -> None:
     p.add_argument("--backend", default="auto", choices=["auto", "tflite", "litert", "onnx"], help=BACKEND_HELP)
     p.add_argument("--variant", default="fp32", choices=["fp32", "fp16", "int8"], help=VARIANT_HELP)
     p.add_argument("--beam", type=int, default=1, metavar="N", help="beam size; 1 is greedy decoding")
+    p.add_argument("--ensemble", metavar="OTHER", action="append", default=[],
+                   help="score BUNDLE and OTHER decoding together (repeat for more, 8 bundles in all): see s2s run")
     p.add_argument("--batch-size", type=int, default=32, help=f"inputs per model call, 1 to {MAX_BATCH_SIZE}")
     p.add_argument("--skip-header", action="store_true", help="the first non-blank line is a header")
     p.add_argument("--json", action="store_true", help="one JSON object with every figure, instead of the report")
@@ -365,19 +375,19 @@ def _cmd_eval(args) -> int:
 
     from ..answer import RunOptions
     from ..evaluation.evaluate import evaluate, format_text, read_pairs
-    from ..loader import load
 
     opts = RunOptions.from_args(args)
     if args.max_errors < 0:
         raise Seq2SeqEdgeError(f"--max-errors must be 0 or more, got {args.max_errors}")
     pairs = read_pairs(args.file, skip_header=args.skip_header)
-    decoder = load(args.bundle, **opts.load_kwargs())
+    decoder = opts.load(args.bundle, args.ensemble)
     result = evaluate(decoder, pairs, options=opts.decode, max_errors=args.max_errors)
     if args.json:
-        out = json.dumps({"bundle": str(Path(args.bundle)), "file": str(Path(args.file)), **result},
+        ensemble = {"ensemble": [str(Path(b)) for b in args.ensemble]} if args.ensemble else {}
+        out = json.dumps({"bundle": str(Path(args.bundle)), **ensemble, "file": str(Path(args.file)), **result},
                          ensure_ascii=False, indent=2) + "\n"
     else:
-        out = format_text(result, bundle=args.bundle, file=args.file)
+        out = format_text(result, bundle=" + ".join([args.bundle, *args.ensemble]), file=args.file)
     try:
         sys.stdout.buffer.write(out.encode("utf-8", "backslashreplace"))
         sys.stdout.buffer.flush()

@@ -19,7 +19,7 @@ import sys
 from .. import lines
 from ..answer import MAX_BATCH_SIZE, RunOptions, answer, record
 from ..errors import InputTextError, Seq2SeqEdgeError
-from ..loader import load
+from ..options import OptionError
 from ..scale.batch_files import check_paths, decode_file, output_format
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,9 @@ __all__ = ["run_command", "MAX_BATCH_SIZE", "EXIT_SOME_FAILED"]
 def run_command(args) -> int:
     """Run ``s2s run``: decode the TEXT arguments, or else the lines of standard input, one output per line."""
     if check_file_options(args):  # --input FILE: workers, --output, --resume (batch_files)
+        if args.ensemble:
+            raise OptionError("--ensemble decodes TEXT arguments and standard input; --input files are decoded by "
+                              "one bundle")
         return run_files(args)
     opts, decoder = _options_and_decoder(args)
     if args.texts:
@@ -92,7 +95,7 @@ def run_command(args) -> int:
 def _options_and_decoder(args):
     """The command line's RunOptions, checked before anything is loaded, and the bundle loaded with them."""
     opts = RunOptions.from_args(args)
-    decoder = load(args.bundle, **opts.load_kwargs())
+    decoder = opts.load(args.bundle, args.ensemble)
     opts.check_for(decoder)
     return opts, decoder
 

@@ -188,13 +188,21 @@ def decode_chunk(decoder, items: list, *, opts: RunOptions, fmt: str | None) -> 
     return chunk
 
 
-def _chunks(source, opts: RunOptions, fmt: str | None, batches, workers: int) -> Iterator[_Chunk]:
-    """Decoded chunks of ``batches`` in order; ``source`` a bundle path or a loaded decoder (used as it is when
-    ``workers`` is 1; worker processes load its bundle)."""
+def _decoder_and_bundle(source, workers: int):
+    """(the decoder or None, the bundle folder workers load); an error, before anything is read or written, when
+    worker processes cannot load what ``source`` is."""
     decoder = None if isinstance(source, (str, os.PathLike)) else source
     bundle = source if decoder is None else decoder.bundle_dir
     if bundle is None and workers > 1:
-        raise Seq2SeqEdgeError("worker processes load the bundle from its folder: give a decoder made by load()")
+        raise Seq2SeqEdgeError("worker processes load the bundle from its folder: give a decoder made by load(), or "
+                               "decode with one worker (an ensemble decodes in this process)")
+    return decoder, bundle
+
+
+def _chunks(source, opts: RunOptions, fmt: str | None, batches, workers: int) -> Iterator[_Chunk]:
+    """Decoded chunks of ``batches`` in order; ``source`` a bundle path or a loaded decoder (used as it is when
+    ``workers`` is 1; worker processes load its bundle)."""
+    decoder, bundle = _decoder_and_bundle(source, workers)
     handle = functools.partial(decode_chunk, opts=opts, fmt=fmt)
     load_kwargs = (opts if decoder is None else opts.like(decoder)).load_kwargs()  # workers decode as it does
     return workers_mod.in_order(bundle, load_kwargs, handle, batches, workers, decoder=decoder)
@@ -332,6 +340,7 @@ def decode_file(source, input: str, output: str, *, workers: int = 1, resume: bo
     opts = RunOptions.of(options, **kwargs).check()
     fmt = output_format(output, json)
     check_paths(input, output, resume=resume, force=force)
+    _decoder_and_bundle(source, workers)
     limit = _line_limit(source)
     skip, last = 0, None
     if resume and os.path.exists(output):

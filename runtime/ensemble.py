@@ -1,0 +1,158 @@
+"""Decode-time ensembles: several bundles trained on the same data decode together, step by step.
+
+At each step every member runs its own decoder step on its own state, and the ensemble's distribution over the
+next token is the normalized geometric mean of the members' (the mean of their log-probabilities, renormalized):
+the token chosen, greedily or by beam search, is fed back to every member. The members must read and write the
+same tokens (identical ``preprocessing``: vocabularies, tokenizations, length limits) and share an architecture;
+their sizes (units, embedding, attention memory) may differ. Each member is loaded with every check ``load``
+makes; the ensemble only composes loaded models, so it runs on any backend, in this Python runtime only.
+
+    import seq2seq_edge
+    decoder = seq2seq_edge.load_ensemble(["bundles/a", "bundles/b"])
+    decoder.decode("银行")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from . import manifest as mf
+from .decoder import Seq2SeqDecoder
+from .errors import BundleError
+from .options import OptionError
+
+#: The most bundles one ensemble decodes with (each is a set of loaded models and its own state per step).
+MAX_MEMBERS = 8
+#: The floor a member's probability is raised to before its log is taken (a softmax's float32 can underflow to 0).
+_MIN_PROB = np.float32(1e-30)
+
+
+class EnsembleDecoder(Seq2SeqDecoder):
+    """A ``Seq2SeqDecoder`` whose encoder and decoder step are the members' together (see the module's docstring).
+
+    Every decode method of ``Seq2SeqDecoder`` works as documented there, by the step loop (``decode_path`` is
+    "step-loop"): greedy, beam search, streaming. ``token_probs`` are the ensemble's probabilities.
+    ``manifest`` is the first member's and ``bundle_dir`` None (no one folder holds an ensemble); ``members``
+    holds every member's decoder.
+    """
+
+    def __init__(self, members: Sequence[Seq2SeqDecoder]):
+        members = tuple(members)
+        check_members(members)
+        first = members[0]
+        super().__init__(first.manifest, _Encoder(members), _Step(members), backend=first.backend,
+                         variant=first.variant)
+        self.members = members
+
+    def __repr__(self) -> str:
+        bundles = ", ".join(repr(str(m.bundle_dir) if m.bundle_dir else None) for m in self.members)
+        return f"EnsembleDecoder(bundles=[{bundles}], backend={self.backend!r}, variant={self.variant!r})"
+
+
+def load_ensemble(bundle_dirs: Sequence[str | Path], backend: str = "auto", variant: str = "fp32",
+                  threads: int = 1) -> EnsembleDecoder:
+    """Load 2 to ``MAX_MEMBERS`` bundles (each as ``load`` does, every check included, decoding by the step loop)
+    and return them as one decoder that averages their log-probabilities at every step.
+
+    ``backend``, ``variant`` and ``threads`` apply to every member. A BundleError names the first bundle that
+    does not fit the first one (other vocabularies, tokenization, length limits or architecture)."""
+    from .loader import load
+
+    if isinstance(bundle_dirs, (str, Path)):
+        raise TypeError("load_ensemble takes a list of bundle folders; use load() for one bundle")
+    bundle_dirs = list(bundle_dirs)
+    if not 2 <= len(bundle_dirs) <= MAX_MEMBERS:
+        raise OptionError(f"an ensemble decodes with 2 to {MAX_MEMBERS} bundles, got {len(bundle_dirs)}")
+    return EnsembleDecoder([load(b, backend=backend, variant=variant, threads=threads, one_call=False)
+                            for b in bundle_dirs])
+
+
+def check_members(members: Sequence[Seq2SeqDecoder]) -> None:
+    """BundleError unless every member reads and writes exactly the first member's tokens with its architecture."""
+    if not 2 <= len(members) <= MAX_MEMBERS:
+        raise OptionError(f"an ensemble decodes with 2 to {MAX_MEMBERS} bundles, got {len(members)}")
+    first = members[0]
+    want = first.preprocessing.to_dict()
+    for m in members[1:]:
+        where = str(m.bundle_dir) if m.bundle_dir else None
+        if m.manifest.architecture != first.manifest.architecture:
+            raise BundleError(f"its architecture {m.manifest.architecture!r} is not the first bundle's "
+                              f"{first.manifest.architecture!r}: an ensemble's members share one", where=where)
+        got = m.preprocessing.to_dict()
+        if got != want:
+            differ = _first_difference(want, got)
+            raise BundleError(f"its preprocessing differs from the first bundle's ({differ}): an ensemble's "
+                              "members must read and write the same tokens (train them on the same data with the "
+                              "same tokenization)", where=where)
+        if m.manifest.encoder_time_steps != first.manifest.encoder_time_steps:
+            raise BundleError(f"its encoder takes {m.manifest.encoder_time_steps} time steps, the first bundle's "
+                              f"{first.manifest.encoder_time_steps}", where=where)
+
+
+def _first_difference(a, b, path: str = "preprocessing") -> str:
+    """Where two JSON-like values first differ, as a path (``preprocessing.input.vocabulary``)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                return _first_difference(a.get(key), b.get(key), f"{path}.{key}")
+    return path
+
+
+class _Members:
+    """The members' state side by side: ``state_h`` and ``state_c`` are the members' concatenated on the last axis,
+    as is ``encoder_outputs`` (attention bundles); each member gets its own slice back."""
+
+    def __init__(self, members: Sequence[Seq2SeqDecoder]):
+        self.encoders = [m.internals.encoder for m in members]
+        self.steps = [m.internals.decoder_step for m in members]
+        self.states = _slices([m.manifest.latent_dim for m in members])
+        dims = [m.manifest.encoder_output_dim for m in members]
+        self.memories = _slices(dims) if all(d is not None for d in dims) else None
+        self.step_inputs = [tuple(t.name for t in m.manifest.io(mf.DECODER_STEP)[0]) for m in members]
+
+    def split(self, feeds: dict[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
+        """Member ``i``'s share of the ensemble's feeds."""
+        own = {}
+        for name in self.step_inputs[i]:
+            value = feeds[name]
+            if name in (mf.STATE_H, mf.STATE_C):
+                value = value[:, self.states[i]]
+            elif name == mf.ENCODER_OUTPUTS:
+                value = value[:, :, self.memories[i]]
+            own[name] = value
+        return own
+
+
+def _slices(widths: Sequence[int]) -> list[slice]:
+    ends = np.cumsum(widths).tolist()
+    return [slice(end - w, end) for w, end in zip(widths, ends)]
+
+
+class _Encoder(_Members):
+    label = "ensemble encoder"
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outs = [encoder.run(feeds) for encoder in self.encoders]
+        joined = {mf.STATE_H: np.concatenate([o[mf.STATE_H] for o in outs], axis=1),
+                  mf.STATE_C: np.concatenate([o[mf.STATE_C] for o in outs], axis=1)}
+        if self.memories is not None:
+            joined[mf.ENCODER_OUTPUTS] = np.concatenate([o[mf.ENCODER_OUTPUTS] for o in outs], axis=2)
+            joined[mf.ENCODER_MASK] = outs[0][mf.ENCODER_MASK]  # the same inputs: the same padding
+        return joined
+
+
+class _Step(_Members):
+    label = "ensemble decoder step"
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outs = [step.run(self.split(feeds, i)) for i, step in enumerate(self.steps)]
+        log_probs = sum(np.log(np.maximum(o[mf.PROBS], _MIN_PROB)) for o in outs) / len(outs)
+        log_probs -= log_probs.max(axis=1, keepdims=True)
+        probs = np.exp(log_probs)
+        probs /= probs.sum(axis=1, keepdims=True)
+        return {mf.PROBS: probs.astype(np.float32, copy=False),
+                mf.NEXT_STATE_H: np.concatenate([o[mf.NEXT_STATE_H] for o in outs], axis=1),
+                mf.NEXT_STATE_C: np.concatenate([o[mf.NEXT_STATE_C] for o in outs], axis=1)}

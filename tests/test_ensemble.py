@@ -1,0 +1,148 @@
+"""Decode-time ensembles (``seq2seq_edge.load_ensemble``, ``s2s run/eval --ensemble``): the members' steps averaged
+in log-probability, on every installed backend; what an ensemble refuses, and how it says so."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import seq2seq_edge
+from seq2seq_edge import backends
+from seq2seq_edge import manifest as mf
+from seq2seq_edge import text
+from seq2seq_edge.ensemble import MAX_MEMBERS
+from seq2seq_edge import OptionError
+from seq2seq_edge.errors import BundleError
+
+from support import s2s
+
+BACKENDS = [b for b in ("litert", "tflite", "onnx") if backends.is_installed(b)]
+
+
+def _inputs(fixture_dir, name: str) -> list[str]:
+    return [item["input"] for item in
+            json.loads((fixture_dir / "bundles" / name / mf.GOLDEN_FILE).read_text(encoding="utf-8"))["items"]]
+
+
+def _by_hand(members, ids: list[int], limit: int) -> list[int]:
+    """Greedy decoding of one input by the members, written out: each member's own encoder and steps, the mean of
+    their log-probabilities, its argmax fed back to all."""
+    input_ids = np.array([ids + [0] * (members[0].manifest.encoder_time_steps - len(ids))], np.int32)
+    feeds = [m.internals.first_feeds(input_ids) for m in members]
+    chosen = []
+    for _ in range(limit + 1):
+        outs = [m.internals.decoder_step.run(f) for m, f in zip(members, feeds)]
+        mean = sum(np.log(np.maximum(o[mf.PROBS][0].astype(np.float64), 1e-30)) for o in outs) / len(outs)
+        token = int(mean.argmax())
+        if token == text.END_ID:
+            break
+        chosen.append(token)
+        for f, o in zip(feeds, outs):
+            f.update({mf.PREV_TOKEN: np.array([token], np.int32), mf.STATE_H: o[mf.NEXT_STATE_H],
+                      mf.STATE_C: o[mf.NEXT_STATE_C]})
+    return chosen
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_two_bundles_decode_as_their_averaged_steps(fixture_dir, backend):
+    """attention and embeddings: the same data and tokens, other models (the second's attention memory is wider)."""
+    bundles = [fixture_dir / "bundles" / n for n in ("attention", "embeddings")]
+    ensemble = seq2seq_edge.load_ensemble(bundles, backend=backend)
+    members = ensemble.members
+    inputs = _inputs(fixture_dir, "attention")
+    prep = ensemble.preprocessing
+    want = [prep.decode_output(_by_hand(members, prep.encode_input(x), ensemble.max_output_len)) for x in inputs]
+    assert ensemble.decode_batch(inputs, batch_size=7) == want
+    assert [ensemble.decode(x) for x in inputs[:20]] == want[:20]
+    singles = [m.decode_batch(inputs) for m in members]
+    assert singles[0] != singles[1]  # two models that disagree somewhere: the test can tell them apart
+    assert ensemble.decode_path == "step-loop"
+    for x in inputs[:10]:
+        result = ensemble.decode_result(x)
+        assert "".join(ensemble.stream(x)) == result.text
+        assert all(0 < p <= 1 for p in result.token_probs) and result.finished
+
+
+@pytest.mark.parametrize("name", ["numbers", "embeddings"])
+def test_a_bundle_with_itself_decodes_as_the_bundle(fixture_dir, name):
+    """The geometric mean of one distribution is that distribution: greedy and beam search give the bundle's own
+    texts, tokens and probabilities."""
+    bundle = fixture_dir / "bundles" / name
+    single = seq2seq_edge.load(bundle, one_call=False)
+    ensemble = seq2seq_edge.load_ensemble([bundle, bundle])
+    inputs = _inputs(fixture_dir, name)[:40]
+    for options in ({}, {"beam_size": 3, "n_best": 2}):
+        got, want = ensemble.decode_batch_results(inputs, **options), single.decode_batch_results(inputs, **options)
+        assert [(r.text, r.tokens, [a.text for a in r.alternatives]) for r in got] == \
+               [(r.text, r.tokens, [a.text for a in r.alternatives]) for r in want]
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g.token_probs, w.token_probs, atol=1e-5)
+
+
+def test_bundles_that_do_not_fit_together_are_refused_naming_the_bundle(fixture_dir):
+    b = fixture_dir / "bundles"
+    with pytest.raises(BundleError, match=r"bundles/digits: its preprocessing differs from the first bundle's "
+                                          r"\(preprocessing\.input\.max_tokens\)"):
+        seq2seq_edge.load_ensemble([b / "numbers", b / "digits"])
+    with pytest.raises(BundleError, match=r"bundles/attention: its architecture 'lstm-attention' is not the first "
+                                          r"bundle's 'lstm-encoder-decoder'"):
+        seq2seq_edge.load_ensemble([b / "numbers", b / "attention"])
+    with pytest.raises(OptionError, match=f"2 to {MAX_MEMBERS} bundles, got 1"):
+        seq2seq_edge.load_ensemble([b / "numbers"])
+    with pytest.raises(OptionError, match=f"got {MAX_MEMBERS + 1}"):
+        seq2seq_edge.load_ensemble([b / "numbers"] * (MAX_MEMBERS + 1))
+    with pytest.raises(TypeError, match="a list of bundle folders"):
+        seq2seq_edge.load_ensemble(str(b / "numbers"))
+
+
+def test_s2s_run_and_eval_decode_with_an_ensemble(fixture_dir, tmp_path):
+    b = fixture_dir / "bundles"
+    inputs = _inputs(fixture_dir, "attention")[:12]
+    want = seq2seq_edge.load_ensemble([b / "attention", b / "embeddings"]).decode_batch(inputs)
+    rc, out, err = s2s("run", b / "attention", "--ensemble", b / "embeddings", stdin="\n".join(inputs).encode())
+    assert (rc, out.splitlines(), err) == (0, want, "")
+    rc, out, _ = s2s("run", b / "attention", "--ensemble", b / "embeddings", "--json", inputs[0])
+    assert rc == 0 and json.loads(out)["output"] == want[0] and json.loads(out)["path"] == "step-loop"
+
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("".join(f"{x}\t{y}\n" for x, y in zip(inputs, want)), encoding="utf-8")
+    rc, out, err = s2s("eval", b / "attention", pairs, "--ensemble", b / "embeddings", "--json")
+    report = json.loads(out)
+    assert (rc, report["exact_match"], report["ensemble"]) == (0, 1.0, [str(b / "embeddings")])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["7", "--ensemble", "{b}/digits"], "{b}/digits: its preprocessing differs from the first bundle's "
+                                   "(preprocessing.input.max_tokens)"),
+    (["7", "--ensemble", "{b}/numbers", "--one-call"], "--one-call: an ensemble decodes by the step loop"),
+    (["--ensemble", "{b}/numbers", "--input", "{tmp}/in.txt"], "--ensemble decodes TEXT arguments and standard "
+                                                               "input; --input files are decoded by one bundle"),
+    (["7", "--ensemble", "{tmp}/missing"], "{tmp}/missing"),
+])
+def test_s2s_run_refuses_an_ensemble_it_cannot_decode_in_one_line(fixture_dir, tmp_path, args, message):
+    b = fixture_dir / "bundles"
+    (tmp_path / "in.txt").write_text("7\n", encoding="utf-8")
+    args = [a.format(b=b, tmp=tmp_path) for a in args]
+    rc, out, err = s2s("run", b / "numbers", *args)
+    assert rc == 2 and out == ""
+    assert err.startswith("s2s run: error: ") and message.format(b=b, tmp=tmp_path) in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_an_ensemble_decodes_files_in_this_process_only(fixture_dir, tmp_path):
+    """decode_file with an ensemble: one worker decodes with it; worker processes, which load one bundle each from
+    its folder, are refused (they would decode with one member)."""
+    from seq2seq_edge.scale.batch_files import decode_file
+    from seq2seq_edge.errors import Seq2SeqEdgeError
+
+    b = fixture_dir / "bundles"
+    ensemble = seq2seq_edge.load_ensemble([b / "attention", b / "embeddings"])
+    inputs = _inputs(fixture_dir, "attention")[:30]
+    (tmp_path / "in.txt").write_text("\n".join(inputs) + "\n", encoding="utf-8")
+    decode_file(ensemble, str(tmp_path / "in.txt"), str(tmp_path / "out.txt"), workers=1, progress=False)
+    assert (tmp_path / "out.txt").read_text(encoding="utf-8").splitlines() == ensemble.decode_batch(inputs)
+    with pytest.raises(Seq2SeqEdgeError, match="decode with one worker \\(an ensemble decodes in this process\\)"):
+        decode_file(ensemble, str(tmp_path / "in.txt"), str(tmp_path / "out2.txt"), workers=2, progress=False)
+    assert not (tmp_path / "out2.txt").exists()
