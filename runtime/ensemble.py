@@ -14,15 +14,18 @@ makes; the ensemble only composes loaded models, so it runs on any backend, in t
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from . import manifest as mf
-from .decoder import Seq2SeqDecoder
+from .decoder import PROB_SLACK, Seq2SeqDecoder
 from .errors import BundleError
 from .options import OptionError
+
+log = logging.getLogger(__name__)
 
 #: The most bundles one ensemble decodes with (each is a set of loaded models and its own state per step).
 MAX_MEMBERS = 8
@@ -57,8 +60,10 @@ def load_ensemble(bundle_dirs: Sequence[str | Path], backend: str = "auto", vari
     """Load 2 to ``MAX_MEMBERS`` bundles (each as ``load`` does, every check included, decoding by the step loop)
     and return them as one decoder that averages their log-probabilities at every step.
 
-    ``backend``, ``variant`` and ``threads`` apply to every member. A BundleError names the first bundle that
-    does not fit the first one (other vocabularies, tokenization, length limits or architecture)."""
+    ``backend``, ``variant`` and ``threads`` apply to every member (with "auto", the backend the first bundle
+    gets). A BundleError names the first bundle that does not fit the first one (other vocabularies,
+    tokenization, length limits or architecture); bundles whose training held out other pairs (another split
+    seed) are decoded, with a warning that scores on either's held-out pairs are not held out from both."""
     from .loader import load
 
     if isinstance(bundle_dirs, (str, Path)):
@@ -66,18 +71,25 @@ def load_ensemble(bundle_dirs: Sequence[str | Path], backend: str = "auto", vari
     bundle_dirs = list(bundle_dirs)
     if not 2 <= len(bundle_dirs) <= MAX_MEMBERS:
         raise OptionError(f"an ensemble decodes with 2 to {MAX_MEMBERS} bundles, got {len(bundle_dirs)}")
-    return EnsembleDecoder([load(b, backend=backend, variant=variant, threads=threads, one_call=False)
-                            for b in bundle_dirs])
+    first = load(bundle_dirs[0], backend=backend, variant=variant, threads=threads, one_call=False)
+    # the others on the backend the first one got ("auto" could pick another format for another bundle)
+    others = [load(b, backend=first.backend, variant=variant, threads=threads, one_call=False) for b in bundle_dirs[1:]]
+    return EnsembleDecoder([first, *others])
 
 
 def check_members(members: Sequence[Seq2SeqDecoder]) -> None:
     """BundleError unless every member reads and writes exactly the first member's tokens with its architecture."""
     if not 2 <= len(members) <= MAX_MEMBERS:
         raise OptionError(f"an ensemble decodes with 2 to {MAX_MEMBERS} bundles, got {len(members)}")
+    if any(isinstance(m, EnsembleDecoder) or not isinstance(m, Seq2SeqDecoder) for m in members):
+        raise TypeError("an ensemble's members are decoders of one bundle each, as load() returns them")
     first = members[0]
     want = first.preprocessing.to_dict()
     for m in members[1:]:
         where = str(m.bundle_dir) if m.bundle_dir else None
+        if (m.backend, m.variant) != (first.backend, first.variant):
+            raise BundleError(f"loaded on {m.backend} {m.variant}, the first bundle on {first.backend} "
+                              f"{first.variant}: an ensemble's members run on one backend and variant", where=where)
         if m.manifest.architecture != first.manifest.architecture:
             raise BundleError(f"its architecture {m.manifest.architecture!r} is not the first bundle's "
                               f"{first.manifest.architecture!r}: an ensemble's members share one", where=where)
@@ -90,6 +102,20 @@ def check_members(members: Sequence[Seq2SeqDecoder]) -> None:
         if m.manifest.encoder_time_steps != first.manifest.encoder_time_steps:
             raise BundleError(f"its encoder takes {m.manifest.encoder_time_steps} time steps, the first bundle's "
                               f"{first.manifest.encoder_time_steps}", where=where)
+        if _split(m) != _split(first):
+            log.warning("%s held out other pairs than %s (%s against %s): scores of the ensemble on either's "
+                        "validation or test split count pairs the other was trained on", where, first.bundle_dir,
+                        _split(m), _split(first))
+
+
+def _split(decoder: Seq2SeqDecoder) -> dict:
+    """What decided the pairs a bundle's training held out (its manifest's provenance; empty if not recorded)."""
+    training = decoder.manifest.provenance.get("training")
+    if not isinstance(training, dict):
+        return {}
+    split = {k: training.get(k) for k in ("task", "validation_fraction", "test_fraction")}
+    split["split_seed"] = training.get("seed") if training.get("split_seed") is None else training.get("split_seed")
+    return split
 
 
 def _first_difference(a, b, path: str = "preprocessing") -> str:
@@ -149,6 +175,12 @@ class _Step(_Members):
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outs = [step.run(self.split(feeds, i)) for i, step in enumerate(self.steps)]
+        for out, step in zip(outs, self.steps):  # what a member emits is checked before it is averaged in
+            probs = out[mf.PROBS]
+            bad = ~np.isfinite(probs) | (probs < 0) | (probs > 1 + PROB_SLACK)
+            if bad.any():
+                raise BundleError(f"the model gave a probability of {float(probs[bad][0])!r} (not a probability in "
+                                  "[0, 1])", where=getattr(step, "label", "decoder step"))
         log_probs = sum(np.log(np.maximum(o[mf.PROBS], _MIN_PROB)) for o in outs) / len(outs)
         log_probs -= log_probs.max(axis=1, keepdims=True)
         probs = np.exp(log_probs)

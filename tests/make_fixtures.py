@@ -27,8 +27,9 @@ FIXTURES = {
     "attention": dict(task="numbers", max_number=999, latent_dim=16, epochs=12, batch_size=32,
                       learning_rate=5e-3, patience=0, decoder="attention", bidirectional=True),
     # What `s2s train --data` trains by default, small: learned embeddings the attention reads beside the encoder's
-    # outputs (the encoder/step contract is the same, its attention memory wider), dropout while training.
-    "embeddings": dict(task="numbers", max_number=999, latent_dim=16, embedding_dim=8, epochs=12, batch_size=32,
+    # outputs (the encoder/step contract is the same, its attention memory wider), dropout while training; other
+    # widths than attention's (its state, its memory), with which it decodes as an ensemble in tests/test_ensemble.py.
+    "embeddings": dict(task="numbers", max_number=999, latent_dim=12, embedding_dim=8, epochs=12, batch_size=32,
                        learning_rate=5e-3, patience=0, decoder="attention", bidirectional=True,
                        attend_embeddings=True, dropout=0.2),
 }

@@ -45,9 +45,27 @@ def _by_hand(members, ids: list[int], limit: int) -> list[int]:
     return chosen
 
 
+def _forced_probs(members, ids: list[int], tokens: list[int], finished: bool) -> list[float]:
+    """The ensemble's probability of each of ``tokens`` (and of the end marker when ``finished``) after the ones
+    before it, the members' steps written out: what a hypothesis's ``token_probs`` must be."""
+    input_ids = np.array([ids + [0] * (members[0].manifest.encoder_time_steps - len(ids))], np.int32)
+    feeds = [m.internals.first_feeds(input_ids) for m in members]
+    probs = []
+    for token in tokens + ([text.END_ID] if finished else []):
+        outs = [m.internals.decoder_step.run(f) for m, f in zip(members, feeds)]
+        mean = sum(np.log(np.maximum(o[mf.PROBS][0].astype(np.float64), 1e-30)) for o in outs) / len(outs)
+        dist = np.exp(mean - mean.max())
+        probs.append(float(dist[token] / dist.sum()))
+        for f, o in zip(feeds, outs):
+            f.update({mf.PREV_TOKEN: np.array([token], np.int32), mf.STATE_H: o[mf.NEXT_STATE_H],
+                      mf.STATE_C: o[mf.NEXT_STATE_C]})
+    return probs
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_two_bundles_decode_as_their_averaged_steps(fixture_dir, backend):
-    """attention and embeddings: the same data and tokens, other models (the second's attention memory is wider)."""
+    """attention and embeddings: the same data and tokens, other models (the second's state and attention memory
+    are of other widths)."""
     bundles = [fixture_dir / "bundles" / n for n in ("attention", "embeddings")]
     ensemble = seq2seq_edge.load_ensemble(bundles, backend=backend)
     members = ensemble.members
@@ -63,6 +81,23 @@ def test_two_bundles_decode_as_their_averaged_steps(fixture_dir, backend):
         result = ensemble.decode_result(x)
         assert "".join(ensemble.stream(x)) == result.text
         assert all(0 < p <= 1 for p in result.token_probs) and result.finished
+
+
+def test_beam_search_over_two_bundles_scores_each_hypothesis_as_the_members_steps_do(fixture_dir):
+    """Beam search reorders the members' joined states and attention memories with its beams: every hypothesis'
+    probabilities are those of its tokens fed through the members one by one."""
+    b = fixture_dir / "bundles"
+    ensemble = seq2seq_edge.load_ensemble([b / "embeddings", b / "attention"])
+    vocab = {t: i for i, t in enumerate(ensemble.preprocessing.target_vocabulary)}
+    inputs = _inputs(fixture_dir, "attention")[:24]
+    checked = 0
+    for x, result in zip(inputs, ensemble.decode_batch_results(inputs, beam_size=4, n_best=3, batch_size=8)):
+        for h in (result, *result.alternatives):
+            want = _forced_probs(ensemble.members, ensemble.preprocessing.encode_input(x),
+                                 [vocab[t] for t in h.tokens], h.finished)
+            np.testing.assert_allclose(h.token_probs, want, rtol=1e-4, atol=1e-6)
+            checked += 1
+    assert checked > len(inputs)  # runners-up too
 
 
 @pytest.mark.parametrize("name", ["numbers", "embeddings"])
@@ -97,6 +132,71 @@ def test_bundles_that_do_not_fit_together_are_refused_naming_the_bundle(fixture_
         seq2seq_edge.load_ensemble(str(b / "numbers"))
 
 
+class _Inflated:
+    """A decoder step that says one token has probability 1e6 (what check_outputs refuses from one bundle)."""
+    label = "inflated decoder step"
+
+    def __init__(self, step):
+        self.step = step
+
+    def run(self, feeds):
+        out = dict(self.step.run(feeds))
+        out[mf.PROBS] = out[mf.PROBS].copy()
+        out[mf.PROBS][:, 5] = 1e6
+        return out
+
+
+def test_a_member_that_emits_no_probability_is_refused_not_averaged_in(fixture_dir):
+    from seq2seq_edge.decoder import Seq2SeqDecoder
+
+    b = fixture_dir / "bundles"
+    good = seq2seq_edge.load(b / "attention", one_call=False)
+    other = seq2seq_edge.load(b / "embeddings", backend=good.backend, one_call=False)
+    bad = Seq2SeqDecoder(other.manifest, other.internals.encoder, _Inflated(other.internals.decoder_step),
+                         backend=other.backend, variant=other.variant, bundle_dir=other.bundle_dir)
+    with pytest.raises(BundleError, match=r"inflated decoder step: the model gave a probability of 1000000\.0"):
+        bad.decode("7")
+    for members in ([good, bad], [bad, good]):
+        with pytest.raises(BundleError, match=r"inflated decoder step: the model gave a probability of 1000000\.0"):
+            seq2seq_edge.EnsembleDecoder(members).decode("7")
+
+
+def test_members_are_single_bundles_on_one_backend(fixture_dir):
+    b = fixture_dir / "bundles"
+    pair = seq2seq_edge.load_ensemble([b / "attention", b / "embeddings"])
+    with pytest.raises(TypeError, match="decoders of one bundle each"):
+        seq2seq_edge.EnsembleDecoder([pair, pair.members[0]])
+    if len(BACKENDS) > 1:
+        mixed = [seq2seq_edge.load(b / "attention", backend=BACKENDS[0], one_call=False),
+                 seq2seq_edge.load(b / "embeddings", backend=BACKENDS[1], one_call=False)]
+        with pytest.raises(BundleError, match=f"loaded on {BACKENDS[1]} fp32, the first bundle on {BACKENDS[0]} fp32"):
+            seq2seq_edge.EnsembleDecoder(mixed)
+
+
+def test_members_trained_on_other_splits_are_decoded_with_a_warning(fixture_dir, tmp_path, caplog):
+    """A manifest says which split its training held out: the other bundle's test pairs may be this one's
+    training pairs, so scores on them would not be held out from the ensemble."""
+    import shutil
+
+    b = fixture_dir / "bundles"
+    other = tmp_path / "embeddings-split-7"
+    shutil.copytree(b / "embeddings", other)
+    manifest = json.loads((other / mf.MANIFEST_FILE).read_text(encoding="utf-8"))
+    manifest["provenance"]["training"]["split_seed"] = 7
+    (other / mf.MANIFEST_FILE).write_text(json.dumps(manifest), encoding="utf-8")
+    with caplog.at_level("WARNING", logger="seq2seq_edge.ensemble"):
+        seq2seq_edge.load_ensemble([b / "attention", b / "embeddings"])
+    assert not caplog.records
+    with caplog.at_level("WARNING", logger="seq2seq_edge.ensemble"):
+        ensemble = seq2seq_edge.load_ensemble([b / "attention", other])
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{other} held out other pairs than {b / 'attention'} ({{'task': 'numbers', 'validation_fraction': 0.1, "
+        f"'test_fraction': 0.1, 'split_seed': 7}} against {{'task': 'numbers', 'validation_fraction': 0.1, "
+        f"'test_fraction': 0.1, 'split_seed': 0}}): scores of the ensemble on either's validation or test split "
+        f"count pairs the other was trained on"]
+    assert ensemble.decode("7") == seq2seq_edge.load_ensemble([b / "attention", b / "embeddings"]).decode("7")
+
+
 def test_s2s_run_and_eval_decode_with_an_ensemble(fixture_dir, tmp_path):
     b = fixture_dir / "bundles"
     inputs = _inputs(fixture_dir, "attention")[:12]
@@ -108,6 +208,9 @@ def test_s2s_run_and_eval_decode_with_an_ensemble(fixture_dir, tmp_path):
 
     pairs = tmp_path / "pairs.tsv"
     pairs.write_text("".join(f"{x}\t{y}\n" for x, y in zip(inputs, want)), encoding="utf-8")
+    rc, out, err = s2s("run", b / "attention", "--ensemble", b / "embeddings", "--input", pairs, "--workers", "1",
+                       "--output", tmp_path / "out.tsv")
+    assert rc == 0 and [line.split("\t")[1] for line in (tmp_path / "out.tsv").read_text().splitlines()] == want
     rc, out, err = s2s("eval", b / "attention", pairs, "--ensemble", b / "embeddings", "--json")
     report = json.loads(out)
     assert (rc, report["exact_match"], report["ensemble"]) == (0, 1.0, [str(b / "embeddings")])
@@ -117,8 +220,8 @@ def test_s2s_run_and_eval_decode_with_an_ensemble(fixture_dir, tmp_path):
     (["7", "--ensemble", "{b}/digits"], "{b}/digits: its preprocessing differs from the first bundle's "
                                    "(preprocessing.input.max_tokens)"),
     (["7", "--ensemble", "{b}/numbers", "--one-call"], "--one-call: an ensemble decodes by the step loop"),
-    (["--ensemble", "{b}/numbers", "--input", "{tmp}/in.txt"], "--ensemble decodes TEXT arguments and standard "
-                                                               "input; --input files are decoded by one bundle"),
+    (["--ensemble", "{b}/numbers", "--input", "{tmp}/in.txt"], "--ensemble with --input decodes in this process: "
+                                                               "add --workers 1"),
     (["7", "--ensemble", "{tmp}/missing"], "{tmp}/missing"),
 ])
 def test_s2s_run_refuses_an_ensemble_it_cannot_decode_in_one_line(fixture_dir, tmp_path, args, message):

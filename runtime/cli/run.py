@@ -35,9 +35,9 @@ __all__ = ["run_command", "MAX_BATCH_SIZE", "EXIT_SOME_FAILED"]
 def run_command(args) -> int:
     """Run ``s2s run``: decode the TEXT arguments, or else the lines of standard input, one output per line."""
     if check_file_options(args):  # --input FILE: workers, --output, --resume (batch_files)
-        if args.ensemble:
-            raise OptionError("--ensemble decodes TEXT arguments and standard input; --input files are decoded by "
-                              "one bundle")
+        if args.ensemble and args.workers != 1:
+            raise OptionError("--ensemble with --input decodes in this process: add --workers 1 (worker processes "
+                              "load one bundle each)")
         return run_files(args)
     opts, decoder = _options_and_decoder(args)
     if args.texts:
