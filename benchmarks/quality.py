@@ -11,7 +11,8 @@
 * **numbers**: ``s2s train --task numbers`` (English, 0-9999), scored on its test split and on every integer
   0-99.
 * **pinyin**: the Chinese phrase -> pinyin set of ``benchmarks/hygiene.py`` (pypinyin's phrases whose characters
-  each have one reading; 5,000+ input symbols), beside a per-character lookup baseline on the same split.
+  each have one reading; 5,000+ input symbols), beside a per-character lookup baseline on the same split; also
+  decode-time ensembles of pinyin models trained on one split (``ENSEMBLES``, ``s2s eval --ensemble``).
 
 Each model is scored with the runtime (LiteRT) in fp32 and int8, greedy and with beam search, by ``s2s eval``.
 Writes ``benchmarks/results/quality.json`` and ``quality.md`` and the table in docs/quality.md; nobody types a
@@ -98,9 +99,35 @@ MODELS = {
     # plateau, and the pinyin runs stop after 23 to 29 epochs, well inside their budget.
     "pinyin-patience-10": ("pinyin", "pinyin (pypinyin phrases), `s2s train --data` defaults + `--patience 10`, 30 min "
                            "budget", ["--target-tokens", "space", "--patience", "10", "--time-budget", "30m"]),
+    # The two that each left pinyin a little under the defaults (--embedding-dim 128: 13.29%, --dropout 0.3: 13.31%),
+    # together; the ad hoc decode-time ensemble of those two runs reached 12.86%.
+    "pinyin-embedding-128-dropout-0.3": ("pinyin", "pinyin (pypinyin phrases), `s2s train --data` defaults + "
+                                         "`--embedding-dim 128 --dropout 0.3`, 30 min budget",
+                                         ["--target-tokens", "space", "--embedding-dim", "128", "--dropout", "0.3",
+                                          "--time-budget", "30m"]),
+    # The defaults again with another seed (weights, dropout masks, batch order; the same split): how far two runs
+    # of one recipe land apart, and the second member of an ensemble of the defaults.
+    "pinyin-seed-1": ("pinyin", "pinyin (pypinyin phrases), `s2s train --data` defaults + `--seed 1 --split-seed 0`, 30 "
+                      "min budget", ["--target-tokens", "space", "--seed", "1", "--split-seed", "0", "--time-budget",
+                                     "30m"]),
     "cmudict-attention-dropout": ("cmudict", "CMUdict G2P, `s2s train --data` defaults + `--attention-dropout 0.3`, "
                                   "60 min budget", ["--target-tokens", "space", "--attention-dropout", "0.3",
                                                     "--time-budget", "60m"]),
+}
+
+#: Decode-time ensembles of the models above, trained on one split (``s2s run --ensemble``): (data, label, members).
+ENSEMBLES = {
+    # Two runs of the --data defaults that differ only in their seed (the second holds out the first's split).
+    "pinyin-ensemble-defaults": ("pinyin", "pinyin (pypinyin phrases), ensemble of 2 runs of the `s2s train --data` "
+                                 "defaults (`--seed 0`; `--seed 1 --split-seed 0`)",
+                                 ["pinyin-attend-embeddings", "pinyin-seed-1"]),
+    "pinyin-ensemble-embedding-128-dropout-0.3": ("pinyin", "pinyin (pypinyin phrases), ensemble of the "
+                                                  "`--embedding-dim 128` and `--dropout 0.3` runs",
+                                                  ["pinyin-embedding-128", "pinyin-dropout-0.3"]),
+    # All four runs above: what more members buy.
+    "pinyin-ensemble-four": ("pinyin", "pinyin (pypinyin phrases), ensemble of the 4 runs above (defaults `--seed 0` "
+                             "and `--seed 1`, `--embedding-dim 128`, `--dropout 0.3`)",
+                             ["pinyin-attend-embeddings", "pinyin-seed-1", "pinyin-embedding-128", "pinyin-dropout-0.3"]),
 }
 
 #: Published CMUdict WERs, beside ours, with their data and split (not measured here): the cmusphinx g2p-seq2seq
@@ -163,17 +190,26 @@ def train_and_export(name: str, work: Path, train_args: list[str], reuse: bool =
     return run, bundle, seconds
 
 
-def score(bundle: Path, tsv: Path, variant: str, beam: int) -> dict:
-    out = s2s("eval", str(bundle), str(tsv), "--json", "--backend", "litert", "--variant", variant,
+def score(bundles: list[Path], tsv: Path, variant: str, beam: int) -> dict:
+    """``s2s eval`` on LiteRT of one bundle, or of an ensemble (the first bundle ``--ensemble`` the others)."""
+    others = [arg for b in bundles[1:] for arg in ("--ensemble", str(b))]
+    out = s2s("eval", str(bundles[0]), str(tsv), *others, "--json", "--backend", "litert", "--variant", variant,
               "--beam", str(beam), "--batch-size", "64")
     return json.loads(out)
 
 
-def per_word_ms(bundle: Path, words: list[str], variant: str = "fp32") -> float:
-    """Median time of one decode at batch 1 on LiteRT (one thread), over ``words`` after a warm-up."""
+def load_litert(bundles: list[Path], variant: str = "fp32"):
+    """One bundle, or an ensemble of several, on LiteRT."""
     import seq2seq_edge
 
-    decoder = seq2seq_edge.load(bundle, backend="litert", variant=variant)
+    if len(bundles) == 1:
+        return seq2seq_edge.load(bundles[0], backend="litert", variant=variant)
+    return seq2seq_edge.load_ensemble(bundles, backend="litert", variant=variant)
+
+
+def per_word_ms(bundles: list[Path], words: list[str], variant: str = "fp32") -> float:
+    """Median time of one decode at batch 1 on LiteRT (one thread), over ``words`` after a warm-up."""
+    decoder = load_litert(bundles, variant)
     words = [w for w in words if _encodable(decoder, w)]  # held-out inputs with symbols training never saw
     for w in words[:50]:
         decoder.decode(w)
@@ -195,17 +231,21 @@ def _encodable(decoder, word: str) -> bool:
     return True
 
 
-def model_kb(bundle: Path, variant: str) -> int:
-    return round(sum(p.stat().st_size for p in bundle.glob(f"*.{variant}.tflite")) / 1024)
+def model_kb(bundles: list[Path], variant: str) -> int:
+    return round(sum(p.stat().st_size for b in bundles for p in b.glob(f"*.{variant}.tflite")) / 1024)
 
 
-def rows_for(name: str, bundle: Path, scored_tsv: Path, train_seconds: float, run: Path, words: list[str]) -> list[dict]:
-    key = bundle.parent.name
-    metrics = json.loads((run / "metrics.json").read_text())
+def rows_for(name: str, bundles: list[Path], scored_tsv: Path, train_seconds: float, runs: list[Path],
+             words: list[str], key: str | None = None) -> list[dict]:
+    """The fp32 and int8 rows, greedy and beam, of one bundle or an ensemble of several (``runs``: their run
+    folders; training time, epochs and size are the members' together)."""
+    key = key or bundles[0].parent.name
+    metrics = [json.loads((run / "metrics.json").read_text()) for run in runs]
+    epochs = "+".join(str(m.get("epochs_run")) for m in metrics)
     rows = []
     for variant in ("fp32", "int8"):
         for beam in (1, BEAM):
-            s = score(bundle, scored_tsv, variant, beam)
+            s = score(bundles, scored_tsv, variant, beam)
             rows.append({
                 "model": name, "key": key, "variant": variant, "decoding": "greedy" if beam == 1 else f"beam {beam}",
                 "inputs": s["inputs"], "exact_match": s["exact_match"],
@@ -215,10 +255,10 @@ def rows_for(name: str, bundle: Path, scored_tsv: Path, train_seconds: float, ru
                 "token_error_rate_any_reference": s["any_reference"].get("word_error_rate"),
                 "worst_buckets": [f"{b['by'].replace('_', ' ')} {b['length']}: {b['exact']}/{b['count']} exact"
                                   for b in s["worst_buckets"]][:3],
-                "train_seconds": round(train_seconds), "epochs": metrics.get("epochs_run"),
-                "model_kb": model_kb(bundle, variant),
-                "ms_per_word": round(per_word_ms(bundle, words, variant), 3) if beam == 1 else None,
-                "checkpoint_average": metrics.get("checkpoint_average"),
+                "train_seconds": round(train_seconds), "epochs": epochs,
+                "model_kb": model_kb(bundles, variant),
+                "ms_per_word": round(per_word_ms(bundles, words, variant), 3) if beam == 1 else None,
+                "checkpoint_average": metrics[0].get("checkpoint_average") if len(metrics) == 1 else None,
             })
             log.info("%s %s %s: %s", name, variant, rows[-1]["decoding"],
                      {k: rows[-1][k] for k in ("exact_match", "token_error_rate", "word_error_any_reference")})
@@ -236,21 +276,33 @@ def run_cmudict(name: str, work: Path, epochs: int | None, reuse: bool) -> list[
     test_words = [line.split("\t")[0] for line in (run / "test.tsv").read_text(encoding="utf-8").splitlines()]
     scored = work / "test_every_pronunciation.tsv"
     scored.write_text("".join(f"{w}\t{p}\n" for w in test_words for p in every[w]), encoding="utf-8")
-    return rows_for(label, bundle, scored, seconds, run, test_words[:LATENCY_WORDS])
+    return rows_for(label, [bundle], scored, seconds, [run], test_words[:LATENCY_WORDS])
 
 
-def run_pinyin(name: str, work: Path, reuse: bool) -> list[dict]:
-    """The pinyin set of benchmarks/hygiene.py with the ``s2s train --data`` defaults, beside its per-character
-    lookup baseline (each character's most frequent syllable in the same training split)."""
+def run_pinyin(name: str, root: Path, reuse: bool) -> list[dict]:
+    """The pinyin set of benchmarks/hygiene.py with a model of ``MODELS`` (or an ensemble of ``ENSEMBLES``, whose
+    members are trained first unless ``root`` holds them), beside its per-character lookup baseline (each
+    character's most frequent syllable in the same training split)."""
     from seq2seq_edge.bench import hygiene
     from seq2seq_edge.evaluation.pairs import read_tsv
 
-    work.mkdir(parents=True, exist_ok=True)
-    tsv = work / "pinyin.tsv"
-    hygiene.write_tsv(hygiene.pinyin_pairs(), tsv)
-    _, label, train_args = MODELS[name]
-    run, bundle, seconds = train_and_export(name, work, ["--data", str(tsv), *train_args], reuse)
-    train, test = read_tsv(run / "train.tsv"), read_tsv(run / "test.tsv")
+    ensemble = name in ENSEMBLES
+    label, members = (ENSEMBLES[name][1], ENSEMBLES[name][2]) if ensemble else (MODELS[name][1], [name])
+    pairs = hygiene.pinyin_pairs()
+    runs, bundles, seconds = [], [], 0.0
+    for member in members:
+        work = root / member
+        work.mkdir(parents=True, exist_ok=True)
+        tsv = work / "pinyin.tsv"
+        hygiene.write_tsv(pairs, tsv)
+        run, bundle, took = train_and_export(member, work, ["--data", str(tsv), *MODELS[member][2]], reuse or ensemble)
+        runs.append(run)
+        bundles.append(bundle)
+        seconds += took
+    test_text = (runs[0] / "test.tsv").read_text(encoding="utf-8")
+    if any((run / "test.tsv").read_text(encoding="utf-8") != test_text for run in runs[1:]):
+        raise SystemExit(f"{name}: the members hold out different test splits (train them with one --split-seed)")
+    train, test = read_tsv(runs[0] / "train.tsv"), read_tsv(runs[0] / "test.tsv")
     lookup = hygiene.baseline(train, test)
     rows = [{"model": "pinyin: per-character lookup (most frequent syllable in training)", "key": name,
              "variant": "–", "decoding": "lookup", "inputs": lookup["inputs"], "exact_match": lookup["exact_match"],
@@ -259,18 +311,17 @@ def run_pinyin(name: str, work: Path, reuse: bool) -> list[dict]:
              "token_error_rate_any_reference": None, "worst_buckets": [], "train_seconds": 0, "epochs": None,
              "model_kb": None, "ms_per_word": None,
              "out_of_reach": hygiene.out_of_reach(train, test)}]
-    model_rows = rows_for(label, bundle, run / "test.tsv", seconds, run, [p.source for p in test[:LATENCY_WORDS]])
+    model_rows = rows_for(label, bundles, runs[0] / "test.tsv", seconds, runs,
+                          [p.source for p in test[:LATENCY_WORDS]], key=name)
     fp32_greedy = next(r for r in model_rows if (r["variant"], r["decoding"]) == ("fp32", "greedy"))
-    outputs = greedy_outputs(bundle, [p.source for p in test])
+    outputs = greedy_outputs(bundles, [p.source for p in test])
     fp32_greedy["against_lookup"] = hygiene.against_lookup(train, test, outputs)
     return rows + model_rows
 
 
-def greedy_outputs(bundle: Path, inputs: list[str]) -> list[str]:
+def greedy_outputs(bundles: list[Path], inputs: list[str]) -> list[str]:
     """fp32 greedy outputs on LiteRT, one per input; "" for an input the model cannot encode."""
-    import seq2seq_edge
-
-    decoder = seq2seq_edge.load(bundle, backend="litert")
+    decoder = load_litert(bundles)
     encodable = [_encodable(decoder, x) for x in inputs]
     decoded = iter(decoder.decode_batch([x for x, ok in zip(inputs, encodable) if ok], batch_size=64))
     return [next(decoded) if ok else "" for ok in encodable]
@@ -283,10 +334,10 @@ def run_numbers(work: Path, reuse: bool) -> list[dict]:
 
     short = work / "zero_to_99.tsv"
     short.write_text("".join(f"{n}\t{num2words(n)}\n" for n in range(100)), encoding="utf-8")
-    rows = rows_for("numbers 0-9999: test split", bundle, run / "test.tsv", seconds, run,
+    rows = rows_for("numbers 0-9999: test split", [bundle], run / "test.tsv", seconds, [run],
                     [str(n) for n in range(0, 10000, 20)])
-    rows += [r for r in rows_for("numbers: every integer 0-99", bundle, short, seconds, run, [str(n) for n in range(100)])
-             if r["decoding"] == "greedy"]
+    rows += [r for r in rows_for("numbers: every integer 0-99", [bundle], short, seconds, [run],
+                                 [str(n) for n in range(100)]) if r["decoding"] == "greedy"]
     return rows
 
 
@@ -367,7 +418,8 @@ def write(results: dict) -> None:
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--only", choices=list(MODELS), help="train and score this model only; keep the others' rows")
+    p.add_argument("--only", choices=[*MODELS, *ENSEMBLES],
+                   help="train and score this model (or ensemble) only; keep the others' rows")
     p.add_argument("--epochs", type=int, help="override the CMUdict model's epochs (a quicker, weaker run)")
     p.add_argument("--work", type=Path, default=HERE / "models" / "quality")
     p.add_argument("--reuse", action="store_true",
@@ -383,12 +435,13 @@ def main() -> int:
     machine = f"{cpu}, {os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}"
     today = time.strftime("%Y-%m-%d")
     rows = []
-    for name, (data, _, _) in MODELS.items():
+    order = [*MODELS, *ENSEMBLES]
+    for name, (data, _, _) in {**MODELS, **ENSEMBLES}.items():
         if args.only in (None, name):
             if data == "numbers":
                 rows += run_numbers(args.work / name, args.reuse)
-            elif data == "pinyin":
-                rows += run_pinyin(name, args.work / name, args.reuse)
+            elif data == "pinyin":  # an ensemble's members are trained into their own folders under --work
+                rows += run_pinyin(name, args.work, args.reuse)
             else:
                 rows += run_cmudict(name, args.work / name, args.epochs, args.reuse)
     for r in rows:  # kept with each row: a run with --only keeps the other rows, measured in earlier runs
@@ -396,7 +449,7 @@ def main() -> int:
     previous = RESULTS / "quality.json"
     if args.only and previous.is_file():  # keep the other models' rows of the last run, read now, at the end
         rows = [r for r in json.loads(previous.read_text())["rows"] if r.get("key") != args.only] + rows
-        rows.sort(key=lambda r: list(MODELS).index(r["key"]) if r.get("key") in MODELS else len(MODELS))
+        rows.sort(key=lambda r: order.index(r["key"]) if r.get("key") in order else len(order))
     write({"machine": machine, "date": today, "rows": rows})
     return 0
 
