@@ -127,7 +127,8 @@ ENSEMBLES = {
     # All four runs above: what more members buy.
     "pinyin-ensemble-four": ("pinyin", "pinyin (pypinyin phrases), ensemble of the 4 runs above (defaults `--seed 0` "
                              "and `--seed 1`, `--embedding-dim 128`, `--dropout 0.3`)",
-                             ["pinyin-attend-embeddings", "pinyin-seed-1", "pinyin-embedding-128", "pinyin-dropout-0.3"]),
+                             ["pinyin-attend-embeddings", "pinyin-seed-1", "pinyin-embedding-128",
+                              "pinyin-dropout-0.3"]),
 }
 
 #: Published CMUdict WERs, beside ours, with their data and split (not measured here): the cmusphinx g2p-seq2seq

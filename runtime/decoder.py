@@ -84,10 +84,14 @@ def check_outputs(ids: np.ndarray, probs: np.ndarray, where: str) -> None:
         row, step = (int(x) for x in np.argwhere(reserved)[0])
         raise BundleError(f"the model chose the reserved id {int(ids[row, step])} at step {step + 1} of item "
                           f"{row + 1} (only the end id {text.END_ID} may end an output)", where=where)
-    seen = probs[steps <= end]
-    bad = ~np.isfinite(seen) | (seen < 0) | (seen > 1 + PROB_SLACK)
+    check_probabilities(probs[steps <= end], where)
+
+
+def check_probabilities(probs: np.ndarray, where: str) -> None:
+    """Refuse a value that is not finite or outside [0, 1] (by more than float32 rounding) among ``probs``."""
+    bad = ~np.isfinite(probs) | (probs < 0) | (probs > 1 + PROB_SLACK)
     if bad.any():
-        raise BundleError(f"the model gave a probability of {float(seen[bad][0])!r} (not a probability in "
+        raise BundleError(f"the model gave a probability of {float(probs[bad][0])!r} (not a probability in "
                           "[0, 1])", where=where)
 
 

@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from . import manifest as mf
-from .decoder import PROB_SLACK, Seq2SeqDecoder
+from .decoder import Seq2SeqDecoder, check_probabilities
 from .errors import BundleError
 from .options import OptionError
 
@@ -69,8 +69,7 @@ def load_ensemble(bundle_dirs: Sequence[str | Path], backend: str = "auto", vari
     if isinstance(bundle_dirs, (str, Path)):
         raise TypeError("load_ensemble takes a list of bundle folders; use load() for one bundle")
     bundle_dirs = list(bundle_dirs)
-    if not 2 <= len(bundle_dirs) <= MAX_MEMBERS:
-        raise OptionError(f"an ensemble decodes with 2 to {MAX_MEMBERS} bundles, got {len(bundle_dirs)}")
+    _check_count(len(bundle_dirs))  # before any bundle is loaded
     first = load(bundle_dirs[0], backend=backend, variant=variant, threads=threads, one_call=False)
     # the others on the backend the first one got ("auto" could pick another format for another bundle)
     others = [load(b, backend=first.backend, variant=variant, threads=threads, one_call=False) for b in bundle_dirs[1:]]
@@ -79,12 +78,11 @@ def load_ensemble(bundle_dirs: Sequence[str | Path], backend: str = "auto", vari
 
 def check_members(members: Sequence[Seq2SeqDecoder]) -> None:
     """BundleError unless every member reads and writes exactly the first member's tokens with its architecture."""
-    if not 2 <= len(members) <= MAX_MEMBERS:
-        raise OptionError(f"an ensemble decodes with 2 to {MAX_MEMBERS} bundles, got {len(members)}")
+    _check_count(len(members))
     if any(isinstance(m, EnsembleDecoder) or not isinstance(m, Seq2SeqDecoder) for m in members):
         raise TypeError("an ensemble's members are decoders of one bundle each, as load() returns them")
     first = members[0]
-    want = first.preprocessing.to_dict()
+    want, held_out = first.preprocessing.to_dict(), _split(first)
     for m in members[1:]:
         where = str(m.bundle_dir) if m.bundle_dir else None
         if (m.backend, m.variant) != (first.backend, first.variant):
@@ -102,10 +100,15 @@ def check_members(members: Sequence[Seq2SeqDecoder]) -> None:
         if m.manifest.encoder_time_steps != first.manifest.encoder_time_steps:
             raise BundleError(f"its encoder takes {m.manifest.encoder_time_steps} time steps, the first bundle's "
                               f"{first.manifest.encoder_time_steps}", where=where)
-        if _split(m) != _split(first):
+        if _split(m) != held_out:
             log.warning("%s held out other pairs than %s (%s against %s): scores of the ensemble on either's "
                         "validation or test split count pairs the other was trained on", where, first.bundle_dir,
-                        _split(m), _split(first))
+                        _split(m), held_out)
+
+
+def _check_count(n: int) -> None:
+    if not 2 <= n <= MAX_MEMBERS:
+        raise OptionError(f"an ensemble decodes with 2 to {MAX_MEMBERS} bundles, got {n}")
 
 
 def _split(decoder: Seq2SeqDecoder) -> dict:
@@ -176,11 +179,7 @@ class _Step(_Members):
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outs = [step.run(self.split(feeds, i)) for i, step in enumerate(self.steps)]
         for out, step in zip(outs, self.steps):  # what a member emits is checked before it is averaged in
-            probs = out[mf.PROBS]
-            bad = ~np.isfinite(probs) | (probs < 0) | (probs > 1 + PROB_SLACK)
-            if bad.any():
-                raise BundleError(f"the model gave a probability of {float(probs[bad][0])!r} (not a probability in "
-                                  "[0, 1])", where=getattr(step, "label", "decoder step"))
+            check_probabilities(out[mf.PROBS], getattr(step, "label", "decoder step"))
         log_probs = sum(np.log(np.maximum(o[mf.PROBS], _MIN_PROB)) for o in outs) / len(outs)
         log_probs -= log_probs.max(axis=1, keepdims=True)
         probs = np.exp(log_probs)
