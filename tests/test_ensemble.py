@@ -26,39 +26,48 @@ def _inputs(fixture_dir, name: str) -> list[str]:
             json.loads((fixture_dir / "bundles" / name / mf.GOLDEN_FILE).read_text(encoding="utf-8"))["items"]]
 
 
+class _WrittenOut:
+    """The members' encoders and steps run one by one for one input: ``next_distribution()`` is the ensemble's
+    distribution over the next token (the normalized mean of the members' log-probabilities), ``feed(token)``
+    gives every member that token and its own next state."""
+
+    def __init__(self, members, ids: list[int]):
+        input_ids = np.array([ids + [0] * (members[0].manifest.encoder_time_steps - len(ids))], np.int32)
+        self.members = members
+        self.feeds = [m.internals.first_feeds(input_ids) for m in members]
+        self.outs = []
+
+    def next_distribution(self) -> np.ndarray:
+        self.outs = [m.internals.decoder_step.run(f) for m, f in zip(self.members, self.feeds)]
+        mean = sum(np.log(np.maximum(o[mf.PROBS][0].astype(np.float64), 1e-30)) for o in self.outs) / len(self.outs)
+        dist = np.exp(mean - mean.max())
+        return dist / dist.sum()
+
+    def feed(self, token: int) -> None:
+        for f, o in zip(self.feeds, self.outs):
+            f.update({mf.PREV_TOKEN: np.array([token], np.int32), mf.STATE_H: o[mf.NEXT_STATE_H],
+                      mf.STATE_C: o[mf.NEXT_STATE_C]})
+
+
 def _by_hand(members, ids: list[int], limit: int) -> list[int]:
-    """Greedy decoding of one input by the members, written out: each member's own encoder and steps, the mean of
-    their log-probabilities, its argmax fed back to all."""
-    input_ids = np.array([ids + [0] * (members[0].manifest.encoder_time_steps - len(ids))], np.int32)
-    feeds = [m.internals.first_feeds(input_ids) for m in members]
-    chosen = []
+    """Greedy decoding of one input, written out: the argmax of the ensemble's distribution fed back to all."""
+    steps, chosen = _WrittenOut(members, ids), []
     for _ in range(limit + 1):
-        outs = [m.internals.decoder_step.run(f) for m, f in zip(members, feeds)]
-        mean = sum(np.log(np.maximum(o[mf.PROBS][0].astype(np.float64), 1e-30)) for o in outs) / len(outs)
-        token = int(mean.argmax())
+        token = int(steps.next_distribution().argmax())
         if token == text.END_ID:
             break
         chosen.append(token)
-        for f, o in zip(feeds, outs):
-            f.update({mf.PREV_TOKEN: np.array([token], np.int32), mf.STATE_H: o[mf.NEXT_STATE_H],
-                      mf.STATE_C: o[mf.NEXT_STATE_C]})
+        steps.feed(token)
     return chosen
 
 
 def _forced_probs(members, ids: list[int], tokens: list[int], finished: bool) -> list[float]:
     """The ensemble's probability of each of ``tokens`` (and of the end marker when ``finished``) after the ones
-    before it, the members' steps written out: what a hypothesis's ``token_probs`` must be."""
-    input_ids = np.array([ids + [0] * (members[0].manifest.encoder_time_steps - len(ids))], np.int32)
-    feeds = [m.internals.first_feeds(input_ids) for m in members]
-    probs = []
+    before it, written out: what a hypothesis's ``token_probs`` must be."""
+    steps, probs = _WrittenOut(members, ids), []
     for token in tokens + ([text.END_ID] if finished else []):
-        outs = [m.internals.decoder_step.run(f) for m, f in zip(members, feeds)]
-        mean = sum(np.log(np.maximum(o[mf.PROBS][0].astype(np.float64), 1e-30)) for o in outs) / len(outs)
-        dist = np.exp(mean - mean.max())
-        probs.append(float(dist[token] / dist.sum()))
-        for f, o in zip(feeds, outs):
-            f.update({mf.PREV_TOKEN: np.array([token], np.int32), mf.STATE_H: o[mf.NEXT_STATE_H],
-                      mf.STATE_C: o[mf.NEXT_STATE_C]})
+        probs.append(float(steps.next_distribution()[token]))
+        steps.feed(token)
     return probs
 
 
