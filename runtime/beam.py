@@ -18,8 +18,9 @@ the same lists):
   Live hypotheses all have the same length, so among them this is ``(parent's rank in that order, token id)``.
 * Step t (t tokens emitted so far) runs the step model on every live hypothesis of every unfinished input at
   once (inputs x beams rows). Each live hypothesis ending with the end marker becomes a finished hypothesis;
-  an input keeps its ``beam_size`` best finished ones. The ``beam_size`` best continuations that are not the
-  end marker become the live hypotheses (candidates are scored in float64 with numpy's ``log``).
+  an input keeps its ``beam_size`` best finished ones. The ``beam_size`` best continuations by a token of the
+  text (not the end marker, nor pad or start, which no output holds) become the live hypotheses (candidates are
+  scored in float64 with numpy's ``log``).
 * An input is done once it holds ``beam_size`` finished hypotheses and no live one can beat the worst of them
   (with alpha = 0: the best live score is below the worst finished score; a live hypothesis only loses score).
 * At the length limit (``max_output_len`` tokens emitted, one more step run) a live hypothesis ends as greedy
@@ -196,10 +197,10 @@ def _extend(state: _Input, p: np.ndarray, t: int, limit: int, beam_size: int,
     np.fmax(candidates, TINY, out=candidates)
     np.log(candidates, out=candidates)
     candidates += np.asarray(scores)[:, None]
-    candidates[:, text.END_ID] = -np.inf
+    candidates[:, text.RESERVED_IDS] = -np.inf
     flat = candidates.ravel()
-    # Fewer than all of the candidates: the end-marker columns (-inf) are never among the chosen.
-    chosen = _top(flat, min(beam_size, len(parents) * (vocab - 1)))
+    # Fewer than all of the candidates: the reserved ids' columns (-inf) are never among the chosen.
+    chosen = _top(flat, min(beam_size, len(parents) * (vocab - len(text.RESERVED_IDS))))
     rows, tokens = (chosen // vocab).tolist(), (chosen % vocab).tolist()
     nodes, new_scores = [], []
     for j, token in zip(rows, tokens):

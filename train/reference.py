@@ -229,7 +229,7 @@ class _BeamRows:
         self.ended = ranked[:beam_size]
         values = np.array([h.score for h in hyps])[:, None] + np.log(np.fmax(p.astype(np.float64), 1e-45))
         parent, token = np.indices(values.shape)
-        keep = token.ravel() != end
+        keep = ~np.isin(token.ravel(), text.RESERVED_IDS)  # no output holds pad, start or end
         values, parent, token = values.ravel()[keep], parent.ravel()[keep], token.ravel()[keep]
         order = np.lexsort((token, parent, -values))  # by score, then token sequence
         if len(order) > beam_size:
