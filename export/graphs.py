@@ -8,7 +8,9 @@ encoder and step models compute (the parity gate checks it), in the form that co
 * the encoder loops over the batch's real length (a bounded ``tf.while_loop``: TFLite WHILE, ONNX Loop), and a
   padded step (the pad id) keeps the state, which is Keras' masking; the decoder step has no loop;
 * the greedy model is the encoder and the whole greedy decode in one graph, its loop bounded by the maximum
-  output length.
+  output length;
+* stacked LSTMs: each upper encoder layer loops over the outputs of the one below; a stacked decoder's state is
+  its layers' states side by side (train/model.py), split and rejoined in the step.
 """
 
 from __future__ import annotations
@@ -21,6 +23,16 @@ from seq2seq_edge import manifest as mf
 from seq2seq_edge import text
 from seq2seq_edge.errors import ExportError
 from seq2seq_edge.train import model as model_mod
+
+
+@dataclass
+class UpperLSTM:
+    """A stacked LSTM layer above the first (or one direction of it): it reads float vectors, so its input kernel
+    is not folded into a table."""
+
+    kernel: np.ndarray     # [input width, 4 * units]
+    recurrent: np.ndarray  # [units, 4 * units]
+    bias: np.ndarray       # [4 * units]
 
 
 @dataclass
@@ -43,11 +55,19 @@ class Seq2SeqWeights:
     #: Attention models that attend to the input embeddings too: the encoder's embedding table [input vocab, D]
     #: (one-hot models: the one-hot table), whose rows follow the LSTM's in the encoder's outputs.
     encoder_embedding: np.ndarray | None = None
+    #: Stacked encoder layers above the first: (forward, backward or None) each, bottom first.
+    encoder_upper: tuple[tuple[UpperLSTM, UpperLSTM | None], ...] = ()
+    #: Stacked decoder layers above the first, bottom first.
+    decoder_upper: tuple[UpperLSTM, ...] = ()
+
+    @property
+    def decoder_layers(self) -> int:
+        return 1 + len(self.decoder_upper)
 
     @property
     def latent_dim(self) -> int:
-        """The decoder's state width (the manifest's latent_dim)."""
-        return self.decoder_recurrent.shape[0]
+        """The decoder's state width (the manifest's latent_dim): its layers' units, side by side."""
+        return self.decoder_recurrent.shape[0] * self.decoder_layers
 
     @property
     def target_vocab_size(self) -> int:
@@ -79,17 +99,33 @@ def _folded(embedding_layer, lstm) -> tuple[np.ndarray, np.ndarray]:
     return (embedding @ kernel + bias).astype(np.float32), recurrent.astype(np.float32)
 
 
-def extract_weights(model) -> Seq2SeqWeights:
-    """Read the trained weights from the layers named in ``train.model``."""
+def _upper(lstm) -> UpperLSTM:
+    _check_lstm(lstm)
+    kernel, recurrent, bias = [np.asarray(w, np.float32) for w in lstm.get_weights()]
+    return UpperLSTM(kernel, recurrent, bias)
+
+
+def _directions(layer) -> tuple:
+    """(forward, backward or None) LSTMs of an encoder layer."""
     import keras
 
+    if isinstance(layer, keras.layers.Bidirectional):
+        return layer.forward_layer, layer.backward_layer
+    return layer, None
+
+
+def extract_weights(model) -> Seq2SeqWeights:
+    """Read the trained weights from the layers named in ``train.model``."""
     enc_emb = model.get_layer(model_mod.ENCODER_EMBEDDING)
-    enc = model.get_layer(model_mod.ENCODER_LSTM)
-    backward = (None, None)
-    if isinstance(enc, keras.layers.Bidirectional):
-        backward = _folded(enc_emb, enc.backward_layer)
-        enc = enc.forward_layer
+    enc, backward_lstm = _directions(model.get_layer(model_mod.ENCODER_LSTM))
+    backward = _folded(enc_emb, backward_lstm) if backward_lstm is not None else (None, None)
     enc_table, enc_recurrent = _folded(enc_emb, enc)
+    encoder_upper = tuple(
+        tuple(None if d is None else _upper(d)
+              for d in _directions(model.get_layer(model_mod.layer_name(model_mod.ENCODER_LSTM, i))))
+        for i in range(1, model_mod.layer_count(model, model_mod.ENCODER_LSTM)))
+    decoder_upper = tuple(_upper(model.get_layer(model_mod.layer_name(model_mod.DECODER_LSTM, j)))
+                          for j in range(1, model_mod.layer_count(model, model_mod.DECODER_LSTM)))
     dec_table, dec_recurrent = _folded(model.get_layer(model_mod.DECODER_EMBEDDING),
                                        model.get_layer(model_mod.DECODER_LSTM))
     dense = model.get_layer(model_mod.DECODER_OUTPUT)
@@ -106,7 +142,8 @@ def extract_weights(model) -> Seq2SeqWeights:
         if model_mod.attends_embeddings(model):
             attention["encoder_embedding"] = np.asarray(enc_emb.get_weights()[0], np.float32)
     return Seq2SeqWeights(enc_table, enc_recurrent, dec_table, dec_recurrent, np.asarray(kernel, np.float32),
-                          np.asarray(bias, np.float32), backward[0], backward[1], **attention)
+                          np.asarray(bias, np.float32), backward[0], backward[1], **attention,
+                          encoder_upper=encoder_upper, decoder_upper=decoder_upper)
 
 
 def build_modules(weights: Seq2SeqWeights, max_input_tokens: int, max_output_tokens: int):
@@ -176,21 +213,20 @@ class _Graphs:
         c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
         return tf.sigmoid(o) * tf.tanh(c), c
 
-    def run_lstm(self, table, recurrent_kernel, input_ids, keep, length, reverse):
+    def run_lstm(self, input_gates, recurrent_kernel, batch, keep, length, reverse):
         """One LSTM direction over positions 0..length-1 (reversed: length-1..0) in a bounded loop; a padded
-        step keeps the state (Keras masking). Returns the final (h, c) and the outputs [batch, T, units] (the
-        state after each position; zero past ``length``)."""
+        step keeps the state (Keras masking). ``input_gates(pos)`` is the input's share of the gates at position
+        ``pos`` [batch, 4 * units]. Returns the final (h, c) and the outputs [batch, T, units] (the state after each
+        position; zero past ``length``)."""
         import tensorflow as tf
 
-        gates_all = tf.gather(tf.constant(table), input_ids)  # [batch, T, 4 * units], one gather for all steps
         units = recurrent_kernel.shape[0]
-        batch = tf.shape(input_ids)[0]
         zero = tf.zeros(tf.stack([batch, units]))
         positions = tf.constant(np.eye(self.max_input_tokens, dtype=np.float32))  # row t: one-hot position t
 
         def body(t, h, c, outputs):
             pos = length - 1 - t if reverse else t
-            gates = tf.gather(gates_all, pos, axis=1) + tf.matmul(h, tf.constant(recurrent_kernel))
+            gates = input_gates(pos) + tf.matmul(h, tf.constant(recurrent_kernel))
             h2, c2 = self.cell(gates, h, c)
             k = tf.gather(keep, pos, axis=1)  # [batch, 1]
             h, c = tf.where(k, h2, h), tf.where(k, c2, c)
@@ -209,13 +245,35 @@ class _Graphs:
         w = self.w
         keep = tf.not_equal(input_ids, text.PAD_ID)[:, :, None]  # padding keeps the state (Keras masking)
         length = tf.reduce_max(tf.reduce_sum(tf.cast(keep[:, :, 0], tf.int32), axis=1))
-        h, c, outputs = self.run_lstm(w.encoder_table, w.encoder_recurrent, input_ids, keep, length, False)
+        batch = tf.shape(input_ids)[0]
+
+        def from_table(table):
+            gates_all = tf.gather(tf.constant(table), input_ids)  # [batch, T, 4 * units], one gather for all steps
+            return lambda pos: tf.gather(gates_all, pos, axis=1)
+
+        def from_outputs(inputs, lstm: UpperLSTM):
+            return lambda pos: (tf.matmul(tf.gather(inputs, pos, axis=1), tf.constant(lstm.kernel))
+                                + tf.constant(lstm.bias))
+
+        layers = [((from_table(w.encoder_table), w.encoder_recurrent),
+                   None if w.encoder_backward_table is None else
+                   (from_table(w.encoder_backward_table), w.encoder_backward_recurrent))]
+        finals, outputs = [], None
+        for i in range(1 + len(w.encoder_upper)):
+            if i:
+                below = outputs
+                layers.append(tuple(None if d is None else (from_outputs(below, d), d.recurrent)
+                                    for d in w.encoder_upper[i - 1]))
+            forward, backward = layers[i]
+            h, c, outputs = self.run_lstm(*forward, batch, keep, length, False)
+            if backward is not None:
+                h_b, c_b, outputs_b = self.run_lstm(*backward, batch, keep, length, True)
+                h, c, outputs = tf.concat([h, h_b], -1), tf.concat([c, c_b], -1), tf.concat([outputs, outputs_b], -1)
+            finals.append((h, c))
+        starts = [finals[model_mod.stacked_source(j, len(finals), w.decoder_layers)] for j in range(w.decoder_layers)]
+        h, c = (tf.concat([s[k] for s in starts], -1) if len(starts) > 1 else starts[0][k] for k in (0, 1))
         if not w.attention:
             return {mf.STATE_H: h, mf.STATE_C: c}
-        if w.encoder_backward_table is not None:
-            h_b, c_b, outputs_b = self.run_lstm(w.encoder_backward_table, w.encoder_backward_recurrent,
-                                                input_ids, keep, length, True)
-            h, c, outputs = tf.concat([h, h_b], -1), tf.concat([c, c_b], -1), tf.concat([outputs, outputs_b], -1)
         if w.encoder_embedding is not None:  # [LSTM outputs; embedding], the embedding zero at padding
             embedded = tf.gather(tf.constant(w.encoder_embedding), input_ids) * tf.cast(keep, tf.float32)
             outputs = tf.concat([outputs, embedded], -1)
@@ -227,9 +285,18 @@ class _Graphs:
         import tensorflow as tf
 
         w = self.w
+        hs, cs = ((tf.split(state, w.decoder_layers, axis=1) if w.decoder_layers > 1 else [state])
+                  for state in (state_h, state_c))
         gates = (tf.gather(tf.constant(w.decoder_table), prev_token)
-                 + tf.matmul(state_h, tf.constant(w.decoder_recurrent)))
-        h, c = self.cell(gates, state_h, state_c)
+                 + tf.matmul(hs[0], tf.constant(w.decoder_recurrent)))
+        h, c = self.cell(gates, hs[0], cs[0])
+        next_h, next_c = [h], [c]
+        for lstm, h_j, c_j in zip(w.decoder_upper, hs[1:], cs[1:]):
+            gates = (tf.matmul(h, tf.constant(lstm.kernel)) + tf.constant(lstm.bias)
+                     + tf.matmul(h_j, tf.constant(lstm.recurrent)))
+            h, c = self.cell(gates, h_j, c_j)
+            next_h.append(h)
+            next_c.append(c)
         out = h
         if w.attention:
             query = tf.matmul(h, tf.constant(w.attention_query))                           # [batch, E]
@@ -241,7 +308,9 @@ class _Graphs:
             out = tf.tanh(tf.matmul(tf.concat([context, h], -1), tf.constant(w.attention_combine_kernel))
                           + tf.constant(w.attention_combine_bias))
         probs = tf.nn.softmax(tf.matmul(out, tf.constant(w.dense_kernel)) + tf.constant(w.dense_bias))
-        return probs, h, c
+        if w.decoder_layers == 1:
+            return probs, h, c
+        return probs, tf.concat(next_h, -1), tf.concat(next_c, -1)
 
     def greedy(self, input_ids):
         """The encoder, then greedy steps until every row has chosen the end id (at most ``steps_out``)."""

@@ -341,6 +341,23 @@ def test_s2s_train_killed_by_sigterm_leaves_nothing(tmp_path):
     assert list((tmp_path / "runs").iterdir()) == []
 
 
+def test_stacked_layers_are_bounded_and_so_is_the_state_they_pack():
+    from seq2seq_edge.errors import TrainOptionError
+    from seq2seq_edge.train import trainer
+
+    assert (trainer.task_defaults("data").encoder_layers, trainer.task_defaults("data").decoder_layers) == (1, 1)
+    for name, value in (("encoder_layers", 0), ("decoder_layers", 5), ("encoder_layers", 2.0)):
+        with pytest.raises(TrainOptionError, match=rf"^--{name.replace('_', '-')} must be an integer from 1 to 4, "
+                                                   rf"got {value}$"):
+            trainer.task_defaults("data", **{name: value})
+    # 3 decoder layers of 2 x 4096 units: a state of 24576, wider than a bundle may declare
+    with pytest.raises(TrainOptionError, match=r"^the decoder's state would be 24576 wide \(its units times "
+                                               r"--decoder-layers\), more than a bundle's 16384; use a smaller "
+                                               r"--latent or fewer layers$"):
+        trainer.task_defaults("data", latent_dim=4096, decoder_layers=3)
+    assert trainer.task_defaults("data", latent_dim=4096, decoder_layers=2).decoder_layers == 2
+
+
 def test_the_data_defaults_and_what_opting_out_of_them_gives():
     """--data trains attention over a bidirectional LSTM of 128 units a direction; the tutorial's decoder (or one
     direction) gets the decoder's 256 units, unless --latent says otherwise; --decoder seed --bidirectional is

@@ -20,6 +20,14 @@ there (the encoder's outputs are [LSTM outputs; embedding], as the attention val
 With ``embedding_dim=0`` (the default) both embeddings are frozen one-hot tables, so the LSTMs see exactly the
 seed's one-hot vectors; id 0 (padding) maps to a zero vector and is masked in the encoder, so right-padding does
 not change the final state. The step model calls the decoder LSTM's cell once: no loop in its graph.
+
+With ``encoder_layers`` or ``decoder_layers`` above 1 the LSTMs are stacked (Sutskever et al. 2014; the
+g2p-seq2seq models are 2 x 512): each layer reads the outputs of the one below, with the same ``dropout`` on its
+inputs. The encoder's top layer makes the attention's memory. Decoder layer j starts from the final state of
+encoder layer ``stacked_source(j)``: the top layers face each other, and extra decoder layers start from the
+encoder's first layer. The step model keeps the bundle's contract: its ``state_h`` and ``state_c`` are the decoder
+layers' states side by side, bottom layer first (so the manifest's ``latent_dim`` is layers x units), and it
+splits and rejoins them inside its graph; no runtime knows the difference.
 """
 
 from __future__ import annotations
@@ -39,6 +47,30 @@ ATTENTION_QUERY = "attention_query"
 ATTENTION = "attention"
 ATTENTION_COMBINE = "attention_combine"
 ATTENTION_MEMORY = "attention_memory"
+ENCODER_STATE_H = "encoder_state_h"
+ENCODER_STATE_C = "encoder_state_c"
+#: The most stacked LSTM layers on either side.
+MAX_LAYERS = 4
+
+
+def layer_name(base: str, index: int) -> str:
+    """The name of stacked layer ``index`` (0-based): the first keeps the single-layer name, so models trained
+    before stacking load as one-layer models."""
+    return base if index == 0 else f"{base}_{index + 1}"
+
+
+def stacked_source(decoder_layer: int, encoder_layers: int, decoder_layers: int) -> int:
+    """The encoder layer whose final state starts ``decoder_layer``: aligned at the top, the first at most."""
+    return max(0, encoder_layers - decoder_layers + decoder_layer)
+
+
+def layer_count(model, base: str) -> int:
+    """How many stacked layers named after ``base`` the model has."""
+    names = {layer.name for layer in model.layers}
+    count = 0
+    while layer_name(base, count) in names:
+        count += 1
+    return count
 
 
 def _one_hot_table(vocab_size: int) -> np.ndarray:
@@ -57,41 +89,48 @@ def _embedding(keras, name, vocab_size, embedding_dim, mask_zero):
 def build_training_model(input_vocab_size: int, target_vocab_size: int, latent_dim: int,
                          embedding_dim: int = 0, *, attention: bool = False, bidirectional: bool = False,
                          dropout: float = 0.0, recurrent_dropout: float = 0.0, attend_embeddings: bool = False,
-                         attention_dropout: float = 0.0):
+                         attention_dropout: float = 0.0, encoder_layers: int = 1, decoder_layers: int = 1):
     """The teacher-forcing model: inputs ``input_ids`` and ``decoder_input_ids``, output softmax per step.
 
     ``latent_dim`` is the encoder's units (per direction); the decoder has as many units as the encoder's final
     state is wide. ``dropout`` applies to the LSTMs' inputs and ``recurrent_dropout`` to their recurrent state;
     ``attention_dropout`` to the embeddings the attention reads (``attend_embeddings``) and to the attention's
-    output before the softmax layer. All during training only: no weight is added, so nothing changes for export."""
+    output before the softmax layer. All during training only: no weight is added, so nothing changes for export.
+    ``encoder_layers`` and ``decoder_layers`` stack LSTMs (1 to MAX_LAYERS each)."""
     import keras
 
     if (bidirectional or attend_embeddings or attention_dropout) and not attention:
         raise ValueError("a bidirectional encoder, attended embeddings and attention dropout need the attention "
                          "decoder")
+    if not (1 <= encoder_layers <= MAX_LAYERS and 1 <= decoder_layers <= MAX_LAYERS):
+        raise ValueError(f"stacked layers: 1 to {MAX_LAYERS} on each side")
     input_ids = keras.Input(shape=(None,), dtype="int32", name=mf.INPUT_IDS)
     decoder_ids = keras.Input(shape=(None,), dtype="int32", name=DECODER_INPUT_IDS)
     # mask_zero masks id 0, which is text.PAD_ID: right-padding leaves the encoder's final state as it was.
     enc_emb = _embedding(keras, ENCODER_EMBEDDING, input_vocab_size, embedding_dim, mask_zero=True)
     dec_emb = _embedding(keras, DECODER_EMBEDDING, target_vocab_size, embedding_dim, mask_zero=False)
-    lstm = keras.layers.LSTM(latent_dim, return_sequences=attention, return_state=True, dropout=dropout,
-                             recurrent_dropout=recurrent_dropout, name=ENCODER_LSTM)
     embedded = enc_emb(input_ids)
-    if bidirectional:
-        seq, h_f, c_f, h_b, c_b = keras.layers.Bidirectional(lstm, name=ENCODER_LSTM)(embedded)
-        h = keras.layers.Concatenate(name="encoder_state_h")([h_f, h_b])
-        c = keras.layers.Concatenate(name="encoder_state_c")([c_f, c_b])
-        decoder_units = 2 * latent_dim
-    else:
-        seq, h, c = lstm(embedded)
-        decoder_units = latent_dim
+    seq, finals = embedded, []
+    for i in range(encoder_layers):
+        # Lower layers hand their whole sequence up; the top one returns it only for the attention.
+        lstm = keras.layers.LSTM(latent_dim, return_sequences=attention or i < encoder_layers - 1,
+                                 return_state=True, dropout=dropout, recurrent_dropout=recurrent_dropout,
+                                 name=layer_name(ENCODER_LSTM, i))
+        if bidirectional:
+            lstm = keras.layers.Bidirectional(lstm, name=layer_name(ENCODER_LSTM, i))
+        seq, *final = lstm(seq)
+        finals.append(final)
+    states = _decoder_initial_states(keras, finals, decoder_layers, bidirectional, lambda name: None)
+    decoder_units = latent_dim * (2 if bidirectional else 1)
     if attend_embeddings:
         attended = (keras.layers.Dropout(attention_dropout, name="attended_embedding_dropout")(embedded)
                     if attention_dropout else embedded)
         seq = keras.layers.Concatenate(name=ATTENTION_MEMORY)([seq, attended])
-    dec_seq = keras.layers.LSTM(decoder_units, return_sequences=True, return_state=True, dropout=dropout,
-                                recurrent_dropout=recurrent_dropout,
-                                name=DECODER_LSTM)(dec_emb(decoder_ids), initial_state=[h, c])[0]
+    dec_seq = dec_emb(decoder_ids)
+    for j in range(decoder_layers):
+        dec_seq = keras.layers.LSTM(decoder_units, return_sequences=True, return_state=True, dropout=dropout,
+                                    recurrent_dropout=recurrent_dropout, name=layer_name(DECODER_LSTM, j))(
+            dec_seq, initial_state=list(states[j]))[0]
     if attention:
         query = keras.layers.Dense(seq.shape[-1], use_bias=False, name=ATTENTION_QUERY)(dec_seq)
         # Keras' dot-product attention masks the encoder's padding (from input_ids) with -1e9 before the softmax.
@@ -123,22 +162,49 @@ def is_bidirectional(model) -> bool:
     return isinstance(model.get_layer(ENCODER_LSTM), keras.layers.Bidirectional)
 
 
+def _decoder_initial_states(keras, finals, decoder_layers: int, bidirectional: bool, existing):
+    """Each decoder layer's initial (h, c), from the encoder layers' final states ``finals`` ([h, c], or
+    [h_f, c_f, h_b, c_b] for a bidirectional layer, whose directions are joined by a Concatenate layer made for
+    the encoder layers a decoder layer starts from: ``existing(name)`` returns it if the model has it already)."""
+    states, made = [], {}
+    for j in range(decoder_layers):
+        i = stacked_source(j, len(finals), decoder_layers)
+        if not bidirectional:
+            states.append(tuple(finals[i]))
+            continue
+        h_f, c_f, h_b, c_b = finals[i]
+        joined = []
+        for base, pair in ((ENCODER_STATE_H, [h_f, h_b]), (ENCODER_STATE_C, [c_f, c_b])):
+            name = layer_name(base, i)
+            if name not in made:
+                made[name] = existing(name) or keras.layers.Concatenate(name=name)
+            joined.append(made[name](pair))
+        states.append(tuple(joined))
+    return states
+
+
+def _packed(keras, tensors, name):
+    """One tensor, or several side by side on the last axis (a stacked decoder's states)."""
+    return tensors[0] if len(tensors) == 1 else keras.layers.Concatenate(name=name)(list(tensors))
+
+
 def encoder_model(model):
     """``input_ids`` -> {``state_h``, ``state_c``} (and with attention ``encoder_outputs``, ``encoder_mask``),
-    sharing the trained weights."""
+    sharing the trained weights. A stacked decoder's initial states are packed side by side, bottom layer first."""
     import keras
 
     input_ids = keras.Input(shape=(None,), dtype="int32", name=mf.INPUT_IDS)
     emb = model.get_layer(ENCODER_EMBEDDING)(input_ids)
+    encoder_layers, decoder_layers = layer_count(model, ENCODER_LSTM), layer_count(model, DECODER_LSTM)
+    seq, finals = emb, []
+    for i in range(encoder_layers):
+        seq, *final = model.get_layer(layer_name(ENCODER_LSTM, i))(seq)
+        finals.append(final)
+    states = _decoder_initial_states(keras, finals, decoder_layers, is_bidirectional(model), model.get_layer)
+    h = _packed(keras, [s[0] for s in states], "decoder_initial_state_h")
+    c = _packed(keras, [s[1] for s in states], "decoder_initial_state_c")
     if not has_attention(model):
-        _, h, c = model.get_layer(ENCODER_LSTM)(emb)
         return keras.Model(input_ids, {mf.STATE_H: h, mf.STATE_C: c}, name=mf.ENCODER)
-    if is_bidirectional(model):
-        seq, h_f, c_f, h_b, c_b = model.get_layer(ENCODER_LSTM)(emb)
-        h = model.get_layer("encoder_state_h")([h_f, h_b])
-        c = model.get_layer("encoder_state_c")([c_f, c_b])
-    else:
-        seq, h, c = model.get_layer(ENCODER_LSTM)(emb)
     if attends_embeddings(model):
         seq = model.get_layer(ATTENTION_MEMORY)([seq, emb])
     mask = keras.layers.Identity(name=mf.ENCODER_MASK)(
@@ -149,17 +215,26 @@ def encoder_model(model):
 
 def decoder_step_model(model):
     """[``prev_token``, ``state_h``, ``state_c``] (and with attention ``encoder_outputs``, ``encoder_mask``) ->
-    {``probs``, ``next_state_h``, ``next_state_c``}: one step, no loop."""
+    {``probs``, ``next_state_h``, ``next_state_c``}: one step, no loop. A stacked decoder's states are its layers'
+    side by side, split and rejoined in the graph."""
     import keras
 
-    lstm = model.get_layer(DECODER_LSTM)
-    latent = lstm.units
+    lstms = [model.get_layer(layer_name(DECODER_LSTM, j)) for j in range(layer_count(model, DECODER_LSTM))]
+    units = lstms[0].units
     prev_token = keras.Input(shape=(), dtype="int32", name=mf.PREV_TOKEN)
-    state_h = keras.Input(shape=(latent,), dtype="float32", name=mf.STATE_H)
-    state_c = keras.Input(shape=(latent,), dtype="float32", name=mf.STATE_C)
+    state_h = keras.Input(shape=(units * len(lstms),), dtype="float32", name=mf.STATE_H)
+    state_c = keras.Input(shape=(units * len(lstms),), dtype="float32", name=mf.STATE_C)
     inputs = [prev_token, state_h, state_c]
-    x = model.get_layer(DECODER_EMBEDDING)(prev_token)
-    out, (h, c) = lstm.cell(x, [state_h, state_c])
+    out = model.get_layer(DECODER_EMBEDDING)(prev_token)
+    hs, cs = [], []
+    for j, lstm in enumerate(lstms):
+        part = slice(j * units, (j + 1) * units)
+        if j:  # every LSTM's cell is named "lstm_cell"; a functional model wants its operations' names unique
+            lstm.cell.name = f"{lstm.name}_cell"
+        out, (h, c) = lstm.cell(out, [state_h[:, part], state_c[:, part]] if len(lstms) > 1 else [state_h, state_c])
+        hs.append(h)
+        cs.append(c)
+    h, c = _packed(keras, hs, "next_state_h_layers"), _packed(keras, cs, "next_state_c_layers")
     if has_attention(model):
         width = model.get_layer(ATTENTION_QUERY).units
         enc_out = keras.Input(shape=(None, width), dtype="float32", name=mf.ENCODER_OUTPUTS)

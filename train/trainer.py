@@ -18,6 +18,7 @@ from seq2seq_edge.quiet import native_logs_caught
 
 from . import batches
 from . import data as data_mod
+from . import model as model_mod
 from .model import build_training_model
 from .reference import KerasDecoder, decode_texts
 from .run_folder import RunConfig, RunFolder
@@ -51,6 +52,8 @@ class TrainConfig:
     dropout: float = 0.0              # on the LSTMs' inputs, during training only
     recurrent_dropout: float = 0.0    # on the LSTMs' recurrent state, during training only
     attention_dropout: float = 0.0    # attention only: on the attended embeddings and the attention's output
+    encoder_layers: int = 1           # stacked LSTM layers in the encoder (model.py)
+    decoder_layers: int = 1           # stacked LSTM layers in the decoder; their states are packed in one state
     min_symbol_count: int = 1         # input symbols seen fewer times in training become text.UNKNOWN_TOKEN
     label_smoothing: float = 0.0      # share of each target's probability spread over the target vocabulary
     weight_decay: float = 0.0         # decoupled weight decay (AdamW); 0: Adam
@@ -143,6 +146,15 @@ def task_defaults(task: str, **overrides) -> TrainConfig:
     if type(cfg.average_checkpoints) is not int or cfg.average_checkpoints < 0 or cfg.average_checkpoints == 1:
         raise TrainOptionError(f"--average-checkpoints must be 0 (off) or an integer of at least 2, got "
                                f"{cfg.average_checkpoints}")
+    for name in ("encoder_layers", "decoder_layers"):
+        value = getattr(cfg, name)
+        if type(value) is not int or not 1 <= value <= model_mod.MAX_LAYERS:
+            raise TrainOptionError(f"--{name.replace('_', '-')} must be an integer from 1 to {model_mod.MAX_LAYERS}, "
+                                   f"got {value}")
+    state = cfg.latent_dim * (2 if cfg.bidirectional else 1) * cfg.decoder_layers
+    if state > mf.MAX_LATENT_DIM:
+        raise TrainOptionError(f"the decoder's state would be {state} wide (its units times --decoder-layers), more "
+                               f"than a bundle's {mf.MAX_LATENT_DIM}; use a smaller --latent or fewer layers")
     if type(cfg.min_symbol_count) is not int or cfg.min_symbol_count < 1:
         raise TrainOptionError(f"--min-symbol-count must be an integer of at least 1, got {cfg.min_symbol_count}")
     return cfg
@@ -320,7 +332,8 @@ def compile_model(cfg: TrainConfig, prep: pp.Preprocessing):
                                  cfg.embedding_dim, attention=cfg.decoder == "attention",
                                  bidirectional=cfg.bidirectional, dropout=cfg.dropout,
                                  recurrent_dropout=cfg.recurrent_dropout, attend_embeddings=cfg.attend_embeddings,
-                                 attention_dropout=cfg.attention_dropout)
+                                 attention_dropout=cfg.attention_dropout, encoder_layers=cfg.encoder_layers,
+                                 decoder_layers=cfg.decoder_layers)
     opt_kwargs = {"learning_rate": cfg.learning_rate}
     if cfg.clipnorm:
         opt_kwargs["clipnorm"] = cfg.clipnorm

@@ -113,6 +113,11 @@ def _add_train_model_options(m) -> None:
     m.add_argument("--attend-embeddings", action=argparse.BooleanOptionalAction, default=None,
                    help="with --decoder attention: the attention reads each input position's embedding beside the "
                         "encoder's output there (--data: on, unless --decoder seed; the tasks: off)")
+    m.add_argument("--encoder-layers", type=int, metavar="N",
+                   help="stacked LSTM layers in the encoder, each reading the outputs of the one below (default: 1)")
+    m.add_argument("--decoder-layers", type=int, metavar="N",
+                   help="stacked LSTM layers in the decoder; the top ones start from the encoder's top layers "
+                        "(default: 1)")
     m.add_argument("--dropout", type=float,
                    help="dropout on the LSTMs' inputs while training (--data: 0.2; the tasks: 0)")
     m.add_argument("--recurrent-dropout", type=float, metavar="P",
@@ -169,6 +174,7 @@ def _cmd_train(args) -> int:
         clipnorm=args.clipnorm, patience=args.patience, seed=args.seed, split_seed=args.split_seed,
         decoder=args.decoder, bidirectional=args.bidirectional, attend_embeddings=args.attend_embeddings,
         dropout=args.dropout, recurrent_dropout=args.recurrent_dropout, attention_dropout=args.attention_dropout,
+        encoder_layers=args.encoder_layers, decoder_layers=args.decoder_layers,
         min_symbol_count=args.min_symbol_count, label_smoothing=args.label_smoothing,
         weight_decay=args.weight_decay, length_buckets=args.length_buckets, min_improvement=args.min_improvement,
         time_budget_s=_duration(args.time_budget), lr_schedule=args.lr_schedule, monitor=args.monitor,
