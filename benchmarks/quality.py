@@ -110,6 +110,15 @@ MODELS = {
     "pinyin-seed-1": ("pinyin", "pinyin (pypinyin phrases), `s2s train --data` defaults + `--seed 1 --split-seed 0`, 30 "
                       "min budget", ["--target-tokens", "space", "--seed", "1", "--split-seed", "0", "--time-budget",
                                      "30m"]),
+    # Stacked LSTMs (the published G2P systems have 2 layers): a second bidirectional encoder layer reads the first's
+    # outputs, for the context a heteronym's reading depends on; then a second decoder layer too.
+    "pinyin-encoder-layers-2": ("pinyin", "pinyin (pypinyin phrases), `s2s train --data` defaults + `--encoder-layers "
+                                "2`, 30 min budget",
+                                ["--target-tokens", "space", "--encoder-layers", "2", "--time-budget", "30m"]),
+    "pinyin-layers-2": ("pinyin", "pinyin (pypinyin phrases), `s2s train --data` defaults + `--encoder-layers 2 "
+                        "--decoder-layers 2`, 30 min budget",
+                        ["--target-tokens", "space", "--encoder-layers", "2", "--decoder-layers", "2",
+                         "--time-budget", "30m"]),
     "cmudict-attention-dropout": ("cmudict", "CMUdict G2P, `s2s train --data` defaults + `--attention-dropout 0.3`, "
                                   "60 min budget", ["--target-tokens", "space", "--attention-dropout", "0.3",
                                                     "--time-budget", "60m"]),
