@@ -6,7 +6,8 @@ writes OUT_DIR/runs/{digits,numbers,attention,embeddings}, OUT_DIR/bundles/{digi
 OUT_DIR/vectors.json (tests/make_vectors.py: the test vectors the Python, JavaScript, C and Kotlin tests share). ``digits`` is the seed task with its
 defaults (9/9 exact); ``numbers`` is a small, quick model of 0-999 with word targets, whose inputs have mixed
 lengths (1-3 characters) and whose outputs need not be right: the tests compare against Keras' own strings.
-``attention`` and ``embeddings`` are the attention decoder over a bidirectional encoder on the same task; ``embeddings``
+``attention`` and ``embeddings`` are the attention decoder over a bidirectional encoder on the same task (``attention``'s
+LSTMs stacked two deep on both sides, its decoder's states packed side by side in the contract's state); ``embeddings``
 is the architecture ``s2s train --data`` trains by default: learned input embeddings, which the attention also reads
 (a wider attention memory), trained with dropout.
 Everything is seeded, so the same command gives the same files.
@@ -23,9 +24,11 @@ FIXTURES = {
     "digits": dict(task="digits"),
     "numbers": dict(task="numbers", max_number=999, latent_dim=24, epochs=12, batch_size=32,
                     learning_rate=5e-3, patience=0),
-    # The attention decoder over a bidirectional encoder, on the same small task.
+    # The attention decoder over a bidirectional encoder, on the same small task; two stacked LSTM layers on each
+    # side (--encoder-layers 2 --decoder-layers 2), whose state every runtime carries without knowing it.
     "attention": dict(task="numbers", max_number=999, latent_dim=16, epochs=12, batch_size=32,
-                      learning_rate=5e-3, patience=0, decoder="attention", bidirectional=True),
+                      learning_rate=5e-3, patience=0, decoder="attention", bidirectional=True, encoder_layers=2,
+                      decoder_layers=2),
     # What `s2s train --data` trains by default, small: learned embeddings the attention reads beside the encoder's
     # outputs (the encoder/step contract is the same, its attention memory wider), dropout while training; other
     # widths than attention's (its state, its memory), with which it decodes as an ensemble in tests/test_ensemble.py.
