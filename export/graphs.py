@@ -41,14 +41,14 @@ class Seq2SeqWeights:
 
     encoder_table: np.ndarray      # [input vocab, 4 * units]
     encoder_recurrent: np.ndarray  # [units, 4 * units]
-    decoder_table: np.ndarray      # [target vocab, 4 * latent]
-    decoder_recurrent: np.ndarray  # [latent, 4 * latent]
-    dense_kernel: np.ndarray       # [latent, target vocab]
+    decoder_table: np.ndarray      # [target vocab, 4 * D], D: the decoder's units (of each layer)
+    decoder_recurrent: np.ndarray  # [D, 4 * D]
+    dense_kernel: np.ndarray       # [D, target vocab]
     dense_bias: np.ndarray         # [target vocab]
     #: Attention models: the backward direction of a bidirectional encoder (None when it is one-directional).
     encoder_backward_table: np.ndarray | None = None
     encoder_backward_recurrent: np.ndarray | None = None
-    #: Attention models: the query projection [latent, E] and the combination [E + latent, latent] + [latent].
+    #: Attention models: the query projection [D, E] and the combination [E + D, D] + [D].
     attention_query: np.ndarray | None = None
     attention_combine_kernel: np.ndarray | None = None
     attention_combine_bias: np.ndarray | None = None
@@ -62,6 +62,7 @@ class Seq2SeqWeights:
 
     @property
     def decoder_layers(self) -> int:
+        """The decoder's stacked LSTM layers (1 unless the model stacks them)."""
         return 1 + len(self.decoder_upper)
 
     @property

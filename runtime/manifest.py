@@ -101,7 +101,7 @@ ALLOWED_OPS = {
 MAX_MANIFEST_BYTES = 16 * 2**20
 #: A model file larger than this is refused before it is read (TFLite flatbuffers stop at 2 GiB).
 MAX_MODEL_BYTES = 2**30
-#: LSTM units (state width).
+#: The decoder state's width (LSTM units, times the layers of a stacked decoder).
 MAX_LATENT_DIM = 16_384
 #: Model entries in one manifest, and operator names per model entry.
 MAX_MODELS = 64
@@ -211,7 +211,8 @@ class BundleManifest:
     """``manifest.json``: everything needed to run the bundle's models, in any language."""
 
     preprocessing: Preprocessing
-    #: LSTM units: the size of state_h and state_c.
+    #: The size of state_h and state_c: the decoder LSTM's units (times its layers when they are stacked,
+    #: their states side by side).
     latent_dim: int
     #: Fixed time axis of the encoder input: inputs are right-padded with id 0 to this length.
     encoder_time_steps: int

@@ -27,15 +27,16 @@ requires_train = pytest.mark.skipif(not HAS_TRAIN, reason="needs the [train] ext
 def fixture_dir(tmp_path_factory, pytestconfig) -> Path:
     env = os.environ.get("S2S_FIXTURES")
     out = Path(env) if env else tmp_path_factory.mktemp("fixtures")
-    needed = [out / "bundles" / n / "manifest.json" for n in BUNDLES]
-    if not all(p.is_file() for p in needed):
-        if not HAS_TRAIN:
-            pytest.fail(f"no fixture bundles in {out} and no TensorFlow to make them: "
-                        "run `python tests/make_fixtures.py DIR` in a training env and set S2S_FIXTURES=DIR")
-        import make_fixtures
+    import make_fixtures  # imports nothing third-party until it trains
 
+    missing = make_fixtures.stale(out)
+    if missing:
+        if not HAS_TRAIN:
+            pytest.fail(f"fixture bundles missing or made from other settings in {out} ({', '.join(missing)}) and "
+                        "no TensorFlow to make them: run `python tests/make_fixtures.py DIR` in a training env and "
+                        "set S2S_FIXTURES=DIR")
         say = _say(pytestconfig)
-        say(f"\nbuilding the test fixtures in {out}: training and exporting {len(BUNDLES)} small models (one to a few "
+        say(f"\nbuilding the test fixtures in {out}: training and exporting {len(missing)} small models (one to a few "
             "minutes on 2 cores; S2S_FIXTURES=DIR keeps them for the next run)")
         make_fixtures.make(out, say=say)
     if not (out / "vectors.json").is_file() and importlib.util.find_spec("onnxruntime") is not None:

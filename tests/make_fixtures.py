@@ -15,7 +15,9 @@ Everything is seeded, so the same command gives the same files.
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -30,12 +32,31 @@ FIXTURES = {
                       learning_rate=5e-3, patience=0, decoder="attention", bidirectional=True, encoder_layers=2,
                       decoder_layers=2),
     # What `s2s train --data` trains by default, small: learned embeddings the attention reads beside the encoder's
-    # outputs (the encoder/step contract is the same, its attention memory wider), dropout while training; other
-    # widths than attention's (its state, its memory), with which it decodes as an ensemble in tests/test_ensemble.py.
+    # outputs (the encoder/step contract is the same, its attention memory wider), dropout while training; another
+    # state width than attention's (24 against 64), with which it decodes as an ensemble in tests/test_ensemble.py.
     "embeddings": dict(task="numbers", max_number=999, latent_dim=12, embedding_dim=8, epochs=12, batch_size=32,
                        learning_rate=5e-3, patience=0, decoder="attention", bidirectional=True,
                        attend_embeddings=True, dropout=0.2),
 }
+
+
+def _settings_file(out_dir: Path, name: str) -> Path:
+    """Beside a fixture bundle: the FIXTURES settings it was made from."""
+    return out_dir / "bundles" / f"{name}.fixture.json"
+
+
+def _settings(name: str) -> str:
+    return json.dumps(FIXTURES[name], sort_keys=True)
+
+
+def stale(out_dir: Path) -> list[str]:
+    """The fixtures ``out_dir`` lacks, or holds as made from other settings than FIXTURES gives now (a folder
+    kept with S2S_FIXTURES across a change of a fixture)."""
+    def current(name: str) -> bool:
+        settings = _settings_file(out_dir, name)
+        return ((out_dir / "bundles" / name / "manifest.json").is_file() and settings.is_file()
+                and settings.read_text(encoding="utf-8") == _settings(name))
+    return [name for name in FIXTURES if not current(name)]
 
 
 def _stderr(message: str) -> None:
@@ -48,16 +69,22 @@ def make(out_dir: Path, names=tuple(FIXTURES), say=_stderr) -> dict[str, Path]:
     from seq2seq_edge.train import trainer
 
     bundles = {}
+    remake = set(stale(out_dir)) & set(names)
+    if remake:  # what is made from the fixtures' models is made again with them
+        shutil.rmtree(out_dir / "extra", ignore_errors=True)
+        shutil.rmtree(out_dir / "crafted", ignore_errors=True)
+        (out_dir / "vectors.json").unlink(missing_ok=True)
     for name in names:
         spec = dict(FIXTURES[name])
         run_dir, bundle_dir = out_dir / "runs" / name, out_dir / "bundles" / name
-        if not (bundle_dir / "manifest.json").is_file():
+        if name in remake:
             started = time.perf_counter()
             say(f"test fixture {name!r}: training {run_dir} ...")
             cfg = trainer.task_defaults(spec.pop("task"), **spec)
             trainer.train(cfg, run_dir, force=True, quiet=True)
             say(f"test fixture {name!r}: exporting {bundle_dir} ...")
             export_bundle(run_dir, bundle_dir, force=True)
+            _settings_file(out_dir, name).write_text(_settings(name), encoding="utf-8")
             say(f"test fixture {name!r}: done in {time.perf_counter() - started:.0f} s")
         bundles[name] = bundle_dir
     extra = out_dir / "extra" / "per_channel_int8.tflite"

@@ -73,8 +73,8 @@ def _forced_probs(members, ids: list[int], tokens: list[int], finished: bool) ->
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_two_bundles_decode_as_their_averaged_steps(fixture_dir, backend):
-    """attention and embeddings: the same data and tokens, other models (the second's state and attention memory
-    are of other widths)."""
+    """attention and embeddings: the same data and tokens, other models (one layer against two stacked, states of
+    other widths)."""
     bundles = [fixture_dir / "bundles" / n for n in ("attention", "embeddings")]
     ensemble = seq2seq_edge.load_ensemble(bundles, backend=backend)
     members = ensemble.members

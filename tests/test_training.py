@@ -351,10 +351,13 @@ def test_stacked_layers_are_bounded_and_so_is_the_state_they_pack():
                                                    rf"got {value}$"):
             trainer.task_defaults("data", **{name: value})
     # 3 decoder layers of 2 x 4096 units: a state of 24576, wider than a bundle may declare
-    with pytest.raises(TrainOptionError, match=r"^the decoder's state would be 24576 wide \(its units times "
-                                               r"--decoder-layers\), more than a bundle's 16384; use a smaller "
-                                               r"--latent or fewer layers$"):
+    with pytest.raises(TrainOptionError, match=r"^the decoder's state would be 24576 wide \(8192 units x 3 layers\), "
+                                               r"more than a bundle's 16384; use a smaller --latent or fewer "
+                                               r"--decoder-layers$"):
         trainer.task_defaults("data", latent_dim=4096, decoder_layers=3)
+    with pytest.raises(TrainOptionError, match=r"^the decoder's state would be 20000 wide \(20000 units\), more than a "
+                                               r"bundle's 16384; use a smaller --latent$"):
+        trainer.task_defaults("data", latent_dim=20000, decoder="seed")
     assert trainer.task_defaults("data", latent_dim=4096, decoder_layers=2).decoder_layers == 2
 
 

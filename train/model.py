@@ -60,7 +60,8 @@ def layer_name(base: str, index: int) -> str:
 
 
 def stacked_source(decoder_layer: int, encoder_layers: int, decoder_layers: int) -> int:
-    """The encoder layer whose final state starts ``decoder_layer``: aligned at the top, the first at most."""
+    """The encoder layer whose final state starts ``decoder_layer`` (all 0-based): the top layers face each other,
+    and decoder layers below the encoder's first start from the first."""
     return max(0, encoder_layers - decoder_layers + decoder_layer)
 
 
@@ -229,7 +230,9 @@ def decoder_step_model(model):
     hs, cs = [], []
     for j, lstm in enumerate(lstms):
         part = slice(j * units, (j + 1) * units)
-        if j:  # every LSTM's cell is named "lstm_cell"; a functional model wants its operations' names unique
+        if j:  # Keras names every LSTM's cell "lstm_cell", and a functional model wants its operations' names
+            # unique: the upper cells are renamed on the trained model itself, for good (deliberate: weights are
+            # saved by attribute path, not by name, and no config holds a cell's name)
             lstm.cell.name = f"{lstm.name}_cell"
         out, (h, c) = lstm.cell(out, [state_h[:, part], state_c[:, part]] if len(lstms) > 1 else [state_h, state_c])
         hs.append(h)

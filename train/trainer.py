@@ -151,10 +151,12 @@ def task_defaults(task: str, **overrides) -> TrainConfig:
         if type(value) is not int or not 1 <= value <= model_mod.MAX_LAYERS:
             raise TrainOptionError(f"--{name.replace('_', '-')} must be an integer from 1 to {model_mod.MAX_LAYERS}, "
                                    f"got {value}")
-    state = cfg.latent_dim * (2 if cfg.bidirectional else 1) * cfg.decoder_layers
-    if state > mf.MAX_LATENT_DIM:
-        raise TrainOptionError(f"the decoder's state would be {state} wide (its units times --decoder-layers), more "
-                               f"than a bundle's {mf.MAX_LATENT_DIM}; use a smaller --latent or fewer layers")
+    units = cfg.latent_dim * (2 if cfg.bidirectional else 1)
+    if units * cfg.decoder_layers > mf.MAX_LATENT_DIM:
+        layers = f" x {cfg.decoder_layers} layers" if cfg.decoder_layers > 1 else ""
+        raise TrainOptionError(f"the decoder's state would be {units * cfg.decoder_layers} wide ({units} units"
+                               f"{layers}), more than a bundle's {mf.MAX_LATENT_DIM}; use a smaller --latent"
+                               + (" or fewer --decoder-layers" if layers else ""))
     if type(cfg.min_symbol_count) is not int or cfg.min_symbol_count < 1:
         raise TrainOptionError(f"--min-symbol-count must be an integer of at least 1, got {cfg.min_symbol_count}")
     return cfg

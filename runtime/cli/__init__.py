@@ -114,10 +114,11 @@ def _add_train_model_options(m) -> None:
                    help="with --decoder attention: the attention reads each input position's embedding beside the "
                         "encoder's output there (--data: on, unless --decoder seed; the tasks: off)")
     m.add_argument("--encoder-layers", type=int, metavar="N",
-                   help="stacked LSTM layers in the encoder, each reading the outputs of the one below (default: 1)")
-    m.add_argument("--decoder-layers", type=int, metavar="N",
-                   help="stacked LSTM layers in the decoder; the top ones start from the encoder's top layers "
+                   help="stacked LSTM layers in the encoder (1 to 4), each reading the outputs of the one below "
                         "(default: 1)")
+    m.add_argument("--decoder-layers", type=int, metavar="N",
+                   help="stacked LSTM layers in the decoder (1 to 4); the top ones start from the encoder's top "
+                        "layers (default: 1)")
     m.add_argument("--dropout", type=float,
                    help="dropout on the LSTMs' inputs while training (--data: 0.2; the tasks: 0)")
     m.add_argument("--recurrent-dropout", type=float, metavar="P",
