@@ -183,7 +183,7 @@ def test_checkpoint_average_is_kept_only_when_it_decodes_more_validation_pairs_e
     from seq2seq_edge.train.reference import KerasDecoder, decode_texts, normalized_targets
     from seq2seq_edge.train.run_folder import RunFolder
 
-    run = RunFolder.open(fixture_dir / "runs" / "attention")
+    run = RunFolder.open(fixture_dir / "runs" / "embeddings")  # it decodes some validation pairs exactly
     prep, validation = run.read_config().preprocessing, run.read_split("validation")
     model = run.load_keras_model()
     trained = [v.numpy().copy() for v in model.trainable_variables]
