@@ -9,8 +9,11 @@ encoder and step models compute (the parity gate checks it), in the form that co
   padded step (the pad id) keeps the state, which is Keras' masking; the decoder step has no loop;
 * the greedy model is the encoder and the whole greedy decode in one graph, its loop bounded by the maximum
   output length;
-* stacked LSTMs: each upper encoder layer loops over the outputs of the one below; a stacked decoder's state is
-  its layers' states side by side (train/model.py), split and rejoined in the step.
+* stacked LSTMs: each upper encoder layer loops over the outputs of the one below (its input kernel applied to
+  them all in one matmul); a stacked decoder's state is its layers' states side by side (train/model.py), split
+  and rejoined in the step;
+* input feeding: the step's attention output is one slot more of the state (train/input_feeding.py), part of the
+  first decoder layer's input at the next step.
 """
 
 from __future__ import annotations
@@ -59,6 +62,9 @@ class Seq2SeqWeights:
     encoder_upper: tuple[tuple[UpperLSTM, UpperLSTM | None], ...] = ()
     #: Stacked decoder layers above the first, bottom first.
     decoder_upper: tuple[UpperLSTM, ...] = ()
+    #: Input feeding: the fed attention output's share of the first decoder layer's input kernel [D, 4 * D]
+    #: (None without input feeding).
+    decoder_feed_kernel: np.ndarray | None = None
 
     @property
     def decoder_layers(self) -> int:
@@ -66,9 +72,14 @@ class Seq2SeqWeights:
         return 1 + len(self.decoder_upper)
 
     @property
+    def input_feeding(self) -> bool:
+        return self.decoder_feed_kernel is not None
+
+    @property
     def latent_dim(self) -> int:
-        """The decoder's state width (the manifest's latent_dim): its layers' units, side by side."""
-        return self.decoder_recurrent.shape[0] * self.decoder_layers
+        """The decoder's state width (the manifest's latent_dim): its layers' units side by side, then with input
+        feeding one slot more, the fed attention output (train/input_feeding.py)."""
+        return self.decoder_recurrent.shape[0] * (self.decoder_layers + self.input_feeding)
 
     @property
     def target_vocab_size(self) -> int:
@@ -92,12 +103,15 @@ def _check_lstm(layer) -> None:
         raise ExportError(f"layer {layer.name!r} has {wrong}; the exporter supports {wanted}")
 
 
-def _folded(embedding_layer, lstm) -> tuple[np.ndarray, np.ndarray]:
-    """(embedding @ kernel + bias, recurrent kernel) of one LSTM (direction), computed in float64."""
+def _folded(embedding_layer, lstm) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(embedding @ kernel + bias, recurrent kernel, the input kernel's rows past the embedding's width) of one
+    LSTM (direction), computed in float64. The last are the fed vector's rows with input feeding, else empty."""
     _check_lstm(lstm)
     (embedding,) = [np.asarray(w, np.float64) for w in embedding_layer.get_weights()]
     kernel, recurrent, bias = [np.asarray(w, np.float64) for w in lstm.get_weights()]
-    return (embedding @ kernel + bias).astype(np.float32), recurrent.astype(np.float32)
+    width = embedding.shape[1]
+    return ((embedding @ kernel[:width] + bias).astype(np.float32), recurrent.astype(np.float32),
+            kernel[width:].astype(np.float32))
 
 
 def _upper(lstm) -> UpperLSTM:
@@ -115,28 +129,39 @@ def _directions(layer) -> tuple:
     return layer, None
 
 
+def _decoder_layers(model) -> tuple[list, object, object]:
+    """(the decoder's LSTM layers or cells bottom first, the attention query layer, the attention combination
+    layer; both None without attention)."""
+    feeding = model_mod.input_feeding_decoder(model)
+    if feeding is not None:
+        return list(feeding.cells), feeding.query, feeding.combine
+    lstms = [model.get_layer(model_mod.layer_name(model_mod.DECODER_LSTM, j))
+             for j in range(model_mod.layer_count(model, model_mod.DECODER_LSTM))]
+    if not model_mod.has_attention(model):
+        return lstms, None, None
+    return lstms, model.get_layer(model_mod.ATTENTION_QUERY), model.get_layer(model_mod.ATTENTION_COMBINE)
+
+
 def extract_weights(model) -> Seq2SeqWeights:
     """Read the trained weights from the layers named in ``train.model``."""
     enc_emb = model.get_layer(model_mod.ENCODER_EMBEDDING)
     enc, backward_lstm = _directions(model.get_layer(model_mod.ENCODER_LSTM))
-    backward = _folded(enc_emb, backward_lstm) if backward_lstm is not None else (None, None)
-    enc_table, enc_recurrent = _folded(enc_emb, enc)
+    backward = _folded(enc_emb, backward_lstm)[:2] if backward_lstm is not None else (None, None)
+    enc_table, enc_recurrent, _ = _folded(enc_emb, enc)
     encoder_upper = tuple(
         tuple(None if d is None else _upper(d)
               for d in _directions(model.get_layer(model_mod.layer_name(model_mod.ENCODER_LSTM, i))))
         for i in range(1, model_mod.layer_count(model, model_mod.ENCODER_LSTM)))
-    decoder_upper = tuple(_upper(model.get_layer(model_mod.layer_name(model_mod.DECODER_LSTM, j)))
-                          for j in range(1, model_mod.layer_count(model, model_mod.DECODER_LSTM)))
-    dec_table, dec_recurrent = _folded(model.get_layer(model_mod.DECODER_EMBEDDING),
-                                       model.get_layer(model_mod.DECODER_LSTM))
+    lstms, query_layer, combine_layer = _decoder_layers(model)
+    dec_table, dec_recurrent, feed_kernel = _folded(model.get_layer(model_mod.DECODER_EMBEDDING), lstms[0])
     dense = model.get_layer(model_mod.DECODER_OUTPUT)
     if dense.get_config().get("activation") != "softmax":
         raise ExportError(f"layer {dense.name!r} must end in a softmax")
     kernel, bias = dense.get_weights()
     attention = {}
-    if model_mod.has_attention(model):
-        (query,) = model.get_layer(model_mod.ATTENTION_QUERY).get_weights()
-        combine_kernel, combine_bias = model.get_layer(model_mod.ATTENTION_COMBINE).get_weights()
+    if query_layer is not None:
+        (query,) = query_layer.get_weights()
+        combine_kernel, combine_bias = combine_layer.get_weights()
         attention = dict(attention_query=np.asarray(query, np.float32),
                          attention_combine_kernel=np.asarray(combine_kernel, np.float32),
                          attention_combine_bias=np.asarray(combine_bias, np.float32))
@@ -144,7 +169,8 @@ def extract_weights(model) -> Seq2SeqWeights:
             attention["encoder_embedding"] = np.asarray(enc_emb.get_weights()[0], np.float32)
     return Seq2SeqWeights(enc_table, enc_recurrent, dec_table, dec_recurrent, np.asarray(kernel, np.float32),
                           np.asarray(bias, np.float32), backward[0], backward[1], **attention,
-                          encoder_upper=encoder_upper, decoder_upper=decoder_upper)
+                          encoder_upper=encoder_upper, decoder_upper=tuple(_upper(lstm) for lstm in lstms[1:]),
+                          decoder_feed_kernel=feed_kernel if feed_kernel.size else None)
 
 
 def build_modules(weights: Seq2SeqWeights, max_input_tokens: int, max_output_tokens: int):
@@ -253,25 +279,28 @@ class _Graphs:
             return lambda pos: tf.gather(gates_all, pos, axis=1)
 
         def from_outputs(inputs, lstm: UpperLSTM):
-            return lambda pos: (tf.matmul(tf.gather(inputs, pos, axis=1), tf.constant(lstm.kernel))
-                                + tf.constant(lstm.bias))
+            rows = tf.reshape(inputs, [-1, lstm.kernel.shape[0]])  # one matmul for all positions
+            gates_all = tf.reshape(tf.matmul(rows, tf.constant(lstm.kernel)) + tf.constant(lstm.bias),
+                                   tf.stack([batch, self.max_input_tokens, lstm.kernel.shape[1]]))
+            return lambda pos: tf.gather(gates_all, pos, axis=1)
 
-        layers = [((from_table(w.encoder_table), w.encoder_recurrent),
-                   None if w.encoder_backward_table is None else
-                   (from_table(w.encoder_backward_table), w.encoder_backward_recurrent))]
+        first = ((w.encoder_table, w.encoder_recurrent),
+                 None if w.encoder_backward_table is None else (w.encoder_backward_table, w.encoder_backward_recurrent))
         finals, outputs = [], None
-        for i in range(1 + len(w.encoder_upper)):
-            if i:
-                below = outputs
-                layers.append(tuple(None if d is None else (from_outputs(below, d), d.recurrent)
-                                    for d in w.encoder_upper[i - 1]))
-            forward, backward = layers[i]
-            h, c, outputs = self.run_lstm(*forward, batch, keep, length, False)
-            if backward is not None:
-                h_b, c_b, outputs_b = self.run_lstm(*backward, batch, keep, length, True)
-                h, c, outputs = tf.concat([h, h_b], -1), tf.concat([c, c_b], -1), tf.concat([outputs, outputs_b], -1)
+        for i, directions in enumerate((first, *w.encoder_upper)):
+            runs = []
+            for reverse, d in enumerate(directions):
+                if d is None:
+                    continue
+                input_gates, recurrent = ((from_table(d[0]), d[1]) if i == 0
+                                          else (from_outputs(outputs, d), d.recurrent))
+                runs.append(self.run_lstm(input_gates, recurrent, batch, keep, length, bool(reverse)))
+            h, c, outputs = (tf.concat(parts, -1) if len(parts) > 1 else parts[0] for parts in zip(*runs))
             finals.append((h, c))
         starts = [finals[model_mod.stacked_source(j, len(finals), w.decoder_layers)] for j in range(w.decoder_layers)]
+        if w.input_feeding:  # the fed slot starts at zero (a product, not zeros_like: tf2onnx makes that a
+            zero = starts[0][0] * 0.0  # ConstantOfShape, which the runtime refuses; h is finite, an LSTM's output)
+            starts.append((zero, zero))
         h, c = (tf.concat([s[k] for s in starts], -1) if len(starts) > 1 else starts[0][k] for k in (0, 1))
         if not w.attention:
             return {mf.STATE_H: h, mf.STATE_C: c}
@@ -286,10 +315,12 @@ class _Graphs:
         import tensorflow as tf
 
         w = self.w
-        hs, cs = ((tf.split(state, w.decoder_layers, axis=1) if w.decoder_layers > 1 else [state])
-                  for state in (state_h, state_c))
+        slots = w.decoder_layers + w.input_feeding
+        hs, cs = ((tf.split(state, slots, axis=1) if slots > 1 else [state]) for state in (state_h, state_c))
         gates = (tf.gather(tf.constant(w.decoder_table), prev_token)
                  + tf.matmul(hs[0], tf.constant(w.decoder_recurrent)))
+        if w.input_feeding:  # the last step's attention output, the first layer's input beside the token
+            gates += tf.matmul(hs[-1], tf.constant(w.decoder_feed_kernel))
         h, c = self.cell(gates, hs[0], cs[0])
         next_h, next_c = [h], [c]
         for lstm, h_j, c_j in zip(w.decoder_upper, hs[1:], cs[1:]):
@@ -309,7 +340,10 @@ class _Graphs:
             out = tf.tanh(tf.matmul(tf.concat([context, h], -1), tf.constant(w.attention_combine_kernel))
                           + tf.constant(w.attention_combine_bias))
         probs = tf.nn.softmax(tf.matmul(out, tf.constant(w.dense_kernel)) + tf.constant(w.dense_bias))
-        if w.decoder_layers == 1:
+        if w.input_feeding:  # the fed slot: this step's attention output, and state_c's zeros carried through
+            next_h.append(out)
+            next_c.append(cs[-1])
+        if slots == 1:
             return probs, h, c
         return probs, tf.concat(next_h, -1), tf.concat(next_c, -1)
 

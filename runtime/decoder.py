@@ -79,7 +79,7 @@ def check_outputs(ids: np.ndarray, probs: np.ndarray, where: str) -> None:
     steps = np.arange(ids.shape[1])
     is_end = ids == text.END_ID
     end = np.where(is_end.any(axis=1), is_end.argmax(axis=1), ids.shape[1])[:, None]
-    reserved = ((ids == text.PAD_ID) | (ids == text.START_ID)) & (steps < end)
+    reserved = np.isin(ids, text.NEVER_CHOSEN_IDS) & (steps < end)
     if reserved.any():
         row, step = (int(x) for x in np.argwhere(reserved)[0])
         raise BundleError(f"the model chose the reserved id {int(ids[row, step])} at step {step + 1} of item "

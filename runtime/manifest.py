@@ -101,7 +101,7 @@ ALLOWED_OPS = {
 MAX_MANIFEST_BYTES = 16 * 2**20
 #: A model file larger than this is refused before it is read (TFLite flatbuffers stop at 2 GiB).
 MAX_MODEL_BYTES = 2**30
-#: The decoder state's width (LSTM units, times the layers of a stacked decoder).
+#: The decoder state's width (LSTM units, times the layers of a stacked decoder, plus one slot with input feeding).
 MAX_LATENT_DIM = 16_384
 #: Model entries in one manifest, and operator names per model entry.
 MAX_MODELS = 64

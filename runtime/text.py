@@ -34,6 +34,8 @@ SPECIAL_TOKENS = (PAD_TOKEN, START_TOKEN, END_TOKEN)
 PAD_ID, START_ID, END_ID = 0, 1, 2
 #: The ids no output text holds (a beam search never extends a hypothesis with one; the end id ends it).
 RESERVED_IDS = (PAD_ID, START_ID, END_ID)
+#: The reserved ids no honest model chooses at all (the end id ends an output).
+NEVER_CHOSEN_IDS = (PAD_ID, START_ID)
 #: The unknown token ``s2s train --min-symbol-count`` adds to the input vocabulary, right after the reserved ones.
 UNKNOWN_TOKEN = "<s2s unk>"
 

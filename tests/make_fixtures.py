@@ -7,7 +7,8 @@ OUT_DIR/vectors.json (tests/make_vectors.py: the test vectors the Python, JavaSc
 defaults (9/9 exact); ``numbers`` is a small, quick model of 0-999 with word targets, whose inputs have mixed
 lengths (1-3 characters) and whose outputs need not be right: the tests compare against Keras' own strings.
 ``attention`` and ``embeddings`` are the attention decoder over a bidirectional encoder on the same task (``attention``'s
-LSTMs stacked two deep on both sides, its decoder's states packed side by side in the contract's state); ``embeddings``
+LSTMs stacked two deep on both sides, with input feeding: its decoder's states and the fed attention output packed
+side by side in the contract's state); ``embeddings``
 is the architecture ``s2s train --data`` trains by default: learned input embeddings, which the attention also reads
 (a wider attention memory), trained with dropout.
 Everything is seeded, so the same command gives the same files.
@@ -27,13 +28,14 @@ FIXTURES = {
     "numbers": dict(task="numbers", max_number=999, latent_dim=24, epochs=12, batch_size=32,
                     learning_rate=5e-3, patience=0),
     # The attention decoder over a bidirectional encoder, on the same small task; two stacked LSTM layers on each
-    # side (--encoder-layers 2 --decoder-layers 2), whose state every runtime carries without knowing it.
-    "attention": dict(task="numbers", max_number=999, latent_dim=16, epochs=12, batch_size=32,
+    # side (--encoder-layers 2 --decoder-layers 2) and input feeding, whose state (two layers' and the fed
+    # attention output, 96 wide) every runtime carries without knowing it.
+    "attention": dict(task="numbers", max_number=999, latent_dim=16, epochs=24, batch_size=32,
                       learning_rate=5e-3, patience=0, decoder="attention", bidirectional=True, encoder_layers=2,
-                      decoder_layers=2),
+                      decoder_layers=2, input_feeding=True),
     # What `s2s train --data` trains by default, small: learned embeddings the attention reads beside the encoder's
     # outputs (the encoder/step contract is the same, its attention memory wider), dropout while training; another
-    # state width than attention's (24 against 64), with which it decodes as an ensemble in tests/test_ensemble.py.
+    # state width than attention's (24 against 96), with which it decodes as an ensemble in tests/test_ensemble.py.
     "embeddings": dict(task="numbers", max_number=999, latent_dim=12, embedding_dim=8, epochs=12, batch_size=32,
                        learning_rate=5e-3, patience=0, decoder="attention", bidirectional=True,
                        attend_embeddings=True, dropout=0.2),

@@ -74,17 +74,22 @@ def _graphs(graph):
                 yield from _graphs(attr.g)
 
 
-def _perturb_onnx_weight(bundle, path, delta=1e-2, relative=False):
-    """Move one weight of a recurrent kernel [latent, 4 * latent] (every step uses every one of them; in a Loop's
-    body for the greedy model and the encoder): the last such kernel found (the decoder's). ``relative``: multiply
-    the kernel's largest weight by 1 + delta; else add delta to its middle weight."""
+def _lstm_kernels(proto) -> list:
+    """The initializers shaped as an LSTM's recurrent kernel [units, 4 * units] (every step uses every one of
+    them; in a Loop's body for the greedy model and the encoder), in the order the file holds them."""
+    return [t for g in _graphs(proto.graph) for t in g.initializer if len(t.dims) == 2 and t.dims[1] == 4 * t.dims[0]]
+
+
+def _perturb_onnx_weight(bundle, path, delta=1e-2, relative=False, kernel=-1):
+    """Move one weight of the LSTM kernel ``kernel`` of ``_lstm_kernels`` (by default the last found: the
+    decoder's). ``relative``: multiply the kernel's largest weight by 1 + delta; else add delta to its middle
+    weight."""
     import numpy as np
     import onnx
     from onnx import numpy_helper
 
     proto = onnx.load(bundle / path)
-    init = [t for g in _graphs(proto.graph) for t in g.initializer
-            if len(t.dims) == 2 and t.dims[1] == 4 * t.dims[0]][-1]
+    init = _lstm_kernels(proto)[kernel]
     values = numpy_helper.to_array(init).copy()
     if relative:
         values.flat[int(np.argmax(np.abs(values)))] *= 1 + delta
@@ -115,15 +120,25 @@ def test_gate_refuses_a_weight_moved_by_a_tenth_of_a_percent(fixture_dir, tmp_pa
 
 
 def test_gate_refuses_a_perturbed_weight_of_an_attention_model(fixture_dir, tmp_path):
+    """Each of the attention fixture's decoder kernels of an LSTM's shape (its two layers' recurrent kernels, the
+    upper layer's input kernel and the fed attention output's kernel), its largest weight moved by 1%: the gate
+    refuses every one. (Moved by a tenth of a percent, the bottom layer's recurrent kernel and the fed output's
+    kernel move the states by about a third and four fifths of the limit, where the largest float noise measured
+    is an eighth; the upper layer's kernels, by more than twice the limit.)"""
+    import onnx
+
     from seq2seq_edge.errors import ExportError
     from seq2seq_edge.export import verify_bundle
 
-    bundle = tmp_path / "bundle"
-    shutil.copytree(fixture_dir / "bundles" / "attention", bundle)
-    _perturb_onnx_weight(bundle, "decoder_step.fp32.onnx", delta=1e-3, relative=True)
-    with pytest.raises(ExportError, match=_STEPWISE_FAILURE.format(tensor="(probs|state_h|state_c)",
-                                                                  where=r"decoder step \d+")):
-        verify_bundle(bundle, fixture_dir / "runs" / "attention")
+    kernels = len(_lstm_kernels(onnx.load(fixture_dir / "bundles" / "attention" / "decoder_step.fp32.onnx")))
+    assert kernels == 4
+    for kernel in range(kernels):
+        bundle = tmp_path / f"bundle{kernel}"
+        shutil.copytree(fixture_dir / "bundles" / "attention", bundle)
+        _perturb_onnx_weight(bundle, "decoder_step.fp32.onnx", delta=1e-2, relative=True, kernel=kernel)
+        with pytest.raises(ExportError, match=_STEPWISE_FAILURE.format(tensor="(probs|state_h|state_c)",
+                                                                      where=r"decoder step \d+")):
+            verify_bundle(bundle, fixture_dir / "runs" / "attention")
 
 
 def test_gate_refuses_a_greedy_model_that_strays_from_its_step_loop(fixture_dir, tmp_path):
@@ -278,14 +293,18 @@ def test_attended_embeddings_export_with_parity(tmp_path, embedding_dim):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("decoder, encoder_layers, decoder_layers, latent, epochs",
-                         [("attention", 1, 2, 16, 10), ("seed", 3, 2, 32, 30)])
-def test_stacked_lstms_export_with_parity(tmp_path, decoder, encoder_layers, decoder_layers, latent, epochs):
+@pytest.mark.parametrize("decoder, encoder_layers, decoder_layers, latent, epochs, input_feeding",
+                         [("attention", 1, 2, 16, 10, False), ("seed", 3, 2, 32, 30, False),
+                          ("attention", 1, 1, 16, 10, True)])
+def test_stacked_lstms_export_with_parity(tmp_path, decoder, encoder_layers, decoder_layers, latent, epochs,
+                                          input_feeding):
     """--encoder-layers / --decoder-layers: the bundle keeps the encoder/step contract, the decoder's layers'
     states side by side in state_h and state_c (the manifest's latent_dim is layers x units); the gate passes
     and every runtime path decodes what Keras decodes (the gate also holds beam search to Keras'). The attention
     case has more decoder layers than encoder layers (both start from the encoder's one, bidirectional); the seed
-    decoder's fewer (they start from the encoder's top two). The attention fixture bundle is 2 + 2."""
+    decoder's fewer (they start from the encoder's top two). --input-feeding adds the fed attention output as one
+    slot more of the state (latent_dim is units x (layers + 1)). The attention fixture bundle is 2 + 2 with input
+    feeding."""
     import seq2seq_edge
     from seq2seq_edge.export import export_bundle
     from seq2seq_edge.train import trainer
@@ -295,7 +314,7 @@ def test_stacked_lstms_export_with_parity(tmp_path, decoder, encoder_layers, dec
     cfg = trainer.task_defaults("numbers", max_number=99, latent_dim=latent, epochs=epochs, batch_size=16,
                                 learning_rate=1e-2, patience=0, decoder=decoder, bidirectional=attention or None,
                                 attend_embeddings=attention or None, dropout=0.1, encoder_layers=encoder_layers,
-                                decoder_layers=decoder_layers)
+                                decoder_layers=decoder_layers, input_feeding=input_feeding)
     trainer.train(cfg, tmp_path / "run", quiet=True)
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert (config["training"]["encoder_layers"], config["training"]["decoder_layers"]) == (encoder_layers,
@@ -303,13 +322,14 @@ def test_stacked_lstms_export_with_parity(tmp_path, decoder, encoder_layers, dec
     result = export_bundle(tmp_path / "run", tmp_path / "b", formats=["tflite", "onnx"], quantize=["fp32"])
     assert result["passed"] and all(v["agreement"] == 1.0 for v in result["variants"])
     manifest = mf.BundleManifest.load(tmp_path / "b")
-    assert manifest.latent_dim == latent * (2 if attention else 1) * decoder_layers
+    assert manifest.latent_dim == latent * (2 if attention else 1) * (decoder_layers + input_feeding)
     from seq2seq_edge.cli.info import bundle_info, format_info
 
     shown = ", ".join(f"{n} {side} layers" for n, side in ((encoder_layers, "encoder"), (decoder_layers, "decoder"))
                       if n > 1)  # s2s info names a side's layers when it stacks them
     info = format_info(bundle_info(tmp_path / "b"))
     assert shown in info and ("encoder layers" in info) == (encoder_layers > 1)
+    assert ("input feeding" in info) == input_feeding
     keras_decoder, prep = load_reference(tmp_path / "run")
     words = [str(n) for n in range(100)]
     expected = decode_texts(keras_decoder, prep, words)

@@ -280,6 +280,7 @@ def test_the_unknown_token_field_in_a_manifest(digits_bundle):
     ("--average-checkpoints", "1", "--average-checkpoints must be 0 (off) or an integer of at least 2, got 1"),
     ("--attend-embeddings", None, "--attend-embeddings needs --decoder attention"),
     ("--attention-dropout", "0.2", "--attention-dropout needs --decoder attention"),
+    ("--input-feeding", None, "--input-feeding needs --decoder attention"),
 ])
 def test_invalid_hygiene_options_are_one_line_errors(tmp_path, option, value, message):
     # Without the test session's TF_CPP_MIN_LOG_LEVEL, as a user runs it: the options are checked before

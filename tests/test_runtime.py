@@ -355,9 +355,9 @@ def test_attention_bundle_declares_its_contract(attention_bundle):
     manifest = mf.BundleManifest.load(attention_bundle)
     assert manifest.architecture == mf.ATTENTION_ARCHITECTURE
     T, E = manifest.encoder_time_steps, manifest.encoder_output_dim
-    # bidirectional: a decoder layer has the encoder's two directions' units; its two stacked layers' states are
-    # side by side in state_h and state_c
-    assert 2 * E == manifest.latent_dim
+    # bidirectional: a decoder layer has the encoder's two directions' units; its two stacked layers' states, then
+    # the fed attention output (input feeding), are side by side in state_h and state_c
+    assert 3 * E == manifest.latent_dim
     enc_in, enc_out = manifest.io(mf.ENCODER)
     step_in, _ = manifest.io(mf.DECODER_STEP)
     assert {t.name: t.shape for t in enc_out}[mf.ENCODER_OUTPUTS] == (-1, T, E)

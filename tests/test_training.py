@@ -341,7 +341,7 @@ def test_s2s_train_killed_by_sigterm_leaves_nothing(tmp_path):
     assert list((tmp_path / "runs").iterdir()) == []
 
 
-def test_stacked_layers_are_bounded_and_so_is_the_state_they_pack():
+def test_stacked_layers_and_input_feeding_are_bounded_and_so_is_the_state_they_pack():
     from seq2seq_edge.errors import TrainOptionError
     from seq2seq_edge.train import trainer
 
@@ -359,6 +359,14 @@ def test_stacked_layers_are_bounded_and_so_is_the_state_they_pack():
                                                r"bundle's 16384; use a smaller --latent$"):
         trainer.task_defaults("data", latent_dim=20000, decoder="seed")
     assert trainer.task_defaults("data", latent_dim=4096, decoder_layers=2).decoder_layers == 2
+    # input feeding adds one slot of the decoder's units to the state
+    with pytest.raises(TrainOptionError, match=r"^the decoder's state would be 24576 wide \(8192 units x 2 layers, and "
+                                               r"8192 for input feeding\), more than a bundle's 16384; use a smaller "
+                                               r"--latent or fewer --decoder-layers$"):
+        trainer.task_defaults("data", latent_dim=4096, decoder_layers=2, input_feeding=True)
+    assert trainer.task_defaults("data", latent_dim=4096, input_feeding=True).input_feeding
+    with pytest.raises(TrainOptionError, match=r"^--input-feeding has no --recurrent-dropout "):
+        trainer.task_defaults("data", input_feeding=True, recurrent_dropout=0.1)
 
 
 def test_the_data_defaults_and_what_opting_out_of_them_gives():

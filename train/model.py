@@ -28,6 +28,11 @@ encoder layer ``stacked_source(j)``: the top layers face each other, and extra d
 encoder's first layer. The step model keeps the bundle's contract: its ``state_h`` and ``state_c`` are the decoder
 layers' states side by side, bottom layer first (so the manifest's ``latent_dim`` is layers x units), and it
 splits and rejoins them inside its graph; no runtime knows the difference.
+
+With ``input_feeding=True`` (attention only) the attention's output of step t-1 is part of the first decoder
+layer's input at step t (Luong et al. 2015, section 3.3): the decoder's LSTMs and its attention are one recurrent
+layer, ``train/input_feeding.py``, whose state carries the fed vector in one slot more (``latent_dim`` is units x
+(layers + 1)).
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ ATTENTION_COMBINE = "attention_combine"
 ATTENTION_MEMORY = "attention_memory"
 ENCODER_STATE_H = "encoder_state_h"
 ENCODER_STATE_C = "encoder_state_c"
+INPUT_FEEDING_DECODER = "input_feeding_decoder"
 #: The most stacked LSTM layers on either side.
 MAX_LAYERS = 4
 
@@ -90,19 +96,23 @@ def _embedding(keras, name, vocab_size, embedding_dim, mask_zero):
 def build_training_model(input_vocab_size: int, target_vocab_size: int, latent_dim: int,
                          embedding_dim: int = 0, *, attention: bool = False, bidirectional: bool = False,
                          dropout: float = 0.0, recurrent_dropout: float = 0.0, attend_embeddings: bool = False,
-                         attention_dropout: float = 0.0, encoder_layers: int = 1, decoder_layers: int = 1):
+                         attention_dropout: float = 0.0, encoder_layers: int = 1, decoder_layers: int = 1,
+                         input_feeding: bool = False):
     """The teacher-forcing model: inputs ``input_ids`` and ``decoder_input_ids``, output softmax per step.
 
     ``latent_dim`` is the encoder's units (per direction); the decoder has as many units as the encoder's final
     state is wide. ``dropout`` applies to the LSTMs' inputs and ``recurrent_dropout`` to their recurrent state;
     ``attention_dropout`` to the embeddings the attention reads (``attend_embeddings``) and to the attention's
     output before the softmax layer. All during training only: no weight is added, so nothing changes for export.
-    ``encoder_layers`` and ``decoder_layers`` stack LSTMs (1 to MAX_LAYERS each)."""
+    ``encoder_layers`` and ``decoder_layers`` stack LSTMs (1 to MAX_LAYERS each); ``input_feeding`` feeds the
+    attention's output to the next step (train/input_feeding.py)."""
     import keras
 
-    if (bidirectional or attend_embeddings or attention_dropout) and not attention:
-        raise ValueError("a bidirectional encoder, attended embeddings and attention dropout need the attention "
-                         "decoder")
+    if (bidirectional or attend_embeddings or attention_dropout or input_feeding) and not attention:
+        raise ValueError("a bidirectional encoder, attended embeddings, attention dropout and input feeding need "
+                         "the attention decoder")
+    if input_feeding and recurrent_dropout:
+        raise ValueError("input feeding has no recurrent dropout")
     if not (1 <= encoder_layers <= MAX_LAYERS and 1 <= decoder_layers <= MAX_LAYERS):
         raise ValueError(f"stacked layers: 1 to {MAX_LAYERS} on each side")
     input_ids = keras.Input(shape=(None,), dtype="int32", name=mf.INPUT_IDS)
@@ -128,6 +138,34 @@ def build_training_model(input_vocab_size: int, target_vocab_size: int, latent_d
                     if attention_dropout else embedded)
         seq = keras.layers.Concatenate(name=ATTENTION_MEMORY)([seq, attended])
     dec_seq = dec_emb(decoder_ids)
+    if input_feeding:
+        from .input_feeding import InputFeedingDecoder
+
+        if dropout:
+            dec_seq = keras.layers.Dropout(dropout, name="decoder_input_dropout")(dec_seq)
+        decoder = InputFeedingDecoder(decoder_units, seq.shape[-1], decoder_layers, dropout,
+                                      name=INPUT_FEEDING_DECODER)
+        # The initial state without the fed slot: the layer adds its zeros. The mask is the input ids themselves
+        # (nonzero where the memory holds a real position).
+        dec_seq = decoder([dec_seq, _packed(keras, [s[0] for s in states], "decoder_initial_state_h"),
+                           _packed(keras, [s[1] for s in states], "decoder_initial_state_c"), seq, input_ids])[0]
+        if attention_dropout:
+            dec_seq = keras.layers.Dropout(attention_dropout, name="attention_output_dropout")(dec_seq)
+    else:
+        dec_seq = _lstm_decoder(keras, dec_seq, states, seq, decoder_units, decoder_layers, attention, dropout,
+                                recurrent_dropout, attention_dropout)
+    probs = keras.layers.Dense(target_vocab_size, activation="softmax", name=DECODER_OUTPUT)(dec_seq)
+    model = keras.Model([input_ids, decoder_ids], probs, name="seq2seq")
+    if not embedding_dim:
+        enc_emb.set_weights([_one_hot_table(input_vocab_size)])
+        dec_emb.set_weights([_one_hot_table(target_vocab_size)])
+    return model
+
+
+def _lstm_decoder(keras, dec_seq, states, seq, decoder_units, decoder_layers, attention, dropout,
+                  recurrent_dropout, attention_dropout):
+    """The decoder's LSTM layers over the whole target sequence, then (with ``attention``) the attention over
+    ``seq`` at every step: the decoder without input feeding."""
     for j in range(decoder_layers):
         dec_seq = keras.layers.LSTM(decoder_units, return_sequences=True, return_state=True, dropout=dropout,
                                     recurrent_dropout=recurrent_dropout, name=layer_name(DECODER_LSTM, j))(
@@ -140,16 +178,22 @@ def build_training_model(input_vocab_size: int, target_vocab_size: int, latent_d
             keras.layers.Concatenate(name="attention_concat")([context, dec_seq]))
         if attention_dropout:
             dec_seq = keras.layers.Dropout(attention_dropout, name="attention_output_dropout")(dec_seq)
-    probs = keras.layers.Dense(target_vocab_size, activation="softmax", name=DECODER_OUTPUT)(dec_seq)
-    model = keras.Model([input_ids, decoder_ids], probs, name="seq2seq")
-    if not embedding_dim:
-        enc_emb.set_weights([_one_hot_table(input_vocab_size)])
-        dec_emb.set_weights([_one_hot_table(target_vocab_size)])
-    return model
+    return dec_seq
+
+
+def input_feeding_decoder(model):
+    """The model's ``InputFeedingDecoder`` layer (train/input_feeding.py), or None."""
+    return next((layer for layer in model.layers if layer.name == INPUT_FEEDING_DECODER), None)
 
 
 def has_attention(model) -> bool:
-    return any(layer.name == ATTENTION for layer in model.layers)
+    return any(layer.name == ATTENTION for layer in model.layers) or input_feeding_decoder(model) is not None
+
+
+def decoder_layer_count(model) -> int:
+    """The decoder's stacked LSTM layers."""
+    feeding = input_feeding_decoder(model)
+    return feeding.layers if feeding is not None else layer_count(model, DECODER_LSTM)
 
 
 def attends_embeddings(model) -> bool:
@@ -191,17 +235,20 @@ def _packed(keras, tensors, name):
 
 def encoder_model(model):
     """``input_ids`` -> {``state_h``, ``state_c``} (and with attention ``encoder_outputs``, ``encoder_mask``),
-    sharing the trained weights. A stacked decoder's initial states are packed side by side, bottom layer first."""
+    sharing the trained weights. A stacked decoder's initial states are packed side by side, bottom layer first
+    (then, with input feeding, the fed slot's zeros)."""
     import keras
 
     input_ids = keras.Input(shape=(None,), dtype="int32", name=mf.INPUT_IDS)
     emb = model.get_layer(ENCODER_EMBEDDING)(input_ids)
-    encoder_layers, decoder_layers = layer_count(model, ENCODER_LSTM), layer_count(model, DECODER_LSTM)
+    encoder_layers, decoder_layers = layer_count(model, ENCODER_LSTM), decoder_layer_count(model)
     seq, finals = emb, []
     for i in range(encoder_layers):
         seq, *final = model.get_layer(layer_name(ENCODER_LSTM, i))(seq)
         finals.append(final)
     states = _decoder_initial_states(keras, finals, decoder_layers, is_bidirectional(model), model.get_layer)
+    if input_feeding_decoder(model) is not None:
+        states.append((keras.ops.zeros_like(states[0][0]),) * 2)
     h = _packed(keras, [s[0] for s in states], "decoder_initial_state_h")
     c = _packed(keras, [s[1] for s in states], "decoder_initial_state_c")
     if not has_attention(model):
@@ -220,6 +267,8 @@ def decoder_step_model(model):
     side by side, split and rejoined in the graph."""
     import keras
 
+    if input_feeding_decoder(model) is not None:
+        return _input_feeding_step_model(model)
     lstms = [model.get_layer(layer_name(DECODER_LSTM, j)) for j in range(layer_count(model, DECODER_LSTM))]
     units = lstms[0].units
     prev_token = keras.Input(shape=(), dtype="int32", name=mf.PREV_TOKEN)
@@ -250,3 +299,20 @@ def decoder_step_model(model):
         out = model.get_layer(ATTENTION_COMBINE)(combined)
     probs = model.get_layer(DECODER_OUTPUT)(out)
     return keras.Model(inputs, {mf.PROBS: probs, mf.NEXT_STATE_H: h, mf.NEXT_STATE_C: c}, name=mf.DECODER_STEP)
+
+
+def _input_feeding_step_model(model):
+    """The step model of a decoder with input feeding: its recurrent layer over a sequence of one step."""
+    import keras
+
+    decoder = input_feeding_decoder(model)
+    prev_token = keras.Input(shape=(), dtype="int32", name=mf.PREV_TOKEN)
+    state_h = keras.Input(shape=(decoder.state_width,), dtype="float32", name=mf.STATE_H)
+    state_c = keras.Input(shape=(decoder.state_width,), dtype="float32", name=mf.STATE_C)
+    enc_out = keras.Input(shape=(None, decoder.memory_dim), dtype="float32", name=mf.ENCODER_OUTPUTS)
+    enc_mask = keras.Input(shape=(None,), dtype="float32", name=mf.ENCODER_MASK)
+    embedded = keras.ops.expand_dims(model.get_layer(DECODER_EMBEDDING)(prev_token), 1)  # [batch, 1, X]
+    out, h, c = decoder([embedded, state_h, state_c, enc_out, enc_mask])
+    probs = model.get_layer(DECODER_OUTPUT)(keras.ops.squeeze(out, 1))
+    return keras.Model([prev_token, state_h, state_c, enc_out, enc_mask],
+                       {mf.PROBS: probs, mf.NEXT_STATE_H: h, mf.NEXT_STATE_C: c}, name=mf.DECODER_STEP)

@@ -131,8 +131,11 @@ class RunFolder:
         return [Pair(*line.split("\t", 1)) for line in path.read_text(encoding="utf-8").splitlines()]
 
     def load_keras_model(self):
-        """The trained model, loaded with Keras' safe mode (no arbitrary code from the file)."""
+        """The trained model, loaded with Keras' safe mode (no arbitrary code from the file; the only class of ours
+        a model may name is the input-feeding decoder, registered by importing its module)."""
         import keras
+
+        from . import input_feeding  # noqa: F401  (registers InputFeedingDecoder with Keras)
 
         try:
             return keras.saving.load_model(self.model_file, safe_mode=True, compile=False)

@@ -54,6 +54,7 @@ class TrainConfig:
     attention_dropout: float = 0.0    # attention only: on the attended embeddings and the attention's output
     encoder_layers: int = 1           # stacked LSTM layers in the encoder (model.py)
     decoder_layers: int = 1           # stacked LSTM layers in the decoder; their states are packed in one state
+    input_feeding: bool = False       # attention only: the attention's output is fed to the next step (input_feeding.py)
     min_symbol_count: int = 1         # input symbols seen fewer times in training become text.UNKNOWN_TOKEN
     label_smoothing: float = 0.0      # share of each target's probability spread over the target vocabulary
     weight_decay: float = 0.0         # decoupled weight decay (AdamW); 0: Adam
@@ -102,7 +103,8 @@ DATA_UNIDIRECTIONAL_LATENT = 256
 
 DECODERS = ("seed", "attention")
 #: Options that only the attention decoder has, and their values without it (``--decoder seed`` resets them).
-ATTENTION_ONLY = {"bidirectional": False, "attend_embeddings": False, "attention_dropout": 0.0}
+ATTENTION_ONLY = {"bidirectional": False, "attend_embeddings": False, "attention_dropout": 0.0,
+                  "input_feeding": False}
 LR_SCHEDULES = ("constant", "plateau")
 #: --monitor: the validation figure that decides the best epoch (Keras' log key, and whether larger is better).
 #: "accuracy" is the validation split's token accuracy under teacher forcing, padding excluded: unlike the loss, it
@@ -129,6 +131,11 @@ def task_defaults(task: str, **overrides) -> TrainConfig:
         raise TrainOptionError("--bidirectional needs --decoder attention (the seed decoder sees only the final state)")
     if cfg.attend_embeddings and cfg.decoder != "attention":
         raise TrainOptionError("--attend-embeddings needs --decoder attention")
+    if cfg.input_feeding and cfg.decoder != "attention":
+        raise TrainOptionError("--input-feeding needs --decoder attention")
+    if cfg.input_feeding and cfg.recurrent_dropout:
+        raise TrainOptionError("--input-feeding has no --recurrent-dropout (the decoder's steps run in one layer "
+                               "of ours, not Keras' LSTM)")
     if cfg.attention_dropout and cfg.decoder != "attention":
         raise TrainOptionError("--attention-dropout needs --decoder attention")
     for name in ("dropout", "recurrent_dropout", "attention_dropout", "label_smoothing", "min_improvement"):
@@ -152,10 +159,12 @@ def task_defaults(task: str, **overrides) -> TrainConfig:
             raise TrainOptionError(f"--{name.replace('_', '-')} must be an integer from 1 to {model_mod.MAX_LAYERS}, "
                                    f"got {value}")
     units = cfg.latent_dim * (2 if cfg.bidirectional else 1)
-    if units * cfg.decoder_layers > mf.MAX_LATENT_DIM:
+    slots = cfg.decoder_layers + bool(cfg.input_feeding)
+    if units * slots > mf.MAX_LATENT_DIM:
         layers = f" x {cfg.decoder_layers} layers" if cfg.decoder_layers > 1 else ""
-        raise TrainOptionError(f"the decoder's state would be {units * cfg.decoder_layers} wide ({units} units"
-                               f"{layers}), more than a bundle's {mf.MAX_LATENT_DIM}; use a smaller --latent"
+        fed = f", and {units} for input feeding" if cfg.input_feeding else ""
+        raise TrainOptionError(f"the decoder's state would be {units * slots} wide ({units} units{layers}{fed}), "
+                               f"more than a bundle's {mf.MAX_LATENT_DIM}; use a smaller --latent"
                                + (" or fewer --decoder-layers" if layers else ""))
     if type(cfg.min_symbol_count) is not int or cfg.min_symbol_count < 1:
         raise TrainOptionError(f"--min-symbol-count must be an integer of at least 1, got {cfg.min_symbol_count}")
@@ -335,7 +344,7 @@ def compile_model(cfg: TrainConfig, prep: pp.Preprocessing):
                                  bidirectional=cfg.bidirectional, dropout=cfg.dropout,
                                  recurrent_dropout=cfg.recurrent_dropout, attend_embeddings=cfg.attend_embeddings,
                                  attention_dropout=cfg.attention_dropout, encoder_layers=cfg.encoder_layers,
-                                 decoder_layers=cfg.decoder_layers)
+                                 decoder_layers=cfg.decoder_layers, input_feeding=cfg.input_feeding)
     opt_kwargs = {"learning_rate": cfg.learning_rate}
     if cfg.clipnorm:
         opt_kwargs["clipnorm"] = cfg.clipnorm

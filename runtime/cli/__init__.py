@@ -119,6 +119,9 @@ def _add_train_model_options(m) -> None:
     m.add_argument("--decoder-layers", type=int, metavar="N",
                    help="stacked LSTM layers in the decoder (1 to 4); the top ones start from the encoder's top "
                         "layers (default: 1)")
+    m.add_argument("--input-feeding", action=argparse.BooleanOptionalAction, default=None,
+                   help="with --decoder attention: the attention's output at each step is part of the decoder's "
+                        "input at the next (Luong et al. 2015); the state carries it (default: off)")
     m.add_argument("--dropout", type=float,
                    help="dropout on the LSTMs' inputs while training (--data: 0.2; the tasks: 0)")
     m.add_argument("--recurrent-dropout", type=float, metavar="P",
@@ -175,7 +178,7 @@ def _cmd_train(args) -> int:
         clipnorm=args.clipnorm, patience=args.patience, seed=args.seed, split_seed=args.split_seed,
         decoder=args.decoder, bidirectional=args.bidirectional, attend_embeddings=args.attend_embeddings,
         dropout=args.dropout, recurrent_dropout=args.recurrent_dropout, attention_dropout=args.attention_dropout,
-        encoder_layers=args.encoder_layers, decoder_layers=args.decoder_layers,
+        encoder_layers=args.encoder_layers, decoder_layers=args.decoder_layers, input_feeding=args.input_feeding,
         min_symbol_count=args.min_symbol_count, label_smoothing=args.label_smoothing,
         weight_decay=args.weight_decay, length_buckets=args.length_buckets, min_improvement=args.min_improvement,
         time_budget_s=_duration(args.time_budget), lr_schedule=args.lr_schedule, monitor=args.monitor,

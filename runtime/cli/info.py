@@ -16,7 +16,7 @@ from .. import manifest as mf
 MAX_PARITY_BYTES = 4 * 2**20
 #: The training settings worth showing (the manifest's provenance.training holds them all).
 TRAINING_KEYS = ("task", "lang", "max_number", "decoder", "bidirectional", "attend_embeddings", "latent_dim",
-                 "encoder_layers", "decoder_layers",
+                 "encoder_layers", "decoder_layers", "input_feeding",
                  "embedding_dim", "epochs", "epochs_run", "batch_size", "learning_rate", "patience",
                  "average_checkpoints", "seed")
 
@@ -112,6 +112,7 @@ def format_info(info: dict[str, Any]) -> str:
     layers = [f"{t[k]} {k.split('_')[0]} layers" for k in ("encoder_layers", "decoder_layers")
               if isinstance(t.get(k), int) and t[k] > 1]
     extras = layers + (["attending to the input embeddings"] if t.get("attend_embeddings") is True else []) + (
+        ["input feeding"] if t.get("input_feeding") is True else []) + (
         [f"checkpoint averaging of {t['average_checkpoints']}"] if t.get("average_checkpoints") else [])
     if "epochs_run" in t:
         extras.append(f"{t['epochs_run']} epochs")
