@@ -9,9 +9,8 @@ encoder and step models compute (the parity gate checks it), in the form that co
   padded step (the pad id) keeps the state, which is Keras' masking; the decoder step has no loop;
 * the greedy model is the encoder and the whole greedy decode in one graph, its loop bounded by the maximum
   output length;
-* stacked LSTMs: each upper encoder layer loops over the outputs of the one below (its input kernel applied to
-  them all in one matmul); a stacked decoder's state is its layers' states side by side (train/model.py), split
-  and rejoined in the step;
+* stacked LSTMs: each upper encoder layer loops over the outputs of the one below; a stacked decoder's state is
+  its layers' states side by side (train/model.py), split and rejoined in the step;
 * input feeding: the step's attention output is one slot more of the state (train/input_feeding.py), part of the
   first decoder layer's input at the next step.
 """
@@ -279,10 +278,10 @@ class _Graphs:
             return lambda pos: tf.gather(gates_all, pos, axis=1)
 
         def from_outputs(inputs, lstm: UpperLSTM):
-            rows = tf.reshape(inputs, [-1, lstm.kernel.shape[0]])  # one matmul for all positions
-            gates_all = tf.reshape(tf.matmul(rows, tf.constant(lstm.kernel)) + tf.constant(lstm.bias),
-                                   tf.stack([batch, self.max_input_tokens, lstm.kernel.shape[1]]))
-            return lambda pos: tf.gather(gates_all, pos, axis=1)
+            # Per position inside the loop, so the encoder costs the batch's real length (one matmul over all
+            # max_input_tokens positions before the loop would cost them all, for every batch).
+            return lambda pos: (tf.matmul(tf.gather(inputs, pos, axis=1), tf.constant(lstm.kernel))
+                                + tf.constant(lstm.bias))
 
         first = ((w.encoder_table, w.encoder_recurrent),
                  None if w.encoder_backward_table is None else (w.encoder_backward_table, w.encoder_backward_recurrent))

@@ -212,7 +212,7 @@ class BundleManifest:
 
     preprocessing: Preprocessing
     #: The size of state_h and state_c: the decoder LSTM's units (times its layers when they are stacked,
-    #: their states side by side).
+    #: their states side by side; plus one slot with input feeding).
     latent_dim: int
     #: Fixed time axis of the encoder input: inputs are right-padded with id 0 to this length.
     encoder_time_steps: int

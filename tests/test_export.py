@@ -333,7 +333,10 @@ def test_stacked_lstms_export_with_parity(tmp_path, decoder, encoder_layers, dec
     keras_decoder, prep = load_reference(tmp_path / "run")
     words = [str(n) for n in range(100)]
     expected = decode_texts(keras_decoder, prep, words)
-    assert len(set(expected)) > 10  # a model that tells inputs apart: a miswired layer would change its strings
+    # A model that tells inputs apart, so a miswired layer would change its strings: the seed decoder's gives 10
+    # to 12 distinct strings (12 in a process of its own, 10 in a CI run where the fixtures trained first in the
+    # same process), the attention ones more.
+    assert len(set(expected)) >= 8
     for backend in ("litert", "onnx"):
         for one_call in (False, True):
             decoder_ = seq2seq_edge.load(tmp_path / "b", backend=backend, one_call=one_call)

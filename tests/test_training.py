@@ -324,6 +324,26 @@ def test_a_signal_during_staging_removes_the_folder(tmp_path, sig):
     assert list(tmp_path.iterdir()) == []  # neither the run nor a hidden .run.* folder
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_wrapped_by_a_library_still_ends_the_process_as_the_signal(tmp_path, sig):
+    """TensorFlow, tracing a Keras layer when SIGTERM came, raised the handler's exception again as another kind
+    (the CLI said "error" and exited 1). Here a library call wraps it the same way: the process still ends as the
+    signal ends it (143 for SIGTERM, Python's KeyboardInterrupt exit for Ctrl-C), and the folder is removed."""
+    code = (f"import os, time\nfrom seq2seq_edge.train.staging import staged_folder\n"
+            f"def library_call():\n"
+            f"    try:\n"
+            f"        os.kill(os.getpid(), {int(sig)}); time.sleep(30)\n"
+            f"    except BaseException as e:\n"
+            f"        raise RuntimeError('wrapped by the library') from e\n"
+            f"with staged_folder({str(tmp_path / 'run')!r}) as f:\n"
+            f"    (f / 'partial').write_text('x'); library_call()\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          preexec_fn=default_signals)
+    assert proc.returncode == (143 if sig == signal.SIGTERM else -signal.SIGINT), proc.stderr
+    assert "wrapped by the library" not in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.slow
 @requires_train
 def test_s2s_train_killed_by_sigterm_leaves_nothing(tmp_path):
@@ -362,7 +382,7 @@ def test_stacked_layers_and_input_feeding_are_bounded_and_so_is_the_state_they_p
     # input feeding adds one slot of the decoder's units to the state
     with pytest.raises(TrainOptionError, match=r"^the decoder's state would be 24576 wide \(8192 units x 2 layers, and "
                                                r"8192 for input feeding\), more than a bundle's 16384; use a smaller "
-                                               r"--latent or fewer --decoder-layers$"):
+                                               r"--latent or fewer --decoder-layers or --no-input-feeding$"):
         trainer.task_defaults("data", latent_dim=4096, decoder_layers=2, input_feeding=True)
     assert trainer.task_defaults("data", latent_dim=4096, input_feeding=True).input_feeding
     with pytest.raises(TrainOptionError, match=r"^--input-feeding has no --recurrent-dropout "):

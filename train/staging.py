@@ -79,16 +79,35 @@ def _alive(pid: int) -> bool:
 
 @contextlib.contextmanager
 def _sigterm_raises():
-    """Inside the block, SIGTERM raises SystemExit(143), so ``finally`` clauses run (main thread only)."""
+    """Inside the block, SIGTERM raises SystemExit(143), so ``finally`` clauses run (main thread only).
+
+    A signal's exception raised while a library runs Python code of ours or its own (TensorFlow tracing a Keras
+    layer) may come out of that library as another exception, wrapped: whatever leaves the block after SIGTERM is
+    SystemExit(143), and after Ctrl-C (SIGINT) KeyboardInterrupt, so the process ends as a signal ends it."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    received = []
 
-    def handler(signum, frame):
+    def on_sigterm(signum, frame):
+        received.append(signum)
         raise SystemExit(128 + signum)
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    def on_sigint(signum, frame):
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, on_sigterm)}
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where Ctrl-C is ignored or handled
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, on_sigint)
     try:
         yield
+    except BaseException:
+        if not received:
+            raise
+        if received[0] == signal.SIGTERM:
+            raise SystemExit(128 + signal.SIGTERM) from None
+        raise KeyboardInterrupt from None
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

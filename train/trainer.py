@@ -165,7 +165,8 @@ def task_defaults(task: str, **overrides) -> TrainConfig:
         fed = f", and {units} for input feeding" if cfg.input_feeding else ""
         raise TrainOptionError(f"the decoder's state would be {units * slots} wide ({units} units{layers}{fed}), "
                                f"more than a bundle's {mf.MAX_LATENT_DIM}; use a smaller --latent"
-                               + (" or fewer --decoder-layers" if layers else ""))
+                               + (" or fewer --decoder-layers" if layers else "")
+                               + (" or --no-input-feeding" if fed else ""))
     if type(cfg.min_symbol_count) is not int or cfg.min_symbol_count < 1:
         raise TrainOptionError(f"--min-symbol-count must be an integer of at least 1, got {cfg.min_symbol_count}")
     return cfg
