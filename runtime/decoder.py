@@ -19,8 +19,10 @@ from .options import DecodeOptions, resolve
 #: How far a one-call greedy model's probabilities may be from its own variant's step loop's, for the same inputs
 #: (the ids must be equal): the export's parity gate holds every greedy model to it. The loop inside the model
 #: may run other kernels than the step model (XNNPACK or not, another GEMM for another batch size), so sums are
-#: taken in another order; the same holds between batches of different sizes on either path.
-ONE_CALL_ATOL = {"fp32": 1e-5, "fp16": 1e-4, "int8": 1e-3}
+#: taken in another order; the same holds between batches of different sizes on either path. int8: tflite-runtime
+#: 2.14's hybrid kernels (the Raspberry Pi's wheel) put the greedy and step models of the attention test fixture
+#: (2 + 2 layers, input feeding) 1.9e-3 apart at batch 1, where LiteRT's stay under 1e-3; the ids agree.
+ONE_CALL_ATOL = {"fp32": 1e-5, "fp16": 1e-4, "int8": 4e-3}
 
 
 @dataclass(frozen=True)
