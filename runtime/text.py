@@ -100,15 +100,16 @@ class Vocabulary:
 
     @classmethod
     def build(cls, texts: Iterable[str], tokenization: str, *, min_count: int = 1,
-              unknown: str = UNKNOWN_TOKEN) -> "Vocabulary":
+              unknown: str = UNKNOWN_TOKEN, with_unknown: bool = False) -> "Vocabulary":
         """The sorted tokens of normalized ``texts`` after the reserved ones. With ``min_count`` > 1, tokens seen
-        fewer times are left out and ``unknown`` stands for them (right after the reserved ones) if any was."""
+        fewer times are left out and ``unknown`` stands for them (right after the reserved ones) if any was, or
+        always with ``with_unknown``."""
         counts: dict[str, int] = {}
         for text in texts:
             for token in tokenize(text, tokenization):
                 counts[token] = counts.get(token, 0) + 1
         kept = sorted(t for t, n in counts.items() if n >= min_count)
-        if len(kept) == len(counts):
+        if len(kept) == len(counts) and not with_unknown:
             return cls(SPECIAL_TOKENS + tuple(kept), tokenization)
         return cls(SPECIAL_TOKENS + (unknown,) + tuple(kept), tokenization, unknown)
 

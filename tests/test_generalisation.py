@@ -281,6 +281,9 @@ def test_the_unknown_token_field_in_a_manifest(digits_bundle):
     ("--attend-embeddings", None, "--attend-embeddings needs --decoder attention"),
     ("--attention-dropout", "0.2", "--attention-dropout needs --decoder attention"),
     ("--input-feeding", None, "--input-feeding needs --decoder attention"),
+    ("--symbol-dropout", "0.25", "--symbol-dropout replaces symbols in length-bucketed batches: add --length-buckets"),
+    ("--symbol-dropout", "-1", "--symbol-dropout must be from 0 to 100, got -1.0"),
+    ("--symbol-dropout", "nan", "--symbol-dropout must be from 0 to 100, got nan"),
 ])
 def test_invalid_hygiene_options_are_one_line_errors(tmp_path, option, value, message):
     # Without the test session's TF_CPP_MIN_LOG_LEVEL, as a user runs it: the options are checked before
@@ -293,6 +296,82 @@ def test_invalid_hygiene_options_are_one_line_errors(tmp_path, option, value, me
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [f"s2s train: error: {message}"]
     assert not (tmp_path / "run").exists()
+
+
+@requires_train
+def test_symbol_dropout_replaces_rare_input_symbols_more_often():
+    import numpy as np
+
+    from seq2seq_edge import text
+    from seq2seq_edge.train.batches import SymbolDropout
+
+    unk = len(text.SPECIAL_TOKENS)
+    a, b, c = unk + 1, unk + 2, unk + 3
+    # a seen 9 times, b 3 times, c once; the unknown id itself is never replaced again
+    enc = [[a, a, a, b], [a, a, a, b], [a, a, a, b, c]]
+    dropout = SymbolDropout.from_training_ids(enc, unk + 4, unk, alpha=1.0)
+    np.testing.assert_allclose(dropout.probabilities, [0, 0, 0, 0, 1 / 10, 1 / 4, 1 / 2])
+    assert dropout.expected_share(enc) == pytest.approx((9 / 10 + 3 / 4 + 1 / 2) / 13)
+    rng = np.random.default_rng(0)
+    draws = np.array([dropout.apply([a, b, c, unk, text.END_ID], rng) for _ in range(20_000)])
+    assert set(np.unique(draws[:, :3])) == {a, b, c, unk}
+    assert (draws[:, 3] == unk).all() and (draws[:, 4] == text.END_ID).all()
+    replaced = (draws[:, :3] == unk).mean(axis=0)
+    np.testing.assert_allclose(replaced, [1 / 10, 1 / 4, 1 / 2], atol=0.01)
+
+
+@requires_train
+def test_symbol_dropout_draws_anew_each_epoch_and_leaves_targets_and_padding(tmp_path):
+    import numpy as np
+
+    from seq2seq_edge import text
+    from seq2seq_edge.train import batches
+
+    unk = len(text.SPECIAL_TOKENS)
+    rng = np.random.default_rng(1)
+    enc = [list(rng.integers(unk + 1, unk + 6, size=int(n))) for n in rng.integers(1, 7, size=40)]
+    tgt = [list(rng.integers(unk, unk + 4, size=int(n))) for n in rng.integers(1, 5, size=40)]
+    dropout = batches.SymbolDropout.from_training_ids(enc, unk + 6, unk, alpha=20.0)
+    plain, dropped = (batches.length_bucketed(enc, tgt, 8, seed=3, symbol_dropout=d) for d in (None, dropout))
+    plain_epochs, epochs = ([list(ds.as_numpy_iterator()) for _ in range(2)] for ds in (plain, dropped))
+    masks = []
+    for epoch, plain_epoch in zip(epochs, plain_epochs):
+        mask = []
+        for (x, y, w), (x0, y0, w0) in zip(epoch, plain_epoch):  # the batches and order it has without dropout
+            enc_in, enc_in0 = x["input_ids"], x0["input_ids"]
+            changed = enc_in != enc_in0
+            assert (enc_in[changed] == unk).all() and (enc_in0[changed] > unk).all()  # never padding
+            np.testing.assert_array_equal(x["decoder_input_ids"], x0["decoder_input_ids"])
+            np.testing.assert_array_equal(y, y0)
+            np.testing.assert_array_equal(w, w0)
+            mask.append(changed)
+        masks.append(np.concatenate([m.ravel() for m in mask]))
+    assert 0 < masks[0].sum() and 0 < masks[1].sum() and (masks[0] != masks[1]).any()
+    again = batches.length_bucketed(enc, tgt, 8, seed=3, symbol_dropout=dropout).as_numpy_iterator()
+    for (x, _, _), (x1, _, _) in zip(again, epochs[0]):  # seeded: a new dataset's first epoch draws the same
+        np.testing.assert_array_equal(x["input_ids"], x1["input_ids"])
+
+
+@pytest.mark.slow
+@requires_train
+def test_symbol_dropout_trains_a_model_with_the_unknown_token(tmp_path):
+    from seq2seq_edge import text
+    from seq2seq_edge.train import trainer
+
+    pairs, _ = _pairs_with_a_rare_symbol_in_test()
+    tsv = tmp_path / "animals.tsv"
+    tsv.write_text("".join(f"{p.source}\t{p.target}\n" for p in pairs), encoding="utf-8")
+    cfg = trainer.task_defaults("data", data_file=str(tsv), latent_dim=16, epochs=2, batch_size=8,
+                                symbol_dropout=0.5)
+    trainer.train(cfg, tmp_path / "run", force=True, quiet=True)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["training"]["symbol_dropout"] == 0.5 and config["training"]["min_symbol_count"] == 1
+    source = config["preprocessing"]["input"]
+    # Every training symbol is kept, and the unknown token the batches used stands for unseen ones at run time.
+    assert source["unknown_token"] == text.UNKNOWN_TOKEN and source["vocabulary"][3] == text.UNKNOWN_TOKEN
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["unknown_token"]["rare_symbols"] == 0 and metrics["unknown_token"]["replaced_tokens"] == 0
+    assert metrics["held_out_with_unseen_symbols"]["test"] == 1 and metrics["undecoded"] == 0
 
 
 @requires_train

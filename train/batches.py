@@ -4,9 +4,13 @@ With ``length_buckets`` on, training pairs are sorted by (input length, target l
 tie-break, cut into batches of ``batch_size`` neighbours, and each batch is padded only to its own longest
 input and target (rounded up to a multiple of ``PAD_MULTIPLE``, so Keras compiles its step for a handful of
 shapes rather than one per length). The order of the batches is shuffled every epoch, from the seed.
+``SymbolDropout`` (``s2s train --symbol-dropout``) replaces rare input symbols of the training batches by the
+unknown token, drawn anew each epoch.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -29,14 +33,49 @@ def teacher_forcing(enc_ids: list[list[int]], tgt_ids: list[list[int]], enc_widt
     return {mf.INPUT_IDS: enc, DECODER_INPUT_IDS: dec_in}, dec_out, (dec_out != text.PAD_ID).astype("float32")
 
 
+@dataclass(frozen=True)
+class SymbolDropout:
+    """Frequency-aware symbol dropout (the word dropout of Kiperwasser and Goldberg 2016, section 6): each input
+    symbol of a training batch becomes the unknown token with probability alpha / (alpha + its count in the
+    training split). A symbol seen once is replaced alpha / (alpha + 1) of the time, a frequent one almost never,
+    so the model learns to read a position whose symbol tells it little from what the other positions and the
+    training split's usual outputs say, and the unknown token's embedding is trained for symbols it never saw."""
+
+    probabilities: np.ndarray  # by input id: 0 for the reserved ids and the unknown token
+    unknown_id: int
+
+    @classmethod
+    def from_training_ids(cls, enc_ids: list[list[int]], vocabulary_size: int, unknown_id: int,
+                          alpha: float) -> "SymbolDropout":
+        """The probabilities from the symbol counts of ``enc_ids`` (the training split, encoded)."""
+        counts = np.bincount(np.fromiter((i for ids in enc_ids for i in ids), dtype=np.int64),
+                             minlength=vocabulary_size).astype(np.float64)
+        probabilities = np.where(counts > 0, alpha / (alpha + np.maximum(counts, 1.0)), 0.0)
+        probabilities[:len(text.SPECIAL_TOKENS)] = 0.0
+        probabilities[unknown_id] = 0.0
+        return cls(probabilities, unknown_id)
+
+    def expected_share(self, enc_ids: list[list[int]]) -> float:
+        """The share of the tokens of ``enc_ids`` replaced in an epoch, on average."""
+        total = sum(map(len, enc_ids))
+        return float(sum(self.probabilities[ids].sum() for ids in enc_ids if ids) / total) if total else 0.0
+
+    def apply(self, ids: list[int], rng: np.random.Generator) -> list[int]:
+        """``ids`` with each symbol replaced by the unknown token's id with its probability."""
+        out = np.asarray(ids, dtype=np.int64)
+        out[rng.random(out.size) < self.probabilities[out]] = self.unknown_id
+        return out.tolist()
+
+
 def _round_up(n: int) -> int:
     return -(-n // PAD_MULTIPLE) * PAD_MULTIPLE
 
 
 def length_bucketed(enc_ids: list[list[int]], tgt_ids: list[list[int]], batch_size: int, seed: int,
-                    shuffle: bool = True):
+                    shuffle: bool = True, symbol_dropout: SymbolDropout | None = None):
     """A ``tf.data.Dataset`` of per-batch padded teacher-forcing batches (see the module docstring); each pass
-    over it (each epoch) visits the batches in a new seeded order."""
+    over it (each epoch) visits the batches in a new seeded order, with ``symbol_dropout``'s replacements drawn
+    anew from the seed and the epoch."""
     import tensorflow as tf
 
     tie = np.random.default_rng(seed).random(len(enc_ids))
@@ -47,9 +86,12 @@ def length_bucketed(enc_ids: list[list[int]], tgt_ids: list[list[int]], batch_si
     def generate():
         visit = (np.random.default_rng([seed, epochs[0]]).permutation(len(groups)) if shuffle
                  else range(len(groups)))
+        replace = np.random.default_rng([seed, epochs[0], 1])
         epochs[0] += 1
         for g in visit:
             enc = [enc_ids[i] for i in groups[g]]
+            if symbol_dropout is not None:
+                enc = [symbol_dropout.apply(ids, replace) for ids in enc]
             tgt = [tgt_ids[i] for i in groups[g]]
             yield teacher_forcing(enc, tgt, _round_up(max(map(len, enc))), _round_up(max(map(len, tgt)) + 1))
 

@@ -56,6 +56,7 @@ class TrainConfig:
     decoder_layers: int = 1           # stacked LSTM layers in the decoder; their states are packed in one state
     input_feeding: bool = False       # attention only: the attention's output is fed to the next step (input_feeding.py)
     min_symbol_count: int = 1         # input symbols seen fewer times in training become text.UNKNOWN_TOKEN
+    symbol_dropout: float = 0.0       # alpha of frequency-aware symbol dropout (batches.SymbolDropout); 0: off
     label_smoothing: float = 0.0      # share of each target's probability spread over the target vocabulary
     weight_decay: float = 0.0         # decoupled weight decay (AdamW); 0: Adam
     length_buckets: bool = False      # batches of similar lengths, padded per batch (train/batches.py)
@@ -112,6 +113,8 @@ LR_SCHEDULES = ("constant", "plateau")
 MONITORS = {"loss": ("val_loss", "min"), "accuracy": ("val_accuracy", "max")}
 #: --lr-schedule plateau: halve the learning rate after this many epochs without a better validation loss.
 PLATEAU_PATIENCE = 2
+#: --symbol-dropout's largest alpha: a symbol seen once is then replaced 99% of the time.
+MAX_SYMBOL_DROPOUT = 100.0
 
 
 def task_defaults(task: str, **overrides) -> TrainConfig:
@@ -169,6 +172,10 @@ def task_defaults(task: str, **overrides) -> TrainConfig:
                                + (" or --no-input-feeding" if fed else ""))
     if type(cfg.min_symbol_count) is not int or cfg.min_symbol_count < 1:
         raise TrainOptionError(f"--min-symbol-count must be an integer of at least 1, got {cfg.min_symbol_count}")
+    if not 0.0 <= cfg.symbol_dropout <= MAX_SYMBOL_DROPOUT:
+        raise TrainOptionError(f"--symbol-dropout must be from 0 to {MAX_SYMBOL_DROPOUT:g}, got {cfg.symbol_dropout}")
+    if cfg.symbol_dropout and not cfg.length_buckets:
+        raise TrainOptionError("--symbol-dropout replaces symbols in length-bucketed batches: add --length-buckets")
     return cfg
 
 
@@ -199,7 +206,7 @@ def build_preprocessing(pairs: list[data_mod.Pair], cfg: TrainConfig,
                 raise DataFileError(f"{where}{side} {s!r} has no tokens under {tok!r} tokenization")
     known = pairs if vocabulary_from is None else vocabulary_from
     in_vocab = text.Vocabulary.build((p.source for p in known), cfg.input_tokenization,
-                                     min_count=cfg.min_symbol_count)
+                                     min_count=cfg.min_symbol_count, with_unknown=cfg.symbol_dropout > 0)
     if cfg.min_symbol_count > 1 and in_vocab.unknown is None:
         log.warning("no input symbol is seen fewer than %d times in the training split: no unknown token",
                     cfg.min_symbol_count)
@@ -409,7 +416,15 @@ def fit(model, cfg: TrainConfig, prep: pp.Preprocessing, splits: data_mod.Splits
     if cfg.length_buckets:
         def encode(pairs):
             return [prep.encode_input(p.source) for p in pairs], [prep.target_codec.encode(p.target) for p in pairs]
-        train_data = batches.length_bucketed(*encode(train_pairs), cfg.batch_size, cfg.seed)
+        train_enc, train_tgt = encode(train_pairs)
+        dropout = None
+        if cfg.symbol_dropout:
+            dropout = batches.SymbolDropout.from_training_ids(train_enc, len(prep.input_vocabulary),
+                                                              prep.input_vocabulary.index(prep.unknown_token),
+                                                              cfg.symbol_dropout)
+            log.info("symbol dropout: about %.2f%% of the training split's input symbols become %r each epoch",
+                     100 * dropout.expected_share(train_enc), prep.unknown_token)
+        train_data = batches.length_bucketed(train_enc, train_tgt, cfg.batch_size, cfg.seed, symbol_dropout=dropout)
         val_data = batches.length_bucketed(*encode(validation), cfg.batch_size, cfg.seed, shuffle=False)
         history = model.fit(train_data, validation_data=val_data, epochs=cfg.epochs, callbacks=callbacks,
                             shuffle=False, verbose=0).history  # the dataset shuffles itself

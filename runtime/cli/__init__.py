@@ -132,6 +132,10 @@ def _add_train_model_options(m) -> None:
     m.add_argument("--min-symbol-count", type=int, metavar="N",
                    help="input symbols seen fewer than N times in the training split are replaced by an unknown "
                         "token, which any unseen input symbol then maps to at run time (default: 1, none)")
+    m.add_argument("--symbol-dropout", type=float, metavar="ALPHA",
+                   help="while training, each input symbol becomes an unknown token with probability ALPHA / "
+                        "(ALPHA + its count in the training split): rare symbols often, frequent ones almost never; "
+                        "the bundle then maps unseen input symbols to that token (default: 0, off)")
     m.add_argument("--label-smoothing", type=float, metavar="E",
                    help="share of each target token's probability spread over the target vocabulary "
                         "(--data: 0.1; the tasks: 0)")
@@ -179,7 +183,8 @@ def _cmd_train(args) -> int:
         decoder=args.decoder, bidirectional=args.bidirectional, attend_embeddings=args.attend_embeddings,
         dropout=args.dropout, recurrent_dropout=args.recurrent_dropout, attention_dropout=args.attention_dropout,
         encoder_layers=args.encoder_layers, decoder_layers=args.decoder_layers, input_feeding=args.input_feeding,
-        min_symbol_count=args.min_symbol_count, label_smoothing=args.label_smoothing,
+        min_symbol_count=args.min_symbol_count, symbol_dropout=args.symbol_dropout,
+        label_smoothing=args.label_smoothing,
         weight_decay=args.weight_decay, length_buckets=args.length_buckets, min_improvement=args.min_improvement,
         time_budget_s=_duration(args.time_budget), lr_schedule=args.lr_schedule, monitor=args.monitor,
         average_checkpoints=args.average_checkpoints,
