@@ -96,7 +96,7 @@ def check_members(members: Sequence[Seq2SeqDecoder]) -> None:
             differ = _first_difference(want, got)
             raise BundleError(f"its preprocessing differs from the first bundle's ({differ}): an ensemble's "
                               "members must read and write the same tokens (train them on the same data with the "
-                              "same tokenization)", where=where)
+                              "same tokenization, --min-symbol-count and --symbol-dropout on or off)", where=where)
         if m.manifest.encoder_time_steps != first.manifest.encoder_time_steps:
             raise BundleError(f"its encoder takes {m.manifest.encoder_time_steps} time steps, the first bundle's "
                               f"{first.manifest.encoder_time_steps}", where=where)

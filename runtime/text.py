@@ -10,7 +10,7 @@ Policy (documented in docs/cli.md, "Text policy"):
 * Ids 0, 1 and 2 are reserved for padding, start and end in every vocabulary. Their strings contain a space
   and are longer than one character, so neither tokenizer can ever produce them from data.
 * An input vocabulary may declare an unknown token (``s2s train --min-symbol-count N``: symbols seen fewer than N
-  times in training were replaced by it). Then every input symbol outside the vocabulary maps to its id instead of
+  times in training were replaced by it; ``--symbol-dropout``: rare symbols were, now and then). Then every input symbol outside the vocabulary maps to its id instead of
   being an error. The one training writes, ``UNKNOWN_TOKEN``, contains a space too; a manifest may name any entry
   of its input vocabulary but the reserved ones.
 """
@@ -36,7 +36,8 @@ PAD_ID, START_ID, END_ID = 0, 1, 2
 RESERVED_IDS = (PAD_ID, START_ID, END_ID)
 #: The reserved ids no honest model chooses at all (the end id ends an output).
 NEVER_CHOSEN_IDS = (PAD_ID, START_ID)
-#: The unknown token ``s2s train --min-symbol-count`` adds to the input vocabulary, right after the reserved ones.
+#: The unknown token ``s2s train --min-symbol-count`` or ``--symbol-dropout`` adds to the input vocabulary, right
+#: after the reserved ones.
 UNKNOWN_TOKEN = "<s2s unk>"
 
 

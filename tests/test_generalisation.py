@@ -284,13 +284,17 @@ def test_the_unknown_token_field_in_a_manifest(digits_bundle):
     ("--symbol-dropout", "0.25", "--symbol-dropout replaces symbols in length-bucketed batches: add --length-buckets"),
     ("--symbol-dropout", "-1", "--symbol-dropout must be from 0 to 100, got -1.0"),
     ("--symbol-dropout", "nan", "--symbol-dropout must be from 0 to 100, got nan"),
+    ("--symbol-dropout", "inf", "--symbol-dropout must be from 0 to 100, got inf"),
+    ("--symbol-dropout=0.5 --length-buckets --distribute mirrored", None,
+     "--symbol-dropout is not available with --distribute (it replaces symbols in length-bucketed batches; "
+     "--distribute trains on padded arrays)"),
 ])
 def test_invalid_hygiene_options_are_one_line_errors(tmp_path, option, value, message):
     # Without the test session's TF_CPP_MIN_LOG_LEVEL, as a user runs it: the options are checked before
     # TensorFlow is imported, so its native log lines cannot come before the error.
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     proc = subprocess.run([sys.executable, "-m", "seq2seq_edge.cli", "train", "--task", "digits", "--out",
-                           str(tmp_path / "run"), "--time-budget", "30m", option] + ([value] if value else []),
+                           str(tmp_path / "run"), "--time-budget", "30m", *option.split()] + ([value] if value else []),
                           capture_output=True, text=True, env=env)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
@@ -354,9 +358,18 @@ def test_symbol_dropout_draws_anew_each_epoch_and_leaves_targets_and_padding(tmp
 
 @pytest.mark.slow
 @requires_train
-def test_symbol_dropout_trains_a_model_with_the_unknown_token(tmp_path):
+def test_symbol_dropout_trains_a_model_with_the_unknown_token(tmp_path, monkeypatch):
     from seq2seq_edge import text
-    from seq2seq_edge.train import trainer
+    from seq2seq_edge.train import batches, trainer
+
+    datasets = []  # what fit asked of length_bucketed: (pairs, its symbol dropout)
+    bucketed = batches.length_bucketed
+
+    def recorded(enc_ids, tgt_ids, *args, symbol_dropout=None, **kwargs):
+        datasets.append((len(enc_ids), symbol_dropout))
+        return bucketed(enc_ids, tgt_ids, *args, symbol_dropout=symbol_dropout, **kwargs)
+
+    monkeypatch.setattr(batches, "length_bucketed", recorded)
 
     pairs, _ = _pairs_with_a_rare_symbol_in_test()
     tsv = tmp_path / "animals.tsv"
@@ -372,6 +385,14 @@ def test_symbol_dropout_trains_a_model_with_the_unknown_token(tmp_path):
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["unknown_token"]["rare_symbols"] == 0 and metrics["unknown_token"]["replaced_tokens"] == 0
     assert metrics["held_out_with_unseen_symbols"]["test"] == 1 and metrics["undecoded"] == 0
+    # The training batches, and only they, replace symbols, with the counts of the training split.
+    (train_size, replacer), (validation_size, none) = datasets
+    assert none is None and validation_size == config["splits"]["validation"]
+    assert train_size == config["splits"]["train"] and replacer.unknown_id == 3
+    letters = [ch for line in (tmp_path / "run" / "train.tsv").read_text(encoding="utf-8").splitlines()
+               for ch in line.split("\t")[0]]
+    share = sum(0.5 / (0.5 + letters.count(ch)) for ch in letters) / len(letters)
+    assert metrics["symbol_dropout"] == {"alpha": 0.5, "expected_share": pytest.approx(share, abs=1e-6)}
 
 
 @requires_train

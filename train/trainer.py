@@ -195,7 +195,8 @@ def build_preprocessing(pairs: list[data_mod.Pair], cfg: TrainConfig,
     split: a symbol seen only in held-out pairs would get an embedding nobody trained, so it stays unknown);
     the length limits from all ``pairs``. With ``cfg.min_symbol_count`` N > 1, input symbols seen fewer than N
     times there are left out of the input vocabulary and the unknown token stands for them (in training too, so
-    it is trained); target symbols are never replaced."""
+    it is trained); with ``cfg.symbol_dropout`` the unknown token is there even when no symbol is that rare (the
+    batches put it in place of rare symbols: batches.SymbolDropout). Target symbols are never replaced."""
     for tok in (cfg.input_tokenization, cfg.target_tokenization):
         if tok not in text.TOKENIZATIONS:
             raise TrainOptionError(f"unknown tokenization {tok!r}; choose one of {', '.join(text.TOKENIZATIONS)}")
@@ -269,6 +270,9 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, force: bool = False, quiet: 
     """Train, evaluate and write the run folder atomically. Returns the metrics (``metrics.json``).
     ``quiet``: no progress bar or lines (``train.progress``)."""
     out_dir = Path(out_dir)
+    if distribute and cfg.symbol_dropout:
+        raise TrainOptionError("--symbol-dropout is not available with --distribute (it replaces symbols in "
+                               "length-bucketed batches; --distribute trains on padded arrays)")
     check_out_dir(out_dir, force)
     pairs = load_pairs(cfg)
     split_seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
@@ -288,7 +292,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, force: bool = False, quiet: 
                         "their inputs' new symbols map to the unknown token (new target symbols cannot be "
                         "produced)", unseen["validation"], unseen["test"])
     unknown = {} if prep.unknown_token is None else {"unknown_token": unknown_token_summary(splits.train, prep)}
-    if unknown:
+    if unknown and unknown["unknown_token"]["rare_symbols"]:
         log.info("unknown token %r stands for %d rare input symbols (%d of %d training input tokens)",
                  prep.unknown_token, unknown["unknown_token"]["rare_symbols"],
                  unknown["unknown_token"]["replaced_tokens"], unknown["unknown_token"]["training_tokens"])
@@ -413,18 +417,22 @@ def fit(model, cfg: TrainConfig, prep: pp.Preprocessing, splits: data_mod.Splits
     if not quiet:
         callbacks.append(progress.TrainingProgress(cfg.epochs))
     started = time.perf_counter()
+    replacer, dropped = None, {}
     if cfg.length_buckets:
         def encode(pairs):
             return [prep.encode_input(p.source) for p in pairs], [prep.target_codec.encode(p.target) for p in pairs]
         train_enc, train_tgt = encode(train_pairs)
-        dropout = None
-        if cfg.symbol_dropout:
-            dropout = batches.SymbolDropout.from_training_ids(train_enc, len(prep.input_vocabulary),
-                                                              prep.input_vocabulary.index(prep.unknown_token),
-                                                              cfg.symbol_dropout)
+        if cfg.symbol_dropout:  # counts from the training split, not its balanced repeats
+            split_enc = encode(splits.train)[0]
+            replacer = batches.SymbolDropout.from_training_ids(split_enc, len(prep.input_vocabulary),
+                                                               prep.input_vocabulary.index(prep.unknown_token),
+                                                               cfg.symbol_dropout)
+            dropped = {"symbol_dropout": {"alpha": cfg.symbol_dropout,
+                                          "expected_share": round(replacer.expected_share(split_enc), 6)}}
             log.info("symbol dropout: about %.2f%% of the training split's input symbols become %r each epoch",
-                     100 * dropout.expected_share(train_enc), prep.unknown_token)
-        train_data = batches.length_bucketed(train_enc, train_tgt, cfg.batch_size, cfg.seed, symbol_dropout=dropout)
+                     100 * dropped["symbol_dropout"]["expected_share"], prep.unknown_token)
+        train_data = batches.length_bucketed(train_enc, train_tgt, cfg.batch_size, cfg.seed,
+                                             symbol_dropout=replacer)
         val_data = batches.length_bucketed(*encode(validation), cfg.batch_size, cfg.seed, shuffle=False)
         history = model.fit(train_data, validation_data=val_data, epochs=cfg.epochs, callbacks=callbacks,
                             shuffle=False, verbose=0).history  # the dataset shuffles itself
@@ -447,7 +455,7 @@ def fit(model, cfg: TrainConfig, prep: pp.Preprocessing, splits: data_mod.Splits
         averaged = checkpoints.keep_better(model, best_epochs, prep, validation)
     return history, {"epochs_run": len(history["loss"]), "train_seconds": train_seconds,
                      "stopped_by_time_budget": bool(budget and budget.stopped),
-                     **generalisation(history, cfg.monitor), **averaged}
+                     **generalisation(history, cfg.monitor), **dropped, **averaged}
 
 
 def generalisation(history: dict, monitor: str = "loss") -> dict:

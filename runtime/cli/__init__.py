@@ -135,7 +135,8 @@ def _add_train_model_options(m) -> None:
     m.add_argument("--symbol-dropout", type=float, metavar="ALPHA",
                    help="while training, each input symbol becomes an unknown token with probability ALPHA / "
                         "(ALPHA + its count in the training split): rare symbols often, frequent ones almost never; "
-                        "the bundle then maps unseen input symbols to that token (default: 0, off)")
+                        "the bundle then maps unseen input symbols to that token; needs length buckets, not "
+                        "--distribute (default: 0, off)")
     m.add_argument("--label-smoothing", type=float, metavar="E",
                    help="share of each target token's probability spread over the target vocabulary "
                         "(--data: 0.1; the tasks: 0)")
