@@ -109,12 +109,16 @@ def baseline(train: list[Pair], test: list[Pair]) -> dict:
 
 def against_lookup(train: list[Pair], test: list[Pair], outputs: list[str]) -> dict:
     """Test phrases as a model (``outputs``, one per phrase; "" where it could not encode one) and the lookup
-    read them: right by both, by the model only, by the lookup only, by neither."""
+    read them: right by both, by the model only, by the lookup only, by neither; and ``model_unseen_character``,
+    the phrases with a character the training split never shows that the model read right (a model whose
+    vocabulary has an unknown token decodes them; one without it cannot)."""
     table = lookup_table(train)
-    counts = dict.fromkeys(("both", "model_only", "lookup_only", "neither"), 0)
+    seen = {ch for p in train for ch in p.source}
+    counts = dict.fromkeys(("both", "model_only", "lookup_only", "neither", "model_unseen_character"), 0)
     for p, out in zip(test, outputs, strict=True):
         model, lookup = out == p.target, lookup_output(table, p.source) == p.target
         counts["both" if model and lookup else "model_only" if model else "lookup_only" if lookup else "neither"] += 1
+        counts["model_unseen_character"] += model and not seen.issuperset(p.source)
     return counts
 
 

@@ -418,9 +418,13 @@ def markdown(results: dict) -> str:
                   f"{pct((reach['unseen_character'] + reach['unseen_reading']) / n)}."]
     against = {r["model"]: r["against_lookup"] for r in results["rows"] if r.get("against_lookup")}
     if against:
-        lines += ["", "Pinyin test phrases as each model (fp32, greedy) and the per-character lookup read them:", "",
-                  "| model | right by both | model only | lookup only | neither |", "|---|---|---|---|---|"]
-        lines += [f"| {model} | {c['both']:,} | {c['model_only']:,} | {c['lookup_only']:,} | {c['neither']:,} |"
+        lines += ["", "Pinyin test phrases as each model (fp32, greedy) and the per-character lookup read them "
+                  "(the last column: phrases with a character the training split never shows that the model read "
+                  "right, which only a model with an unknown token can; – where not counted):", "",
+                  "| model | right by both | model only | lookup only | neither | model, unseen character |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {model} | {c['both']:,} | {c['model_only']:,} | {c['lookup_only']:,} | {c['neither']:,} | "
+                  f"{format(c['model_unseen_character'], ',') if 'model_unseen_character' in c else '–'} |"
                   for model, c in against.items()]
     if earlier:
         lines += ["", "Measured in earlier runs:", ""]

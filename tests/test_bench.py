@@ -478,6 +478,10 @@ def test_the_lookup_baseline_of_the_hygiene_benchmark():
     test = [Pair("行人", "xíng rén"), Pair("银行", "yín háng"), Pair("人们", "rén men"), Pair("行业", "háng yè")]
     outputs = ["xíng rén", "yín háng", "rén mén", ""]  # the lookup reads 银行 yín xíng and 行业 xíng
     assert hygiene.against_lookup(train, test, outputs) == {"both": 1, "model_only": 1, "lookup_only": 1,
-                                                             "neither": 1}
+                                                             "neither": 1, "model_unseen_character": 0}
+    # A model with an unknown token may read a phrase with an unseen character (业) right: counted apart.
+    outputs[3] = "háng yè"
+    assert hygiene.against_lookup(train, test, outputs) == {"both": 1, "model_only": 2, "lookup_only": 1,
+                                                             "neither": 0, "model_unseen_character": 1}
     with pytest.raises(ValueError):  # one output per phrase, or the counts would be of the wrong phrases
         hygiene.against_lookup(train, test, outputs[:3])
