@@ -40,7 +40,8 @@ class Preprocessing:
     #: The longest output, in tokens (end marker excluded), the decoder may emit.
     max_output_tokens: int
     #: An entry of the input vocabulary that input symbols outside it map to (``s2s train --min-symbol-count`` or
-    #: ``--symbol-dropout`` trained it on rare symbols); None: such symbols are an error. Target symbols are never replaced.
+    #: ``--symbol-dropout`` trained it on rare symbols); None: such symbols are an error. Target symbols are never
+    #: replaced.
     unknown_token: str | None = None
 
     def __post_init__(self):

@@ -48,23 +48,26 @@ class SymbolDropout:
     def from_training_ids(cls, enc_ids: list[list[int]], vocabulary_size: int, unknown_id: int,
                           alpha: float) -> "SymbolDropout":
         """The probabilities from the symbol counts of ``enc_ids`` (the training split, encoded)."""
-        counts = np.bincount(np.fromiter((i for ids in enc_ids for i in ids), dtype=np.int64),
-                             minlength=vocabulary_size).astype(np.float64)
-        probabilities = np.where(counts > 0, alpha / (alpha + np.maximum(counts, 1.0)), 0.0)
+        counts = np.bincount(_flat(enc_ids), minlength=vocabulary_size).astype(np.float64)
+        probabilities = np.where(counts > 0, alpha / (alpha + counts), 0.0)
         probabilities[:len(text.SPECIAL_TOKENS)] = 0.0
         probabilities[unknown_id] = 0.0
         return cls(probabilities, unknown_id)
 
     def expected_share(self, enc_ids: list[list[int]]) -> float:
         """The share of the tokens of ``enc_ids`` replaced in an epoch, on average."""
-        total = sum(map(len, enc_ids))
-        return float(sum(self.probabilities[ids].sum() for ids in enc_ids if ids) / total) if total else 0.0
+        ids = _flat(enc_ids)
+        return float(self.probabilities[ids].mean()) if ids.size else 0.0
 
     def apply(self, ids: list[int], rng: np.random.Generator) -> list[int]:
         """``ids`` with each symbol replaced by the unknown token's id with its probability."""
         out = np.asarray(ids, dtype=np.int64)
         out[rng.random(out.size) < self.probabilities[out]] = self.unknown_id
         return out.tolist()
+
+
+def _flat(enc_ids: list[list[int]]) -> np.ndarray:
+    return np.fromiter((i for ids in enc_ids for i in ids), dtype=np.int64)
 
 
 def _round_up(n: int) -> int:

@@ -417,13 +417,14 @@ def fit(model, cfg: TrainConfig, prep: pp.Preprocessing, splits: data_mod.Splits
     if not quiet:
         callbacks.append(progress.TrainingProgress(cfg.epochs))
     started = time.perf_counter()
-    replacer, dropped = None, {}
+    dropped = {}
     if cfg.length_buckets:
         def encode(pairs):
             return [prep.encode_input(p.source) for p in pairs], [prep.target_codec.encode(p.target) for p in pairs]
         train_enc, train_tgt = encode(train_pairs)
+        replacer = None
         if cfg.symbol_dropout:  # counts from the training split, not its balanced repeats
-            split_enc = encode(splits.train)[0]
+            split_enc = train_enc if train_pairs is splits.train else encode(splits.train)[0]
             replacer = batches.SymbolDropout.from_training_ids(split_enc, len(prep.input_vocabulary),
                                                                prep.input_vocabulary.index(prep.unknown_token),
                                                                cfg.symbol_dropout)
