@@ -12,7 +12,8 @@
   0-99.
 * **pinyin**: the Chinese phrase -> pinyin set of ``benchmarks/hygiene.py`` (pypinyin's phrases whose characters
   each have one reading; 5,000+ input symbols), beside a per-character lookup baseline on the same split; also
-  decode-time ensembles of pinyin models trained on one split (``ENSEMBLES``, ``s2s eval --ensemble``).
+  decode-time ensembles of pinyin models trained on one split (``ENSEMBLES``, ``s2s eval --ensemble``), and such
+  ensembles exported as one bundle (``ENSEMBLE_BUNDLES``, ``s2s export --ensemble``).
 
 Each model is scored with the runtime (LiteRT) in fp32 and int8, greedy and with beam search, by ``s2s eval``.
 Writes ``benchmarks/results/quality.json`` and ``quality.md`` and the table in docs/quality.md; nobody types a
@@ -144,6 +145,10 @@ MODELS = {
     "pinyin-symbol-dropout": ("pinyin", "pinyin (pypinyin phrases), `s2s train --data` defaults + `--symbol-dropout "
                               "0.5`, 30 min budget",
                               ["--target-tokens", "space", "--symbol-dropout", "0.5", "--time-budget", "30m"]),
+    # Half the default batch (64): twice the updates an epoch, each from a noisier gradient, for a set where most
+    # characters appear in a few phrases only.
+    "pinyin-batch-32": ("pinyin", "pinyin (pypinyin phrases), `s2s train --data` defaults + `--batch-size 32`, 30 min "
+                        "budget", ["--target-tokens", "space", "--batch-size", "32", "--time-budget", "30m"]),
     "cmudict-attention-dropout": ("cmudict", "CMUdict G2P, `s2s train --data` defaults + `--attention-dropout 0.3`, "
                                   "60 min budget", ["--target-tokens", "space", "--attention-dropout", "0.3",
                                                     "--time-budget", "60m"]),
@@ -163,6 +168,15 @@ ENSEMBLES = {
                              "and `--seed 1`, `--embedding-dim 128`, `--dropout 0.3`)",
                              ["pinyin-attend-embeddings", "pinyin-seed-1", "pinyin-embedding-128",
                               "pinyin-dropout-0.3"]),
+}
+
+#: Ensembles of the runs above exported as one bundle (``s2s export --ensemble``), which every runtime decodes as it
+#: decodes one model, its one-call greedy model included: (data, label, members).
+ENSEMBLE_BUNDLES = {
+    "pinyin-ensemble-bundle-embedding-128-dropout-0.3": ("pinyin", "pinyin (pypinyin phrases), the `--embedding-dim "
+                                                         "128` and `--dropout 0.3` runs exported as one bundle (`s2s "
+                                                         "export --ensemble`)",
+                                                         ["pinyin-embedding-128", "pinyin-dropout-0.3"]),
 }
 
 #: Published CMUdict WERs, beside ours, with their data and split (not measured here): the cmusphinx g2p-seq2seq
@@ -223,6 +237,14 @@ def train_and_export(name: str, work: Path, train_args: list[str], reuse: bool =
         s2s("export", str(run), "--out", str(bundle), "--force", "--format", "tflite", "--quantize", "fp32,int8",
             "--quiet")
     return run, bundle, seconds
+
+
+def export_ensemble(runs: list[Path], bundle: Path, reuse: bool) -> Path:
+    """The runs exported as one bundle (``s2s export --ensemble``), kept with ``reuse`` when it is there."""
+    if not (reuse and (bundle / mf.MANIFEST_FILE).is_file()):
+        s2s("export", str(runs[0]), *[a for r in runs[1:] for a in ("--ensemble", str(r))], "--out", str(bundle),
+            "--force", "--format", "tflite", "--quantize", "fp32,int8", "--quiet")
+    return bundle
 
 
 def score(bundles: list[Path], tsv: Path, variant: str, beam: int) -> dict:
@@ -321,8 +343,9 @@ def run_pinyin(name: str, root: Path, reuse: bool) -> list[dict]:
     from seq2seq_edge.bench import hygiene
     from seq2seq_edge.evaluation.pairs import read_tsv
 
-    ensemble = name in ENSEMBLES
-    label, members = (ENSEMBLES[name][1], ENSEMBLES[name][2]) if ensemble else (MODELS[name][1], [name])
+    groups = {**ENSEMBLES, **ENSEMBLE_BUNDLES}
+    ensemble = name in groups
+    label, members = (groups[name][1], groups[name][2]) if ensemble else (MODELS[name][1], [name])
     pairs = hygiene.pinyin_pairs()
     runs, bundles, seconds = [], [], 0.0
     for member in members:
@@ -337,6 +360,8 @@ def run_pinyin(name: str, root: Path, reuse: bool) -> list[dict]:
     test_text = (runs[0] / "test.tsv").read_text(encoding="utf-8")
     if any((run / "test.tsv").read_text(encoding="utf-8") != test_text for run in runs[1:]):
         raise SystemExit(f"{name}: the members hold out different test splits (train them with one --split-seed)")
+    if name in ENSEMBLE_BUNDLES:
+        bundles = [export_ensemble(runs, root / name / "bundle", reuse)]
     train, test = read_tsv(runs[0] / "train.tsv"), read_tsv(runs[0] / "test.tsv")
     lookup = hygiene.baseline(train, test)
     rows = [{"model": "pinyin: per-character lookup (most frequent syllable in training)", "key": name,
@@ -457,7 +482,7 @@ def write(results: dict) -> None:
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--only", choices=[*MODELS, *ENSEMBLES],
+    p.add_argument("--only", choices=[*MODELS, *ENSEMBLES, *ENSEMBLE_BUNDLES],
                    help="train and score this model (or ensemble) only; keep the others' rows")
     p.add_argument("--epochs", type=int, help="override the CMUdict model's epochs (a quicker, weaker run)")
     p.add_argument("--work", type=Path, default=HERE / "models" / "quality")
@@ -474,8 +499,8 @@ def main() -> int:
     machine = f"{cpu}, {os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}"
     today = time.strftime("%Y-%m-%d")
     rows = []
-    order = [*MODELS, *ENSEMBLES]
-    for name, (data, _, _) in {**MODELS, **ENSEMBLES}.items():
+    order = [*MODELS, *ENSEMBLES, *ENSEMBLE_BUNDLES]
+    for name, (data, _, _) in {**MODELS, **ENSEMBLES, **ENSEMBLE_BUNDLES}.items():
         if args.only in (None, name):
             if data == "numbers":
                 rows += run_numbers(args.work / name, args.reuse)

@@ -22,9 +22,11 @@ import time
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Sequence
 
 from seq2seq_edge import manifest as mf
 from seq2seq_edge import quiet
+from seq2seq_edge.ensemble import MAX_MEMBERS, first_difference, held_out_split
 from seq2seq_edge.errors import ExportError, RunFolderError
 from seq2seq_edge.train.reference import KerasDecoder
 from seq2seq_edge.train.run_folder import RunConfig, RunFolder
@@ -43,9 +45,14 @@ GATE_BACKEND_PACKAGE = {"litert": "ai-edge-litert", "onnx": "onnxruntime"}
 
 
 def export_bundle(run_dir: str | Path, out_dir: str | Path, *, formats=DEFAULT_FORMATS,
-                  quantize=DEFAULT_QUANTIZE, force: bool = False, leave_out_failed: bool = False) -> dict:
+                  quantize=DEFAULT_QUANTIZE, force: bool = False, leave_out_failed: bool = False,
+                  ensemble: Sequence[str | Path] = ()) -> dict:
     """Convert, check and gate; the bundle appears at ``out_dir`` only if everything passed. Returns the gate's
     figures (``parity.json``).
+
+    ``ensemble``: more run folders trained on the same data with the same tokenization; the bundle's models then
+    compute them all with ``run_dir``'s as one (``graphs.EnsembleWeights``): a bundle every runtime decodes as
+    any other, gated against the runs' Keras models together, on ``run_dir``'s test split.
 
     When the gate fails, nothing is written at ``out_dir``; its report is written beside it
     (``reports.failed_report_paths``) and the error names it. With ``leave_out_failed`` the variants that passed
@@ -57,6 +64,8 @@ def export_bundle(run_dir: str | Path, out_dir: str | Path, *, formats=DEFAULT_F
         raise ExportError(f"{out_dir} already exists; pass --force to overwrite it")
     run = RunFolder.open(run_dir)
     config = run.read_config()
+    members = [RunFolder.open(r) for r in ensemble]
+    _check_ensemble(run, config, members)
     pairs = parity.gate_pairs(run)  # before TensorFlow loads: a broken run folder fails fast
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     started = time.perf_counter()
@@ -64,18 +73,19 @@ def export_bundle(run_dir: str | Path, out_dir: str | Path, *, formats=DEFAULT_F
     with quiet.native_logs_caught():
         from . import graphs
 
-        model = run.load_keras_model()
-        weights = graphs.extract_weights(model)
+        models = [r.load_keras_model() for r in (run, *members)]
         steps = config.preprocessing.max_input_tokens
         max_out = config.preprocessing.max_output_tokens
+        weights = (graphs.EnsembleWeights(tuple(graphs.extract_weights(m) for m in models)) if members
+                   else graphs.extract_weights(models[0]))
         modules = graphs.build_modules(weights, steps, max_out)
         with staged_folder(out_dir) as staging:
             entries = write_model_files(staging, modules, formats, quantize, weights, steps, max_out)
             if not entries:  # _check_choices refuses this; an empty bundle must never be written
                 raise ExportError("no model files were written (no bundle written)")
-            manifest = _manifest(run, config, weights, steps, entries, out_dir)
+            manifest = _manifest(run, config, weights, steps, entries, out_dir, members)
             manifest.save(staging)
-            gate = parity.check_parity(staging, _keras_decoder(model, config), manifest, pairs)
+            gate = parity.check_parity(staging, _reference(models, config), manifest, pairs)
             if not gate.passed:
                 if not leave_out_failed:
                     _refuse(gate, out_dir)
@@ -84,6 +94,26 @@ def export_bundle(run_dir: str | Path, out_dir: str | Path, *, formats=DEFAULT_F
     reports.remove_failed_report(out_dir)
     log.info("exported %d model files in %.1f s", len(entries), time.perf_counter() - started)
     return gate.to_dict()
+
+
+def _check_ensemble(run: RunFolder, config: RunConfig, members: list[RunFolder]) -> None:
+    """ExportError unless every member run reads and writes exactly ``run``'s tokens (and at most ``MAX_MEMBERS``
+    models in all, as a decode-time ensemble); a warning if one held out other pairs."""
+    if not members:
+        return
+    if len(members) + 1 > MAX_MEMBERS:
+        raise ExportError(f"an ensemble has 2 to {MAX_MEMBERS} models, not {len(members) + 1}")
+    want, held_out = config.preprocessing.to_dict(), held_out_split(config.training)
+    for m in members:
+        other = m.read_config()
+        got = other.preprocessing.to_dict()
+        if got != want:
+            raise ExportError(f"{m.path}: its preprocessing differs from {run.path}'s ({first_difference(want, got)}): "
+                              "an ensemble's models must read and write the same tokens (train them on the same "
+                              "data with the same tokenization, --min-symbol-count and --symbol-dropout on or off)")
+        if held_out_split(other.training) != held_out:
+            log.warning("%s held out other pairs than %s: the gate's test pairs (%s's) may be ones it was trained "
+                        "on, and so may any held-out scores of the ensemble", m.path, run.path, run.path)
 
 
 def _refuse(gate: parity.GateResult, out_dir: Path) -> None:
@@ -114,33 +144,66 @@ def _leave_out_failed(staging: Path, gate: parity.GateResult, manifest: mf.Bundl
     return gate, manifest
 
 
-def verify_bundle(bundle_dir: str | Path, run_dir: str | Path | None = None) -> dict:
+def verify_bundle(bundle_dir: str | Path, run_dir: str | Path | Sequence[str | Path] | None = None) -> dict:
     """Re-run the parity gate of an existing bundle against its run's Keras model. Returns the gate's figures.
-    ``run_dir``: the run folder; by default the one the manifest names (``find_run_dir``)."""
+    ``run_dir``: the run folder (of an ensemble bundle, one for each model, in order); by default the ones the
+    manifest names (``find_run_dir``)."""
     bundle_dir = Path(bundle_dir)
     manifest = mf.BundleManifest.load(bundle_dir)
-    run_dir = Path(run_dir) if run_dir else find_run_dir(bundle_dir, manifest)
-    run = RunFolder.open(run_dir)
-    config = run.read_config()
-    if config.preprocessing != manifest.preprocessing:
-        raise ExportError(f"{run_dir} is not the run this bundle was exported from (preprocessing differs)")
+    recorded = ensemble_run_dirs(manifest)
+    if run_dir is None:
+        run_dirs = [find_run_dir(bundle_dir, manifest, name) for name in recorded or [None]]
+    else:
+        run_dirs = [run_dir] if isinstance(run_dir, (str, Path)) else list(run_dir)
+    if len(run_dirs) != max(len(recorded), 1):
+        raise ExportError(f"the bundle holds {max(len(recorded), 1)} model(s) and {len(run_dirs)} run folders were "
+                          "given: pass --run once for each model, in the order of the export")
+    runs = [RunFolder.open(r) for r in run_dirs]
+    config = runs[0].read_config()
+    for i, r in enumerate(runs):
+        if r.read_config().preprocessing != manifest.preprocessing:
+            raise ExportError(f"{r.path} is not the run this bundle was exported from (preprocessing differs)")
+        if recorded and not _same_training(r, manifest.provenance["ensemble"][i]):
+            raise ExportError(f"{r.path} is not model {i + 1} of this ensemble (its training settings differ from "
+                              "the ones the manifest records for it): pass --run once for each model, in the order "
+                              "of the export")
     with quiet.native_logs_caught():
-        reference = _keras_decoder(run.load_keras_model(), config)
-        gate = parity.check_parity(bundle_dir, reference, manifest, parity.gate_pairs(run))
+        reference = _reference([r.load_keras_model() for r in runs], config)
+        gate = parity.check_parity(bundle_dir, reference, manifest, parity.gate_pairs(runs[0]))
     gate.raise_if_failed()
     return gate.to_dict()
 
 
-def find_run_dir(bundle_dir: str | Path, manifest: mf.BundleManifest | None = None) -> Path:
+def _same_training(run: RunFolder, member) -> bool:
+    """Whether ``run`` was trained with the settings an ensemble bundle records for ``member``."""
+    recorded = member.get("training") if isinstance(member, dict) else None
+    if not isinstance(recorded, dict):
+        return True  # nothing to compare with: the gate decides
+    recorded = {k: v for k, v in recorded.items() if k != "epochs_run"}
+    return _portable_training(run.read_config().training) == recorded
+
+
+def ensemble_run_dirs(manifest: mf.BundleManifest) -> list[str]:
+    """The run folders an ensemble bundle records for its models, in order (empty for a bundle of one model)."""
+    members = manifest.provenance.get("ensemble")
+    if not isinstance(members, list):
+        return []
+    return [m["run_dir"] if isinstance(m, dict) and isinstance(m.get("run_dir"), str) else "" for m in members]
+
+
+def find_run_dir(bundle_dir: str | Path, manifest: mf.BundleManifest | None = None,
+                 recorded: str | None = None) -> Path:
     """The run folder a bundle was exported from, found from the name its manifest records (``run_dir``: the
-    run's path relative to where ``s2s export`` ran, or just its folder name; older bundles: an absolute path).
+    run's path relative to where ``s2s export`` ran, or just its folder name; older bundles: an absolute path), or
+    from ``recorded`` (an ensemble's member, ``ensemble_run_dirs``).
 
     Looked for, in order, from the current folder, from the bundle's parent folder and from the folder above
     that (``bundles/digits`` beside ``runs/digits``), as recorded and under ``runs/``; the first that holds a
     Keras model wins. Raises RunFolderError saying where it looked, and to pass --run."""
     bundle_dir = Path(bundle_dir)
     manifest = manifest or mf.BundleManifest.load(bundle_dir)
-    recorded = manifest.provenance.get("run_dir")
+    if recorded is None:
+        recorded = manifest.provenance.get("run_dir")
     if not isinstance(recorded, str) or not recorded.strip():
         raise RunFolderError("the bundle does not name its run folder; pass --run RUN_DIR")
     rel = Path(recorded)
@@ -196,17 +259,27 @@ def _check_choices(formats, quantize) -> tuple[tuple[str, ...], tuple[str, ...]]
     return formats, quantize
 
 
-def _keras_decoder(model, config: RunConfig) -> KerasDecoder:
-    return KerasDecoder.from_training_model(model, config.preprocessing.max_output_tokens)
+def _reference(models: list, config: RunConfig) -> KerasDecoder:
+    """The gate's Keras reference of a bundle of one training model, or of an ensemble's (in order)."""
+    max_out = config.preprocessing.max_output_tokens
+    if len(models) > 1:
+        return KerasDecoder.ensemble(models, max_out)
+    return KerasDecoder.from_training_model(models[0], max_out)
 
 
-def _manifest(run: RunFolder, config: RunConfig, weights, steps: int, entries, out_dir: Path) -> mf.BundleManifest:
+def _manifest(run: RunFolder, config: RunConfig, weights, steps: int, entries, out_dir: Path,
+              members: Sequence[RunFolder] = ()) -> mf.BundleManifest:
     import keras
     import tensorflow as tf
 
     def installed(*dists):
         return {d: v for d in dists if (v := package_version(d))}
 
+    ensemble = {}
+    if members:  # every model's run and training, the first's also as run_dir and training
+        ensemble = {"ensemble": [{"run_dir": _portable_run_dir(r.path, out_dir),
+                                  "training": {**_portable_training(r.read_config().training), **_epochs_run(r)}}
+                                 for r in (run, *members)]}
     return mf.BundleManifest(
         preprocessing=config.preprocessing, latent_dim=weights.latent_dim, encoder_time_steps=steps,
         models=tuple(entries), encoder_output_dim=weights.encoder_output_dim,
@@ -216,7 +289,7 @@ def _manifest(run: RunFolder, config: RunConfig, weights, steps: int, entries, o
         runtimes_tested=installed(*sorted({GATE_BACKEND_PACKAGE[parity.GATE_BACKEND[e.format]] for e in entries})),
         provenance={"run_dir": _portable_run_dir(run.path, out_dir),
                     "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    "training": {**_portable_training(config.training), **_epochs_run(run)}})
+                    "training": {**_portable_training(config.training), **_epochs_run(run)}, **ensemble})
 
 
 def _epochs_run(run: RunFolder) -> dict:

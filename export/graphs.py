@@ -94,6 +94,42 @@ class Seq2SeqWeights:
         return self.attention_query.shape[1] if self.attention else None
 
 
+@dataclass(frozen=True)
+class EnsembleWeights:
+    """Models trained on one data set, exported as one (``s2s export --ensemble``): their states and attention
+    memories side by side in member order, and at each step one distribution, the normalized geometric mean of
+    theirs (the softmax of the mean of their logits: a member's log-probabilities are its logits less a constant
+    per row, which the softmax takes away)."""
+
+    members: tuple[Seq2SeqWeights, ...]
+
+    def __post_init__(self):
+        first = self.members[0]
+        for i, m in enumerate(self.members[1:], 2):
+            if m.attention != first.attention:
+                raise ExportError(f"model {i} of the ensemble {'has' if m.attention else 'has no'} attention and the "
+                                  f"first {'has' if first.attention else 'has no'}: members share an architecture")
+            if m.target_vocab_size != first.target_vocab_size:
+                raise ExportError(f"model {i} of the ensemble writes {m.target_vocab_size} target tokens and the "
+                                  f"first {first.target_vocab_size}")
+
+    @property
+    def latent_dim(self) -> int:
+        return sum(m.latent_dim for m in self.members)
+
+    @property
+    def target_vocab_size(self) -> int:
+        return self.members[0].target_vocab_size
+
+    @property
+    def attention(self) -> bool:
+        return self.members[0].attention
+
+    @property
+    def encoder_output_dim(self) -> int | None:
+        return sum(m.encoder_output_dim for m in self.members) if self.attention else None
+
+
 def _check_lstm(layer) -> None:
     cfg = layer.get_config()
     wanted = {"activation": "tanh", "recurrent_activation": "sigmoid", "use_bias": True}
@@ -189,7 +225,8 @@ def build_modules(weights: Seq2SeqWeights, max_input_tokens: int, max_output_tok
     """
     import tensorflow as tf
 
-    g = _Graphs(weights, max_input_tokens, max_output_tokens)
+    graphs = _EnsembleGraphs if isinstance(weights, EnsembleWeights) else _Graphs
+    g = graphs(weights, max_input_tokens, max_output_tokens)
     ids_spec = tf.TensorSpec([None, max_input_tokens], tf.int32, name=mf.INPUT_IDS)
     state_specs = [tf.TensorSpec([None], tf.int32, name=mf.PREV_TOKEN),
                    tf.TensorSpec([None, weights.latent_dim], tf.float32, name=mf.STATE_H),
@@ -313,6 +350,13 @@ class _Graphs:
         """One decoder step: (probs, h, c)."""
         import tensorflow as tf
 
+        logits, h, c = self.step_logits(prev_token, state_h, state_c, encoder_outputs, encoder_mask)
+        return tf.nn.softmax(logits), h, c
+
+    def step_logits(self, prev_token, state_h, state_c, encoder_outputs=None, encoder_mask=None):
+        """One decoder step before the output's softmax: (logits, h, c)."""
+        import tensorflow as tf
+
         w = self.w
         slots = w.decoder_layers + w.input_feeding
         hs, cs = ((tf.split(state, slots, axis=1) if slots > 1 else [state]) for state in (state_h, state_c))
@@ -338,13 +382,13 @@ class _Graphs:
             context = tf.matmul(weights_t[:, None, :], encoder_outputs)[:, 0, :]           # [batch, E]
             out = tf.tanh(tf.matmul(tf.concat([context, h], -1), tf.constant(w.attention_combine_kernel))
                           + tf.constant(w.attention_combine_bias))
-        probs = tf.nn.softmax(tf.matmul(out, tf.constant(w.dense_kernel)) + tf.constant(w.dense_bias))
+        logits = tf.matmul(out, tf.constant(w.dense_kernel)) + tf.constant(w.dense_bias)
         if w.input_feeding:  # the fed slot: this step's attention output, and state_c's zeros carried through
             next_h.append(out)
             next_c.append(cs[-1])
         if slots == 1:
-            return probs, h, c
-        return probs, tf.concat(next_h, -1), tf.concat(next_c, -1)
+            return logits, h, c
+        return logits, tf.concat(next_h, -1), tf.concat(next_c, -1)
 
     def greedy(self, input_ids):
         """The encoder, then greedy steps until every row has chosen the end id (at most ``steps_out``)."""
@@ -374,3 +418,37 @@ class _Graphs:
             lambda t, _p, _h, _c, ended, *_: tf.logical_not(tf.reduce_all(ended)), body, start,
             maximum_iterations=steps_out)
         return {mf.OUTPUT_IDS: ids, mf.OUTPUT_PROBS: probs_out}
+
+
+class _EnsembleGraphs(_Graphs):
+    """The graphs of an ensemble (``EnsembleWeights``): each member's encoder and step on its own share of the
+    state and memory, the shares side by side; the greedy loop is the single model's."""
+
+    def __init__(self, weights: EnsembleWeights, max_input_tokens: int, max_output_tokens: int):
+        super().__init__(weights, max_input_tokens, max_output_tokens)
+        self.members = [_Graphs(m, max_input_tokens, max_output_tokens) for m in weights.members]
+
+    def encode(self, input_ids):
+        import tensorflow as tf
+
+        encoded = [m.encode(input_ids) for m in self.members]
+        joined = {k: tf.concat([e[k] for e in encoded], -1) for k in (mf.STATE_H, mf.STATE_C)}
+        if self.w.attention:  # every member's mask is the input's padding
+            joined[mf.ENCODER_OUTPUTS] = tf.concat([e[mf.ENCODER_OUTPUTS] for e in encoded], -1)
+            joined[mf.ENCODER_MASK] = encoded[0][mf.ENCODER_MASK]
+        return joined
+
+    def step_logits(self, prev_token, state_h, state_c, encoder_outputs=None, encoder_mask=None):
+        import tensorflow as tf
+
+        members = self.w.members
+        hs, cs = (tf.split(state, [m.latent_dim for m in members], axis=1) for state in (state_h, state_c))
+        memories = (tf.split(encoder_outputs, [m.encoder_output_dim for m in members], axis=2) if self.w.attention
+                    else [None] * len(members))
+        stepped = [g.step_logits(prev_token, h, c, memory, encoder_mask)
+                   for g, h, c, memory in zip(self.members, hs, cs, memories)]
+        logits = stepped[0][0]
+        for s in stepped[1:]:  # ADD, one pair at a time: tf.add_n is ADD_N, which the contract does not allow
+            logits = logits + s[0]
+        logits = logits * (1.0 / len(members))
+        return logits, tf.concat([s[1] for s in stepped], -1), tf.concat([s[2] for s in stepped], -1)

@@ -93,7 +93,7 @@ def check_members(members: Sequence[Seq2SeqDecoder]) -> None:
                               f"{first.manifest.architecture!r}: an ensemble's members share one", where=where)
         got = m.preprocessing.to_dict()
         if got != want:
-            differ = _first_difference(want, got)
+            differ = first_difference(want, got)
             raise BundleError(f"its preprocessing differs from the first bundle's ({differ}): an ensemble's "
                               "members must read and write the same tokens (train them on the same data with the "
                               "same tokenization, --min-symbol-count and --symbol-dropout on or off)", where=where)
@@ -113,7 +113,12 @@ def _check_count(n: int) -> None:
 
 def _split(decoder: Seq2SeqDecoder) -> dict:
     """What decided the pairs a bundle's training held out (its manifest's provenance; empty if not recorded)."""
-    training = decoder.manifest.provenance.get("training")
+    return held_out_split(decoder.manifest.provenance.get("training"))
+
+
+def held_out_split(training) -> dict:
+    """What decided the pairs a training held out, from its settings (a manifest's ``provenance.training``, a
+    run's ``training``): task, fractions and split seed; empty if not recorded."""
     if not isinstance(training, dict):
         return {}
     split = {k: training.get(k) for k in ("task", "validation_fraction", "test_fraction")}
@@ -121,12 +126,12 @@ def _split(decoder: Seq2SeqDecoder) -> dict:
     return split
 
 
-def _first_difference(a, b, path: str = "preprocessing") -> str:
+def first_difference(a, b, path: str = "preprocessing") -> str:
     """Where two JSON-like values first differ, as a path (``preprocessing.input.vocabulary``)."""
     if isinstance(a, dict) and isinstance(b, dict):
         for key in sorted(set(a) | set(b)):
             if a.get(key) != b.get(key):
-                return _first_difference(a.get(key), b.get(key), f"{path}.{key}")
+                return first_difference(a.get(key), b.get(key), f"{path}.{key}")
     return path
 
 

@@ -2,16 +2,16 @@
 
     python tests/make_fixtures.py OUT_DIR
 
-writes OUT_DIR/runs/{digits,numbers,attention,embeddings}, OUT_DIR/bundles/{digits,numbers,attention,embeddings} and
-OUT_DIR/vectors.json (tests/make_vectors.py: the test vectors the Python, JavaScript, C and Kotlin tests share). ``digits`` is the seed task with its
-defaults (9/9 exact); ``numbers`` is a small, quick model of 0-999 with word targets, whose inputs have mixed
-lengths (1-3 characters) and whose outputs need not be right: the tests compare against Keras' own strings.
-``attention`` and ``embeddings`` are the attention decoder over a bidirectional encoder on the same task (``attention``'s
-LSTMs stacked two deep on both sides, with input feeding: its decoder's states and the fed attention output packed
-side by side in the contract's state); ``embeddings``
-is the architecture ``s2s train --data`` trains by default: learned input embeddings, which the attention also reads
-(a wider attention memory), trained with dropout.
-Everything is seeded, so the same command gives the same files.
+writes OUT_DIR/runs/{digits,numbers,attention,embeddings}, OUT_DIR/bundles/{the same and ensemble} and
+OUT_DIR/vectors.json (tests/make_vectors.py: the test vectors the Python, JavaScript, C and Kotlin tests share).
+``digits`` is the seed task with its defaults (9/9 exact); ``numbers`` is a small, quick model of 0-999 with word
+targets, whose inputs have mixed lengths (1-3 characters) and whose outputs need not be right: the tests compare
+against Keras' own strings. ``attention`` and ``embeddings`` are the attention decoder over a bidirectional encoder
+on the same task (``attention``'s LSTMs stacked two deep on both sides, with input feeding: its decoder's states
+and the fed attention output packed side by side in the contract's state); ``embeddings`` is the architecture
+``s2s train --data`` trains by default: learned input embeddings, which the attention also reads (a wider
+attention memory), trained with dropout. ``ensemble`` is those two exported as one bundle (``s2s export
+--ensemble``). Everything is seeded, so the same command gives the same files.
 """
 
 from __future__ import annotations
@@ -40,6 +40,12 @@ FIXTURES = {
                        learning_rate=5e-3, patience=0, decoder="attention", bidirectional=True,
                        attend_embeddings=True, dropout=0.2),
 }
+#: Bundles exported from several fixture runs as one (``s2s export --ensemble``): name -> the runs, in order.
+#: ``ensemble``: attention's and embeddings' models decoding together, their states (96 and 24 wide) and attention
+#: memories side by side, so every runtime decodes an ensemble bundle against the shared golden vectors.
+ENSEMBLES = {"ensemble": ("attention", "embeddings")}
+#: Every fixture bundle, in the order the runtimes' tests list them (tests/make_vectors.py BUNDLES).
+ALL = (*FIXTURES, *ENSEMBLES)
 
 
 def _settings_file(out_dir: Path, name: str) -> Path:
@@ -48,6 +54,8 @@ def _settings_file(out_dir: Path, name: str) -> Path:
 
 
 def _settings(name: str) -> str:
+    if name in ENSEMBLES:
+        return json.dumps({"ensemble": {m: FIXTURES[m] for m in ENSEMBLES[name]}}, sort_keys=True)
     return json.dumps(FIXTURES[name], sort_keys=True)
 
 
@@ -58,27 +66,41 @@ def stale(out_dir: Path) -> list[str]:
         settings = _settings_file(out_dir, name)
         return ((out_dir / "bundles" / name / "manifest.json").is_file() and settings.is_file()
                 and settings.read_text(encoding="utf-8") == _settings(name))
-    return [name for name in FIXTURES if not current(name)]
+    return [name for name in ALL if not current(name)]
 
 
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def make(out_dir: Path, names=tuple(FIXTURES), say=_stderr) -> dict[str, Path]:
+def make(out_dir: Path, names=ALL, say=_stderr) -> dict[str, Path]:
     """Train and export the fixtures that ``out_dir`` does not hold yet; ``say`` gets one line per step."""
     from seq2seq_edge.export import export_bundle
     from seq2seq_edge.train import trainer
 
     bundles = {}
+    names = tuple(names)
     remake = set(stale(out_dir)) & set(names)
+    for name in [n for n in names if n in ENSEMBLES]:  # an ensemble needs its runs, remade with them
+        names = (*[m for m in ENSEMBLES[name] if m not in names], *names)
+        if remake & set(ENSEMBLES[name]):
+            remake.add(name)
     if remake:  # what is made from the fixtures' models is made again with them
         shutil.rmtree(out_dir / "extra", ignore_errors=True)
         shutil.rmtree(out_dir / "crafted", ignore_errors=True)
         (out_dir / "vectors.json").unlink(missing_ok=True)
-    for name in names:
+    for name in sorted(names, key=lambda n: n in ENSEMBLES):  # the runs first
+        bundle_dir = out_dir / "bundles" / name
+        if name in ENSEMBLES:
+            if name in remake:
+                runs = [out_dir / "runs" / m for m in ENSEMBLES[name]]
+                say(f"test fixture {name!r}: exporting {bundle_dir} from {', '.join(map(str, runs))} ...")
+                export_bundle(runs[0], bundle_dir, force=True, ensemble=runs[1:])
+                _settings_file(out_dir, name).write_text(_settings(name), encoding="utf-8")
+            bundles[name] = bundle_dir
+            continue
         spec = dict(FIXTURES[name])
-        run_dir, bundle_dir = out_dir / "runs" / name, out_dir / "bundles" / name
+        run_dir = out_dir / "runs" / name
         if name in remake:
             started = time.perf_counter()
             say(f"test fixture {name!r}: training {run_dir} ...")
@@ -93,7 +115,7 @@ def make(out_dir: Path, names=tuple(FIXTURES), say=_stderr) -> dict[str, Path]:
     if not extra.is_file():
         extra.parent.mkdir(parents=True, exist_ok=True)
         extra.write_bytes(per_channel_int8(out_dir / "runs" / "numbers"))
-    if set(names) == set(FIXTURES):  # the shared test vectors every runtime reads (tests/make_vectors.py)
+    if set(names) == set(ALL):  # the shared test vectors every runtime reads (tests/make_vectors.py)
         import make_vectors
 
         make_vectors.make(out_dir)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 VECTORS_FILE = "vectors.json"
 #: The fixture bundles (tests/make_fixtures.py), in the order every runtime's tests list them.
-BUNDLES = ("digits", "numbers", "attention", "embeddings")
+BUNDLES = ("digits", "numbers", "attention", "embeddings", "ensemble")
 BATCH_SIZE = 32
 
 #: Inputs that have tripped text policies: combining marks, Unicode spaces and separators, controls, emoji,

@@ -17,9 +17,9 @@ Raspberry Pi OS Bookworm 64-bit is Debian bookworm on arm64 with Python 3.11. Th
    machine.emulated = true (and EMULATED in the Markdown), and with --bench-out DIR they are copied out as
    DIR/<bundle>-on-<machine>.json and .md (about a minute);
 6. with --vectors FILE (the shared test vectors, tests/make_vectors.py; give every fixture bundle it was made
-   from: digits, numbers, attention and embeddings): builds the C library (c/) inside the root with its own gcc and CMake against ONNX
-   Runtime's linux-aarch64 library, and runs its tests there: every vector decoded as the Python runtime on
-   x86-64 decoded it, and the command-line tests;
+   from: digits, numbers, attention, embeddings and ensemble): builds the C library (c/) inside the root with its
+   own gcc and CMake against ONNX Runtime's linux-aarch64 library, and runs its tests there: every vector decoded
+   as the Python runtime on x86-64 decoded it, and the command-line tests;
 7. unmounts what it mounted and removes what it copied in, also when it fails.
 
 Needs root, and on a non-arm64 host: qemu-user-static, binfmt-support and mmdebstrap (Debian packages).

@@ -16,6 +16,7 @@ from seq2seq_edge.ensemble import MAX_MEMBERS
 from seq2seq_edge import OptionError
 from seq2seq_edge.errors import BundleError
 
+from conftest import requires_train
 from support import s2s
 
 BACKENDS = [b for b in ("litert", "tflite", "onnx") if backends.is_installed(b)]
@@ -258,3 +259,75 @@ def test_an_ensemble_decodes_files_in_this_process_only(fixture_dir, tmp_path):
     with pytest.raises(Seq2SeqEdgeError, match="decode with one worker \\(an ensemble decodes in this process\\)"):
         decode_file(ensemble, str(tmp_path / "in.txt"), str(tmp_path / "out2.txt"), workers=2, progress=False)
     assert not (tmp_path / "out2.txt").exists()
+
+
+# ---- one bundle of several models (s2s export --ensemble) ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_ensemble_bundle_decodes_as_its_models_bundles_decode_together(fixture_dir, backend):
+    """The fixture ``ensemble`` is attention's and embeddings' runs exported as one bundle: greedy (its one-call
+    model and its step loop) and beam search give what load_ensemble gives over the two bundles, and it loads as
+    any bundle, its state the two models' side by side."""
+    b = fixture_dir / "bundles"
+    manifest = mf.BundleManifest.load(b / "ensemble")
+    members = [mf.BundleManifest.load(b / n) for n in ("attention", "embeddings")]
+    assert manifest.latent_dim == sum(m.latent_dim for m in members)
+    assert manifest.encoder_output_dim == sum(m.encoder_output_dim for m in members)
+    inputs = _inputs(fixture_dir, "ensemble")
+    assert inputs == _inputs(fixture_dir, "attention")
+    together = seq2seq_edge.load_ensemble([b / "attention", b / "embeddings"], backend=backend)
+    want = together.decode_batch(inputs)
+    assert want != seq2seq_edge.load(b / "attention", backend=backend).decode_batch(inputs)  # it can tell
+    for one_call in (True, False):
+        bundle = seq2seq_edge.load(b / "ensemble", backend=backend, one_call=one_call)
+        assert bundle.decode_path == ("one-call" if one_call else "step-loop")
+        assert bundle.decode_batch(inputs) == want
+    got = bundle.decode_batch_results(inputs[:40], beam_size=4, n_best=3)
+    ref = together.decode_batch_results(inputs[:40], beam_size=4, n_best=3)
+    assert [[h.text for h in (r, *r.alternatives)] for r in got] == [[h.text for h in (r, *r.alternatives)] for r in ref]
+    for g, r in zip(got, ref):
+        np.testing.assert_allclose(g.token_probs, r.token_probs, rtol=1e-4, atol=1e-6)
+
+
+def test_an_ensemble_bundle_says_what_it_holds(fixture_dir):
+    rc, out, err = s2s("info", fixture_dir / "bundles" / "ensemble")
+    assert rc == 0, err
+    lines = out.splitlines()
+    at = lines.index("ensemble:  2 models, each step the normalized geometric mean of their distributions:")
+    assert lines[at + 1].startswith("  1. run runs/attention: decoder attention, latent dim 16, seed 0, 2 encoder layers")
+    assert lines[at + 2].startswith("  2. run runs/embeddings: decoder attention, latent dim 12, seed 0, attending to")
+    assert lines[1] == "task:      numbers (en, 0-999)"  # the models' settings are on their own lines
+
+
+@requires_train
+@pytest.mark.parametrize("runs, message", [
+    (("attention", "digits"), "runs/digits: its preprocessing differs from {r}/attention's "
+                              "(preprocessing.input.max_tokens): an ensemble's models must read and write the same "
+                              "tokens"),
+    (("attention", "numbers"), "model 2 of the ensemble has no attention and the first has: members share an "
+                               "architecture"),
+    (("attention",) * 9, "an ensemble has 2 to 8 models, not 9"),
+])
+def test_s2s_export_refuses_runs_that_cannot_decode_together_in_one_line(fixture_dir, tmp_path, runs, message):
+    r = fixture_dir / "runs"
+    ensemble = [a for name in runs[1:] for a in ("--ensemble", r / name)]
+    rc, out, err = s2s("export", r / runs[0], *ensemble, "--out", tmp_path / "bundle")
+    assert rc != 0 and not (tmp_path / "bundle").exists()
+    assert err.startswith("s2s export: error: ") and message.format(r=r) in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@requires_train
+def test_s2s_verify_checks_an_ensemble_bundle_against_its_runs_in_order(fixture_dir, tmp_path):
+    """Found from the runs the manifest records (from the fixtures folder), or given with --run once per model in
+    the export's order; the wrong order or count is refused before any gate runs."""
+    r, bundle = fixture_dir / "runs", fixture_dir / "bundles" / "ensemble"
+    rc, out, err = s2s("verify", bundle, "--run", r / "attention", "--run", r / "embeddings", "--quiet")
+    assert rc == 0 and "parity gate passed on 200 inputs" in out, err
+    rc, out, err = s2s("verify", bundle, "--quiet", cwd=fixture_dir)
+    assert rc == 0 and "parity gate passed" in out, err
+    for runs, message in [(["embeddings", "attention"], f"{r / 'embeddings'} is not model 1 of this ensemble"),
+                          (["attention"], "the bundle holds 2 model(s) and 1 run folders were given")]:
+        rc, out, err = s2s("verify", bundle, *[a for n in runs for a in ("--run", r / n)])
+        assert rc != 0 and message in err and len(err.strip().splitlines()) == 1, err

@@ -54,6 +54,15 @@ class KerasDecoder:
 
         return cls(encoder_model(model), decoder_step_model(model), max_output_tokens)
 
+    @classmethod
+    def ensemble(cls, models, max_output_tokens: int) -> "KerasDecoder":
+        """The reference of an ensemble bundle (``s2s export --ensemble``): the training ``models``' encoders and
+        steps on their shares of the state and memory, side by side in order, and at each step the normalized
+        geometric mean of their distributions."""
+        members = [cls.from_training_model(m, max_output_tokens) for m in models]
+        return cls(_EnsembleEncoder(tuple(m.encoder for m in members)), _EnsembleStep(tuple(m.step for m in members)),
+                   max_output_tokens)
+
     def _call(self, model, inputs) -> dict[str, np.ndarray]:
         out = model.predict(inputs, verbose=0) if self.use_predict else model(inputs, training=False)
         return {k: np.asarray(v) for k, v in out.items()}
@@ -99,6 +108,50 @@ class KerasDecoder:
                     outputs[i].append(int(nxt[i]))
             prev, h, c = nxt, out[mf.NEXT_STATE_H], out[mf.NEXT_STATE_C]
         return outputs, encoded
+
+
+@dataclass(frozen=True)
+class _EnsembleEncoder:
+    """Called as a Keras encoder model is: each member's outputs, joined along the last axis (one mask)."""
+
+    members: tuple
+
+    def __call__(self, input_ids, training=False) -> dict[str, np.ndarray]:
+        outs = [{k: np.asarray(v) for k, v in m(input_ids, training=training).items()} for m in self.members]
+        joined = {k: np.concatenate([o[k] for o in outs], -1) for k in outs[0] if k != mf.ENCODER_MASK}
+        if mf.ENCODER_MASK in outs[0]:
+            joined[mf.ENCODER_MASK] = outs[0][mf.ENCODER_MASK]
+        return joined
+
+
+@dataclass(frozen=True)
+class _EnsembleStep:
+    """Called as a Keras step model is: each member's step on its share of the state and memory (its widths read
+    from its inputs), and the normalized geometric mean of their probabilities, computed in float64."""
+
+    members: tuple
+
+    @property
+    def inputs(self) -> list:
+        """The step's inputs (their names are what callers read): the first member's."""
+        return self.members[0].inputs
+
+    def _widths(self, name: str) -> list[int]:
+        return [next(int(t.shape[-1]) for t in m.inputs if t.name == name) for m in self.members]
+
+    def __call__(self, inputs: dict, training=False) -> dict[str, np.ndarray]:
+        def shares(name):
+            return np.split(np.asarray(inputs[name]), np.cumsum(self._widths(name))[:-1], axis=-1)
+
+        split = {k: shares(k) for k in (mf.STATE_H, mf.STATE_C, mf.ENCODER_OUTPUTS) if k in inputs}
+        outs = []
+        for i, m in enumerate(self.members):
+            member_inputs = {**inputs, **{k: v[i] for k, v in split.items()}}
+            outs.append({k: np.asarray(v) for k, v in m(member_inputs, training=training).items()})
+        log_probs = sum(np.log(np.maximum(o[mf.PROBS].astype(np.float64), 1e-30)) for o in outs) / len(outs)
+        probs = np.exp(log_probs - log_probs.max(axis=-1, keepdims=True))
+        return {mf.PROBS: (probs / probs.sum(axis=-1, keepdims=True)).astype(np.float32),
+                **{k: np.concatenate([o[k] for o in outs], -1) for k in (mf.NEXT_STATE_H, mf.NEXT_STATE_C)}}
 
 
 def decode_texts(decoder: KerasDecoder, prep: pp.Preprocessing, sources: list[str], batch_size: int = 512) -> list[str]:

@@ -346,7 +346,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   const cJSON *decodes = cJSON_GetObjectItem(vectors, "decodes"), *bundle;
-  static const char *const expected[] = {"digits", "numbers", "attention", "embeddings"};
+  static const char *const expected[] = {"digits", "numbers", "attention", "embeddings", "ensemble"};
   for (size_t i = 0; i < sizeof expected / sizeof *expected; i++) { /* a vectors file without them must not pass with nothing decoded */
     EXPECT(cJSON_GetArraySize(cJSON_GetObjectItem(decodes, expected[i])) > 0, "vectors.json has no %s decodes",
            expected[i]);

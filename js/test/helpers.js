@@ -9,11 +9,12 @@ export const JS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)),
 export const REPO = path.resolve(JS_DIR, '..');
 export const FIXTURES = process.env.S2S_FIXTURES;
 if (!FIXTURES || !existsSync(path.join(FIXTURES, 'bundles', 'digits', 'manifest.json'))) {
-  throw new Error('set S2S_FIXTURES to the test fixtures folder (with bundles/digits, numbers, attention, embeddings); '
+  throw new Error('set S2S_FIXTURES to the test fixtures folder (with bundles/digits, numbers, attention, embeddings, ensemble); '
     + 'make it with `python tests/make_fixtures.py DIR`');
 }
-/** The fixture bundles (tests/make_vectors.py BUNDLES); embeddings: the architecture `s2s train --data` trains. */
-export const BUNDLES = ['digits', 'numbers', 'attention', 'embeddings'];
+/** The fixture bundles (tests/make_vectors.py BUNDLES); embeddings: the architecture `s2s train --data` trains;
+ * ensemble: attention and embeddings exported as one bundle (`s2s export --ensemble`). */
+export const BUNDLES = ['digits', 'numbers', 'attention', 'embeddings', 'ensemble'];
 export const bundleDir = (name) => path.join(FIXTURES, 'bundles', name);
 export const golden = (name) => JSON.parse(readFileSync(path.join(bundleDir(name), 'golden.json'), 'utf8')).items;
 

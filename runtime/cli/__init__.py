@@ -246,6 +246,10 @@ def _add_export(sub) -> None:
                    help="write the variants that pass the gate and leave out those that fail (recorded in the "
                         "manifest, shown by s2s info); an fp32 variant whose strings differ from Keras' still "
                         "fails the export")
+    p.add_argument("--ensemble", metavar="RUN_DIR", action="append", default=[],
+                   help="another run trained on the same data with the same tokenization (repeat for more, up to 8 "
+                        "models in all): the bundle decodes with every run's model at once, each step the "
+                        "normalized geometric mean of their distributions, in every runtime")
     p.add_argument("--quiet", action="store_true", help="only the result and errors")
     p.set_defaults(func=_cmd_export)
 
@@ -255,7 +259,7 @@ def _cmd_export(args) -> int:
     from ..export import export_bundle  # the export/ folder, installed as seq2seq_edge.export (pyproject.toml)
 
     result = export_bundle(args.run_dir, args.out, formats=args.format, quantize=args.quantize, force=args.force,
-                           leave_out_failed=args.leave_out_failed)
+                           leave_out_failed=args.leave_out_failed, ensemble=args.ensemble)
     _print_gate(args.out, result)
     return 0
 
@@ -278,9 +282,9 @@ def _add_verify(sub) -> None:
                                    "model of its run folder. Exit status 1 if the gate fails.",
                        formatter_class=HelpFormatter)
     p.add_argument("bundle", metavar="BUNDLE", help="bundle folder written by s2s export")
-    p.add_argument("--run", metavar="RUN_DIR",
+    p.add_argument("--run", metavar="RUN_DIR", action="append",
                    help="training run folder (default: the one the manifest names, looked for from here, beside the "
-                        "bundle's folder and in runs/ there)")
+                        "bundle's folder and in runs/ there); an ensemble bundle's: once for each model, in order")
     p.add_argument("--quiet", action="store_true", help="only the result and errors")
     p.set_defaults(func=_cmd_verify)
 

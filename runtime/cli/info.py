@@ -19,6 +19,8 @@ TRAINING_KEYS = ("task", "lang", "max_number", "decoder", "bidirectional", "atte
                  "encoder_layers", "decoder_layers", "input_feeding",
                  "embedding_dim", "epochs", "epochs_run", "batch_size", "learning_rate", "patience",
                  "average_checkpoints", "seed")
+#: An ensemble bundle holds at most 8 models (s2s export --ensemble); a longer list is not one it wrote.
+MAX_ENSEMBLE_SHOWN = 8
 
 
 def bundle_info(bundle_dir: str | Path) -> dict[str, Any]:
@@ -58,7 +60,18 @@ def bundle_info(bundle_dir: str | Path) -> dict[str, Any]:
         "created": m.provenance.get("created") if isinstance(m.provenance.get("created"), str) else None,
         "run": m.provenance.get("run_dir") if isinstance(m.provenance.get("run_dir"), str) else None,
         "left_out": _left_out(m.provenance.get("left_out")),
+        "ensemble": _ensemble(m.provenance.get("ensemble")),
     }
+
+
+def _ensemble(value) -> list[dict[str, Any]]:
+    """An ensemble bundle's models (``s2s export --ensemble``) as the manifest records them: each one's run and
+    training settings (plain values only); empty for a bundle of one model."""
+    rows = value if isinstance(value, list) else []
+    return [{"run": r.get("run_dir") if _plain(r.get("run_dir")) else None,
+             "training": {k: t[k] for k in TRAINING_KEYS if _plain(t.get(k))}}
+            for r in rows[:MAX_ENSEMBLE_SHOWN] if isinstance(r, dict)
+            for t in [r.get("training") if isinstance(r.get("training"), dict) else {}]]
 
 
 def _left_out(value) -> list[dict[str, str]]:
@@ -102,12 +115,8 @@ def _pct(x: float | None) -> str:
     return "?" if x is None else f"{x:.2%}"
 
 
-def format_info(info: dict[str, Any]) -> str:
-    """The text report of ``s2s info``."""
-    t = info["training"]
-    task = info["task"] or "?"
-    if task == "numbers" and "lang" in t:
-        task += f" ({t['lang']}, 0-{t.get('max_number', '?')})"
+def _settings(t: dict[str, Any]) -> str:
+    """A model's training settings in a few words (``TRAINING_KEYS``)."""
     settings = ", ".join(f"{k.replace('_', ' ')} {t[k]}" for k in ("decoder", "latent_dim", "seed") if k in t)
     layers = [f"{t[k]} {k.split('_')[0]} layers" for k in ("encoder_layers", "decoder_layers")
               if isinstance(t.get(k), int) and t[k] > 1]
@@ -116,9 +125,19 @@ def format_info(info: dict[str, Any]) -> str:
         [f"checkpoint averaging of {t['average_checkpoints']}"] if t.get("average_checkpoints") else [])
     if "epochs_run" in t:
         extras.append(f"{t['epochs_run']} epochs")
-    settings = ", ".join(([settings] if settings else []) + extras)
+    return ", ".join(([settings] if settings else []) + extras)
+
+
+def format_info(info: dict[str, Any]) -> str:
+    """The text report of ``s2s info``."""
+    t = info["training"]
+    task = info["task"] or "?"
+    if task == "numbers" and "lang" in t:
+        task += f" ({t['lang']}, 0-{t.get('max_number', '?')})"
+    settings = _settings(t)
+    ensemble = info.get("ensemble") or []
     lines = [f"{info['bundle']}: seq2seq-edge bundle (format {info['format_version']}, {info['architecture']})",
-             f"task:      {task}" + (f"; trained with {settings}" if settings else "")]
+             f"task:      {task}" + (f"; trained with {settings}" if settings and not ensemble else "")]
     i, o = info["input"], info["output"]
     unknown = (f"; symbols outside it read as {i['unknown_token']!r}" if i["unknown_token"] is not None
                else "; symbols outside it are refused")
@@ -126,8 +145,13 @@ def format_info(info: dict[str, Any]) -> str:
               f"{i['max_tokens']} tokens{unknown}",
               f"output:    {o['tokenization']} tokens, vocabulary of {o['vocabulary_size']} (3 reserved), at most "
               f"{o['max_tokens']} tokens",
-              f"model:     latent {info['latent_dim']}, encoder over {info['encoder_time_steps']} time steps",
-              "variants:"]
+              f"model:     latent {info['latent_dim']}, encoder over {info['encoder_time_steps']} time steps"]
+    if ensemble:
+        lines.append(f"ensemble:  {len(ensemble)} models, each step the normalized geometric mean of their "
+                     "distributions:")
+        lines += [f"  {n}. run {e['run'] or '?'}" + (f": {_settings(e['training'])}" if e["training"] else "")
+                  for n, e in enumerate(ensemble, 1)]
+    lines.append("variants:")
     for v in info["variants"]:
         files_ = ", ".join(f"{role} {_kb(f['size_bytes'])}" for role, f in v["files"].items())
         lines.append(f"  {v['format']:6} {v['variant']:4}  {_kb(v['size_bytes']):>10}  ({files_})")

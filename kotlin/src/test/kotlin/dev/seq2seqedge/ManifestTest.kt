@@ -31,7 +31,7 @@ class ManifestTest {
             val m = BundleManifest.fromJson(bytes, name)
             assertEquals(listOf("fp32", "int8"), m.variants("onnx"))
             assertEquals(m.maxInputTokens * 64 + 1024, m.maxInputChars)
-            val attention = name == "attention" || name == "embeddings"
+            val attention = name != "digits" && name != "numbers"
             assertEquals(attention, m.encoderOutputDim != null)
             assertEquals(if (attention) ATTENTION_ARCHITECTURE else SEED_ARCHITECTURE, m.architecture)
             for (e in m.models) {

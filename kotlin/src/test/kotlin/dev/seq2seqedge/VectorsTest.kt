@@ -19,8 +19,9 @@ class VectorsTest {
         /** Per-token probabilities: fp32 within 1e-4 (ORT 1.29 here, the Python runtime's may be newer); int8 within
          * 0.05, as in the C tests: ONNX Runtime picks int8 kernels by the CPU's instructions. */
         fun probTolerance(variant: String) = if (variant == "int8") 5e-2 else 1e-4
-        /** The fixture bundles (tests/make_vectors.py BUNDLES); embeddings: the architecture `s2s train --data` trains. */
-        val BUNDLES = listOf("digits", "numbers", "attention", "embeddings")
+        /** The fixture bundles (tests/make_vectors.py BUNDLES); embeddings: the architecture `s2s train --data` trains;
+         * ensemble: attention and embeddings exported as one bundle (`s2s export --ensemble`). */
+        val BUNDLES = listOf("digits", "numbers", "attention", "embeddings", "ensemble")
 
         /** Differences between results and expected vector items, as readable lines (empty: all equal). */
         fun differences(got: List<DecodeResult>, want: List<JSONObject>, inputs: List<String>, tolerance: Double = 1e-4): List<String> {
