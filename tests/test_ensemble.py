@@ -331,3 +331,21 @@ def test_s2s_verify_checks_an_ensemble_bundle_against_its_runs_in_order(fixture_
                           (["attention"], "the bundle holds 2 model(s) and 1 run folders were given")]:
         rc, out, err = s2s("verify", bundle, *[a for n in runs for a in ("--run", r / n)])
         assert rc != 0 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+@requires_train
+def test_a_run_exported_with_itself_decodes_as_its_own_bundle(fixture_dir, tmp_path):
+    """The seed's architecture (no attention memory) through the ensemble export: a model with itself is that
+    model, so the bundle gives the run's own bundle's texts, greedy in one call and by beam search."""
+    run, single = fixture_dir / "runs" / "numbers", fixture_dir / "bundles" / "numbers"
+    rc, out, err = s2s("export", run, "--ensemble", run, "--out", tmp_path / "twice", "--format", "tflite",
+                       "--quantize", "fp32", "--quiet")
+    assert rc == 0, err
+    twice = seq2seq_edge.load(tmp_path / "twice", backend="litert")
+    assert twice.manifest.latent_dim == 2 * mf.BundleManifest.load(single).latent_dim
+    assert twice.decode_path == "one-call"
+    inputs = _inputs(fixture_dir, "numbers")
+    one = seq2seq_edge.load(single, backend="litert")
+    assert twice.decode_batch(inputs) == one.decode_batch(inputs)
+    assert ([r.alternatives[0].text for r in twice.decode_batch_results(inputs[:30], beam_size=3, n_best=2)]
+            == [r.alternatives[0].text for r in one.decode_batch_results(inputs[:30], beam_size=3, n_best=2)])
