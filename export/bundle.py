@@ -26,7 +26,7 @@ from typing import Sequence
 
 from seq2seq_edge import manifest as mf
 from seq2seq_edge import quiet
-from seq2seq_edge.ensemble import MAX_MEMBERS, first_difference, held_out_split
+from seq2seq_edge.ensemble import MAX_MEMBERS, SAME_TOKENS, first_difference, held_out_split
 from seq2seq_edge.errors import ExportError, RunFolderError
 from seq2seq_edge.train.reference import KerasDecoder
 from seq2seq_edge.train.run_folder import RunConfig, RunFolder
@@ -76,8 +76,13 @@ def export_bundle(run_dir: str | Path, out_dir: str | Path, *, formats=DEFAULT_F
         models = [r.load_keras_model() for r in (run, *members)]
         steps = config.preprocessing.max_input_tokens
         max_out = config.preprocessing.max_output_tokens
-        weights = (graphs.EnsembleWeights(tuple(graphs.extract_weights(m) for m in models)) if members
-                   else graphs.extract_weights(models[0]))
+        extracted = [graphs.extract_weights(m) for m in models]
+        for r, w in zip(members, extracted[1:]):
+            if w.attention != extracted[0].attention:
+                raise ExportError(f"{r.path}: its model {'has' if w.attention else 'has no'} attention and "
+                                  f"{run.path}'s {'has' if extracted[0].attention else 'has no'}: an ensemble's models "
+                                  "all have attention or none has")
+        weights = graphs.EnsembleWeights(tuple(extracted)) if members else extracted[0]
         modules = graphs.build_modules(weights, steps, max_out)
         with staged_folder(out_dir) as staging:
             entries = write_model_files(staging, modules, formats, quantize, weights, steps, max_out)
@@ -109,8 +114,7 @@ def _check_ensemble(run: RunFolder, config: RunConfig, members: list[RunFolder])
         got = other.preprocessing.to_dict()
         if got != want:
             raise ExportError(f"{m.path}: its preprocessing differs from {run.path}'s ({first_difference(want, got)}): "
-                              "an ensemble's models must read and write the same tokens (train them on the same "
-                              "data with the same tokenization, --min-symbol-count and --symbol-dropout on or off)")
+                              f"{SAME_TOKENS}")
         if held_out_split(other.training) != held_out:
             log.warning("%s held out other pairs than %s: the gate's test pairs (%s's) may be ones it was trained "
                         "on, and so may any held-out scores of the ensemble", m.path, run.path, run.path)
@@ -148,11 +152,14 @@ def verify_bundle(bundle_dir: str | Path, run_dir: str | Path | Sequence[str | P
     """Re-run the parity gate of an existing bundle against its run's Keras model. Returns the gate's figures.
     ``run_dir``: the run folder (of an ensemble bundle, one for each model, in order); by default the ones the
     manifest names (``find_run_dir``)."""
+    from . import graphs
+
     bundle_dir = Path(bundle_dir)
     manifest = mf.BundleManifest.load(bundle_dir)
-    recorded = ensemble_run_dirs(manifest)
+    recorded = manifest.ensemble_members()
     if run_dir is None:
-        run_dirs = [find_run_dir(bundle_dir, manifest, name) for name in recorded or [None]]
+        run_dirs = ([find_run_dir(bundle_dir, manifest, m["run_dir"], model=i) for i, m in enumerate(recorded, 1)]
+                    or [find_run_dir(bundle_dir, manifest)])
     else:
         run_dirs = [run_dir] if isinstance(run_dir, (str, Path)) else list(run_dir)
     if len(run_dirs) != max(len(recorded), 1):
@@ -163,39 +170,41 @@ def verify_bundle(bundle_dir: str | Path, run_dir: str | Path | Sequence[str | P
     for i, r in enumerate(runs):
         if r.read_config().preprocessing != manifest.preprocessing:
             raise ExportError(f"{r.path} is not the run this bundle was exported from (preprocessing differs)")
-        if recorded and not _same_training(r, manifest.provenance["ensemble"][i]):
+        if recorded and not _same_training(r, recorded[i]["training"]):
             raise ExportError(f"{r.path} is not model {i + 1} of this ensemble (its training settings differ from "
                               "the ones the manifest records for it): pass --run once for each model, in the order "
                               "of the export")
     with quiet.native_logs_caught():
-        reference = _reference([r.load_keras_model() for r in runs], config)
-        gate = parity.check_parity(bundle_dir, reference, manifest, parity.gate_pairs(runs[0]))
+        models = [r.load_keras_model() for r in runs]
+        extracted = [graphs.extract_weights(m) for m in models]
+        widths = (sum(w.latent_dim for w in extracted),
+                  sum(w.encoder_output_dim for w in extracted) if all(w.attention for w in extracted) else None)
+        if widths != (manifest.latent_dim, manifest.encoder_output_dim):
+            raise ExportError(f"the runs' models make a state {widths[0]} wide (attention memory {widths[1]}) and the "
+                              f"bundle's is {manifest.latent_dim} (memory {manifest.encoder_output_dim}): they are not "
+                              "the runs it was exported from")
+        gate = parity.check_parity(bundle_dir, _reference(models, config), manifest, parity.gate_pairs(runs[0]))
     gate.raise_if_failed()
     return gate.to_dict()
 
 
-def _same_training(run: RunFolder, member) -> bool:
-    """Whether ``run`` was trained with the settings an ensemble bundle records for ``member``."""
-    recorded = member.get("training") if isinstance(member, dict) else None
-    if not isinstance(recorded, dict):
-        return True  # nothing to compare with: the gate decides
-    recorded = {k: v for k, v in recorded.items() if k != "epochs_run"}
-    return _portable_training(run.read_config().training) == recorded
+#: The training settings that tell an ensemble's models apart, compared by ``s2s verify`` where recorded.
+IDENTIFYING_SETTINGS = ("seed", "decoder", "latent_dim", "bidirectional", "encoder_layers", "decoder_layers",
+                        "embedding_dim", "attend_embeddings", "input_feeding", "dropout", "label_smoothing")
 
 
-def ensemble_run_dirs(manifest: mf.BundleManifest) -> list[str]:
-    """The run folders an ensemble bundle records for its models, in order (empty for a bundle of one model)."""
-    members = manifest.provenance.get("ensemble")
-    if not isinstance(members, list):
-        return []
-    return [m["run_dir"] if isinstance(m, dict) and isinstance(m.get("run_dir"), str) else "" for m in members]
+def _same_training(run: RunFolder, recorded: dict) -> bool:
+    """Whether ``run`` was trained with the identifying settings an ensemble bundle records for one model (those
+    it records; nothing recorded: the gate decides)."""
+    training = _portable_training(run.read_config().training)
+    return all(training.get(k) == recorded[k] for k in IDENTIFYING_SETTINGS if k in recorded)
 
 
 def find_run_dir(bundle_dir: str | Path, manifest: mf.BundleManifest | None = None,
-                 recorded: str | None = None) -> Path:
+                 recorded: str | None = None, model: int | None = None) -> Path:
     """The run folder a bundle was exported from, found from the name its manifest records (``run_dir``: the
     run's path relative to where ``s2s export`` ran, or just its folder name; older bundles: an absolute path), or
-    from ``recorded`` (an ensemble's member, ``ensemble_run_dirs``).
+    from ``recorded``: the name an ensemble bundle records for its ``model``-th model.
 
     Looked for, in order, from the current folder, from the bundle's parent folder and from the folder above
     that (``bundles/digits`` beside ``runs/digits``), as recorded and under ``runs/``; the first that holds a
@@ -221,8 +230,9 @@ def find_run_dir(bundle_dir: str | Path, manifest: mf.BundleManifest | None = No
         seen.append(c)
         if RunFolder(c).model_file.is_file():
             return c
-    raise RunFolderError(f"the bundle's run folder {recorded!r} is not at {', '.join(map(str, seen[:6]))}; "
-                         "pass --run RUN_DIR")
+    whose = f"model {model}'s run folder" if model else "the bundle's run folder"
+    hint = "pass --run once for each model, in the order of the export" if model else "pass --run RUN_DIR"
+    raise RunFolderError(f"{whose} {recorded!r} is not at {', '.join(map(str, seen[:6]))}; {hint}")
 
 
 #: A recorded run path has at most this many parts (``runs/digits``); a deeper one is recorded by its name only.

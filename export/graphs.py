@@ -103,16 +103,6 @@ class EnsembleWeights:
 
     members: tuple[Seq2SeqWeights, ...]
 
-    def __post_init__(self):
-        first = self.members[0]
-        for i, m in enumerate(self.members[1:], 2):
-            if m.attention != first.attention:
-                raise ExportError(f"model {i} of the ensemble {'has' if m.attention else 'has no'} attention and the "
-                                  f"first {'has' if first.attention else 'has no'}: members share an architecture")
-            if m.target_vocab_size != first.target_vocab_size:
-                raise ExportError(f"model {i} of the ensemble writes {m.target_vocab_size} target tokens and the "
-                                  f"first {first.target_vocab_size}")
-
     @property
     def latent_dim(self) -> int:
         return sum(m.latent_dim for m in self.members)

@@ -28,7 +28,10 @@ from .options import OptionError
 log = logging.getLogger(__name__)
 
 #: The most bundles one ensemble decodes with (each is a set of loaded models and its own state per step).
-MAX_MEMBERS = 8
+MAX_MEMBERS = mf.MAX_ENSEMBLE_MODELS
+#: Why models that tokenize differently cannot decode together, and what makes them fit.
+SAME_TOKENS = ("an ensemble's models must read and write the same tokens (train them on the same data with the same "
+               "tokenization, --min-symbol-count and --symbol-dropout on or off)")
 #: The floor a member's probability is raised to before its log is taken (a softmax's float32 can underflow to 0).
 _MIN_PROB = np.float32(1e-30)
 
@@ -94,9 +97,8 @@ def check_members(members: Sequence[Seq2SeqDecoder]) -> None:
         got = m.preprocessing.to_dict()
         if got != want:
             differ = first_difference(want, got)
-            raise BundleError(f"its preprocessing differs from the first bundle's ({differ}): an ensemble's "
-                              "members must read and write the same tokens (train them on the same data with the "
-                              "same tokenization, --min-symbol-count and --symbol-dropout on or off)", where=where)
+            raise BundleError(f"its preprocessing differs from the first bundle's ({differ}): {SAME_TOKENS}",
+                              where=where)
         if m.manifest.encoder_time_steps != first.manifest.encoder_time_steps:
             raise BundleError(f"its encoder takes {m.manifest.encoder_time_steps} time steps, the first bundle's "
                               f"{first.manifest.encoder_time_steps}", where=where)

@@ -105,6 +105,8 @@ MAX_MODEL_BYTES = 2**30
 MAX_LATENT_DIM = 16_384
 #: Model entries in one manifest, and operator names per model entry.
 MAX_MODELS = 64
+#: The most models an ensemble holds: bundles decoded together (``load_ensemble``) or exported as one.
+MAX_ENSEMBLE_MODELS = 8
 MAX_OPS = 256
 
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -320,6 +322,26 @@ class BundleManifest:
     def variants(self, fmt: str) -> list[str]:
         """Variants of ``fmt`` for which the bundle holds both the encoder and the decoder step."""
         return [v for v in VARIANTS.get(fmt, ()) if self.find(ENCODER, fmt, v) and self.find(DECODER_STEP, fmt, v)]
+
+    def ensemble_members(self) -> list[dict[str, Any]]:
+        """The models an ensemble bundle records (``s2s export --ensemble``, ``provenance.ensemble``), in order:
+        ``{"run_dir": str, "training": dict}`` each; empty for a bundle of one model. The provenance is free-form
+        and unchecked by ``load``: anything but a list of 2 to ``MAX_ENSEMBLE_MODELS`` such records, with run
+        names of printable text, is a BundleError."""
+        members = self.provenance.get("ensemble")
+        if members is None:
+            return []
+        if not isinstance(members, list) or not 2 <= len(members) <= MAX_ENSEMBLE_MODELS:
+            count = f"{len(members)} entries" if isinstance(members, list) else f"a {type(members).__name__}"
+            raise BundleError(f"provenance.ensemble holds {count}; an ensemble bundle records 2 to "
+                              f"{MAX_ENSEMBLE_MODELS} models")
+        for i, m in enumerate(members, 1):
+            run = m.get("run_dir") if isinstance(m, dict) else None
+            if not (isinstance(run, str) and 0 < len(run) <= 1000 and run.isprintable()
+                    and isinstance(m.get("training", {}), dict)):
+                raise BundleError(f"provenance.ensemble: model {i} is not a run name of printable text with its "
+                                  "training settings")
+        return [{"run_dir": m["run_dir"], "training": m.get("training", {})} for m in members]
 
 
 def _model_section_problems(model: Any) -> list[str]:

@@ -19,8 +19,6 @@ TRAINING_KEYS = ("task", "lang", "max_number", "decoder", "bidirectional", "atte
                  "encoder_layers", "decoder_layers", "input_feeding",
                  "embedding_dim", "epochs", "epochs_run", "batch_size", "learning_rate", "patience",
                  "average_checkpoints", "seed")
-#: An ensemble bundle holds at most 8 models (s2s export --ensemble); a longer list is not one it wrote.
-MAX_ENSEMBLE_SHOWN = 8
 
 
 def bundle_info(bundle_dir: str | Path) -> dict[str, Any]:
@@ -44,7 +42,7 @@ def bundle_info(bundle_dir: str | Path) -> dict[str, Any]:
         "bundle": str(bundle_dir),
         "format_version": m.version,
         "architecture": m.architecture,
-        "task": training.get("task") if isinstance(training.get("task"), str) else None,
+        "task": task if isinstance(task := training.get("task"), str) and _plain(task) else None,
         "training": {k: training[k] for k in TRAINING_KEYS if _plain(training.get(k))},
         "input": {"tokenization": prep.input_tokenization, "vocabulary_size": len(prep.input_vocabulary),
                   "max_tokens": prep.max_input_tokens, "max_characters": prep.max_input_chars,
@@ -57,32 +55,26 @@ def bundle_info(bundle_dir: str | Path) -> dict[str, Any]:
         "parity": _parity(bundle_dir),
         "versions": {k: v for k, v in m.versions.items() if _plain(v)},
         "runtimes_tested": {k: v for k, v in m.runtimes_tested.items() if _plain(v)},
-        "created": m.provenance.get("created") if isinstance(m.provenance.get("created"), str) else None,
-        "run": m.provenance.get("run_dir") if isinstance(m.provenance.get("run_dir"), str) else None,
+        "created": m.provenance.get("created") if _plain(m.provenance.get("created")) else None,
+        "run": m.provenance.get("run_dir") if _plain(m.provenance.get("run_dir")) else None,
         "left_out": _left_out(m.provenance.get("left_out")),
-        "ensemble": _ensemble(m.provenance.get("ensemble")),
+        "ensemble": [{"run": e["run_dir"] if _plain(e["run_dir"]) else None,
+                      "training": {k: e["training"][k] for k in TRAINING_KEYS if _plain(e["training"].get(k))}}
+                     for e in m.ensemble_members()],
     }
-
-
-def _ensemble(value) -> list[dict[str, Any]]:
-    """An ensemble bundle's models (``s2s export --ensemble``) as the manifest records them: each one's run and
-    training settings (plain values only); empty for a bundle of one model."""
-    rows = value if isinstance(value, list) else []
-    return [{"run": r.get("run_dir") if _plain(r.get("run_dir")) else None,
-             "training": {k: t[k] for k in TRAINING_KEYS if _plain(t.get(k))}}
-            for r in rows[:MAX_ENSEMBLE_SHOWN] if isinstance(r, dict)
-            for t in [r.get("training") if isinstance(r.get("training"), dict) else {}]]
 
 
 def _left_out(value) -> list[dict[str, str]]:
     """The variants ``s2s export --leave-out-failed`` left out, as the manifest records them (strings only)."""
     rows = value if isinstance(value, list) else []
-    return [{k: r[k] for k in ("format", "variant", "reason") if isinstance(r.get(k), str) and len(r[k]) <= 2000}
+    return [{k: r[k] for k in ("format", "variant", "reason")
+             if isinstance(r.get(k), str) and len(r[k]) <= 2000 and r[k].isprintable()}
             for r in rows[:16] if isinstance(r, dict)]
 
 
 def _plain(v) -> bool:
-    return isinstance(v, (str, int, float, bool)) and not (isinstance(v, str) and len(v) > 200)
+    """A number, or a short string of printable text (a manifest's free-form values print on their own lines)."""
+    return isinstance(v, (int, float, bool)) or (isinstance(v, str) and len(v) <= 200 and v.isprintable())
 
 
 def _number(v) -> float | None:
@@ -100,7 +92,7 @@ def _parity(bundle_dir: Path) -> dict[str, Any] | None:
     for v in d.get("variants", []) if isinstance(d.get("variants"), list) else []:
         if not isinstance(v, dict):
             continue
-        rows.append({k: v.get(k) for k in ("format", "variant", "backend") if isinstance(v.get(k), str)}
+        rows.append({k: v[k] for k in ("format", "variant", "backend") if isinstance(v.get(k), str) and _plain(v[k])}
                     | {k: _number(v.get(k)) for k in ("agreement", "exact_match", "character_error_rate")}
                     | {"passed": v.get("passed") is True})
     return {"passed": d.get("passed") is True, "inputs": _number(d.get("inputs")),
