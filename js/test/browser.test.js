@@ -1,7 +1,7 @@
 // The demo page in a real headless Chromium (Debian's /usr/bin/chromium, driven by playwright-core; nothing
 // downloads a browser): decode every golden input of every test bundle with onnxruntime-web (wasm, 1 thread) and
-// with LiteRT.js, compare with the exporter's strings (fp32) or the Python runtime's (fp16, int8), then drive the
-// page's own controls and save a screenshot (test-artifacts/demo.png).
+// with LiteRT.js, compare with the exporter's strings (fp32) or the Python runtime's (fp16, int8: either output of a
+// near tie), then drive the page's own controls and save a screenshot (test-artifacts/demo.png).
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -44,19 +44,23 @@ describe('the demo page in Chromium', { timeout: 170_000 }, () => {
     for (const [engine, variant, pythonBackend] of RUNS) {
       test(`${name}: ${engine === 'onnx' ? 'onnxruntime-web' : 'LiteRT.js'} ${variant}`, async () => {
         const items = golden(name);
-        const want = pythonBackend ? pythonReference(name, pythonBackend, variant).single : items.map((x) => x.output);
+        const ref = pythonBackend ? pythonReference(name, pythonBackend, variant) : null;
+        const want = ref ? ref.single : items.map((x) => x.output);
         // the one-call greedy model where the bundle has one, and the step loop
         for (const oneCall of ['auto', false]) {
           const result = await demo.page.evaluate(([b, e, v, lines, o]) => window.demo.decodeLines(b, e, v, lines, o),
             [name, engine, variant, items.map((x) => x.input), oneCall]);
           const got = result.rows.map((r) => r.error ?? r.output);
+          // fp16 and int8 in the browser's kernels: where the Python runtime's two best outputs are a near tie,
+          // either may come out (python_reference.py); anywhere else, exactly its output
+          const tiesTaken = got.map((o, i) => o !== want[i] && ref?.near_ties?.[i] != null && o === ref.near_ties[i]);
           if (oneCall === 'auto' || result.path !== agreement.at(-1)?.path) {
             agreement.push({ bundle: name, engine: result.engine, variant, path: result.path, items: items.length,
               equal_to_golden: got.filter((o, i) => o === items[i].output).length,
               equal_to_python: pythonBackend ? got.filter((o, i) => o === want[i]).length : null,
-              python_backend: pythonBackend ?? null });
+              near_ties_taken: tiesTaken.filter(Boolean).length, python_backend: pythonBackend ?? null });
           }
-          assert.deepEqual(got, want);
+          assert.deepEqual(got.map((o, i) => (tiesTaken[i] ? want[i] : o)), want);
         }
       });
     }
