@@ -105,9 +105,9 @@ MAX_MODEL_BYTES = 2**30
 MAX_LATENT_DIM = 16_384
 #: Model entries in one manifest, and operator names per model entry.
 MAX_MODELS = 64
+MAX_OPS = 256
 #: The most models an ensemble holds: bundles decoded together (``load_ensemble``) or exported as one.
 MAX_ENSEMBLE_MODELS = 8
-MAX_OPS = 256
 
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
