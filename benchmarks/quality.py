@@ -43,6 +43,8 @@ RESULTS = HERE / "results"
 TABLE_START = "<!-- quality table: written by benchmarks/quality.py -->"
 TABLE_END = "<!-- end of quality table -->"
 BEAM = 5
+#: How every bundle here is exported: TFLite, fp32 and int8 (the variants scored), over an earlier one.
+EXPORT_ARGS = ("--force", "--format", "tflite", "--quantize", "fp32,int8", "--quiet")
 LATENCY_WORDS = 500
 
 _G2P = ["--target-tokens", "space", "--decoder", "attention", "--bidirectional", "--latent", "128"]
@@ -234,8 +236,7 @@ def train_and_export(name: str, work: Path, train_args: list[str], reuse: bool =
         seconds = time.perf_counter() - started
         args_file.write_text(json.dumps(train_args))
     if not (reuse and (bundle / mf.MANIFEST_FILE).is_file()):
-        s2s("export", str(run), "--out", str(bundle), "--force", "--format", "tflite", "--quantize", "fp32,int8",
-            "--quiet")
+        s2s("export", str(run), "--out", str(bundle), *EXPORT_ARGS)
     return run, bundle, seconds
 
 
@@ -243,7 +244,7 @@ def export_ensemble(runs: list[Path], bundle: Path, reuse: bool) -> Path:
     """The runs exported as one bundle (``s2s export --ensemble``), kept with ``reuse`` when it is there."""
     if not (reuse and (bundle / mf.MANIFEST_FILE).is_file()):
         s2s("export", str(runs[0]), *[a for r in runs[1:] for a in ("--ensemble", str(r))], "--out", str(bundle),
-            "--force", "--format", "tflite", "--quantize", "fp32,int8", "--quiet")
+            *EXPORT_ARGS)
     return bundle
 
 

@@ -166,11 +166,11 @@ def verify_bundle(bundle_dir: str | Path, run_dir: str | Path | Sequence[str | P
         raise ExportError(f"the bundle holds {max(len(recorded), 1)} model(s) and {len(run_dirs)} run folders were "
                           "given: pass --run once for each model, in the order of the export")
     runs = [RunFolder.open(r) for r in run_dirs]
-    config = runs[0].read_config()
-    for i, r in enumerate(runs):
-        if r.read_config().preprocessing != manifest.preprocessing:
+    configs = [r.read_config() for r in runs]
+    for i, (r, c) in enumerate(zip(runs, configs)):
+        if c.preprocessing != manifest.preprocessing:
             raise ExportError(f"{r.path} is not the run this bundle was exported from (preprocessing differs)")
-        if recorded and not _same_training(r, recorded[i]["training"]):
+        if recorded and not _same_training(c.training, recorded[i]["training"]):
             raise ExportError(f"{r.path} is not model {i + 1} of this ensemble (its training settings differ from "
                               "the ones the manifest records for it): pass --run once for each model, in the order "
                               "of the export")
@@ -183,7 +183,7 @@ def verify_bundle(bundle_dir: str | Path, run_dir: str | Path | Sequence[str | P
             raise ExportError(f"the runs' models make a state {widths[0]} wide (attention memory {widths[1]}) and the "
                               f"bundle's is {manifest.latent_dim} (memory {manifest.encoder_output_dim}): they are not "
                               "the runs it was exported from")
-        gate = parity.check_parity(bundle_dir, _reference(models, config), manifest, parity.gate_pairs(runs[0]))
+        gate = parity.check_parity(bundle_dir, _reference(models, configs[0]), manifest, parity.gate_pairs(runs[0]))
     gate.raise_if_failed()
     return gate.to_dict()
 
@@ -193,10 +193,10 @@ IDENTIFYING_SETTINGS = ("seed", "decoder", "latent_dim", "bidirectional", "encod
                         "embedding_dim", "attend_embeddings", "input_feeding", "dropout", "label_smoothing")
 
 
-def _same_training(run: RunFolder, recorded: dict) -> bool:
-    """Whether ``run`` was trained with the identifying settings an ensemble bundle records for one model (those
-    it records; nothing recorded: the gate decides)."""
-    training = _portable_training(run.read_config().training)
+def _same_training(training: dict, recorded: dict) -> bool:
+    """Whether a run's ``training`` settings have the identifying values an ensemble bundle records for one model
+    (those it records; nothing recorded: the gate decides)."""
+    training = _portable_training(training)
     return all(training.get(k) == recorded[k] for k in IDENTIFYING_SETTINGS if k in recorded)
 
 

@@ -11,8 +11,9 @@ Policy (documented in docs/cli.md, "Text policy"):
   and are longer than one character, so neither tokenizer can ever produce them from data.
 * An input vocabulary may declare an unknown token (``s2s train --min-symbol-count N``: symbols seen fewer than N
   times in training were replaced by it; ``--symbol-dropout``: rare symbols were, now and then). Then every
-  input symbol outside the vocabulary maps to its id instead of being an error. The one training writes, ``UNKNOWN_TOKEN``, contains a space too; a manifest may name any entry
-  of its input vocabulary but the reserved ones.
+  input symbol outside the vocabulary maps to its id instead of being an error. The one training writes,
+  ``UNKNOWN_TOKEN``, contains a space too; a manifest may name any entry of its input vocabulary but the reserved
+  ones.
 """
 
 from __future__ import annotations

@@ -80,11 +80,10 @@ def make(out_dir: Path, names=ALL, say=_stderr) -> dict[str, Path]:
 
     bundles = {}
     names = tuple(names)
-    remake = set(stale(out_dir)) & set(names)
-    for name in [n for n in names if n in ENSEMBLES]:  # an ensemble needs its runs, remade with them
+    for name in [n for n in names if n in ENSEMBLES]:  # an ensemble needs its runs
         names = (*[m for m in ENSEMBLES[name] if m not in names], *names)
-        if remake & set(ENSEMBLES[name]):
-            remake.add(name)
+    remake = set(stale(out_dir)) & set(names)
+    remake |= {n for n in ENSEMBLES if n in names and remake & set(ENSEMBLES[n])}  # remade with its runs
     if remake:  # what is made from the fixtures' models is made again with them
         shutil.rmtree(out_dir / "extra", ignore_errors=True)
         shutil.rmtree(out_dir / "crafted", ignore_errors=True)
