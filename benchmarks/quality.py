@@ -13,7 +13,8 @@
 * **pinyin**: the Chinese phrase -> pinyin set of ``benchmarks/hygiene.py`` (pypinyin's phrases whose characters
   each have one reading; 5,000+ input symbols), beside a per-character lookup baseline on the same split; also
   decode-time ensembles of pinyin models trained on one split (``ENSEMBLES``, ``s2s eval --ensemble``), and such
-  ensembles exported as one bundle (``ENSEMBLE_BUNDLES``, ``s2s export --ensemble``).
+  ensembles exported as one bundle (``ENSEMBLE_BUNDLES``, ``s2s export --ensemble``), and single models distilled
+  from such an ensemble (``DISTILLED``, ``s2s train --distill-from``).
 
 Each model is scored with the runtime (LiteRT) in fp32 and int8, greedy and with beam search, by ``s2s eval``.
 Writes ``benchmarks/results/quality.json`` and ``quality.md`` and the table in docs/quality.md; nobody types a
@@ -181,6 +182,19 @@ ENSEMBLE_BUNDLES = {
                                                          ["pinyin-embedding-128", "pinyin-dropout-0.3"]),
 }
 
+#: Single models trained by token-level distillation from runs above (``s2s train --distill-from``), which are
+#: trained first unless the work folder holds them: (data, label, teachers, the ``s2s train`` arguments but the
+#: ``--distill-from`` ones).
+DISTILLED = {
+    # The --data defaults learning from the ensemble of the --embedding-dim 128 and --dropout 0.3 runs (the one
+    # that meets the pinyin goal) at one model's decoding cost.
+    "pinyin-distilled-embedding-128-dropout-0.3": ("pinyin", "pinyin (pypinyin phrases), `s2s train --data` defaults "
+                                                   "+ `--distill-from` the `--embedding-dim 128` and `--dropout 0.3` "
+                                                   "runs, 30 min budget",
+                                                   ["pinyin-embedding-128", "pinyin-dropout-0.3"],
+                                                   ["--target-tokens", "space", "--time-budget", "30m"]),
+}
+
 #: Published CMUdict WERs, beside ours, with their data and split (not measured here): the cmusphinx g2p-seq2seq
 #: README's table (its LSTM version at commit 114adfd, its Transformer version at 006cb40), stress removed.
 PUBLISHED = [
@@ -346,15 +360,27 @@ def run_pinyin(name: str, root: Path, reuse: bool) -> list[dict]:
 
     groups = {**ENSEMBLES, **ENSEMBLE_BUNDLES}
     ensemble = name in groups
-    label, members = (groups[name][1], groups[name][2]) if ensemble else (MODELS[name][1], [name])
+    label, members = (groups[name][1], groups[name][2]) if ensemble else ((DISTILLED if name in DISTILLED else
+                                                                           MODELS)[name][1], [name])
     pairs = hygiene.pinyin_pairs()
     runs, bundles, seconds = [], [], 0.0
-    for member in members:
+
+    def trained(member: str, train_args: list[str], keep: bool) -> tuple[Path, Path, float]:
         work = root / member
         work.mkdir(parents=True, exist_ok=True)
         tsv = work / "pinyin.tsv"
         hygiene.write_tsv(pairs, tsv)
-        run, bundle, took = train_and_export(member, work, ["--data", str(tsv), *MODELS[member][2]], reuse or ensemble)
+        return train_and_export(member, work, ["--data", str(tsv), *train_args], keep)
+
+    for member in members:
+        if member in DISTILLED:  # its teachers first (kept when trained already), then the student; the training
+            # time is theirs and its together
+            teachers = [trained(t, MODELS[t][2], True) for t in DISTILLED[member][2]]
+            seconds += sum(took for _, _, took in teachers)
+            run, bundle, took = trained(member, [*DISTILLED[member][3], *[a for t, _, _ in teachers
+                                                                           for a in ("--distill-from", str(t))]], reuse)
+        else:
+            run, bundle, took = trained(member, MODELS[member][2], reuse or ensemble)
         runs.append(run)
         bundles.append(bundle)
         seconds += took
@@ -483,7 +509,7 @@ def write(results: dict) -> None:
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--only", choices=[*MODELS, *ENSEMBLES, *ENSEMBLE_BUNDLES],
+    p.add_argument("--only", choices=[*MODELS, *DISTILLED, *ENSEMBLES, *ENSEMBLE_BUNDLES],
                    help="train and score this model (or ensemble) only; keep the others' rows")
     p.add_argument("--epochs", type=int, help="override the CMUdict model's epochs (a quicker, weaker run)")
     p.add_argument("--work", type=Path, default=HERE / "models" / "quality")
@@ -500,8 +526,8 @@ def main() -> int:
     machine = f"{cpu}, {os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}"
     today = time.strftime("%Y-%m-%d")
     rows = []
-    order = [*MODELS, *ENSEMBLES, *ENSEMBLE_BUNDLES]
-    for name, (data, _, _) in {**MODELS, **ENSEMBLES, **ENSEMBLE_BUNDLES}.items():
+    order = [*MODELS, *DISTILLED, *ENSEMBLES, *ENSEMBLE_BUNDLES]
+    for name, (data, *_) in {**MODELS, **DISTILLED, **ENSEMBLES, **ENSEMBLE_BUNDLES}.items():
         if args.only in (None, name):
             if data == "numbers":
                 rows += run_numbers(args.work / name, args.reuse)

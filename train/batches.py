@@ -70,15 +70,17 @@ def _flat(enc_ids: list[list[int]]) -> np.ndarray:
     return np.fromiter((i for ids in enc_ids for i in ids), dtype=np.int64)
 
 
-def _round_up(n: int) -> int:
+def round_up(n: int) -> int:
     return -(-n // PAD_MULTIPLE) * PAD_MULTIPLE
 
 
 def length_bucketed(enc_ids: list[list[int]], tgt_ids: list[list[int]], batch_size: int, seed: int,
-                    shuffle: bool = True, symbol_dropout: SymbolDropout | None = None):
+                    shuffle: bool = True, symbol_dropout: SymbolDropout | None = None, soft_targets=None,
+                    target_vocabulary_size: int = 0):
     """A ``tf.data.Dataset`` of per-batch padded teacher-forcing batches (see the module docstring); each pass
     over it (each epoch) visits the batches in a new seeded order, with ``symbol_dropout``'s replacements drawn
-    anew from the seed and the epoch."""
+    anew from the seed and the epoch. With ``soft_targets`` (``distill.SoftTargets`` of these pairs, in this
+    order), the targets are distributions over the ``target_vocabulary_size`` tokens instead of ids."""
     import tensorflow as tf
 
     tie = np.random.default_rng(seed).random(len(enc_ids))
@@ -96,10 +98,15 @@ def length_bucketed(enc_ids: list[list[int]], tgt_ids: list[list[int]], batch_si
             if symbol_dropout is not None:
                 enc = [symbol_dropout.apply(ids, replace) for ids in enc]
             tgt = [tgt_ids[i] for i in groups[g]]
-            yield teacher_forcing(enc, tgt, _round_up(max(map(len, enc))), _round_up(max(map(len, tgt)) + 1))
+            inputs, targets, weights = teacher_forcing(enc, tgt, round_up(max(map(len, enc))),
+                                                       round_up(max(map(len, tgt)) + 1))
+            if soft_targets is not None:
+                targets = soft_targets.dense(groups[g], targets, target_vocabulary_size)
+            yield inputs, targets, weights
 
     ids = tf.TensorSpec((None, None), tf.int32)
-    signature = ({mf.INPUT_IDS: ids, DECODER_INPUT_IDS: ids}, ids, tf.TensorSpec((None, None), tf.float32))
+    targets = tf.TensorSpec((None, None, None), tf.float32) if soft_targets is not None else ids
+    signature = ({mf.INPUT_IDS: ids, DECODER_INPUT_IDS: ids}, targets, tf.TensorSpec((None, None), tf.float32))
     dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
     # Keras then knows an epoch's length (progress, and no "ran out of data" at each epoch's end).
     return dataset.apply(tf.data.experimental.assert_cardinality(len(groups))).prefetch(2)

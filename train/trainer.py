@@ -16,7 +16,7 @@ from seq2seq_edge.errors import DataFileError, InputTextError, RunFolderError, T
 from seq2seq_edge.evaluation.pairs import read_tsv
 from seq2seq_edge.quiet import native_logs_caught
 
-from . import batches
+from . import batches, distill
 from . import data as data_mod
 from . import model as model_mod
 from .model import build_training_model
@@ -72,6 +72,8 @@ class TrainConfig:
     monitor: str = "loss"             # what early stopping, the plateau schedule and the kept weights follow: the
                                       # validation loss, or the validation token accuracy (MONITORS)
     average_checkpoints: int = 0      # average the weights of this many best epochs (checkpoints.py); 0: off
+    distill_from: tuple[str, ...] = ()  # teacher runs whose distributions the targets mix in (distill.py)
+    distill_weight: float = 0.5       # the teachers' share of each training target (distill.py)
     validation_fraction: float = 0.1
     test_fraction: float = 0.1
     seed: int = 0
@@ -176,6 +178,12 @@ def task_defaults(task: str, **overrides) -> TrainConfig:
         raise TrainOptionError(f"--symbol-dropout must be from 0 to {MAX_SYMBOL_DROPOUT:g}, got {cfg.symbol_dropout}")
     if cfg.symbol_dropout and not cfg.length_buckets:
         raise TrainOptionError("--symbol-dropout replaces symbols in length-bucketed batches: add --length-buckets")
+    if not 0.0 < cfg.distill_weight <= 1.0:
+        raise TrainOptionError(f"--distill-weight must be above 0 and at most 1, got {cfg.distill_weight}")
+    if cfg.distill_from and not cfg.length_buckets:
+        raise TrainOptionError("--distill-from builds its targets in length-bucketed batches: add --length-buckets")
+    if len(cfg.distill_from) > distill.MAX_TEACHERS:
+        raise TrainOptionError(f"--distill-from takes at most {distill.MAX_TEACHERS} runs, got {len(cfg.distill_from)}")
     return cfg
 
 
@@ -273,6 +281,9 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, force: bool = False, quiet: 
     if distribute and cfg.symbol_dropout:
         raise TrainOptionError("--symbol-dropout is not available with --distribute (it replaces symbols in "
                                "length-bucketed batches; --distribute trains on padded arrays)")
+    if distribute and cfg.distill_from:
+        raise TrainOptionError("--distill-from is not available with --distribute (its targets are built in "
+                               "length-bucketed batches; --distribute trains on padded arrays)")
     check_out_dir(out_dir, force)
     pairs = load_pairs(cfg)
     split_seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
@@ -281,6 +292,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, force: bool = False, quiet: 
     if cfg.task == "numbers":  # the task's input policy: 0-99 are too few and too basic to hold out
         splits = data_mod.move_short_inputs_to_train(splits, max_chars=2)
     prep = build_preprocessing(pairs, cfg, vocabulary_from=splits.train)
+    teachers = distill.open_teachers(list(cfg.distill_from), prep, splits) if cfg.distill_from else []
     unseen = {part: count_unseen(getattr(splits, part), splits.train, cfg) for part in ("validation", "test")}
     if any(unseen.values()):
         if prep.unknown_token is None:
@@ -308,7 +320,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, force: bool = False, quiet: 
             model = compile_model(cfg, prep)
         with dist.run_folder(out_dir) as folder, staged_folder(folder) as staging:  # only the chief's is kept
             run = RunFolder(staging)
-            history, fit_summary = fit(model, cfg, prep, splits, run.history_file, quiet or not dist.is_chief, dist)
+            history, fit_summary = fit(model, cfg, prep, splits, run.history_file, quiet or not dist.is_chief, dist,
+                                       teachers)
             result = {**evaluate(model, prep, splits.test), **fit_summary, "held_out_with_unseen_symbols": unseen,
                       **unknown}
             run.save(model, RunConfig(prep, asdict(cfg), splits.sizes(), versions), result, splits, history)
@@ -362,34 +375,51 @@ def compile_model(cfg: TrainConfig, prep: pp.Preprocessing):
         opt_kwargs["clipnorm"] = cfg.clipnorm
     optimizer = (keras.optimizers.AdamW(weight_decay=cfg.weight_decay, **opt_kwargs) if cfg.weight_decay
                  else keras.optimizers.Adam(**opt_kwargs))
-    loss = (smoothed_sparse_crossentropy(cfg.label_smoothing) if cfg.label_smoothing
+    loss = (smoothed_sparse_crossentropy(cfg.label_smoothing) if cfg.label_smoothing or cfg.distill_from
             else "sparse_categorical_crossentropy")
-    model.compile(optimizer=optimizer, loss=loss, weighted_metrics=["accuracy"])
+    # Keras' "accuracy" takes the targets' form from the first batch; distillation's differ between training and
+    # validation.
+    metric = keras.metrics.MeanMetricWrapper(token_accuracy, name="accuracy") if cfg.distill_from else "accuracy"
+    model.compile(optimizer=optimizer, loss=loss, weighted_metrics=[metric])
     return model
 
 
 def smoothed_sparse_crossentropy(epsilon: float):
     """Cross-entropy against the target id's one-hot vector mixed with a uniform one: (1 - epsilon) of the weight on
     the target, epsilon spread evenly over the target vocabulary (Keras' sparse loss has no label smoothing). The
-    loss of a perfect prediction is then above 0; the validation loss keeps the same smoothing."""
+    loss of a perfect prediction is then above 0; the validation loss keeps the same smoothing. Targets that are
+    distributions (one more axis than ids: ``distill.SoftTargets``) take the one-hot vector's place."""
     import keras
     from keras import ops
 
     def loss(y_true, y_pred):
         log_probs = ops.log(ops.clip(y_pred, keras.config.epsilon(), 1.0))
-        picked = ops.take_along_axis(log_probs, ops.expand_dims(ops.cast(y_true, "int32"), -1), axis=-1)[..., 0]
+        if len(y_true.shape) == len(y_pred.shape):  # distributions (distillation's training batches)
+            picked = ops.sum(y_true * log_probs, axis=-1)
+        else:
+            picked = ops.take_along_axis(log_probs, ops.expand_dims(ops.cast(y_true, "int32"), -1), axis=-1)[..., 0]
         return -(1.0 - epsilon) * picked - epsilon * ops.mean(log_probs, axis=-1)
 
     loss.__name__ = "smoothed_sparse_crossentropy"
     return loss
 
 
+def token_accuracy(y_true, y_pred):
+    """1 where the most likely token is the target's (ids, or distributions whose most likely token is taken: the
+    reference's, with --distill-weight up to 0.5), else 0."""
+    from keras import ops
+
+    truth = ops.argmax(y_true, axis=-1) if len(y_true.shape) == len(y_pred.shape) else y_true
+    return ops.cast(ops.equal(ops.cast(truth, "int32"), ops.cast(ops.argmax(y_pred, axis=-1), "int32")), "float32")
+
+
 def fit(model, cfg: TrainConfig, prep: pp.Preprocessing, splits: data_mod.Splits, history_file: Path,
-        quiet: bool, dist=None) -> tuple[dict, dict]:
+        quiet: bool, dist=None, teachers=()) -> tuple[dict, dict]:
     """Fit with teacher forcing (padding weighs nothing), logging each epoch to ``history_file`` with the exact
     match of a validation sample (``progress.ValidationSample``), with a progress bar or lines unless ``quiet``.
 
-    Returns Keras' history (lists per metric) and its summary for ``metrics.json``."""
+    ``teachers``: the runs of ``--distill-from`` (``distill.open_teachers``), whose distributions the training
+    targets mix in. Returns Keras' history (lists per metric) and its summary for ``metrics.json``."""
     import keras
 
     from . import checkpoints, progress
@@ -432,8 +462,12 @@ def fit(model, cfg: TrainConfig, prep: pp.Preprocessing, splits: data_mod.Splits
                                           "expected_share": round(replacer.expected_share(split_enc), 6)}}
             log.info("symbol dropout: about %.2f%% of the training split's input symbols become %r each epoch",
                      100 * dropped["symbol_dropout"]["expected_share"], prep.unknown_token)
+        soft = None
+        if teachers:
+            soft, dropped["distillation"] = distill.soft_targets(teachers, train_enc, train_tgt, cfg.distill_weight)
         train_data = batches.length_bucketed(train_enc, train_tgt, cfg.batch_size, cfg.seed,
-                                             symbol_dropout=replacer)
+                                             symbol_dropout=replacer, soft_targets=soft,
+                                             target_vocabulary_size=len(prep.target_vocabulary))
         val_data = batches.length_bucketed(*encode(validation), cfg.batch_size, cfg.seed, shuffle=False)
         history = model.fit(train_data, validation_data=val_data, epochs=cfg.epochs, callbacks=callbacks,
                             shuffle=False, verbose=0).history  # the dataset shuffles itself

@@ -137,6 +137,13 @@ def _add_train_model_options(m) -> None:
                         "(ALPHA + its count in the training split): rare symbols often, frequent ones almost never; "
                         "the bundle then maps unseen input symbols to that token; needs length buckets, not "
                         "--distribute (default: 0, off)")
+    m.add_argument("--distill-from", action="append", metavar="RUN",
+                   help="learn each training target from the reference mixed with the distribution of these "
+                        "trained runs (repeat for several: an ensemble's): one model that decodes at one model's "
+                        "cost; each run must hold out the same pairs (same data and --split-seed) (default: none)")
+    m.add_argument("--distill-weight", type=float, metavar="W",
+                   help="with --distill-from: the teachers' share of each training target; the reference has the "
+                        "rest (default: 0.5)")
     m.add_argument("--label-smoothing", type=float, metavar="E",
                    help="share of each target token's probability spread over the target vocabulary "
                         "(--data: 0.1; the tasks: 0)")
@@ -189,6 +196,7 @@ def _cmd_train(args) -> int:
         weight_decay=args.weight_decay, length_buckets=args.length_buckets, min_improvement=args.min_improvement,
         time_budget_s=_duration(args.time_budget), lr_schedule=args.lr_schedule, monitor=args.monitor,
         average_checkpoints=args.average_checkpoints,
+        distill_from=tuple(args.distill_from) if args.distill_from else None, distill_weight=args.distill_weight,
         validation_fraction=args.validation_fraction, test_fraction=args.test_fraction)
     out = args.out or f"runs/{task if task != 'data' else _stem(args.data)}"
     result = trainer.train(cfg, out, force=args.force, quiet=args.quiet, distribute=args.distribute)
