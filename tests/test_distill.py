@@ -65,7 +65,8 @@ def test_the_teachers_distribution_of_each_training_token_is_their_ensembles(num
     pairs = runs[0].read_split("train")
     enc = [prep.encode_input(p.source) for p in pairs]
     tgt = [prep.target_codec.encode(p.target) for p in pairs]
-    soft, summary = distill.soft_targets(runs, enc, tgt, weight=0.5)
+    soft, summary = distill.soft_targets(runs, enc, tgt, weight=0.5,
+                                         target_vocabulary_size=len(prep.target_vocabulary))
     models = [run.load_keras_model() for run in runs]
     agree = 0
     for i in (0, 7, len(pairs) // 2, len(pairs) - 1):
@@ -148,3 +149,24 @@ def test_distillation_options_are_checked_in_one_line(numbers, tmp_path, options
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [f"s2s train: error: {message}"]
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("swap", ["targets", "inputs"])
+def test_a_teacher_whose_model_does_not_fit_its_config_is_refused(numbers, tmp_path, swap):
+    """A run folder whose model.keras came from a run with other vocabularies (its config.json still matching the
+    student's) is refused in one line, before the first epoch, not with a traceback from Keras."""
+    import shutil
+
+    from num2words import num2words
+    from seq2seq_edge.errors import RunFolderError
+
+    other = tmp_path / "other.tsv"  # one target symbol more, or five input symbols fewer (numbers in base 5)
+    pairs = ((n, num2words(n) + "#") if swap == "targets" else (np.base_repr(n, 5), num2words(n)) for n in range(300))
+    other.write_text("".join(f"{a}\t{b}\n" for a, b in pairs), encoding="utf-8")
+    _train(other, tmp_path / "other", epochs=1)
+    shutil.copytree(numbers / "teacher-a", tmp_path / "forged")
+    shutil.copy(tmp_path / "other" / "model.keras", tmp_path / "forged" / "model.keras")
+    with pytest.raises(RunFolderError, match=r"^--distill-from \S+/forged: its model.keras does not fit the "
+                                             r"vocabularies of its config.json \(re-run s2s train for it\)$"):
+        _train(numbers / "numbers.tsv", tmp_path / "student", distill_from=(str(tmp_path / "forged"),))
+    assert not (tmp_path / "student").exists()

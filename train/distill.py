@@ -86,12 +86,15 @@ def open_teachers(run_dirs: list[str], prep: pp.Preprocessing, splits: data_mod.
     return runs
 
 
-def soft_targets(runs: list[RunFolder], enc_ids: list[list[int]], tgt_ids: list[list[int]],
-                 weight: float) -> tuple[SoftTargets, dict]:
+def soft_targets(runs: list[RunFolder], enc_ids: list[list[int]], tgt_ids: list[list[int]], weight: float,
+                 target_vocabulary_size: int) -> tuple[SoftTargets, dict]:
     """The teachers' distributions for every target token of the encoded training pairs (see the module's
     docstring), and a summary for ``metrics.json`` (the teachers, the weight, how often the teachers' most likely
     token is the reference)."""
     models = [run.load_keras_model() for run in runs]
+    for run, model in zip(runs, models):
+        if len(model.outputs) != 1 or model.output_shape[-1] != target_vocabulary_size:
+            raise _misfit(run)
     ids: list[np.ndarray | None] = [None] * len(enc_ids)
     probs: list[np.ndarray | None] = [None] * len(enc_ids)
     agree = total = 0
@@ -101,8 +104,8 @@ def soft_targets(runs: list[RunFolder], enc_ids: list[list[int]], tgt_ids: list[
         enc = [enc_ids[i] for i in index]
         tgt = [tgt_ids[i] for i in index]
         inputs, gold, _ = teacher_forcing(enc, tgt, round_up(max(map(len, enc))), round_up(max(map(len, tgt)) + 1))
-        log_mean = np.mean([np.log(np.maximum(m.predict_on_batch(inputs), _MIN_PROB))
-                            for m in models], axis=0)
+        log_mean = np.mean([np.log(np.maximum(_predict(run, m, inputs), _MIN_PROB))
+                            for run, m in zip(runs, models)], axis=0)
         top = np.argsort(-log_mean, axis=-1)[..., :TOP_K]
         top_log = np.take_along_axis(log_mean, top, axis=-1)
         top_probs = np.exp(top_log - top_log.max(axis=-1, keepdims=True))
@@ -117,6 +120,18 @@ def soft_targets(runs: list[RunFolder], enc_ids: list[list[int]], tgt_ids: list[
              "split's %d target tokens", len(runs), 100 * agree / max(total, 1), total)
     return SoftTargets(ids, probs, weight), {"teachers": [str(Path(r.path)) for r in runs], "weight": weight,
                                             "top_k": TOP_K, "teacher_agreement": round(agree / max(total, 1), 6)}
+
+
+def _predict(run: RunFolder, model, inputs: dict) -> np.ndarray:
+    try:
+        return model.predict_on_batch(inputs)
+    except Exception:  # e.g. an embedding with fewer rows than the input vocabulary of its config.json
+        raise _misfit(run) from None
+
+
+def _misfit(run: RunFolder) -> RunFolderError:
+    return RunFolderError(f"--distill-from {run.path}: its {run.model_file.name} does not fit the vocabularies of its "
+                          f"{run.config_file.name} (re-run s2s train for it)")
 
 
 def _as_set(pairs) -> set[tuple[str, str]]:

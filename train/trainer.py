@@ -464,7 +464,8 @@ def fit(model, cfg: TrainConfig, prep: pp.Preprocessing, splits: data_mod.Splits
                      100 * dropped["symbol_dropout"]["expected_share"], prep.unknown_token)
         soft = None
         if teachers:
-            soft, dropped["distillation"] = distill.soft_targets(teachers, train_enc, train_tgt, cfg.distill_weight)
+            soft, dropped["distillation"] = distill.soft_targets(teachers, train_enc, train_tgt, cfg.distill_weight,
+                                                                 len(prep.target_vocabulary))
         train_data = batches.length_bucketed(train_enc, train_tgt, cfg.batch_size, cfg.seed,
                                              symbol_dropout=replacer, soft_targets=soft,
                                              target_vocabulary_size=len(prep.target_vocabulary))
