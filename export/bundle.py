@@ -312,8 +312,11 @@ def _epochs_run(run: RunFolder) -> dict:
 
 
 def _portable_training(training: dict) -> dict:
-    """The training settings with the data file reduced to its name: a bundle carries no path of this machine."""
+    """The training settings with the data file and the runs it was distilled from (``--distill-from``) reduced to
+    their names: a bundle carries no path of this machine."""
     training = dict(training)
     if isinstance(training.get("data_file"), str):
         training["data_file"] = Path(training["data_file"]).name
+    if isinstance(training.get("distill_from"), list):
+        training["distill_from"] = [Path(p).name if isinstance(p, str) else p for p in training["distill_from"]]
     return training

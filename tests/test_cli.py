@@ -322,6 +322,28 @@ def test_info_shows_what_a_bundle_holds(digits_bundle):
     assert all(v["size_bytes"] > 0 for v in info["variants"]) and info["parity"]["passed"]
 
 
+@pytest.mark.parametrize("distill_from, shown", [
+    (["a", "b"], "distilled from 2 runs"), (["a"], "distilled from 1 run,"), ([], None), ("a", None),
+    (["a"] * 100_000, "distilled from 100000 runs"),
+])
+def test_info_says_what_a_model_was_distilled_from(digits_bundle, tmp_path, distill_from, shown):
+    """provenance.training.distill_from (s2s train --distill-from) is counted, not printed: a list of names of
+    runs on the machine that trained it; anything else there is not shown."""
+    import shutil
+
+    bundle = tmp_path / "b"
+    shutil.copytree(digits_bundle, bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["provenance"]["training"]["distill_from"] = distill_from
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    rc, out, err = s2s_as_user("info", bundle)
+    assert rc == 0 and err == "", err
+    assert (shown in out) if shown else ("distilled" not in out), out
+    rc, out, _ = s2s_as_user("info", bundle, "--json")
+    runs = json.loads(out)["training"].get("distilled_from_runs")
+    assert runs == (len(distill_from) if shown else None)
+
+
 def test_info_on_a_run_folder_or_nothing(fixture_dir, tmp_path):
     rc, _, err = s2s_as_user("info", fixture_dir / "runs" / "digits")
     assert rc == 2 and "training run folder, not a bundle" in err
@@ -348,6 +370,7 @@ def test_a_bundle_records_its_run_without_a_path_of_this_machine(tmp_path, monke
     assert _portable_run_dir(run, tmp_path / "elsewhere" / "deep" / "b") == "proj/runs/digits"
     assert _portable_run_dir(run, Path("/nonexistent/x/y")) in ("digits", "proj/runs/digits")
     assert _portable_training({"data_file": "/home/someone/pairs.tsv", "seed": 0})["data_file"] == "pairs.tsv"
+    assert _portable_training({"distill_from": ["/home/someone/runs/a", "runs/b/"]})["distill_from"] == ["a", "b"]
 
     class Manifest:
         provenance = {"run_dir": "runs/digits"}

@@ -43,7 +43,7 @@ def bundle_info(bundle_dir: str | Path) -> dict[str, Any]:
         "format_version": m.version,
         "architecture": m.architecture,
         "task": task if isinstance(task := training.get("task"), str) and _plain(task) else None,
-        "training": {k: training[k] for k in TRAINING_KEYS if _plain(training.get(k))},
+        "training": _training(training),
         "input": {"tokenization": prep.input_tokenization, "vocabulary_size": len(prep.input_vocabulary),
                   "max_tokens": prep.max_input_tokens, "max_characters": prep.max_input_chars,
                   "unknown_token": prep.unknown_token},
@@ -59,7 +59,7 @@ def bundle_info(bundle_dir: str | Path) -> dict[str, Any]:
         "run": m.provenance.get("run_dir") if _plain(m.provenance.get("run_dir")) else None,
         "left_out": _left_out(m.provenance.get("left_out")),
         "ensemble": [{"run": e["run_dir"] if _plain(e["run_dir"]) else None,
-                      "training": {k: e["training"][k] for k in TRAINING_KEYS if _plain(e["training"].get(k))}}
+                      "training": _training(e["training"])}
                      for e in m.ensemble_members()],
     }
 
@@ -70,6 +70,15 @@ def _left_out(value) -> list[dict[str, str]]:
     return [{k: r[k] for k in ("format", "variant", "reason")
              if isinstance(r.get(k), str) and len(r[k]) <= 2000 and r[k].isprintable()}
             for r in rows[:16] if isinstance(r, dict)]
+
+
+def _training(training: dict[str, Any]) -> dict[str, Any]:
+    """The ``TRAINING_KEYS`` of a model's training settings that are plain values, and how many runs it was
+    distilled from (``s2s train --distill-from``), if any."""
+    out = {k: training[k] for k in TRAINING_KEYS if _plain(training.get(k))}
+    if isinstance(training.get("distill_from"), list) and training["distill_from"]:
+        out["distilled_from_runs"] = len(training["distill_from"])
+    return out
 
 
 def _plain(v) -> bool:
@@ -114,7 +123,8 @@ def _settings(t: dict[str, Any]) -> str:
               if isinstance(t.get(k), int) and t[k] > 1]
     extras = layers + (["attending to the input embeddings"] if t.get("attend_embeddings") is True else []) + (
         ["input feeding"] if t.get("input_feeding") is True else []) + (
-        [f"checkpoint averaging of {t['average_checkpoints']}"] if t.get("average_checkpoints") else [])
+        [f"checkpoint averaging of {t['average_checkpoints']}"] if t.get("average_checkpoints") else []) + (
+        [f"distilled from {n} run{'s' if n > 1 else ''}"] if (n := t.get("distilled_from_runs")) else [])
     if "epochs_run" in t:
         extras.append(f"{t['epochs_run']} epochs")
     return ", ".join(([settings] if settings else []) + extras)
