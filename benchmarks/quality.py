@@ -377,8 +377,12 @@ def run_pinyin(name: str, root: Path, reuse: bool) -> list[dict]:
             # time is theirs and its together
             teachers = [trained(t, MODELS[t][2], True) for t in DISTILLED[member][2]]
             seconds += sum(took for _, _, took in teachers)
+            student = root / member / "run" / "metrics.json"  # not kept if a teacher was trained again since
+            fresh = student.is_file() and all(t.stat().st_mtime < student.stat().st_mtime
+                                              for run, _, _ in teachers for t in run.iterdir())
             run, bundle, took = trained(member, [*DISTILLED[member][3], *[a for t, _, _ in teachers
-                                                                           for a in ("--distill-from", str(t))]], reuse)
+                                                                           for a in ("--distill-from", str(t))]],
+                                        reuse and fresh)
         else:
             run, bundle, took = trained(member, MODELS[member][2], reuse or ensemble)
         runs.append(run)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -13,13 +14,13 @@ from conftest import requires_train
 pytestmark = requires_train
 
 
-def _train(data, out, **settings):
+def _train(data, out, force=False, **settings):
     from seq2seq_edge.train import trainer
 
     cfg = trainer.task_defaults("data", data_file=str(data), **{"latent_dim": 32, "epochs": 4, "batch_size": 16,
                                                                "learning_rate": 0.01,
                                                                "average_checkpoints": 0, **settings})
-    return trainer.train(cfg, out, quiet=True)
+    return trainer.train(cfg, out, force=force, quiet=True)
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +66,7 @@ def test_the_teachers_distribution_of_each_training_token_is_their_ensembles(num
     pairs = runs[0].read_split("train")
     enc = [prep.encode_input(p.source) for p in pairs]
     tgt = [prep.target_codec.encode(p.target) for p in pairs]
-    soft, summary = distill.soft_targets(runs, enc, tgt, weight=0.5,
-                                         target_vocabulary_size=len(prep.target_vocabulary))
+    soft, summary = distill.soft_targets(runs, enc, tgt, weight=0.5, prep=prep)
     models = [run.load_keras_model() for run in runs]
     agree = 0
     for i in (0, 7, len(pairs) // 2, len(pairs) - 1):
@@ -116,8 +116,11 @@ def test_a_student_of_the_ensemble_trains_and_scores_like_any_run(numbers, tmp_p
                          r"teacher that learnt the held-out pairs would pass them on\); train it on the same data with "
                          r"the same --split-seed$"),
     (dict(target_tokenization="space"), r"^--distill-from \S+/other: its tokens differ from this training's "
-                                        r"\(preprocessing\.target\.[a-z_]+\); a teacher must be trained on the same "
-                                        r"data with the same tokenization options$"),
+                                        r"\(preprocessing\.target\.[a-z_]+\); a teacher must read and write the same "
+                                        r"tokens \(train it on the same data with the same tokenization, "
+                                        r"--min-symbol-count and --symbol-dropout on or off\)$"),
+    (dict(symbol_dropout=0.5), r"^--distill-from \S+/other: its tokens differ from this training's "
+                               r"\(preprocessing\.input\.[a-z_]+\); a teacher must read"),
 ])
 def test_a_teacher_that_held_out_other_pairs_or_reads_other_tokens_is_refused(numbers, tmp_path, teacher_settings,
                                                                               message):
@@ -130,9 +133,10 @@ def test_a_teacher_that_held_out_other_pairs_or_reads_other_tokens_is_refused(nu
 
 
 @pytest.mark.parametrize("options, message", [
-    (["--distill-from", "nowhere"], "nowhere: no such run folder"),
+    (["--distill-from", "nowhere"], "--distill-from nowhere: no such run folder"),
     (["--distill-from", "nowhere", "--distill-weight", "0"], "--distill-weight must be above 0 and at most 1, got 0.0"),
-    (["--distill-weight", "nan"], "--distill-weight must be above 0 and at most 1, got nan"),
+    (["--distill-from", "nowhere", "--distill-weight", "nan"], "--distill-weight must be above 0 and at most 1, got nan"),
+    (["--distill-weight", "0.3"], "--distill-weight needs --distill-from"),
     (["--distill-from", "nowhere", "--no-length-buckets"],
      "--distill-from builds its targets in length-bucketed batches: add --length-buckets"),
     (["--distill-from", "nowhere", "--distribute", "mirrored"],
@@ -151,7 +155,7 @@ def test_distillation_options_are_checked_in_one_line(numbers, tmp_path, options
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("swap", ["targets", "inputs"])
+@pytest.mark.parametrize("swap", ["targets", "fewer inputs", "more inputs"])
 def test_a_teacher_whose_model_does_not_fit_its_config_is_refused(numbers, tmp_path, swap):
     """A run folder whose model.keras came from a run with other vocabularies (its config.json still matching the
     student's) is refused in one line, before the first epoch, not with a traceback from Keras."""
@@ -160,8 +164,9 @@ def test_a_teacher_whose_model_does_not_fit_its_config_is_refused(numbers, tmp_p
     from num2words import num2words
     from seq2seq_edge.errors import RunFolderError
 
-    other = tmp_path / "other.tsv"  # one target symbol more, or five input symbols fewer (numbers in base 5)
-    pairs = ((n, num2words(n) + "#") if swap == "targets" else (np.base_repr(n, 5), num2words(n)) for n in range(300))
+    other = tmp_path / "other.tsv"  # one target symbol more, or input symbols fewer (base 5) or more (base 16)
+    base = {"targets": 10, "fewer inputs": 5, "more inputs": 16}[swap]
+    pairs = ((np.base_repr(n, base), num2words(n) + ("#" if swap == "targets" else "")) for n in range(300))
     other.write_text("".join(f"{a}\t{b}\n" for a, b in pairs), encoding="utf-8")
     _train(other, tmp_path / "other", epochs=1)
     shutil.copytree(numbers / "teacher-a", tmp_path / "forged")
@@ -170,3 +175,50 @@ def test_a_teacher_whose_model_does_not_fit_its_config_is_refused(numbers, tmp_p
                                              r"vocabularies of its config.json \(re-run s2s train for it\)$"):
         _train(numbers / "numbers.tsv", tmp_path / "student", distill_from=(str(tmp_path / "forged"),))
     assert not (tmp_path / "student").exists()
+
+
+def test_the_output_folder_cannot_teach_the_run_that_replaces_it(numbers, tmp_path):
+    import shutil
+
+    from seq2seq_edge.errors import RunFolderError
+
+    shutil.copytree(numbers / "teacher-a", tmp_path / "self")
+    with pytest.raises(RunFolderError, match=r"^--distill-from \S+/self: it is the folder --out writes; a run cannot "
+                                             r"teach the run that replaces it$"):
+        trainer_run = _train(numbers / "numbers.tsv", tmp_path / "self", distill_from=(str(tmp_path / "self"),),
+                             force=True)
+        assert trainer_run is None
+    assert (tmp_path / "self" / "model.keras").read_bytes() == (numbers / "teacher-a" / "model.keras").read_bytes()
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda run: _edit_config(run, lambda c: c.pop("preprocessing")), r"config.json: no preprocessing object"),
+    (lambda run: _edit_config(run, lambda c: c.update(preprocessing={})),
+     r"config.json: its preprocessing is not valid: \d+ problems"),
+    (lambda run: _edit_config(run, lambda c: c.update(training=[1])), r"config.json: training is not an object"),
+    (lambda run: (run / "validation.tsv").write_text("no tab here\n"),
+     r"validation.tsv, line 1: no tab between input and target"),
+    (lambda run: (run / "test.tsv").write_bytes(b"\xff\tx\n"), r"test.tsv: not UTF-8 text"),
+    (lambda run: (run / "model.keras").write_bytes(b"PK\x03\x04 not a zip"), r"model.keras: Keras could not load it"),
+])
+def test_a_damaged_teacher_is_one_error_naming_it(numbers, tmp_path, damage, message):
+    import shutil
+
+    shutil.copytree(numbers / "teacher-a", tmp_path / "damaged")
+    damage(tmp_path / "damaged")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    proc = subprocess.run([sys.executable, "-m", "seq2seq_edge.cli", "train", "--data", str(numbers / "numbers.tsv"),
+                           "--out", str(tmp_path / "run"), "--epochs", "1", "--quiet", "--distill-from",
+                           str(tmp_path / "damaged")], capture_output=True, text=True, env=env)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("s2s train: error: ")]
+    assert len(errors) == 1, proc.stderr
+    assert errors[0].startswith(f"s2s train: error: --distill-from {tmp_path / 'damaged'}"), errors[0]
+    assert re.search(message, errors[0]), errors[0]
+    assert not (tmp_path / "run").exists()
+
+
+def _edit_config(run, edit):
+    config = json.loads((run / "config.json").read_text())
+    edit(config)
+    (run / "config.json").write_text(json.dumps(config))

@@ -18,6 +18,7 @@ one that trained on them would teach the student the answers it is scored on.
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,7 @@ import numpy as np
 from seq2seq_edge import manifest as mf
 from seq2seq_edge import preprocessing as pp
 from seq2seq_edge.ensemble import first_difference
-from seq2seq_edge.errors import RunFolderError
+from seq2seq_edge.errors import RunFolderError, Seq2SeqEdgeError
 
 from . import data as data_mod
 from .batches import round_up, teacher_forcing
@@ -64,21 +65,29 @@ class SoftTargets:
         return out
 
 
-def open_teachers(run_dirs: list[str], prep: pp.Preprocessing, splits: data_mod.Splits) -> list[RunFolder]:
-    """The teacher runs, each checked against the student before any model is loaded: the same tokens (identical
-    preprocessing) and the same held-out pairs. Raises RunFolderError naming the run and what differs."""
+def open_teachers(run_dirs: list[str], prep: pp.Preprocessing, splits: data_mod.Splits,
+                  out_dir: Path) -> list[RunFolder]:
+    """The teacher runs, each checked against the student before any model is loaded: not the folder the student
+    is written to, the same tokens (identical preprocessing) and the same held-out pairs. Raises RunFolderError
+    naming the run and what is wrong."""
     if not 1 <= len(run_dirs) <= MAX_TEACHERS:
         raise RunFolderError(f"--distill-from takes 1 to {MAX_TEACHERS} runs, got {len(run_dirs)}")
     runs = []
-    for run_dir in run_dirs:
-        run = RunFolder.open(run_dir)
-        config = run.read_config()
+    for run_dir in map(Path, run_dirs):
+        if run_dir.resolve() == out_dir.resolve():
+            raise RunFolderError(f"--distill-from {run_dir}: it is the folder --out writes; a run cannot teach "
+                                 "the run that replaces it")
+        with _about(run_dir):
+            run = RunFolder.open(run_dir)
+            config = run.read_config()
+            held_out = {part: _as_set(run.read_split(part)) for part in ("validation", "test")}
         if config.preprocessing.to_dict() != prep.to_dict():
             where = first_difference(config.preprocessing.to_dict(), prep.to_dict())
             raise RunFolderError(f"--distill-from {run_dir}: its tokens differ from this training's ({where}); a "
-                                 "teacher must be trained on the same data with the same tokenization options")
-        for part in ("validation", "test"):
-            if _as_set(run.read_split(part)) != _as_set(getattr(splits, part)):
+                                 "teacher must read and write the same tokens (train it on the same data with the "
+                                 "same tokenization, --min-symbol-count and --symbol-dropout on or off)")
+        for part, pairs in held_out.items():
+            if pairs != _as_set(getattr(splits, part)):
                 raise RunFolderError(f"--distill-from {run_dir}: it held out other {part} pairs than this training "
                                      "(a teacher that learnt the held-out pairs would pass them on); train it on "
                                      "the same data with the same --split-seed")
@@ -87,14 +96,15 @@ def open_teachers(run_dirs: list[str], prep: pp.Preprocessing, splits: data_mod.
 
 
 def soft_targets(runs: list[RunFolder], enc_ids: list[list[int]], tgt_ids: list[list[int]], weight: float,
-                 target_vocabulary_size: int) -> tuple[SoftTargets, dict]:
+                 prep: pp.Preprocessing) -> tuple[SoftTargets, dict]:
     """The teachers' distributions for every target token of the encoded training pairs (see the module's
     docstring), and a summary for ``metrics.json`` (the teachers, the weight, how often the teachers' most likely
-    token is the reference)."""
-    models = [run.load_keras_model() for run in runs]
-    for run, model in zip(runs, models):
-        if len(model.outputs) != 1 or model.output_shape[-1] != target_vocabulary_size:
-            raise _misfit(run)
+    token is the reference). Each teacher's model must have the vocabularies of ``prep`` (its config's)."""
+    models = []
+    for run in runs:
+        with _about(run.path):
+            models.append(run.load_keras_model())
+        _check_fit(run, models[-1], len(prep.input_vocabulary), len(prep.target_vocabulary))
     ids: list[np.ndarray | None] = [None] * len(enc_ids)
     probs: list[np.ndarray | None] = [None] * len(enc_ids)
     agree = total = 0
@@ -120,6 +130,30 @@ def soft_targets(runs: list[RunFolder], enc_ids: list[list[int]], tgt_ids: list[
              "split's %d target tokens", len(runs), 100 * agree / max(total, 1), total)
     return SoftTargets(ids, probs, weight), {"teachers": [str(Path(r.path)) for r in runs], "weight": weight,
                                             "top_k": TOP_K, "teacher_agreement": round(agree / max(total, 1), 6)}
+
+
+@contextmanager
+def _about(run_dir: Path):
+    """Errors of a teacher's run folder, said as errors of the --distill-from option that named it."""
+    try:
+        yield
+    except Seq2SeqEdgeError as e:
+        message = str(e)
+        raise RunFolderError(f"--distill-from {message}" if message.startswith(str(run_dir)) else
+                             f"--distill-from {run_dir}: {message}") from None
+
+
+def _check_fit(run: RunFolder, model, input_size: int, target_size: int) -> None:
+    """The model reads and writes vocabularies of its config's sizes (its embeddings' rows, its output's width)."""
+    from .model import DECODER_EMBEDDING, ENCODER_EMBEDDING
+
+    try:
+        sizes = (model.get_layer(ENCODER_EMBEDDING).input_dim, model.get_layer(DECODER_EMBEDDING).input_dim,
+                 model.output_shape[-1] if len(model.outputs) == 1 else None)
+    except ValueError:  # no such layer: not a model s2s train built
+        sizes = None
+    if sizes != (input_size, target_size, target_size):
+        raise _misfit(run)
 
 
 def _predict(run: RunFolder, model, inputs: dict) -> np.ndarray:

@@ -63,8 +63,17 @@ class RunConfig:
     def from_dict(cls, d: dict[str, Any], where: Path) -> "RunConfig":
         if d.get("format") != RUN_FORMAT:
             raise RunFolderError(f"{where}: not a seq2seq-edge run config")
-        return cls(pp.Preprocessing.from_dict(d["preprocessing"]), dict(d.get("training", {})),
-                   dict(d.get("splits", {})), dict(d.get("versions", {})))
+        if not isinstance(d.get("preprocessing"), dict):
+            raise RunFolderError(f"{where}: no preprocessing object (re-run s2s train)")
+        try:
+            prep = pp.Preprocessing.from_dict(d["preprocessing"])
+        except BundleError as e:
+            raise RunFolderError(f"{where}: its preprocessing is not valid: {e}") from None
+        sections = {name: d.get(name, {}) for name in ("training", "splits", "versions")}
+        wrong = [name for name, value in sections.items() if not isinstance(value, dict)]
+        if wrong:
+            raise RunFolderError(f"{where}: {wrong[0]} is not an object (re-run s2s train)")
+        return cls(prep, dict(sections["training"]), dict(sections["splits"]), dict(sections["versions"]))
 
 
 def _in_folder(name: str) -> property:
@@ -128,7 +137,17 @@ class RunFolder:
         path = self.split_file(part)
         if not path.is_file():
             raise RunFolderError(f"{path}: missing (re-run s2s train)")
-        return [Pair(*line.split("\t", 1)) for line in path.read_text(encoding="utf-8").splitlines()]
+        try:
+            lines = path.read_text(encoding="utf-8").split("\n")
+        except UnicodeDecodeError:
+            raise RunFolderError(f"{path}: not UTF-8 text (re-run s2s train)") from None
+        pairs = []
+        for number, line in enumerate(lines[:-1] if lines[-1] == "" else lines, 1):
+            source, tab, target = line.partition("\t")
+            if not tab:
+                raise RunFolderError(f"{path}, line {number}: no tab between input and target (re-run s2s train)")
+            pairs.append(Pair(source, target))
+        return pairs
 
     def load_keras_model(self):
         """The trained model, loaded with Keras' safe mode (no arbitrary code from the file; the only class of ours

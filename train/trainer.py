@@ -178,6 +178,8 @@ def task_defaults(task: str, **overrides) -> TrainConfig:
         raise TrainOptionError(f"--symbol-dropout must be from 0 to {MAX_SYMBOL_DROPOUT:g}, got {cfg.symbol_dropout}")
     if cfg.symbol_dropout and not cfg.length_buckets:
         raise TrainOptionError("--symbol-dropout replaces symbols in length-bucketed batches: add --length-buckets")
+    if "distill_weight" in given and not cfg.distill_from:
+        raise TrainOptionError("--distill-weight needs --distill-from")
     if not 0.0 < cfg.distill_weight <= 1.0:
         raise TrainOptionError(f"--distill-weight must be above 0 and at most 1, got {cfg.distill_weight}")
     if cfg.distill_from and not cfg.length_buckets:
@@ -292,7 +294,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, force: bool = False, quiet: 
     if cfg.task == "numbers":  # the task's input policy: 0-99 are too few and too basic to hold out
         splits = data_mod.move_short_inputs_to_train(splits, max_chars=2)
     prep = build_preprocessing(pairs, cfg, vocabulary_from=splits.train)
-    teachers = distill.open_teachers(list(cfg.distill_from), prep, splits) if cfg.distill_from else []
+    teachers = distill.open_teachers(list(cfg.distill_from), prep, splits, out_dir) if cfg.distill_from else []
     unseen = {part: count_unseen(getattr(splits, part), splits.train, cfg) for part in ("validation", "test")}
     if any(unseen.values()):
         if prep.unknown_token is None:
@@ -465,7 +467,7 @@ def fit(model, cfg: TrainConfig, prep: pp.Preprocessing, splits: data_mod.Splits
         soft = None
         if teachers:
             soft, dropped["distillation"] = distill.soft_targets(teachers, train_enc, train_tgt, cfg.distill_weight,
-                                                                 len(prep.target_vocabulary))
+                                                                 prep)
         train_data = batches.length_bucketed(train_enc, train_tgt, cfg.batch_size, cfg.seed,
                                              symbol_dropout=replacer, soft_targets=soft,
                                              target_vocabulary_size=len(prep.target_vocabulary))
