@@ -128,6 +128,12 @@ def held_out_split(training) -> dict:
     return split
 
 
+def mean_log_probs(distributions: Sequence[np.ndarray]) -> np.ndarray:
+    """The mean of the distributions' logs, each probability raised to ``_MIN_PROB`` first: the log of their
+    normalized geometric mean (what an ensemble decodes with) less a constant per row."""
+    return sum(np.log(np.maximum(p, _MIN_PROB)) for p in distributions) / len(distributions)
+
+
 def first_difference(a, b, path: str = "preprocessing") -> str:
     """Where two JSON-like values first differ, as a path (``preprocessing.input.vocabulary``)."""
     if isinstance(a, dict) and isinstance(b, dict):
@@ -187,7 +193,7 @@ class _Step(_Members):
         outs = [step.run(self.split(feeds, i)) for i, step in enumerate(self.steps)]
         for out, step in zip(outs, self.steps):  # what a member emits is checked before it is averaged in
             check_probabilities(out[mf.PROBS], getattr(step, "label", "decoder step"))
-        log_probs = sum(np.log(np.maximum(o[mf.PROBS], _MIN_PROB)) for o in outs) / len(outs)
+        log_probs = mean_log_probs([o[mf.PROBS] for o in outs])
         log_probs -= log_probs.max(axis=1, keepdims=True)
         probs = np.exp(log_probs)
         probs /= probs.sum(axis=1, keepdims=True)

@@ -41,9 +41,9 @@ def test_soft_targets_mix_the_reference_and_the_teachers_distribution():
 
     soft = SoftTargets(ids=[np.array([[5, 3], [4, 2]], np.int32), np.array([[3, 5]], np.int32)],
                        probs=[np.array([[0.75, 0.25], [1.0, 0.0]], np.float32), np.array([[0.5, 0.5]], np.float32)],
-                       weight=0.4)
+                       weight=0.4, vocabulary_size=6)
     gold = np.array([[3, 2, 0], [3, 0, 0]])  # the references (end token included), padded with 0
-    dense = soft.dense([0, 1], gold, vocabulary_size=6)
+    dense = soft.dense([0, 1], gold)
     assert dense.shape == (2, 3, 6)
     np.testing.assert_allclose(dense[0, 0], [0, 0, 0, 0.6 + 0.4 * 0.25, 0, 0.4 * 0.75])
     np.testing.assert_allclose(dense[0, 1], [0, 0, 0.6, 0, 0.4, 0])
@@ -51,7 +51,7 @@ def test_soft_targets_mix_the_reference_and_the_teachers_distribution():
     assert not dense[0, 2].any() and not dense[1, 1:].any()  # padding weighs nothing
     np.testing.assert_allclose(dense[[0, 0, 1], [0, 1, 0]].sum(axis=-1), 1.0, rtol=1e-6)
     # The batch's order, not the split's: pair 1 first.
-    np.testing.assert_allclose(soft.dense([1, 0], gold[::-1], 6)[1, 0], dense[0, 0])
+    np.testing.assert_allclose(soft.dense([1, 0], gold[::-1])[1, 0], dense[0, 0])
 
 
 def test_the_teachers_distribution_of_each_training_token_is_their_ensembles(numbers):

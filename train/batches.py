@@ -75,12 +75,11 @@ def round_up(n: int) -> int:
 
 
 def length_bucketed(enc_ids: list[list[int]], tgt_ids: list[list[int]], batch_size: int, seed: int,
-                    shuffle: bool = True, symbol_dropout: SymbolDropout | None = None, soft_targets=None,
-                    target_vocabulary_size: int = 0):
+                    shuffle: bool = True, symbol_dropout: SymbolDropout | None = None, soft_targets=None):
     """A ``tf.data.Dataset`` of per-batch padded teacher-forcing batches (see the module docstring); each pass
     over it (each epoch) visits the batches in a new seeded order, with ``symbol_dropout``'s replacements drawn
     anew from the seed and the epoch. With ``soft_targets`` (``distill.SoftTargets`` of these pairs, in this
-    order), the targets are distributions over the ``target_vocabulary_size`` tokens instead of ids."""
+    order), the targets are distributions over the target vocabulary instead of ids."""
     import tensorflow as tf
 
     tie = np.random.default_rng(seed).random(len(enc_ids))
@@ -101,7 +100,7 @@ def length_bucketed(enc_ids: list[list[int]], tgt_ids: list[list[int]], batch_si
             inputs, targets, weights = teacher_forcing(enc, tgt, round_up(max(map(len, enc))),
                                                        round_up(max(map(len, tgt)) + 1))
             if soft_targets is not None:
-                targets = soft_targets.dense(groups[g], targets, target_vocabulary_size)
+                targets = soft_targets.dense(groups[g], targets)
             yield inputs, targets, weights
 
     ids = tf.TensorSpec((None, None), tf.int32)

@@ -26,7 +26,7 @@ import numpy as np
 
 from seq2seq_edge import manifest as mf
 from seq2seq_edge import preprocessing as pp
-from seq2seq_edge.ensemble import first_difference
+from seq2seq_edge.ensemble import first_difference, mean_log_probs
 from seq2seq_edge.errors import RunFolderError, Seq2SeqEdgeError
 
 from . import data as data_mod
@@ -41,7 +41,6 @@ MAX_TEACHERS = mf.MAX_ENSEMBLE_MODELS
 TOP_K = 8
 #: Pairs per teacher batch (inference only).
 TEACHER_BATCH = 256
-_MIN_PROB = 1e-30
 
 
 @dataclass(frozen=True)
@@ -52,11 +51,12 @@ class SoftTargets:
     ids: list[np.ndarray]    # (len(target) + 1, TOP_K) int32
     probs: list[np.ndarray]  # (len(target) + 1, TOP_K) float32
     weight: float
+    vocabulary_size: int     # the target vocabulary's
 
-    def dense(self, index: list[int], gold: np.ndarray, vocabulary_size: int) -> np.ndarray:
+    def dense(self, index: list[int], gold: np.ndarray) -> np.ndarray:
         """The training targets of the pairs ``index`` for a batch whose references (end token included, padded)
         are ``gold`` (batch, steps): (batch, steps, vocabulary_size), zero on padding."""
-        out = np.zeros((*gold.shape, vocabulary_size), dtype=np.float32)
+        out = np.zeros((*gold.shape, self.vocabulary_size), dtype=np.float32)
         for row, i in enumerate(index):
             n = len(self.ids[i])
             steps = np.arange(n)[:, None]
@@ -69,9 +69,8 @@ def open_teachers(run_dirs: list[str], prep: pp.Preprocessing, splits: data_mod.
                   out_dir: Path) -> list[RunFolder]:
     """The teacher runs, each checked against the student before any model is loaded: not the folder the student
     is written to, the same tokens (identical preprocessing) and the same held-out pairs. Raises RunFolderError
-    naming the run and what is wrong."""
-    if not 1 <= len(run_dirs) <= MAX_TEACHERS:
-        raise RunFolderError(f"--distill-from takes 1 to {MAX_TEACHERS} runs, got {len(run_dirs)}")
+    naming the run and what is wrong (how many runs: ``trainer.task_defaults``)."""
+    student = {part: _as_set(getattr(splits, part)) for part in ("validation", "test")}
     runs = []
     for run_dir in map(Path, run_dirs):
         if run_dir.resolve() == out_dir.resolve():
@@ -80,14 +79,14 @@ def open_teachers(run_dirs: list[str], prep: pp.Preprocessing, splits: data_mod.
         with _about(run_dir):
             run = RunFolder.open(run_dir)
             config = run.read_config()
-            held_out = {part: _as_set(run.read_split(part)) for part in ("validation", "test")}
-        if config.preprocessing.to_dict() != prep.to_dict():
+            held_out = {part: _as_set(run.read_split(part)) for part in student}
+        if config.preprocessing != prep:
             where = first_difference(config.preprocessing.to_dict(), prep.to_dict())
             raise RunFolderError(f"--distill-from {run_dir}: its tokens differ from this training's ({where}); a "
                                  "teacher must read and write the same tokens (train it on the same data with the "
                                  "same tokenization, --min-symbol-count and --symbol-dropout on or off)")
         for part, pairs in held_out.items():
-            if pairs != _as_set(getattr(splits, part)):
+            if pairs != student[part]:
                 raise RunFolderError(f"--distill-from {run_dir}: it held out other {part} pairs than this training "
                                      "(a teacher that learnt the held-out pairs would pass them on); train it on "
                                      "the same data with the same --split-seed")
@@ -114,8 +113,7 @@ def soft_targets(runs: list[RunFolder], enc_ids: list[list[int]], tgt_ids: list[
         enc = [enc_ids[i] for i in index]
         tgt = [tgt_ids[i] for i in index]
         inputs, gold, _ = teacher_forcing(enc, tgt, round_up(max(map(len, enc))), round_up(max(map(len, tgt)) + 1))
-        log_mean = np.mean([np.log(np.maximum(_predict(run, m, inputs), _MIN_PROB))
-                            for run, m in zip(runs, models)], axis=0)
+        log_mean = mean_log_probs([_predict(run, m, inputs) for run, m in zip(runs, models)])
         top = np.argsort(-log_mean, axis=-1)[..., :TOP_K]
         top_log = np.take_along_axis(log_mean, top, axis=-1)
         top_probs = np.exp(top_log - top_log.max(axis=-1, keepdims=True))
@@ -128,7 +126,7 @@ def soft_targets(runs: list[RunFolder], enc_ids: list[list[int]], tgt_ids: list[
             total += n
     log.info("distillation: %d teacher(s); their most likely token is the reference for %.2f%% of the training "
              "split's %d target tokens", len(runs), 100 * agree / max(total, 1), total)
-    return SoftTargets(ids, probs, weight), {"teachers": [str(Path(r.path)) for r in runs], "weight": weight,
+    return SoftTargets(ids, probs, weight, len(prep.target_vocabulary)), {"teachers": [str(Path(r.path)) for r in runs], "weight": weight,
                                             "top_k": TOP_K, "teacher_agreement": round(agree / max(total, 1), 6)}
 
 

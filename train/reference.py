@@ -20,6 +20,7 @@ from seq2seq_edge import manifest as mf
 from seq2seq_edge import preprocessing as pp
 from seq2seq_edge import text
 from seq2seq_edge.decoder import padded_batches
+from seq2seq_edge.ensemble import mean_log_probs
 
 from .run_folder import RunFolder
 
@@ -148,7 +149,7 @@ class _EnsembleStep:
         for i, m in enumerate(self.members):
             member_inputs = {**inputs, **{k: v[i] for k, v in split.items()}}
             outs.append({k: np.asarray(v) for k, v in m(member_inputs, training=training).items()})
-        log_probs = sum(np.log(np.maximum(o[mf.PROBS].astype(np.float64), 1e-30)) for o in outs) / len(outs)
+        log_probs = mean_log_probs([o[mf.PROBS].astype(np.float64) for o in outs])
         probs = np.exp(log_probs - log_probs.max(axis=-1, keepdims=True))
         return {mf.PROBS: (probs / probs.sum(axis=-1, keepdims=True)).astype(np.float32),
                 **{k: np.concatenate([o[k] for o in outs], -1) for k in (mf.NEXT_STATE_H, mf.NEXT_STATE_C)}}

@@ -469,8 +469,7 @@ def fit(model, cfg: TrainConfig, prep: pp.Preprocessing, splits: data_mod.Splits
             soft, dropped["distillation"] = distill.soft_targets(teachers, train_enc, train_tgt, cfg.distill_weight,
                                                                  prep)
         train_data = batches.length_bucketed(train_enc, train_tgt, cfg.batch_size, cfg.seed,
-                                             symbol_dropout=replacer, soft_targets=soft,
-                                             target_vocabulary_size=len(prep.target_vocabulary))
+                                             symbol_dropout=replacer, soft_targets=soft)
         val_data = batches.length_bucketed(*encode(validation), cfg.batch_size, cfg.seed, shuffle=False)
         history = model.fit(train_data, validation_data=val_data, epochs=cfg.epochs, callbacks=callbacks,
                             shuffle=False, verbose=0).history  # the dataset shuffles itself
