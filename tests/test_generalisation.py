@@ -1,6 +1,7 @@
 """Generalisation controls: vocabularies from the training split only, dropout, recurrent dropout, the unknown
-token (--min-symbol-count), label smoothing, and their option errors."""
+token (--min-symbol-count), label smoothing, R-Drop, and their option errors."""
 
+import csv
 import json
 import os
 import subprocess
@@ -285,6 +286,15 @@ def test_the_unknown_token_field_in_a_manifest(digits_bundle):
     ("--symbol-dropout", "-1", "--symbol-dropout must be from 0 to 100, got -1.0"),
     ("--symbol-dropout", "nan", "--symbol-dropout must be from 0 to 100, got nan"),
     ("--symbol-dropout", "inf", "--symbol-dropout must be from 0 to 100, got inf"),
+    ("--r-drop", "-1", "--r-drop must be from 0 to 100, got -1.0"),
+    ("--r-drop", "nan", "--r-drop must be from 0 to 100, got nan"),
+    ("--r-drop", "101", "--r-drop must be from 0 to 100, got 101.0"),
+    ("--r-drop", "1", "--r-drop compares two dropout passes of each pair: it needs --dropout, --recurrent-dropout or "
+     "--attention-dropout above 0"),
+    ("--r-drop=1 --dropout", "0.2", "--r-drop doubles each length-bucketed batch: add --length-buckets"),
+    ("--r-drop=1 --dropout=0.2 --length-buckets --distribute mirrored", None,
+     "--r-drop is not available with --distribute (it doubles length-bucketed batches; --distribute trains on "
+     "padded arrays)"),
     ("--symbol-dropout=0.5 --length-buckets --distribute mirrored", None,
      "--symbol-dropout is not available with --distribute (it replaces symbols in length-bucketed batches; "
      "--distribute trains on padded arrays)"),
@@ -407,3 +417,111 @@ def test_label_smoothing_loss_by_hand():
     np.testing.assert_allclose(got[0], want, rtol=1e-6)
 
 
+
+
+# ---- R-Drop (--r-drop) -----------------------------------------------------------------------------------------------
+@requires_train
+def test_r_drop_loss_by_hand():
+    """Rows i and i + n of a batch of 2n are one pair's two passes: each row's loss is its smoothed cross-entropy
+    plus alpha / 2 times KL(its distribution || the other pass's); two equal passes (no dropout) add nothing."""
+    import numpy as np
+
+    from seq2seq_edge.train.trainer import smoothed_sparse_crossentropy
+
+    p = np.array([[0.7, 0.2, 0.1], [0.25, 0.25, 0.5]], np.float32)  # first pass: two tokens
+    q = np.array([[0.5, 0.3, 0.2], [0.1, 0.3, 0.6]], np.float32)    # second pass of the same pair
+    targets = np.array([[0, 2], [0, 2]])
+
+    def smoothed(dist, t):
+        return -(0.9 * np.log(dist[t]) + 0.1 * np.mean(np.log(dist)))
+
+    def kl(a, b):
+        return float(np.sum(a * np.log(a / b)))
+
+    got = np.asarray(smoothed_sparse_crossentropy(0.1, r_drop=4.0)(targets, np.stack([p, q])))
+    for row, (mine, other) in enumerate(((p, q), (q, p))):
+        want = [smoothed(mine[k], t) + 2.0 * kl(mine[k], other[k]) for k, t in enumerate(targets[row])]
+        np.testing.assert_allclose(got[row], want, rtol=1e-5)
+    same = np.asarray(smoothed_sparse_crossentropy(0.1, r_drop=4.0)(targets, np.stack([p, p])))
+    np.testing.assert_allclose(same, np.asarray(smoothed_sparse_crossentropy(0.1)(targets, np.stack([p, p]))),
+                               rtol=1e-6)
+
+
+@requires_train
+def test_r_drop_batches_hold_each_pair_twice():
+    """Each batch is the batch it is without R-Drop followed by a copy of itself, in the same order each epoch,
+    with the same symbol replacements in both copies."""
+    import numpy as np
+
+    from seq2seq_edge import text
+    from seq2seq_edge.train import batches
+
+    unk = len(text.SPECIAL_TOKENS)
+    rng = np.random.default_rng(2)
+    enc = [list(rng.integers(unk + 1, unk + 6, size=int(n))) for n in rng.integers(1, 7, size=30)]
+    tgt = [list(rng.integers(unk, unk + 4, size=int(n))) for n in rng.integers(1, 5, size=30)]
+    dropout = batches.SymbolDropout.from_training_ids(enc, unk + 6, unk, alpha=20.0)
+    plain, twice = (batches.length_bucketed(enc, tgt, 8, seed=5, symbol_dropout=dropout, twice=t)
+                    for t in (False, True))
+    for _ in range(2):  # two epochs
+        for (x0, y0, w0), (x, y, w) in zip(plain.as_numpy_iterator(), twice.as_numpy_iterator(), strict=True):
+            n = len(y0)
+            assert len(y) == 2 * n
+            for key in x0:
+                np.testing.assert_array_equal(x[key], np.concatenate([x0[key], x0[key]]))
+            np.testing.assert_array_equal(y, np.concatenate([y0, y0]))
+            np.testing.assert_array_equal(w, np.concatenate([w0, w0]))
+
+
+def _dropout_disagreement(model, x) -> float:
+    """The mean symmetric KL divergence between two training-mode (dropout) passes of ``model`` over ``x``'s
+    target tokens."""
+    import numpy as np
+
+    weights = (x["decoder_input_ids"] != 0).astype(np.float64)
+    p, q = (np.clip(np.asarray(model(x, training=True), np.float64), 1e-9, 1.0) for _ in range(2))
+    kl = np.sum((p - q) * (np.log(p) - np.log(q)), axis=-1)
+    return float((kl * weights).sum() / weights.sum())
+
+
+@pytest.mark.slow
+@requires_train
+def test_r_drop_makes_the_dropout_passes_agree(tmp_path):
+    """What R-Drop trains for: two dropout passes of a model trained with --r-drop disagree far less than two
+    passes of the same training without it; the run records the option; validation losses stay comparable."""
+    import keras
+
+    from seq2seq_edge.train import batches, trainer
+    from seq2seq_edge.train.run_folder import RunFolder
+
+    pairs, _ = _pairs_with_a_rare_symbol_in_test()
+    tsv = tmp_path / "animals.tsv"
+    tsv.write_text("".join(f"{p.source}\t{p.target}\n" for p in pairs), encoding="utf-8")
+    disagreement, val_losses = {}, {}
+    for alpha in (0.0, 10.0):
+        cfg = trainer.task_defaults("data", data_file=str(tsv), latent_dim=16, epochs=30, batch_size=8, dropout=0.3,
+                                    learning_rate=1e-2,
+                                    r_drop=alpha, average_checkpoints=0, patience=0)
+        run_dir = tmp_path / f"run-{alpha:g}"
+        trainer.train(cfg, run_dir, force=True, quiet=True)
+        config = json.loads((run_dir / "config.json").read_text())
+        assert config["training"]["r_drop"] == alpha
+        run = RunFolder(run_dir)
+        prep = run.read_config().preprocessing
+        x, _, _ = trainer.vectorize(run.read_split("train"), prep)
+        keras.utils.set_random_seed(1)
+        model = run.load_keras_model()
+        disagreement[alpha] = _dropout_disagreement(model, x)
+        model.compile(loss=trainer.smoothed_sparse_crossentropy(cfg.label_smoothing))
+        validation = run.read_split("validation")
+        val_data = batches.length_bucketed([prep.encode_input(p.source) for p in validation],
+                                           [prep.target_codec.encode(p.target) for p in validation],
+                                           cfg.batch_size, cfg.seed, shuffle=False)
+        with open(run_dir / "history.csv", newline="") as f:
+            logged = float(list(csv.DictReader(f))[-1]["val_loss"])
+        val_losses[alpha] = (model.evaluate(val_data, verbose=0), logged)
+    assert disagreement[10.0] < 0.5 * disagreement[0.0], disagreement
+    # With R-Drop, validation batches hold each pair twice and the divergence of two equal passes is 0: the
+    # validation loss fit logged for the last epoch is the plain smoothed loss of the final weights.
+    for recomputed, logged in val_losses.values():
+        assert recomputed == pytest.approx(logged, rel=1e-4)

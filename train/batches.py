@@ -5,7 +5,8 @@ tie-break, cut into batches of ``batch_size`` neighbours, and each batch is padd
 input and target (rounded up to a multiple of ``PAD_MULTIPLE``, so Keras compiles its step for a handful of
 shapes rather than one per length). The order of the batches is shuffled every epoch, from the seed.
 ``SymbolDropout`` (``s2s train --symbol-dropout``) replaces rare input symbols of the training batches by the
-unknown token, drawn anew each epoch.
+unknown token, drawn anew each epoch. With ``twice`` (``s2s train --r-drop``) each batch holds its pairs two
+times, one copy after the other, so that the loss can compare two dropout passes of each pair.
 """
 
 from __future__ import annotations
@@ -70,16 +71,28 @@ def _flat(enc_ids: list[list[int]]) -> np.ndarray:
     return np.fromiter((i for ids in enc_ids for i in ids), dtype=np.int64)
 
 
+def _twice(arrays):
+    """Each array (or dict of arrays) of a batch stacked on itself along the batch axis."""
+    if isinstance(arrays, dict):
+        return {k: _twice(v) for k, v in arrays.items()}
+    if isinstance(arrays, tuple):
+        return tuple(_twice(a) for a in arrays)
+    return np.concatenate([arrays, arrays])
+
+
 def round_up(n: int) -> int:
     return -(-n // PAD_MULTIPLE) * PAD_MULTIPLE
 
 
 def length_bucketed(enc_ids: list[list[int]], tgt_ids: list[list[int]], batch_size: int, seed: int,
-                    shuffle: bool = True, symbol_dropout: SymbolDropout | None = None, soft_targets=None):
+                    shuffle: bool = True, symbol_dropout: SymbolDropout | None = None, soft_targets=None,
+                    twice: bool = False):
     """A ``tf.data.Dataset`` of per-batch padded teacher-forcing batches (see the module docstring); each pass
     over it (each epoch) visits the batches in a new seeded order, with ``symbol_dropout``'s replacements drawn
     anew from the seed and the epoch. With ``soft_targets`` (``distill.SoftTargets`` of these pairs, in this
-    order), the targets are distributions over the target vocabulary instead of ids."""
+    order), the targets are distributions over the target vocabulary instead of ids. With ``twice``, each batch's
+rows are followed by a copy of themselves (the same symbol replacements and targets): row i and row i + n of a
+batch of 2n rows are one pair (R-Drop's two passes, ``trainer.smoothed_sparse_crossentropy``)."""
     import tensorflow as tf
 
     tie = np.random.default_rng(seed).random(len(enc_ids))
@@ -101,6 +114,8 @@ def length_bucketed(enc_ids: list[list[int]], tgt_ids: list[list[int]], batch_si
                                                        round_up(max(map(len, tgt)) + 1))
             if soft_targets is not None:
                 targets = soft_targets.dense(groups[g], targets)
+            if twice:
+                inputs, targets, weights = _twice((inputs, targets, weights))
             yield inputs, targets, weights
 
     ids = tf.TensorSpec((None, None), tf.int32)

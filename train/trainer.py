@@ -58,6 +58,8 @@ class TrainConfig:
     min_symbol_count: int = 1         # input symbols seen fewer times in training become text.UNKNOWN_TOKEN
     symbol_dropout: float = 0.0       # alpha of frequency-aware symbol dropout (batches.SymbolDropout); 0: off
     label_smoothing: float = 0.0      # share of each target's probability spread over the target vocabulary
+    r_drop: float = 0.0               # R-Drop's weight: each pair passes twice, with other dropout masks, and the
+                                      # loss adds the two passes' symmetric KL divergence times this; 0: off
     weight_decay: float = 0.0         # decoupled weight decay (AdamW); 0: Adam
     length_buckets: bool = False      # batches of similar lengths, padded per batch (train/batches.py)
     balance_lengths: bool = False     # repeat training pairs of rare input lengths (data.balance_input_lengths)
@@ -117,6 +119,8 @@ MONITORS = {"loss": ("val_loss", "min"), "accuracy": ("val_accuracy", "max")}
 PLATEAU_PATIENCE = 2
 #: --symbol-dropout's largest alpha: a symbol seen once is then replaced 99% of the time.
 MAX_SYMBOL_DROPOUT = 100.0
+#: --r-drop's largest weight (Liang et al. 2021 use 0.1 to 5; past this the divergence drowns the targets).
+MAX_R_DROP = 100.0
 
 
 def task_defaults(task: str, **overrides) -> TrainConfig:
@@ -182,6 +186,13 @@ def task_defaults(task: str, **overrides) -> TrainConfig:
         raise TrainOptionError("--distill-weight needs --distill-from")
     if not 0.0 < cfg.distill_weight <= 1.0:
         raise TrainOptionError(f"--distill-weight must be above 0 and at most 1, got {cfg.distill_weight}")
+    if not 0.0 <= cfg.r_drop <= MAX_R_DROP:
+        raise TrainOptionError(f"--r-drop must be from 0 to {MAX_R_DROP:g}, got {cfg.r_drop}")
+    if cfg.r_drop and not (cfg.dropout or cfg.recurrent_dropout or cfg.attention_dropout):
+        raise TrainOptionError("--r-drop compares two dropout passes of each pair: it needs --dropout, "
+                               "--recurrent-dropout or --attention-dropout above 0")
+    if cfg.r_drop and not cfg.length_buckets:
+        raise TrainOptionError("--r-drop doubles each length-bucketed batch: add --length-buckets")
     if cfg.distill_from and not cfg.length_buckets:
         raise TrainOptionError("--distill-from builds its targets in length-bucketed batches: add --length-buckets")
     if len(cfg.distill_from) > distill.MAX_TEACHERS:
@@ -283,6 +294,9 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, force: bool = False, quiet: 
     if distribute and cfg.symbol_dropout:
         raise TrainOptionError("--symbol-dropout is not available with --distribute (it replaces symbols in "
                                "length-bucketed batches; --distribute trains on padded arrays)")
+    if distribute and cfg.r_drop:
+        raise TrainOptionError("--r-drop is not available with --distribute (it doubles length-bucketed batches; "
+                               "--distribute trains on padded arrays)")
     if distribute and cfg.distill_from:
         raise TrainOptionError("--distill-from is not available with --distribute (its targets are built in "
                                "length-bucketed batches; --distribute trains on padded arrays)")
@@ -377,8 +391,8 @@ def compile_model(cfg: TrainConfig, prep: pp.Preprocessing):
         opt_kwargs["clipnorm"] = cfg.clipnorm
     optimizer = (keras.optimizers.AdamW(weight_decay=cfg.weight_decay, **opt_kwargs) if cfg.weight_decay
                  else keras.optimizers.Adam(**opt_kwargs))
-    loss = (smoothed_sparse_crossentropy(cfg.label_smoothing) if cfg.label_smoothing or cfg.distill_from
-            else "sparse_categorical_crossentropy")
+    loss = (smoothed_sparse_crossentropy(cfg.label_smoothing, cfg.r_drop)
+            if cfg.label_smoothing or cfg.distill_from or cfg.r_drop else "sparse_categorical_crossentropy")
     # Keras' "accuracy" takes the targets' form from the first batch; distillation's differ between training and
     # validation.
     metric = keras.metrics.MeanMetricWrapper(token_accuracy, name="accuracy") if cfg.distill_from else "accuracy"
@@ -386,11 +400,17 @@ def compile_model(cfg: TrainConfig, prep: pp.Preprocessing):
     return model
 
 
-def smoothed_sparse_crossentropy(epsilon: float):
+def smoothed_sparse_crossentropy(epsilon: float, r_drop: float = 0.0):
     """Cross-entropy against the target id's one-hot vector mixed with a uniform one: (1 - epsilon) of the weight on
     the target, epsilon spread evenly over the target vocabulary (Keras' sparse loss has no label smoothing). The
     loss of a perfect prediction is then above 0; the validation loss keeps the same smoothing. Targets that are
-    distributions (one more axis than ids: ``distill.SoftTargets``) take the one-hot vector's place."""
+    distributions (one more axis than ids: ``distill.SoftTargets``) take the one-hot vector's place.
+
+    With ``r_drop`` (R-Drop, Liang et al. 2021), the batch's second half repeats its first (``batches.length_bucketed``
+    with ``twice``), and each token adds ``r_drop / 2`` times KL(its distribution || the other pass's): a pair then
+    costs both passes' cross-entropies plus ``r_drop`` times their symmetric divergence halved, as in the paper.
+    Without dropout (validation) the two passes agree and the divergence is 0, so validation losses compare with
+    runs trained without it."""
     import keras
     from keras import ops
 
@@ -400,7 +420,12 @@ def smoothed_sparse_crossentropy(epsilon: float):
             picked = ops.sum(y_true * log_probs, axis=-1)
         else:
             picked = ops.take_along_axis(log_probs, ops.expand_dims(ops.cast(y_true, "int32"), -1), axis=-1)[..., 0]
-        return -(1.0 - epsilon) * picked - epsilon * ops.mean(log_probs, axis=-1)
+        token_loss = -(1.0 - epsilon) * picked - epsilon * ops.mean(log_probs, axis=-1)
+        if r_drop:
+            first, second = ops.split(log_probs, 2, axis=0)
+            other_pass = ops.concatenate([second, first], axis=0)
+            token_loss += r_drop / 2 * ops.sum(y_pred * (log_probs - other_pass), axis=-1)
+        return token_loss
 
     loss.__name__ = "smoothed_sparse_crossentropy"
     return loss
@@ -469,8 +494,9 @@ def fit(model, cfg: TrainConfig, prep: pp.Preprocessing, splits: data_mod.Splits
             soft, dropped["distillation"] = distill.soft_targets(teachers, train_enc, train_tgt, cfg.distill_weight,
                                                                  prep)
         train_data = batches.length_bucketed(train_enc, train_tgt, cfg.batch_size, cfg.seed,
-                                             symbol_dropout=replacer, soft_targets=soft)
-        val_data = batches.length_bucketed(*encode(validation), cfg.batch_size, cfg.seed, shuffle=False)
+                                             symbol_dropout=replacer, soft_targets=soft, twice=bool(cfg.r_drop))
+        val_data = batches.length_bucketed(*encode(validation), cfg.batch_size, cfg.seed, shuffle=False,
+                                           twice=bool(cfg.r_drop))
         history = model.fit(train_data, validation_data=val_data, epochs=cfg.epochs, callbacks=callbacks,
                             shuffle=False, verbose=0).history  # the dataset shuffles itself
     else:

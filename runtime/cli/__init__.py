@@ -147,6 +147,9 @@ def _add_train_model_options(m) -> None:
     m.add_argument("--label-smoothing", type=float, metavar="E",
                    help="share of each target token's probability spread over the target vocabulary "
                         "(--data: 0.1; the tasks: 0)")
+    m.add_argument("--r-drop", type=float, metavar="ALPHA",
+                   help="R-Drop: each training pair passes twice with other dropout masks and the loss adds ALPHA "
+                        "times the two passes' divergence; an epoch takes about twice as long (default: 0, off)")
     m.add_argument("--weight-decay", type=float, metavar="W",
                    help="decoupled weight decay: AdamW instead of Adam (default: 0)")
     m.add_argument("--length-buckets", action=argparse.BooleanOptionalAction, default=None,
@@ -192,7 +195,7 @@ def _cmd_train(args) -> int:
         dropout=args.dropout, recurrent_dropout=args.recurrent_dropout, attention_dropout=args.attention_dropout,
         encoder_layers=args.encoder_layers, decoder_layers=args.decoder_layers, input_feeding=args.input_feeding,
         min_symbol_count=args.min_symbol_count, symbol_dropout=args.symbol_dropout,
-        label_smoothing=args.label_smoothing,
+        label_smoothing=args.label_smoothing, r_drop=args.r_drop,
         weight_decay=args.weight_decay, length_buckets=args.length_buckets, min_improvement=args.min_improvement,
         time_budget_s=_duration(args.time_budget), lr_schedule=args.lr_schedule, monitor=args.monitor,
         average_checkpoints=args.average_checkpoints,
