@@ -153,9 +153,9 @@ MODELS = {
     "pinyin-batch-32": ("pinyin", "pinyin (pypinyin phrases), `s2s train --data` defaults + `--batch-size 32`, 30 min "
                         "budget", ["--target-tokens", "space", "--batch-size", "32", "--time-budget", "30m"]),
     # R-Drop (Liang et al. 2021): each pair passes twice, with other dropout masks, and the loss adds the two
-    # passes' divergence: the agreement of a model's dropout sub-models, an ensemble's gain sought inside one model
-    # (here an ensemble of two runs gains about 0.5 points). alpha 5, the paper's for its low-resource translation
-    # sets. An epoch takes about twice as long, so the budget is doubled.
+    # passes' divergences (ALPHA/2 times each KL, as the paper): the agreement of a model's dropout sub-models, an
+    # ensemble's gain sought inside one model (here an ensemble of two runs gains about 0.5 points). alpha 5, the
+    # paper's for its low-resource translation sets. Each pair passes twice, so the budget is doubled.
     "pinyin-r-drop-5": ("pinyin", "pinyin (pypinyin phrases), `s2s train --data` defaults + `--r-drop 5`, 60 min budget",
                         ["--target-tokens", "space", "--r-drop", "5", "--time-budget", "60m"]),
     "cmudict-attention-dropout": ("cmudict", "CMUdict G2P, `s2s train --data` defaults + `--attention-dropout 0.3`, "

@@ -289,9 +289,11 @@ def test_the_unknown_token_field_in_a_manifest(digits_bundle):
     ("--r-drop", "-1", "--r-drop must be from 0 to 100, got -1.0"),
     ("--r-drop", "nan", "--r-drop must be from 0 to 100, got nan"),
     ("--r-drop", "101", "--r-drop must be from 0 to 100, got 101.0"),
+    ("--r-drop", "inf", "--r-drop must be from 0 to 100, got inf"),
     ("--r-drop", "1", "--r-drop compares two dropout passes of each pair: it needs --dropout, --recurrent-dropout or "
      "--attention-dropout above 0"),
-    ("--r-drop=1 --dropout", "0.2", "--r-drop doubles each length-bucketed batch: add --length-buckets"),
+    ("--r-drop=1 --dropout", "0.2", "--r-drop doubles each length-bucketed batch: add --length-buckets (it is not "
+     "available with --distribute)"),
     ("--r-drop=1 --dropout=0.2 --length-buckets --distribute mirrored", None,
      "--r-drop is not available with --distribute (it doubles length-bucketed batches; --distribute trains on "
      "padded arrays)"),
@@ -417,34 +419,34 @@ def test_label_smoothing_loss_by_hand():
     np.testing.assert_allclose(got[0], want, rtol=1e-6)
 
 
-
-
 # ---- R-Drop (--r-drop) -----------------------------------------------------------------------------------------------
 @requires_train
 def test_r_drop_loss_by_hand():
     """Rows i and i + n of a batch of 2n are one pair's two passes: each row's loss is its smoothed cross-entropy
-    plus alpha / 2 times KL(its distribution || the other pass's); two equal passes (no dropout) add nothing."""
+    plus alpha / 2 times KL(its distribution || the other pass's), for id targets and for distributions; two
+    equal passes (no dropout) add nothing."""
     import numpy as np
 
     from seq2seq_edge.train.trainer import smoothed_sparse_crossentropy
 
-    p = np.array([[0.7, 0.2, 0.1], [0.25, 0.25, 0.5]], np.float32)  # first pass: two tokens
-    q = np.array([[0.5, 0.3, 0.2], [0.1, 0.3, 0.6]], np.float32)    # second pass of the same pair
-    targets = np.array([[0, 2], [0, 2]])
-
-    def smoothed(dist, t):
-        return -(0.9 * np.log(dist[t]) + 0.1 * np.mean(np.log(dist)))
-
-    def kl(a, b):
-        return float(np.sum(a * np.log(a / b)))
-
-    got = np.asarray(smoothed_sparse_crossentropy(0.1, r_drop=4.0)(targets, np.stack([p, q])))
-    for row, (mine, other) in enumerate(((p, q), (q, p))):
-        want = [smoothed(mine[k], t) + 2.0 * kl(mine[k], other[k]) for k, t in enumerate(targets[row])]
-        np.testing.assert_allclose(got[row], want, rtol=1e-5)
-    same = np.asarray(smoothed_sparse_crossentropy(0.1, r_drop=4.0)(targets, np.stack([p, p])))
-    np.testing.assert_allclose(same, np.asarray(smoothed_sparse_crossentropy(0.1)(targets, np.stack([p, p]))),
-                               rtol=1e-6)
+    rng = np.random.default_rng(4)
+    n, steps, vocabulary = 3, 2, 5
+    logits = rng.normal(size=(2 * n, steps, vocabulary))
+    probs = (np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)).astype(np.float32)
+    ids = rng.integers(0, vocabulary, size=(2 * n, steps))
+    soft = rng.dirichlet(np.ones(vocabulary), size=(2 * n, steps)).astype(np.float32)
+    for targets in (ids, soft):
+        got = np.asarray(smoothed_sparse_crossentropy(0.1, r_drop=4.0)(targets, probs))
+        for row in range(2 * n):
+            other = (row + n) % (2 * n)  # the same pair's other pass
+            for k in range(steps):
+                p, q = probs[row, k].astype(np.float64), probs[other, k].astype(np.float64)
+                target = targets[row, k] if targets.ndim == 3 else np.eye(vocabulary)[targets[row, k]]
+                want = -(0.9 * np.sum(target * np.log(p)) + 0.1 * np.mean(np.log(p))) + 2.0 * np.sum(p * np.log(p / q))
+                assert got[row, k] == pytest.approx(want, rel=1e-5), (row, k)
+    same = np.concatenate([probs[:n], probs[:n]])
+    np.testing.assert_allclose(np.asarray(smoothed_sparse_crossentropy(0.1, r_drop=4.0)(ids, same)),
+                               np.asarray(smoothed_sparse_crossentropy(0.1)(ids, same)), rtol=1e-6)
 
 
 @requires_train
@@ -471,6 +473,20 @@ def test_r_drop_batches_hold_each_pair_twice():
                 np.testing.assert_array_equal(x[key], np.concatenate([x0[key], x0[key]]))
             np.testing.assert_array_equal(y, np.concatenate([y0, y0]))
             np.testing.assert_array_equal(w, np.concatenate([w0, w0]))
+
+
+@requires_train
+def test_r_drop_without_doubled_batches_is_refused_by_train(tmp_path):
+    """A TrainConfig made without task_defaults' checks (the Python API) cannot pair the wrong rows."""
+    from dataclasses import replace
+
+    from seq2seq_edge.errors import TrainOptionError
+    from seq2seq_edge.train import trainer
+
+    cfg = replace(trainer.task_defaults("data", data_file="pairs.tsv", r_drop=1.0), length_buckets=False)
+    with pytest.raises(TrainOptionError, match=r"^--r-drop doubles each length-bucketed batch: add --length-buckets$"):
+        trainer.train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
 
 
 def _dropout_disagreement(model, x) -> float:
@@ -520,7 +536,7 @@ def test_r_drop_makes_the_dropout_passes_agree(tmp_path):
         with open(run_dir / "history.csv", newline="") as f:
             logged = float(list(csv.DictReader(f))[-1]["val_loss"])
         val_losses[alpha] = (model.evaluate(val_data, verbose=0), logged)
-    assert disagreement[10.0] < 0.5 * disagreement[0.0], disagreement
+    assert disagreement[10.0] < 0.2 * disagreement[0.0], disagreement  # measured: a tenth
     # With R-Drop, validation batches hold each pair twice and the divergence of two equal passes is 0: the
     # validation loss fit logged for the last epoch is the plain smoothed loss of the final weights.
     for recomputed, logged in val_losses.values():

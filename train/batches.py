@@ -91,8 +91,8 @@ def length_bucketed(enc_ids: list[list[int]], tgt_ids: list[list[int]], batch_si
     over it (each epoch) visits the batches in a new seeded order, with ``symbol_dropout``'s replacements drawn
     anew from the seed and the epoch. With ``soft_targets`` (``distill.SoftTargets`` of these pairs, in this
     order), the targets are distributions over the target vocabulary instead of ids. With ``twice``, each batch's
-rows are followed by a copy of themselves (the same symbol replacements and targets): row i and row i + n of a
-batch of 2n rows are one pair (R-Drop's two passes, ``trainer.smoothed_sparse_crossentropy``)."""
+    rows are followed by a copy of themselves (the same symbol replacements and targets): row i and row i + n of a
+    batch of 2n rows are one pair (R-Drop's two passes, ``trainer.smoothed_sparse_crossentropy``)."""
     import tensorflow as tf
 
     tie = np.random.default_rng(seed).random(len(enc_ids))

@@ -58,8 +58,8 @@ class TrainConfig:
     min_symbol_count: int = 1         # input symbols seen fewer times in training become text.UNKNOWN_TOKEN
     symbol_dropout: float = 0.0       # alpha of frequency-aware symbol dropout (batches.SymbolDropout); 0: off
     label_smoothing: float = 0.0      # share of each target's probability spread over the target vocabulary
-    r_drop: float = 0.0               # R-Drop's weight: each pair passes twice, with other dropout masks, and the
-                                      # loss adds the two passes' symmetric KL divergence times this; 0: off
+    r_drop: float = 0.0               # R-Drop's weight ALPHA: each pair passes twice, with other dropout masks, and
+                                      # each token's loss adds ALPHA / 2 times KL(its pass || the other); 0: off
     weight_decay: float = 0.0         # decoupled weight decay (AdamW); 0: Adam
     length_buckets: bool = False      # batches of similar lengths, padded per batch (train/batches.py)
     balance_lengths: bool = False     # repeat training pairs of rare input lengths (data.balance_input_lengths)
@@ -192,7 +192,8 @@ def task_defaults(task: str, **overrides) -> TrainConfig:
         raise TrainOptionError("--r-drop compares two dropout passes of each pair: it needs --dropout, "
                                "--recurrent-dropout or --attention-dropout above 0")
     if cfg.r_drop and not cfg.length_buckets:
-        raise TrainOptionError("--r-drop doubles each length-bucketed batch: add --length-buckets")
+        raise TrainOptionError("--r-drop doubles each length-bucketed batch: add --length-buckets (it is not "
+                               "available with --distribute)")
     if cfg.distill_from and not cfg.length_buckets:
         raise TrainOptionError("--distill-from builds its targets in length-bucketed batches: add --length-buckets")
     if len(cfg.distill_from) > distill.MAX_TEACHERS:
@@ -297,6 +298,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, force: bool = False, quiet: 
     if distribute and cfg.r_drop:
         raise TrainOptionError("--r-drop is not available with --distribute (it doubles length-bucketed batches; "
                                "--distribute trains on padded arrays)")
+    if cfg.r_drop and not cfg.length_buckets:  # a TrainConfig made without task_defaults: its loss pairs row i
+        raise TrainOptionError("--r-drop doubles each length-bucketed batch: add --length-buckets")  # with i + n
     if distribute and cfg.distill_from:
         raise TrainOptionError("--distill-from is not available with --distribute (its targets are built in "
                                "length-bucketed batches; --distribute trains on padded arrays)")
