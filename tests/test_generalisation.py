@@ -477,14 +477,16 @@ def test_r_drop_batches_hold_each_pair_twice():
 
 @requires_train
 def test_r_drop_without_doubled_batches_is_refused_by_train(tmp_path):
-    """A TrainConfig made without task_defaults' checks (the Python API) cannot pair the wrong rows."""
+    """A TrainConfig changed after task_defaults' checks (the Python API) is checked again by train(): R-Drop's
+    loss cannot pair the wrong rows."""
     from dataclasses import replace
 
     from seq2seq_edge.errors import TrainOptionError
     from seq2seq_edge.train import trainer
 
     cfg = replace(trainer.task_defaults("data", data_file="pairs.tsv", r_drop=1.0), length_buckets=False)
-    with pytest.raises(TrainOptionError, match=r"^--r-drop doubles each length-bucketed batch: add --length-buckets$"):
+    with pytest.raises(TrainOptionError, match=r"^--r-drop doubles each length-bucketed batch: add --length-buckets "
+                                               r"\(it is not available with --distribute\)$"):
         trainer.train(cfg, tmp_path / "run")
     assert not (tmp_path / "run").exists()
 

@@ -126,8 +126,9 @@ def soft_targets(runs: list[RunFolder], enc_ids: list[list[int]], tgt_ids: list[
             total += n
     log.info("distillation: %d teacher(s); their most likely token is the reference for %.2f%% of the training "
              "split's %d target tokens", len(runs), 100 * agree / max(total, 1), total)
-    return SoftTargets(ids, probs, weight, len(prep.target_vocabulary)), {"teachers": [str(Path(r.path)) for r in runs], "weight": weight,
-                                            "top_k": TOP_K, "teacher_agreement": round(agree / max(total, 1), 6)}
+    summary = {"teachers": [str(Path(r.path)) for r in runs], "weight": weight, "top_k": TOP_K,
+               "teacher_agreement": round(agree / max(total, 1), 6)}
+    return SoftTargets(ids, probs, weight, len(prep.target_vocabulary)), summary
 
 
 @contextmanager

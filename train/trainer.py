@@ -134,6 +134,15 @@ def task_defaults(task: str, **overrides) -> TrainConfig:
     if task == "data" and not values["bidirectional"] and "latent_dim" not in given:
         values["latent_dim"] = DATA_UNIDIRECTIONAL_LATENT  # the decoder keeps the 256 units it has with both directions
     cfg = TrainConfig(task=task, **values)
+    if "distill_weight" in given and not cfg.distill_from:
+        raise TrainOptionError("--distill-weight needs --distill-from")
+    check_config(cfg)
+    return cfg
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Refuse settings that cannot train together (TrainOptionError naming the options): ``task_defaults`` checks
+    what it builds, and ``train`` checks again what it is given, which the Python API may have changed."""
     if cfg.decoder not in DECODERS:
         raise TrainOptionError(f"unknown decoder {cfg.decoder!r}; choose one of {', '.join(DECODERS)}")
     if cfg.bidirectional and cfg.decoder != "attention":
@@ -182,8 +191,6 @@ def task_defaults(task: str, **overrides) -> TrainConfig:
         raise TrainOptionError(f"--symbol-dropout must be from 0 to {MAX_SYMBOL_DROPOUT:g}, got {cfg.symbol_dropout}")
     if cfg.symbol_dropout and not cfg.length_buckets:
         raise TrainOptionError("--symbol-dropout replaces symbols in length-bucketed batches: add --length-buckets")
-    if "distill_weight" in given and not cfg.distill_from:
-        raise TrainOptionError("--distill-weight needs --distill-from")
     if not 0.0 < cfg.distill_weight <= 1.0:
         raise TrainOptionError(f"--distill-weight must be above 0 and at most 1, got {cfg.distill_weight}")
     if not 0.0 <= cfg.r_drop <= MAX_R_DROP:
@@ -198,7 +205,6 @@ def task_defaults(task: str, **overrides) -> TrainConfig:
         raise TrainOptionError("--distill-from builds its targets in length-bucketed batches: add --length-buckets")
     if len(cfg.distill_from) > distill.MAX_TEACHERS:
         raise TrainOptionError(f"--distill-from takes at most {distill.MAX_TEACHERS} runs, got {len(cfg.distill_from)}")
-    return cfg
 
 
 def load_pairs(cfg: TrainConfig) -> list[data_mod.Pair]:
@@ -292,14 +298,13 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, force: bool = False, quiet: 
     """Train, evaluate and write the run folder atomically. Returns the metrics (``metrics.json``).
     ``quiet``: no progress bar or lines (``train.progress``)."""
     out_dir = Path(out_dir)
+    check_config(cfg)
     if distribute and cfg.symbol_dropout:
         raise TrainOptionError("--symbol-dropout is not available with --distribute (it replaces symbols in "
                                "length-bucketed batches; --distribute trains on padded arrays)")
     if distribute and cfg.r_drop:
         raise TrainOptionError("--r-drop is not available with --distribute (it doubles length-bucketed batches; "
                                "--distribute trains on padded arrays)")
-    if cfg.r_drop and not cfg.length_buckets:  # a TrainConfig made without task_defaults: its loss pairs row i
-        raise TrainOptionError("--r-drop doubles each length-bucketed batch: add --length-buckets")  # with i + n
     if distribute and cfg.distill_from:
         raise TrainOptionError("--distill-from is not available with --distribute (its targets are built in "
                                "length-bucketed batches; --distribute trains on padded arrays)")
